@@ -1,0 +1,314 @@
+"""Every training setting as a pydantic model, with YAML load/dump and dotted overrides.
+
+Settings live in four sections, ``env``, ``policy``, ``ppo`` and ``run``. Each field
+documents itself and validates its range, so a bad value is reported with the
+field's dotted name and what it accepts (see :func:`format_validation_error`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "ConfigError",
+    "EnvConfig",
+    "PPOConfig",
+    "PolicyConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "format_validation_error",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message is one readable line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvConfig(_Section):
+    """Which environment to train on and how to run its copies."""
+
+    id: str = Field("CartPole-v1", description="Gymnasium environment id, e.g. LunarLander-v3.")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to the environment constructor."
+    )
+    num_envs: int = Field(8, ge=1, le=4096, description="Number of environment copies stepped together.")
+    vectorization: Literal["sync", "async"] = Field(
+        "sync",
+        description="sync: all copies in this process. async: copies step in worker processes.",
+    )
+    max_episode_steps: int | None = Field(
+        None, ge=1, description="Override the environment's time limit (truncation)."
+    )
+    normalize_obs: bool = Field(False, description="Normalize observations with running mean/std.")
+    normalize_reward: bool = Field(
+        False, description="Scale rewards by the running std of the discounted return."
+    )
+    clip_obs: float = Field(10.0, gt=0, description="Clip normalized observations to +-clip_obs.")
+    clip_reward: float = Field(10.0, gt=0, description="Clip scaled rewards to +-clip_reward.")
+
+
+class PolicyConfig(_Section):
+    """Shape of the actor-critic network and its action head."""
+
+    hidden_sizes: list[int] = Field(
+        default_factory=lambda: [64, 64], description="Widths of the hidden layers of each trunk."
+    )
+    activation: Literal["tanh", "relu", "elu", "gelu", "silu", "leaky_relu"] = Field(
+        "tanh", description="Activation of the hidden layers."
+    )
+    shared_trunk: bool = Field(
+        False, description="Actor and critic share one trunk (True) or have one each (False)."
+    )
+    ortho_init: bool = Field(
+        True,
+        description="Orthogonal init: gain sqrt(2) hidden, 0.01 policy output, 1.0 value output.",
+    )
+    log_std_init: float = Field(
+        0.0, ge=-20, le=5, description="Initial log standard deviation of Gaussian heads."
+    )
+    squash: bool = Field(
+        False,
+        description="Gaussian heads: squash samples with tanh into the Box bounds "
+        "(log-probabilities carry the log-det correction).",
+    )
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _check_sizes(cls, sizes: list[int]) -> list[int]:
+        if not sizes:
+            raise ValueError("needs at least one layer, e.g. [64, 64]")
+        if any(h < 1 or h > 65536 for h in sizes):
+            raise ValueError("each width must be between 1 and 65536")
+        return sizes
+
+
+class PPOConfig(_Section):
+    """PPO hyperparameters; names follow Stable-Baselines3 and CleanRL."""
+
+    n_steps: int = Field(128, ge=1, description="Steps per environment copy in each rollout.")
+    minibatch_size: int = Field(
+        256, ge=1, description="Samples per gradient step (SB3 calls this batch_size)."
+    )
+    n_epochs: int = Field(4, ge=1, le=1000, description="Passes over each rollout.")
+    learning_rate: float = Field(3e-4, gt=0, le=1, description="Adam step size.")
+    anneal_lr: bool = Field(False, description="Decay the learning rate linearly to 0 over total_timesteps.")
+    adam_eps: float = Field(1e-5, gt=0, le=1, description="Adam epsilon.")
+    gamma: float = Field(0.99, ge=0, le=1, description="Discount factor.")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    clip_coef: float = Field(0.2, gt=0, le=10, description="PPO ratio clip range epsilon.")
+    clip_vloss: bool = Field(
+        False, description="Clip the value update to +-vf_clip_coef around the old value."
+    )
+    vf_clip_coef: float | None = Field(None, gt=0, description="Value clip range (defaults to clip_coef).")
+    ent_coef: float = Field(0.0, ge=0, le=10, description="Entropy bonus coefficient.")
+    vf_coef: float = Field(0.5, ge=0, le=100, description="Value loss coefficient.")
+    max_grad_norm: float = Field(0.5, gt=0, description="Global gradient-norm clip.")
+    norm_adv: bool = Field(True, description="Normalize advantages per minibatch.")
+    target_kl: float | None = Field(
+        None, gt=0, description="Stop the epoch loop early when approx-KL exceeds this."
+    )
+
+
+class RunConfig(_Section):
+    """How long to train, where to write, on what device."""
+
+    total_timesteps: int = Field(100_000, ge=1, description="Environment steps to train for.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed for environments and torch.")
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="Torch device.")
+    torch_threads: int = Field(
+        1, ge=0, le=256, description="Torch CPU threads (0: torch's default). Small MLPs run best with 1."
+    )
+    run_dir: str | None = Field(None, description="Directory for logs and checkpoints.")
+    checkpoint_interval: int = Field(
+        100_000, ge=0, description="Save a checkpoint every this many steps (0: only at the end)."
+    )
+    keep_checkpoints: int = Field(3, ge=1, description="How many periodic checkpoints to keep.")
+    log_window: int = Field(
+        20, ge=1, description="Episodes averaged for the 'recent return' shown while training."
+    )
+
+
+class TrainConfig(BaseModel):
+    """All settings of one training run."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @property
+    def batch_size(self) -> int:
+        """Samples in one rollout: ``env.num_envs * ppo.n_steps``."""
+        return self.env.num_envs * self.ppo.n_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        """Samples per gradient step (never more than one rollout)."""
+        return min(self.ppo.minibatch_size, self.batch_size)
+
+    @property
+    def num_minibatches(self) -> int:
+        """Gradient steps per epoch; the last minibatch may be smaller."""
+        return math.ceil(self.batch_size / self.minibatch_size)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        return load_config(path)
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> TrainConfig:
+        """A copy with dotted keys replaced (``{"ppo.gamma": 0.99}`` or ``["ppo.gamma=0.99"]``)."""
+        return apply_overrides(self, overrides)
+
+
+def _parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``--set key=value`` with YAML rules (1e-3, true, [64, 64])."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _deep_set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if part in node or i == 0:
+                raise ConfigError(f"unknown setting '{dotted}': '{part}' is not a section")
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any] | list[str]) -> TrainConfig:
+    """Return a validated copy of ``config`` with dotted-key overrides applied."""
+    if isinstance(overrides, list):
+        pairs: dict[str, Any] = {}
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+            pairs[key.strip()] = _parse_value(raw.strip())
+        overrides = pairs
+    data = config.model_dump(mode="python")
+    for key, value in overrides.items():
+        if "." not in key:
+            raise ConfigError(
+                f"unknown setting '{key}': use section.field, sections are env, policy, ppo, run"
+            )
+        # env.kwargs.foo=1 sets one constructor argument
+        _deep_set(data, key, value)
+    return validate_config(data)
+
+
+def validate_config(data: dict[str, Any]) -> TrainConfig:
+    """Build a TrainConfig, turning a ValidationError into a one-line ConfigError."""
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, data)) from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Load a YAML file into a TrainConfig (unknown keys are errors)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (env, policy, ppo, run)")
+    data.pop("preset", None)
+    data.pop("description", None)
+    return validate_config(data)
+
+
+def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _field_info(loc: tuple[Any, ...]) -> Any:
+    model: Any = TrainConfig
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return info
+        info = fields[part]
+        model = info.annotation
+    return info
+
+
+def _allowed_range(info: Any) -> str:
+    if info is None:
+        return ""
+    bounds = []
+    for meta in info.metadata:
+        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                bounds.append(f"{symbol} {value}")
+    return " and ".join(bounds)
+
+
+def format_validation_error(exc: ValidationError, data: dict[str, Any] | None = None) -> str:
+    """One line per problem: ``ppo.gamma = 2: must be <= 1 (allowed: >= 0 and <= 1)``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        name = ".".join(str(p) for p in loc) or "config"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            section = ".".join(str(p) for p in loc[:-1])
+            known = ""
+            info = _field_info(loc[:-1])
+            model = info.annotation if info is not None else (TrainConfig if not loc[:-1] else None)
+            if model is not None and hasattr(model, "model_fields"):
+                known = ", ".join(model.model_fields)
+            where = f" in section '{section}'" if section else ""
+            lines.append(f"unknown setting '{name}'{where}; known: {known}")
+            continue
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        value = _lookup(data, loc) if data is not None else err.get("input")
+        allowed = _allowed_range(_field_info(loc))
+        suffix = f" (allowed: {allowed})" if allowed else ""
+        shown = f" = {value!r}" if value is not None and not isinstance(value, dict) else ""
+        lines.append(f"invalid setting {name}{shown}: {msg.lower()}{suffix}")
+    return "; ".join(lines)

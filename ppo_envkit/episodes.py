@@ -1,0 +1,203 @@
+"""Per-episode seeding and bookkeeping that make training resumable exactly.
+
+Environment state (a Box2D world, say) cannot be saved in general. But an episode
+is fully determined by the seed of its reset and the actions taken since, so:
+
+* :class:`ReplayableEpisodes`, the outermost wrapper of every training
+  environment, seeds episode ``k`` of copy ``i`` from ``(base_seed_i, k)``;
+* :class:`EpisodeTracker`, in the learner, remembers the actions of each
+  copy's current episode, plus episode returns and lengths for logging;
+* on resume, each copy resets with its episode's seed and replays those actions,
+  inside its own worker process when vectorization is asynchronous.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+#: Episodes longer than this are not kept for replay; such a copy restarts its episode on resume.
+MAX_REPLAY_STEPS = 100_000
+
+
+def episode_seed(base_seed: int, episode: int) -> int:
+    """Seed of episode ``episode`` of a copy whose first reset used ``base_seed``."""
+    if episode == 0:
+        return int(base_seed)
+    return int(np.random.SeedSequence([int(base_seed), int(episode)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+class ReplayableEpisodes(gym.Wrapper):
+    """Reseeds every reset deterministically and can rebuild an episode by replaying actions."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.base_seed: int | None = None
+        self.episode = -1
+        self.pending_replay: tuple[int, int, np.ndarray] | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.base_seed, self.episode = int(seed), 0
+        else:
+            if self.base_seed is None:
+                self.base_seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
+            self.episode += 1
+        return self.env.reset(seed=episode_seed(self.base_seed, self.episode), options=options)
+
+    def replay_pending(self) -> Any:
+        """Reset to the pending ``(base_seed, episode, actions)`` and replay; returns the observation."""
+        if self.pending_replay is None:
+            raise RuntimeError("no replay was set (set_attr('pending_replay', ...) first)")
+        base_seed, episode, actions = self.pending_replay
+        self.pending_replay = None
+        self.base_seed, self.episode = int(base_seed), int(episode)
+        obs, _ = self.env.reset(seed=episode_seed(self.base_seed, self.episode))
+        for step, action in enumerate(actions):
+            obs, _, terminated, truncated, _ = self.env.step(action)
+            if (terminated or truncated) and step != len(actions) - 1:
+                raise RuntimeError(
+                    "replaying the saved episode ended it early: the environment is not "
+                    "deterministic given its seed and actions"
+                )
+        return obs
+
+
+class EpisodeTracker:
+    """Actions of each copy's current episode, episode indices, and finished-episode stats."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        base_seed: int,
+        action_shape: tuple[int, ...],
+        action_dtype: Any,
+        window: int = 20,
+    ):
+        self.num_envs = num_envs
+        self.base_seeds = np.arange(num_envs, dtype=np.int64) + int(base_seed)
+        self.episodes = np.zeros(num_envs, dtype=np.int64)
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.recent_returns: deque[float] = deque(maxlen=window)
+        self.recent_lengths: deque[int] = deque(maxlen=window)
+        self.finished = 0
+        self._action_shape = tuple(action_shape)
+        self._dtype = np.dtype(action_dtype)
+        self._history = np.zeros((1024, num_envs, *self._action_shape), self._dtype)
+        self._size = 0  # rows used in _history
+        self._start = np.zeros(num_envs, dtype=np.int64)  # row where each current episode began
+        self.replayable = np.ones(num_envs, dtype=bool)
+
+    def record(self, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> list[tuple[float, int]]:
+        """Record one vector step; returns ``(return, length)`` of episodes that just ended."""
+        if self._size == len(self._history):
+            self._compact()
+        self._history[self._size] = actions
+        self._size += 1
+        self.returns += rewards
+        self.lengths += 1
+        ended: list[tuple[float, int]] = []
+        if dones.any():
+            for i in np.flatnonzero(dones):
+                ended.append((float(self.returns[i]), int(self.lengths[i])))
+            self.recent_returns.extend(r for r, _ in ended)
+            self.recent_lengths.extend(n for _, n in ended)
+            self.finished += len(ended)
+            self.returns[dones] = 0.0
+            self.lengths[dones] = 0
+            self.episodes[dones] += 1
+            self._start[dones] = self._size
+            self.replayable[dones] = True
+        return ended
+
+    def _compact(self) -> None:
+        """Drop rows no current episode needs; grow when every row is still needed."""
+        too_long = self.lengths > MAX_REPLAY_STEPS
+        self.replayable[too_long] = False
+        live = self._start[self.replayable]
+        keep_from = int(live.min()) if live.size else self._size
+        kept = self._history[keep_from : self._size]
+        capacity = len(self._history)
+        if len(kept) > capacity // 2:
+            capacity *= 2
+        history = np.zeros((capacity, self.num_envs, *self._action_shape), self._dtype)
+        history[: len(kept)] = kept
+        self._history, self._size = history, len(kept)
+        self._start = np.maximum(self._start - keep_from, 0)
+
+    def current_actions(self, i: int) -> np.ndarray | None:
+        """Actions of copy ``i``'s current episode, or None if it is too long to replay."""
+        if not self.replayable[i]:
+            return None
+        return self._history[self._start[i] : self._size, i].copy()
+
+    @property
+    def mean_recent_return(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+
+    @property
+    def mean_recent_length(self) -> float:
+        return float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan")
+
+    # ---------------------------------------------------------------- state for checkpoints
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-ready scalars, arrays) describing the tracker exactly."""
+        arrays: dict[str, np.ndarray] = {
+            "returns": self.returns.copy(),
+            "lengths": self.lengths.copy(),
+            "episodes": self.episodes.copy(),
+            "base_seeds": self.base_seeds.copy(),
+            "recent_returns": np.asarray(self.recent_returns, dtype=np.float64),
+            "recent_lengths": np.asarray(self.recent_lengths, dtype=np.int64),
+        }
+        replayable = []
+        for i in range(self.num_envs):
+            actions = self.current_actions(i)
+            replayable.append(actions is not None)
+            if actions is not None:
+                arrays[f"actions.{i}"] = actions
+        meta = {"finished": self.finished, "replayable": replayable, "window": self.recent_returns.maxlen}
+        return meta, arrays
+
+    def load_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore the state written by :meth:`state`."""
+        self.returns[:] = arrays["returns"]
+        self.lengths[:] = arrays["lengths"]
+        self.episodes[:] = arrays["episodes"]
+        self.base_seeds[:] = arrays["base_seeds"]
+        self.recent_returns = deque(arrays["recent_returns"].tolist(), maxlen=meta["window"])
+        self.recent_lengths = deque(arrays["recent_lengths"].tolist(), maxlen=meta["window"])
+        self.finished = int(meta["finished"])
+        stored = [arrays[f"actions.{i}"] if meta["replayable"][i] else None for i in range(self.num_envs)]
+        longest = max((len(a) for a in stored if a is not None), default=0)
+        self._history = np.zeros((max(1024, 2 * longest), self.num_envs, *self._action_shape), self._dtype)
+        self._size = longest
+        for i, actions in enumerate(stored):
+            self.replayable[i] = actions is not None
+            if actions is None:
+                self._start[i] = longest
+            else:
+                self._history[longest - len(actions) : longest, i] = actions.astype(self._dtype, copy=False)
+                self._start[i] = longest - len(actions)
+
+    def replay_plan(self) -> list[tuple[int, int, np.ndarray]]:
+        """``(base_seed, episode, actions)`` per copy that rebuilds its current episode.
+
+        A copy whose episode was too long to keep starts a new episode instead.
+        """
+        plans = []
+        for i in range(self.num_envs):
+            actions = self.current_actions(i)
+            if actions is None:
+                self.episodes[i] += 1
+                self.returns[i], self.lengths[i] = 0.0, 0
+                self._start[i] = self._size
+                self.replayable[i] = True
+                actions = np.zeros((0, *self._action_shape), self._dtype)
+            plans.append((int(self.base_seeds[i]), int(self.episodes[i]), actions))
+        return plans

@@ -1,0 +1,100 @@
+"""Running statistics for observation normalization and reward scaling.
+
+They are ``nn.Module`` buffers so that they travel with the policy's state dict:
+saved in the agent file, restored for eval, predict and replay, and never
+silently replaced by fresh statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RunningMeanStd(nn.Module):
+    """Mean and variance over all samples seen, merged batch by batch (Chan et al.)."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        # A tiny prior count keeps the first update finite, as in SB3 and CleanRL.
+        self.register_buffer("count", torch.tensor(epsilon, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        batch = batch.to(torch.float64).reshape(-1, *self.mean.shape)
+        n = batch.shape[0]
+        if n == 0:
+            return
+        batch_mean = batch.mean(0)
+        batch_var = batch.var(0, unbiased=False)
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        m2 = self.var * self.count + batch_var * n + delta.square() * self.count * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+
+class ObsNormalizer(nn.Module):
+    """``clip((x - mean) / sqrt(var + eps))`` on the continuous columns of flat observations."""
+
+    def __init__(self, dim: int, mask: torch.Tensor, clip: float, enabled: bool, eps: float = 1e-8):
+        super().__init__()
+        self.enabled = enabled
+        self.clip = clip
+        self.eps = eps
+        self.rms = RunningMeanStd((dim,))
+        self.register_buffer("mask", mask.to(torch.bool), persistent=False)
+        self.register_buffer("_scale", torch.ones(dim), persistent=False)
+        self.register_buffer("_shift", torch.zeros(dim), persistent=False)
+        self.refresh()
+        # Loaded statistics must take effect at once (eval and replay use them).
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh())
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Recompute the float32 affine map from the float64 statistics."""
+        scale = torch.rsqrt(self.rms.var + self.eps).to(torch.float32)
+        shift = self.rms.mean.to(torch.float32)
+        self._scale.copy_(torch.where(self.mask, scale, torch.ones_like(scale)))
+        self._shift.copy_(torch.where(self.mask, shift, torch.zeros_like(shift)))
+
+    @torch.no_grad()
+    def update(self, obs: torch.Tensor) -> None:
+        if self.enabled:
+            self.rms.update(obs)
+            self.refresh()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return obs
+        return ((obs - self._shift) * self._scale).clamp_(-self.clip, self.clip)
+
+
+class RewardScaler(nn.Module):
+    """Divides rewards by the running std of the discounted return, then clips.
+
+    The per-environment discounted return is state of the rollout, not of the
+    agent; the trainer keeps it and passes it in.
+    """
+
+    def __init__(self, gamma: float, clip: float, enabled: bool, eps: float = 1e-8):
+        super().__init__()
+        self.enabled = enabled
+        self.gamma = gamma
+        self.clip = clip
+        self.eps = eps
+        self.rms = RunningMeanStd(())
+
+    @torch.no_grad()
+    def __call__(self, rewards: torch.Tensor, returns: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """Scale ``rewards`` (one per env); updates ``returns`` in place and resets it at ``dones``."""
+        if not self.enabled:
+            return rewards
+        returns.mul_(self.gamma).add_(rewards)
+        self.rms.update(returns)
+        returns.masked_fill_(dones, 0.0)
+        scale = torch.rsqrt(self.rms.var + self.eps).to(rewards.dtype)
+        return (rewards * scale).clamp_(-self.clip, self.clip)

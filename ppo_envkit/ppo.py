@@ -1,0 +1,600 @@
+"""The ``PPO`` agent: collect a rollout, compute GAE, update, repeat; save and load.
+
+One training iteration, top to bottom:
+
+1. :meth:`PPO._collect` steps ``num_envs`` environment copies ``n_steps`` times
+   with the current policy, storing normalized observations, the stored form of
+   actions, log-probabilities and values (detached, at collection time), scaled
+   rewards, and V(final observation) wherever an episode was truncated.
+2. :meth:`RolloutBuffer.finish` computes GAE (no bootstrap past termination,
+   bootstrap from the final observation past truncation).
+3. :meth:`PPO._update` runs ``n_epochs`` passes of shuffled minibatches over the
+   clipped surrogate objective with an entropy bonus and a value loss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import concatenate, create_empty_array
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .episodes import EpisodeTracker
+from .policy import ActorCritic
+from .registry import make_env, make_vec_env, user_modules
+from .rollout import RolloutBuffer
+from .spaces import describe_space, space_from_data, space_to_data, spaces_match
+
+METRICS = (
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "loss",
+)
+
+
+class NonFiniteError(RuntimeError):
+    """An observation, reward or loss was NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; a checkpoint was saved first (``checkpoint`` attribute)."""
+
+    def __init__(self, checkpoint: Path | None):
+        super().__init__(f"training interrupted; checkpoint saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("run.device=cuda but no CUDA device is available; use cpu or auto")
+    return torch.device(name)
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
+    var = target.var()
+    return float("nan") if var == 0 else float(1.0 - (target - pred).var() / var)
+
+
+class PPO:
+    """Proximal Policy Optimization with a head chosen from the action space.
+
+    ``PPO("LunarLander-v3", config=TrainConfig(...))`` or ``PPO.from_preset("lunarlander")``;
+    then :meth:`learn`, :meth:`predict`, :meth:`save`, :meth:`load`.
+    """
+
+    def __init__(
+        self,
+        env: str | None = None,
+        config: TrainConfig | None = None,
+        *,
+        observation_space: spaces.Space | None = None,
+        action_space: spaces.Space | None = None,
+        device: str | None = None,
+    ):
+        config = config if config is not None else TrainConfig()
+        if env is not None and env != config.env.id:
+            config = config.with_overrides({"env.id": env})
+        if device is not None:
+            config = config.with_overrides({"run.device": device})
+        self.config = config
+        self.device = resolve_device(config.run.device)
+        if config.run.torch_threads:
+            torch.set_num_threads(config.run.torch_threads)
+        if observation_space is None or action_space is None:
+            probe = make_env(config.env.id, config.env.kwargs, max_episode_steps=config.env.max_episode_steps)
+            observation_space, action_space = probe.observation_space, probe.action_space
+            probe.close()
+        self.observation_space = observation_space
+        self.action_space = action_space
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.run.seed)
+            self.policy = ActorCritic(
+                observation_space, action_space, config.policy, config.env, config.ppo.gamma
+            )
+        self.policy.to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=config.ppo.learning_rate, eps=config.ppo.adam_eps
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(config.run.seed)
+        self.num_timesteps = 0
+        self.iteration = 0
+        self.target_timesteps = config.run.total_timesteps
+        self.metadata: dict[str, Any] = {}
+        self.last_metrics: dict[str, float] = {}
+        self.envs = None
+        self.tracker: EpisodeTracker | None = None
+        self._obs: torch.Tensor | None = None
+        self._returns: torch.Tensor | None = None
+        self._buffer: RolloutBuffer | None = None
+        self._captured: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------------------- creation
+
+    @classmethod
+    def from_preset(
+        cls,
+        name: str,
+        env: str | None = None,
+        overrides: dict[str, Any] | list[str] | None = None,
+        **kwargs: Any,
+    ) -> PPO:
+        """An agent configured by a preset from ``agents/`` (``cartpole``, ``lunarlander``, ...)."""
+        from .presets import load_preset
+
+        config = load_preset(name)
+        if overrides:
+            config = config.with_overrides(overrides)
+        return cls(env, config=config, **kwargs)
+
+    # ----------------------------------------------------------------------------- acting
+
+    @torch.inference_mode()
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Action(s) for raw environment observation(s), in the environment's format.
+
+        A single observation gives a single action; a batch gives a batch.
+        """
+        batched = self.policy.flattener.is_batched(obs)
+        x = self.policy.obs_norm(self.policy.obs_to_tensor(obs, batched=batched))
+        action, _, _, _ = self.policy.act(x, deterministic=deterministic, generator=self.generator)
+        env_action = self.policy.head.to_env(action)
+        return env_action if batched else env_action[0]
+
+    @torch.inference_mode()
+    def policy_step(self, obs: Any, deterministic: bool = True) -> dict[str, Any]:
+        """One single-observation decision with what the policy thinks (for viewers)."""
+        x = self.policy.obs_norm(self.policy.obs_to_tensor(obs, batched=False))
+        action, logp, value, params = self.policy.act(
+            x, deterministic=deterministic, generator=self.generator
+        )
+        return {
+            "action": self.policy.head.to_env(action)[0],
+            "raw_action": action[0].cpu().numpy(),
+            "log_prob": float(logp[0]),
+            "value": float(value[0]),
+            **{k: v[0] for k, v in self.policy.head.describe(params).items()},
+        }
+
+    # ----------------------------------------------------------------------------- training
+
+    def learn(
+        self,
+        total_timesteps: int | None = None,
+        *,
+        callback: Callable[[PPO, dict[str, float]], bool | None] | None = None,
+        logger: Any = None,
+    ) -> PPO:
+        """Train for ``total_timesteps`` more environment steps (default: ``run.total_timesteps``).
+
+        ``callback(agent, metrics)`` runs after every iteration; returning False stops.
+        ``logger`` (a :class:`~ppo_envkit.logging.RunLogger`) writes progress and checkpoints.
+        """
+        steps = self.config.run.total_timesteps if total_timesteps is None else int(total_timesteps)
+        if steps < 1:
+            raise ValueError("total_timesteps must be >= 1")
+        self.target_timesteps = self.num_timesteps + steps
+        return self._train(callback=callback, logger=logger)
+
+    def _train(self, callback: Callable[..., Any] | None = None, logger: Any = None) -> PPO:
+        try:
+            self._ensure_envs()
+            if logger is not None:
+                logger.start(self)
+            self._train_loop(callback, logger)
+        finally:
+            if logger is not None:
+                logger.close()
+        return self
+
+    def _train_loop(self, callback: Callable[..., Any] | None, logger: Any) -> None:
+        batch = self.config.batch_size
+        try:
+            while self.num_timesteps < self.target_timesteps:
+                self._captured = self._capture()
+                start = time.perf_counter()
+                self._collect()
+                collect_time = time.perf_counter() - start
+                metrics = self._update()
+                elapsed = time.perf_counter() - start
+                self.num_timesteps += batch
+                self.iteration += 1
+                metrics.update(
+                    sps=batch / elapsed,
+                    collect_sps=batch / max(collect_time, 1e-9),
+                    episode_return=self.tracker.mean_recent_return,
+                    episode_length=self.tracker.mean_recent_length,
+                    episodes=self.tracker.finished,
+                )
+                self.last_metrics = metrics
+                if logger is not None:
+                    logger.log_iteration(self, metrics)
+                if callback is not None and callback(self, metrics) is False:
+                    break
+        except NonFiniteError as exc:
+            saved = self._save_captured(logger)
+            where = f"; last good checkpoint: {saved}" if saved else ""
+            raise NonFiniteError(f"{exc}{where}") from None
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self._save_captured(logger)) from None
+        if logger is not None:
+            logger.finish(self)
+
+    def _save_captured(self, logger: Any) -> Path | None:
+        """Restore and save the state captured at the start of the failed iteration."""
+        if self._captured is None:
+            return None
+        self.policy.load_state_dict(self._captured["policy"])
+        meta, tensors = self._captured["trainer"]
+        # The environments ran past the captured state: they are rebuilt by replay on the next learn().
+        self.close()
+        self._load_trainer_state(meta, tensors)
+        return logger.save_checkpoint(self) if logger is not None else None
+
+    def _ensure_envs(self) -> None:
+        if self.envs is not None:
+            return
+        cfg = self.config
+        self.envs = make_vec_env(cfg.env)
+        if not spaces_match(self.envs.single_observation_space, self.observation_space) or not spaces_match(
+            self.envs.single_action_space, self.action_space
+        ):
+            self.close()
+            raise ValueError(self._mismatch_message(cfg.env.id))
+        n = cfg.env.num_envs
+        head = self.policy.head
+        sample_env_action = head.to_env(torch.zeros((1, head.storage_dim), device=self.device))
+        window = cfg.run.log_window
+        if self.tracker is None:
+            self.tracker = EpisodeTracker(
+                n, cfg.run.seed, sample_env_action.shape[1:], sample_env_action.dtype, window
+            )
+            obs, _ = self.envs.reset(seed=cfg.run.seed)
+        else:  # resuming or reopening: rebuild every copy's current episode by replay
+            obs = self._replay_episodes()
+        raw = self.policy.obs_to_tensor(obs)
+        self._check_finite_obs(raw, obs_step=self.num_timesteps)
+        if self._returns is None:
+            self._returns = torch.zeros(n, device=self.device)
+            self.policy.obs_norm.update(raw)
+        self._obs = self.policy.obs_norm(raw)
+        self._buffer = RolloutBuffer(
+            cfg.ppo.n_steps, n, self.policy.flattener.flat_dim, head.storage_dim, self.device
+        )
+
+    def _replay_episodes(self) -> Any:
+        assert self.envs is not None and self.tracker is not None
+        self.envs.set_attr("pending_replay", self.tracker.replay_plan())
+        results = self.envs.call("replay_pending")
+        space = self.envs.single_observation_space
+        return concatenate(space, list(results), create_empty_array(space, len(results)))
+
+    def _check_finite_obs(self, raw: torch.Tensor, obs_step: int) -> None:
+        if not bool(torch.isfinite(raw).all()):
+            bad = torch.nonzero(~torch.isfinite(raw).all(1)).flatten().tolist()
+            raise NonFiniteError(
+                f"environment {self.config.env.id} returned a non-finite observation at training step "
+                f"{obs_step} (environment copies {bad})"
+            )
+
+    @torch.inference_mode()
+    def _collect(self) -> None:
+        policy, envs, buf, tracker = self.policy, self.envs, self._buffer, self.tracker
+        assert envs is not None and buf is not None and tracker is not None and self._obs is not None
+        head = policy.head
+        gen = self.generator
+        device = self.device
+        n = self.config.env.num_envs
+        obs = self._obs
+        buf.truncated.zero_()
+        for t in range(buf.n_steps):
+            action, logp, value, _ = policy.act(obs, generator=gen)
+            env_action = head.to_env(action)
+            next_obs, reward, terminated, truncated, info = envs.step(env_action)
+            done = terminated | truncated
+            tracker.record(env_action, reward, done)
+            step = self.num_timesteps + (t + 1) * n
+            if not np.isfinite(reward).all():
+                bad = np.flatnonzero(~np.isfinite(reward)).tolist()
+                raise NonFiniteError(
+                    f"environment {self.config.env.id} returned a non-finite reward at training step {step} "
+                    f"(environment copies {bad})"
+                )
+            raw = policy.obs_to_tensor(next_obs)
+            self._check_finite_obs(raw, step)
+            policy.obs_norm.update(raw)
+            reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
+            done_t = torch.from_numpy(done).to(device)
+            buf.obs[t] = obs
+            buf.actions[t] = action
+            buf.logprobs[t] = logp
+            buf.values[t] = value
+            buf.rewards[t] = policy.reward_scaler(reward_t, self._returns, done_t)
+            buf.terminated[t] = torch.from_numpy(terminated).to(device)
+            buf.episode_end[t] = done_t
+            cut = truncated & ~terminated
+            if cut.any():
+                idx = np.flatnonzero(cut)
+                final = self._stack_obs([info["final_obs"][i] for i in idx])
+                final_t = policy.obs_to_tensor(final)
+                self._check_finite_obs(final_t, step)
+                idx_t = torch.from_numpy(idx).to(device)
+                buf.truncated[t, idx_t] = True
+                buf.truncated_values[t, idx_t] = policy.value(policy.obs_norm(final_t))
+            obs = policy.obs_norm(raw)
+        self._obs = obs
+        self._last_values = policy.value(obs)
+
+    def _stack_obs(self, items: list[Any]) -> Any:
+        space = self.observation_space
+        return concatenate(space, items, create_empty_array(space, len(items)))
+
+    def _update(self) -> dict[str, float]:
+        cfg = self.config.ppo
+        buf = self._buffer
+        assert buf is not None
+        gae = buf.finish(self._last_values, cfg.gamma, cfg.gae_lambda)
+        if cfg.anneal_lr:
+            frac = max(0.0, 1.0 - self.num_timesteps / max(self.target_timesteps, 1))
+            for group in self.optimizer.param_groups:
+                group["lr"] = frac * cfg.learning_rate
+        policy, optimizer, gen = self.policy, self.optimizer, self.generator
+        params = list(policy.parameters())
+        batch_size, mb_size = self.config.batch_size, self.config.minibatch_size
+        clip, vclip = cfg.clip_coef, cfg.vf_clip_coef or cfg.clip_coef
+        history: list[torch.Tensor] = []
+        stopped_early = False
+        for _epoch in range(cfg.n_epochs):
+            perm = torch.randperm(batch_size, generator=gen, device=self.device)
+            for start in range(0, batch_size, mb_size):
+                mb = buf.packed.index_select(0, perm[start : start + mb_size])
+                obs, actions, old_logp, adv, returns, old_values = buf.split(mb)
+                losses = ppo_losses(
+                    policy,
+                    obs,
+                    actions,
+                    old_logp,
+                    adv,
+                    returns,
+                    old_values,
+                    clip=clip,
+                    vclip=vclip if cfg.clip_vloss else None,
+                    ent_coef=cfg.ent_coef,
+                    vf_coef=cfg.vf_coef,
+                    norm_adv=cfg.norm_adv,
+                    generator=gen,
+                )
+                loss = losses[-1]
+                if not bool(torch.isfinite(loss)):
+                    raise NonFiniteError(
+                        f"non-finite loss in update {self.iteration + 1} (after {self.num_timesteps} steps): "
+                        + ", ".join(f"{k}={float(v):.4g}" for k, v in zip(METRICS, losses, strict=False))
+                    )
+                if cfg.target_kl is not None and float(losses[3]) > cfg.target_kl:
+                    stopped_early = True
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
+                optimizer.step()
+                history.append(torch.stack([v.detach() for v in losses]))
+            if stopped_early:
+                break
+        means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * len(METRICS)
+        metrics = dict(zip(METRICS, means, strict=False))
+        metrics.update(
+            explained_variance=explained_variance(buf.values.reshape(-1), gae["returns"].reshape(-1)),
+            learning_rate=self.optimizer.param_groups[0]["lr"],
+            gradient_steps=len(history),
+            stopped_early=float(stopped_early),
+        )
+        if hasattr(policy.head, "log_std"):
+            metrics["action_std"] = float(policy.head.log_std.exp().mean())
+        return metrics
+
+    # ----------------------------------------------------------------------------- state
+
+    def _capture(self) -> dict[str, Any]:
+        """Everything needed to resume exactly from the start of the coming iteration."""
+        return {
+            "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+            "trainer": self._trainer_state(),
+        }
+
+    def _trainer_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        assert self.tracker is not None and self._returns is not None
+        opt_meta, tensors = ckpt.optimizer_state(self.optimizer)
+        tensors = {k: v.detach().clone() for k, v in tensors.items()}
+        tensors["rng"] = self.generator.get_state().clone()
+        tensors["reward_returns"] = self._returns.clone()
+        track_meta, arrays = self.tracker.state()
+        tensors.update(
+            {f"episodes.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        )
+        meta = {
+            "num_timesteps": self.num_timesteps,
+            "iteration": self.iteration,
+            "target_timesteps": self.target_timesteps,
+            "optimizer": opt_meta,
+            "episodes": track_meta,
+        }
+        return meta, tensors
+
+    def _load_trainer_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.num_timesteps = int(meta["num_timesteps"])
+        self.iteration = int(meta["iteration"])
+        self.target_timesteps = int(meta["target_timesteps"])
+        ckpt.load_optimizer_state(
+            self.optimizer, meta["optimizer"], {k: v.to(self.device) for k, v in tensors.items()}
+        )
+        self.generator.set_state(tensors["rng"])
+        self._returns = tensors["reward_returns"].to(self.device).clone()
+        arrays = {
+            k.removeprefix("episodes."): v.numpy() for k, v in tensors.items() if k.startswith("episodes.")
+        }
+        if self.tracker is None:
+            sample = self.policy.head.to_env(
+                torch.zeros((1, self.policy.head.storage_dim), device=self.device)
+            )
+            self.tracker = EpisodeTracker(
+                self.config.env.num_envs,
+                self.config.run.seed,
+                sample.shape[1:],
+                sample.dtype,
+                self.config.run.log_window,
+            )
+        self.tracker.load_state(meta["episodes"], arrays)
+
+    def agent_metadata(self) -> dict[str, Any]:
+        from .registry import env_info
+
+        info = env_info(self.config.env.id)
+        return {
+            "env": {
+                "id": self.config.env.id,
+                "kwargs": self.config.env.kwargs,
+                "max_episode_steps": self.config.env.max_episode_steps,
+                "modules": user_modules(),
+                "action_names": info.action_names,
+            },
+            "observation_space": space_to_data(self.observation_space),
+            "action_space": space_to_data(self.action_space),
+            "policy": self.config.policy.model_dump(mode="json"),
+            "config": self.config.model_dump(mode="json"),
+            "num_timesteps": self.num_timesteps,
+            **self.metadata,
+        }
+
+    def _agent_files(self) -> dict[str, Any]:
+        return ckpt.agent_files(self.policy.state_dict(), self.agent_metadata())
+
+    def save(self, path: str | Path) -> Path:
+        """Write an agent directory (``model.safetensors`` + ``agent.json``) atomically."""
+        return ckpt.atomic_write_dir(Path(path), self._agent_files())
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """An agent directory plus the trainer state needed to resume exactly."""
+        meta, tensors = self._trainer_state()
+        return ckpt.save_checkpoint(Path(path), self._agent_files(), meta, tensors)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = "cpu", config_overrides: Any = None) -> PPO:
+        """Load an agent directory (or a run directory's final agent). Never unpickles."""
+        from .config import ConfigError, validate_config
+
+        path = ckpt.resolve_agent_path(path)
+        meta, tensors = ckpt.load_agent_dir(path)
+        try:
+            config = validate_config(meta["config"])
+        except ConfigError as exc:
+            raise ckpt.AgentFileError(f"{path}: stored config is invalid: {exc}") from None
+        if config_overrides:
+            config = config.with_overrides(config_overrides)
+        for module in meta["env"].get("modules") or []:
+            from .registry import load_env_module
+
+            try:
+                load_env_module(module)
+            except Exception:
+                pass
+        agent = cls(
+            config=config,
+            observation_space=space_from_data(meta["observation_space"]),
+            action_space=space_from_data(meta["action_space"]),
+            device=device,
+        )
+        try:
+            agent.policy.load_state_dict(tensors)
+        except RuntimeError as exc:
+            raise ckpt.AgentFileError(f"{path}: weights do not fit the stored policy config: {exc}") from None
+        agent.num_timesteps = int(meta.get("num_timesteps", 0))
+        agent.metadata = {k: meta[k] for k in ("provenance", "evaluation") if k in meta}
+        agent.path = path
+        return agent
+
+    @classmethod
+    def resume(cls, checkpoint_dir: str | Path, device: str | None = None) -> PPO:
+        """An agent with its optimizer, RNG, counters and environment episodes restored."""
+        checkpoint_dir = Path(checkpoint_dir)
+        agent = cls.load(checkpoint_dir, device=device)
+        meta, tensors = ckpt.load_trainer_state(checkpoint_dir)
+        agent._load_trainer_state(meta, tensors)
+        return agent
+
+    def check_env_compatible(self, env: Any) -> None:
+        """Raise a clear error if ``env``'s spaces differ from the agent's."""
+        obs_space = getattr(env, "single_observation_space", None) or env.observation_space
+        act_space = getattr(env, "single_action_space", None) or env.action_space
+        if not spaces_match(self.observation_space, obs_space) or not spaces_match(
+            self.action_space, act_space
+        ):
+            raise ValueError(self._mismatch_message(self.config.env.id, obs_space, act_space))
+
+    def _mismatch_message(self, env_id: str, obs_space: Any = None, act_space: Any = None) -> str:
+        if obs_space is None and self.envs is not None:
+            obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        return (
+            f"the agent does not fit environment '{env_id}': the agent was trained with observations "
+            f"{describe_space(self.observation_space)} and actions {describe_space(self.action_space)}, "
+            f"the environment has observations {describe_space(obs_space)} and actions "
+            f"{describe_space(act_space)}"
+        )
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+            self.envs = None
+
+
+def ppo_losses(
+    policy: ActorCritic,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    old_values: torch.Tensor,
+    *,
+    clip: float,
+    vclip: float | None,
+    ent_coef: float,
+    vf_coef: float,
+    norm_adv: bool,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """(policy loss, value loss, entropy, approx-KL, clip fraction, total loss) for one minibatch.
+
+    ``loss = policy_loss - ent_coef * entropy + vf_coef * value_loss``: entropy is a bonus.
+    """
+    new_logp, entropy, values = policy.evaluate(obs, actions, generator)
+    log_ratio = new_logp - old_logp
+    ratio = log_ratio.exp()
+    if norm_adv and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
+    if vclip is None:
+        value_loss = 0.5 * (values - returns).square().mean()
+    else:
+        clipped = old_values + (values - old_values).clamp(-vclip, vclip)
+        value_loss = 0.5 * torch.max((values - returns).square(), (clipped - returns).square()).mean()
+    entropy_mean = entropy.mean()
+    loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
+    with torch.no_grad():
+        approx_kl = ((ratio - 1.0) - log_ratio).mean()
+        clip_fraction = ((ratio - 1.0).abs() > clip).to(torch.float32).mean()
+    return policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction, loss
+
+
+__all__ = ["PPO", "NonFiniteError", "TrainingInterrupted", "ppo_losses"]

@@ -1,0 +1,74 @@
+"""Presets: named training configs, one YAML file each in ``agents/``.
+
+Looked up in ``./agents`` of the current directory first (a user's own), then in
+the ``agents/`` folder shipped with ppo-envkit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError, TrainConfig, load_config
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def preset_dirs() -> list[Path]:
+    dirs = [Path.cwd() / "agents", _PACKAGE_DIR.parent / "agents", _PACKAGE_DIR / "_agents"]
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.append(d.resolve())
+    return seen
+
+
+def preset_paths() -> dict[str, Path]:
+    """Preset name -> YAML file (earlier directories win)."""
+    found: dict[str, Path] = {}
+    for d in preset_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def load_preset(name: str) -> TrainConfig:
+    """A preset by name (``lunarlander``) or by YAML path."""
+    if name.endswith((".yaml", ".yml")) or Path(name).is_file():
+        return load_config(name)
+    paths = preset_paths()
+    if name not in paths:
+        known = ", ".join(sorted(paths)) or "none found"
+        raise ConfigError(f"unknown preset '{name}'; available: {known}")
+    return load_config(paths[name])
+
+
+def preset_description(name: str) -> str:
+    data: Any = yaml.safe_load(preset_paths()[name].read_text()) or {}
+    return str(data.get("description", "")).strip()
+
+
+def preset_for_env(env_id: str, kwargs: dict[str, Any] | None = None) -> str | None:
+    """The preset written for ``env_id`` whose ``env.kwargs`` all match ``kwargs``; the most specific wins.
+
+    Presets whose name starts with ``zoo-`` reproduce other libraries' settings and
+    are never picked automatically.
+    """
+    kwargs = kwargs or {}
+    best: tuple[int, str] | None = None
+    for name, path in preset_paths().items():
+        if name.startswith("zoo-"):
+            continue
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            continue
+        env = data.get("env") or {}
+        preset_kwargs = env.get("kwargs") or {}
+        if env.get("id") != env_id or any(kwargs.get(k) != v for k, v in preset_kwargs.items()):
+            continue
+        if best is None or len(preset_kwargs) > best[0]:
+            best = (len(preset_kwargs), name)
+    return best[1] if best else None

@@ -1,0 +1,210 @@
+"""Observation spaces: batched flattening for the MLP, and spaces as plain data.
+
+Observations are turned into one float32 matrix ``[batch, flat_dim]``: ``Box`` parts
+are flattened, ``Discrete`` and ``MultiDiscrete`` parts one-hot encoded,
+``MultiBinary`` parts cast, and ``Dict``/``Tuple`` spaces concatenated in the
+space's own key order. Spaces are serialized to JSON-ready dicts so that an agent
+file records them without pickling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+SUPPORTED_OBSERVATION_SPACES = "Box, Discrete, MultiDiscrete, MultiBinary, and Dict/Tuple of those"
+
+
+class UnsupportedSpaceError(TypeError):
+    """A space that no encoder or head handles; the message names the supported ones."""
+
+
+@dataclass(frozen=True)
+class _Part:
+    kind: str  # "box" | "onehot" | "multionehot" | "binary"
+    path: tuple[Any, ...]
+    size: int
+    space: spaces.Space
+
+
+def _parts(space: spaces.Space, path: tuple[Any, ...] = ()) -> list[_Part]:
+    if isinstance(space, spaces.Box):
+        return [_Part("box", path, int(np.prod(space.shape, dtype=np.int64)), space)]
+    if isinstance(space, spaces.Discrete):
+        return [_Part("onehot", path, int(space.n), space)]
+    if isinstance(space, spaces.MultiDiscrete):
+        return [_Part("multionehot", path, int(np.sum(space.nvec)), space)]
+    if isinstance(space, spaces.MultiBinary):
+        return [_Part("binary", path, int(np.prod(space.shape, dtype=np.int64)), space)]
+    if isinstance(space, spaces.Dict):
+        return [p for key, sub in space.spaces.items() for p in _parts(sub, (*path, key))]
+    if isinstance(space, spaces.Tuple):
+        return [p for i, sub in enumerate(space.spaces) for p in _parts(sub, (*path, i))]
+    where = "" if not path else f" at {'/'.join(map(str, path))}"
+    raise UnsupportedSpaceError(
+        f"observation space {space}{where} is not supported; supported: {SUPPORTED_OBSERVATION_SPACES}"
+    )
+
+
+def _get(obs: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        obs = obs[key]
+    return obs
+
+
+class ObsFlattener:
+    """Turns batched (or single) observations of a space into a float32 matrix."""
+
+    def __init__(self, space: spaces.Space) -> None:
+        self.space = space
+        self.parts = _parts(space)
+        self.flat_dim = sum(p.size for p in self.parts)
+        # Only continuous parts are normalized; one-hot codes are already on a fixed scale.
+        mask = [np.full(p.size, p.kind == "box") for p in self.parts]
+        self.normalize_mask = np.concatenate(mask) if mask else np.zeros(0, bool)
+        self._simple_box = len(self.parts) == 1 and self.parts[0].kind == "box"
+        self._offsets = []
+        for part in self.parts:
+            if part.kind == "multionehot":
+                nvec = np.asarray(part.space.nvec).reshape(-1)
+                self._offsets.append(np.concatenate([[0], np.cumsum(nvec)[:-1]]))
+            else:
+                self._offsets.append(None)
+
+    def is_batched(self, obs: Any) -> bool:
+        """True when ``obs`` holds a leading batch dimension."""
+        part = self.parts[0]
+        leaf = np.asarray(_get(obs, part.path))
+        single_ndim = {"box": len(part.space.shape), "onehot": 0}.get(
+            part.kind, len(getattr(part.space, "shape", ()) or ())
+        )
+        return leaf.ndim == single_ndim + 1
+
+    def __call__(self, obs: Any, batched: bool = True) -> np.ndarray:
+        """Flatten ``obs`` (batched unless ``batched=False``) to ``[batch, flat_dim]`` float32."""
+        if self._simple_box:
+            arr = np.asarray(obs, dtype=np.float32)
+            return arr.reshape(arr.shape[0] if batched else 1, -1)
+        columns = []
+        for part, offsets in zip(self.parts, self._offsets, strict=False):
+            leaf = np.asarray(_get(obs, part.path))
+            if not batched:
+                leaf = leaf[None]
+            n = leaf.shape[0]
+            if part.kind == "box" or part.kind == "binary":
+                columns.append(leaf.reshape(n, -1).astype(np.float32, copy=False))
+            elif part.kind == "onehot":
+                start = int(part.space.start)
+                out = np.zeros((n, part.size), np.float32)
+                out[np.arange(n), leaf.reshape(n).astype(np.int64) - start] = 1.0
+                columns.append(out)
+            else:  # multionehot
+                start = np.asarray(part.space.start).reshape(-1)
+                idx = leaf.reshape(n, -1).astype(np.int64) - start + offsets
+                out = np.zeros((n, part.size), np.float32)
+                np.put_along_axis(out, idx, 1.0, axis=1)
+                columns.append(out)
+        return np.concatenate(columns, axis=1)
+
+
+# --------------------------------------------------------------------------- serialization
+
+
+def _array_to_data(arr: np.ndarray) -> Any:
+    """A uniform array becomes one number; others a nested list. inf stays a string."""
+    flat = np.asarray(arr).reshape(-1)
+    if flat.size and np.all(flat == flat[0]):
+        return _num(flat[0])
+    return [_num(v) for v in flat]
+
+
+def _num(v: Any) -> Any:
+    v = v.item() if hasattr(v, "item") else v
+    if isinstance(v, float) and not np.isfinite(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+def _data_to_array(data: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    def conv(v: Any) -> float:
+        return float(v) if isinstance(v, str) else v
+
+    if isinstance(data, list):
+        return np.asarray([conv(v) for v in data], dtype=dtype).reshape(shape)
+    return np.full(shape, conv(data), dtype=dtype)
+
+
+def space_to_data(space: spaces.Space) -> dict[str, Any]:
+    """A JSON-ready description of ``space`` (no pickling)."""
+    if isinstance(space, spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": _array_to_data(space.low),
+            "high": _array_to_data(space.high),
+        }
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {
+            "type": "MultiDiscrete",
+            "nvec": np.asarray(space.nvec).tolist(),
+            "start": np.asarray(space.start).tolist(),
+            "dtype": str(space.dtype),
+        }
+    if isinstance(space, spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
+    if isinstance(space, spaces.Dict):
+        return {"type": "Dict", "spaces": {k: space_to_data(s) for k, s in space.spaces.items()}}
+    if isinstance(space, spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_data(s) for s in space.spaces]}
+    raise UnsupportedSpaceError(f"cannot serialize space {space}")
+
+
+def space_from_data(data: dict[str, Any]) -> spaces.Space:
+    """Inverse of :func:`space_to_data`."""
+    kind = data.get("type")
+    if kind == "Box":
+        shape = tuple(data["shape"])
+        dtype = np.dtype(data["dtype"])
+        return spaces.Box(
+            low=_data_to_array(data["low"], shape, dtype),
+            high=_data_to_array(data["high"], shape, dtype),
+            shape=shape,
+            dtype=dtype,
+        )
+    if kind == "Discrete":
+        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+    if kind == "MultiDiscrete":
+        return spaces.MultiDiscrete(
+            np.asarray(data["nvec"]), start=np.asarray(data["start"]), dtype=data.get("dtype", "int64")
+        )
+    if kind == "MultiBinary":
+        return spaces.MultiBinary(data["n"])
+    if kind == "Dict":
+        return spaces.Dict({k: space_from_data(v) for k, v in data["spaces"].items()})
+    if kind == "Tuple":
+        return spaces.Tuple([space_from_data(v) for v in data["spaces"]])
+    raise ValueError(f"unknown space type in agent file: {kind!r}")
+
+
+def describe_space(space: spaces.Space) -> str:
+    """Short human form, e.g. ``Box(-inf..inf, (8,), float32)`` or ``Discrete(4)``."""
+    if isinstance(space, spaces.Box):
+        low, high = np.min(space.low), np.max(space.high)
+        return f"Box({_num(low)}..{_num(high)}, {space.shape}, {space.dtype})"
+    if isinstance(space, spaces.Dict):
+        inner = ", ".join(f"{k}: {describe_space(s)}" for k, s in space.spaces.items())
+        return f"Dict({inner})"
+    if isinstance(space, spaces.Tuple):
+        return f"Tuple({', '.join(describe_space(s) for s in space.spaces)})"
+    return str(space)
+
+
+def spaces_match(expected: spaces.Space, actual: spaces.Space) -> bool:
+    """Same structure, shapes, sizes and bounds (dtypes of Box may differ in width)."""
+    return space_to_data(expected) == space_to_data(actual)
