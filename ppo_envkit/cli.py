@@ -19,7 +19,7 @@ from rich.console import Console
 
 from .config import ConfigError, TrainConfig
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Exceptions reported in one line (without --debug). Filled lazily to keep start-up fast.
 _KNOWN_ERRORS: tuple[type[BaseException], ...] = ()

@@ -199,6 +199,8 @@ def _deep_set(data: dict[str, Any], dotted: str, value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if not isinstance(child, dict):
+            if i == 0 and part not in node:
+                raise ConfigError(f"unknown setting '{dotted}': sections are env, policy, ppo, run")
             if part in node or i == 0:
                 raise ConfigError(f"unknown setting '{dotted}': '{part}' is not a section")
             child = {}

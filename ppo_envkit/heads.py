@@ -97,10 +97,10 @@ class CategoricalHead(ActionHead):
         return -(logp.exp() * logp).sum(-1)
 
     def to_env(self, actions):
-        return actions[:, 0].to(torch.int64).cpu().numpy() + self.start
+        return actions[:, 0].to(torch.int64).detach().cpu().numpy() + self.start
 
     def describe(self, params):
-        return {"probs": params.softmax(-1).cpu().numpy()}
+        return {"probs": params.softmax(-1).detach().cpu().numpy()}
 
 
 class MultiCategoricalHead(ActionHead):
@@ -140,11 +140,11 @@ class MultiCategoricalHead(ActionHead):
         return total
 
     def to_env(self, actions):
-        out = (actions.to(torch.int64) + self.start).cpu().numpy()
+        out = (actions.to(torch.int64) + self.start).detach().cpu().numpy()
         return out.reshape(-1, *self.space.shape).astype(self.space.dtype, copy=False)
 
     def describe(self, params):
-        return {f"probs_{i}": p.softmax(-1).cpu().numpy() for i, p in enumerate(self._split(params))}
+        return {f"probs_{i}": p.softmax(-1).detach().cpu().numpy() for i, p in enumerate(self._split(params))}
 
 
 class BernoulliHead(ActionHead):
@@ -170,10 +170,10 @@ class BernoulliHead(ActionHead):
         return (p * F.softplus(-params) + (1 - p) * F.softplus(params)).sum(-1)
 
     def to_env(self, actions):
-        return actions.cpu().numpy().astype(np.int8).reshape(-1, *self.space.shape)
+        return actions.detach().cpu().numpy().astype(np.int8).reshape(-1, *self.space.shape)
 
     def describe(self, params):
-        return {"probs": params.sigmoid().cpu().numpy()}
+        return {"probs": params.sigmoid().detach().cpu().numpy()}
 
 
 class GaussianHead(ActionHead):
@@ -209,12 +209,12 @@ class GaussianHead(ActionHead):
 
     def to_env(self, actions):
         clipped = torch.maximum(torch.minimum(actions, self.high), self.low)
-        out = clipped.cpu().numpy().reshape(-1, *self.space.shape)
+        out = clipped.detach().cpu().numpy().reshape(-1, *self.space.shape)
         return out.astype(self.space.dtype, copy=False)
 
     def describe(self, params):
         std = self.log_std.exp().expand_as(params)
-        return {"mean": params.cpu().numpy(), "std": std.cpu().numpy()}
+        return {"mean": params.detach().cpu().numpy(), "std": std.detach().cpu().numpy()}
 
 
 class SquashedGaussianHead(GaussianHead):
@@ -254,12 +254,12 @@ class SquashedGaussianHead(GaussianHead):
     def to_env(self, actions):
         # Clamp guards against tanh rounding to exactly +-1 and floating error at the bounds.
         squashed = torch.maximum(torch.minimum(self.squash(actions), self.high), self.low)
-        out = squashed.cpu().numpy().reshape(-1, *self.space.shape)
+        out = squashed.detach().cpu().numpy().reshape(-1, *self.space.shape)
         return out.astype(self.space.dtype, copy=False)
 
     def describe(self, params):
         out = super().describe(params)
-        out["mean"] = self.squash(params).cpu().numpy()
+        out["mean"] = self.squash(params).detach().cpu().numpy()
         return out
 
 

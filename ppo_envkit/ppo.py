@@ -401,7 +401,7 @@ class PPO:
             stopped_early=float(stopped_early),
         )
         if hasattr(policy.head, "log_std"):
-            metrics["action_std"] = float(policy.head.log_std.exp().mean())
+            metrics["action_std"] = float(policy.head.log_std.detach().exp().mean())
         return metrics
 
     # ----------------------------------------------------------------------------- state

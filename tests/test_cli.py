@@ -1,0 +1,153 @@
+"""The command line, run in-process as a user would type it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ppo_envkit.cli import main
+
+
+def test_train_then_eval_json(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "CartPole-v1",
+            "--total-timesteps",
+            "2048",
+            "--seed",
+            "1",
+            "--run-dir",
+            str(run),
+            "--num-envs",
+            "4",
+            "--set",
+            "ppo.n_steps=64",
+            "--set",
+            "run.checkpoint_interval=512",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "progress.csv", "tb", "agent", "checkpoints"} <= names
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    lines = (run / "progress.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    for column in (
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "approx_kl",
+        "clip_fraction",
+        "explained_variance",
+        "sps",
+        "episode_return",
+    ):
+        assert column in header
+    assert len(lines) == 1 + 2048 // 256
+    assert len(list((run / "checkpoints").iterdir())) == 3  # keep_checkpoints
+    err = capsys.readouterr().err
+    assert "ppo-envkit replay" in err and "ppo-envkit eval" in err
+    assert main(["eval", str(run), "--episodes", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["episodes"] == 3 and {"mean_return", "std_return"} <= set(out)
+    assert main(["eval", str(run / "agent"), "--episodes", "2", "--stochastic"]) == 0
+    assert "stochastic episodes" in capsys.readouterr().out
+
+
+def test_invalid_setting_is_one_line_and_nonzero():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppo_envkit", "train", "CartPole-v1", "--set", "ppo.gamma=2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "ppo.gamma" in lines[0] and "<= 1" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
+        (["train", "CartPole-v1", "--preset", "nope"], "unknown preset 'nope'"),
+        (["eval", "no/such/dir"], "no agent or run directory"),
+        (["train", "--resume", "no/such/run"], "no checkpoint found"),
+    ],
+)
+def test_known_errors_are_one_line(argv, message, capsys):
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_non_finite_reward_stops_with_step_and_keeps_checkpoint(tmp_path, capsys, toy_env_ids):
+    run = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            toy_env_ids["nan"],
+            "--run-dir",
+            str(run),
+            "--num-envs",
+            "2",
+            "--set",
+            "ppo.n_steps=8",
+            "--total-timesteps",
+            "1000",
+            "--no-progress",
+            "--env-module",
+            "tests.toy_envs",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    # each copy returns NaN on its 40th step: vector step 40 = training step 80
+    assert "non-finite reward at training step 80" in err and "last good checkpoint" in err
+    checkpoints = list((run / "checkpoints").iterdir())
+    assert [p.name for p in checkpoints] == [f"step_{64:010d}"]
+
+
+def test_ctrl_c_saves_and_resume_continues(tmp_path, capsys, monkeypatch):
+    import ppo_envkit.ppo as ppo_module
+
+    run = tmp_path / "run"
+    original = ppo_module.PPO._update
+    calls = {"n": 0}
+
+    def update_then_interrupt(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(ppo_module.PPO, "_update", update_then_interrupt)
+    argv = [
+        "train",
+        "CartPole-v1",
+        "--run-dir",
+        str(run),
+        "--num-envs",
+        "2",
+        "--set",
+        "ppo.n_steps=32",
+        "--total-timesteps",
+        "320",
+        "--no-progress",
+    ]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "checkpoint saved" in err and f"train --resume {run}" in err
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [f"step_{128:010d}"]
+    monkeypatch.setattr(ppo_module.PPO, "_update", original)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    rows = (run / "progress.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [64 * k for k in range(1, 6)]
+    assert (run / "agent" / "agent.json").exists()
