@@ -106,11 +106,10 @@ def _collect_countdown(env_id, n_steps=23, num_envs=3, iterations=2):
 
 def test_rollout_gae_matches_reference_with_termination_truncation_and_boundary(toy_env_ids):
     agent, results = _collect_countdown(toy_env_ids["countdown"])
+    agent.close()
     seen_term = seen_trunc = 0
-    for i, (start_obs, buf, last_values) in enumerate(results):
-        if i > 0:  # the rollout starts where the previous one stopped
-            prev_obs = results[i - 1][1]["obs"]
-            assert prev_obs.shape == buf["obs"].shape
+    for start_obs, buf, last_values in results:
+        # each rollout starts from the observation the previous one ended on
         assert torch.equal(buf["obs"][0], start_obs)
         terminated, ended, truncated = buf["terminated"], buf["episode_end"], buf["truncated"]
         seen_term += int(terminated.sum())
@@ -118,7 +117,7 @@ def test_rollout_gae_matches_reference_with_termination_truncation_and_boundary(
         # truncation flags are exactly the episode ends that are not terminations
         assert torch.equal(truncated, ended & ~terminated)
         # the Countdown obs after an episode's last step is [steps/10, tag]; truncation happens at 6 steps
-        for t, n in zip(*torch.nonzero(truncated, as_tuple=True)):
+        for t, n in torch.nonzero(truncated):
             assert abs(buf["obs"][t, n, 0].item() - 0.5) < 1e-6, "truncation must come after 6 steps"
         T = buf["values"].shape[0]
         # naive next values: V(next obs in the buffer), V(last obs) at the end, V(final obs) when truncated
@@ -146,7 +145,7 @@ def test_truncation_bootstraps_from_the_final_observation_not_the_reset_one(toy_
     truncated = buf["truncated"]
     assert truncated.any()
     with torch.inference_mode():
-        for t, n in zip(*torch.nonzero(truncated, as_tuple=True)):
+        for t, n in torch.nonzero(truncated):
             final_obs = torch.tensor([0.6, buf["obs"][t, n, 1].item()])  # one step after [0.5, tag]
             expected = policy.value(final_obs[None])[0]
             torch.testing.assert_close(buf["truncated_values"][t, n], expected, atol=1e-4, rtol=1e-4)
