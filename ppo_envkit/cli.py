@@ -245,7 +245,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- entry point
 
 
+#: Modules that add commands with @command / @parser_builder (imported when the parser is built).
+COMMAND_MODULES = ("ppo_envkit.envs_cli", "ppo_envkit.viewer_cli", "ppo_envkit.bench")
+
+
+def _import_command_modules() -> None:
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _import_command_modules()
     parser = argparse.ArgumentParser(
         prog="ppo-envkit", description="PPO for your own Gymnasium environments."
     )

@@ -502,13 +502,8 @@ class PPO:
             raise ckpt.AgentFileError(f"{path}: stored config is invalid: {exc}") from None
         if config_overrides:
             config = config.with_overrides(config_overrides)
-        for module in meta["env"].get("modules") or []:
-            from .registry import load_env_module
-
-            try:
-                load_env_module(module)
-            except Exception:
-                pass
+        # Nothing named by the file is imported: the spaces are stored as data, and the
+        # environment (needed only to act in it) comes from the user's own registrations.
         agent = cls(
             config=config,
             observation_space=space_from_data(meta["observation_space"]),
