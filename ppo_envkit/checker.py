@@ -1,0 +1,532 @@
+"""The environment checker: Gymnasium's ``check_env`` plus ppo-envkit's own checks.
+
+Every problem becomes a :class:`Finding` in plain words: what is wrong, where (the
+method, the step, the file and line), and how to fix it. Errors stop training;
+warnings do not. ``ppo-envkit envs check ID`` runs everything; ``train`` runs the
+quick part (``quick=True``: construction, spaces, reset and seeding, a few dozen
+random steps) before it trains a user environment.
+
+The observation, reward and flag checks live in :mod:`ppo_envkit.checker_values`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import traceback
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .checker_values import (
+    Problem,
+    flag_problems,
+    frame_problems,
+    info_problems,
+    observation_problems,
+    reward_problems,
+    same_observation,
+)
+from .discovery import display_path, user_location
+from .heads import SUPPORTED_ACTION_SPACES, check_action_space
+from .registry import ensure_registered
+from .spaces import SUPPORTED_OBSERVATION_SPACES, ObsFlattener, UnsupportedSpaceError, describe_space
+
+QUICK_STEPS = 64
+FULL_STEPS = 1000
+GYMNASIUM_DOCS = "https://gymnasium.farama.org/introduction/create_custom_env/"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: ``what`` is wrong, ``where``, and how to ``fix`` it."""
+
+    severity: str  # "error" | "warning"
+    code: str  # stable short name, e.g. "obs-dtype"
+    what: str
+    where: str
+    fix: str
+    source: str = "ppo-envkit"  # or "gymnasium"
+    details: str | None = None  # a traceback, when there is one
+    repeats: int = 0  # later occurrences of the same code that were not listed
+
+    def format(self) -> str:
+        again = f" ({self.repeats} more time{'s' * (self.repeats > 1)})" if self.repeats else ""
+        label = "" if self.source == "ppo-envkit" else f" [{self.source}]"
+        return f"{self.severity}{label}: {self.what}{again}\n  where: {self.where}\n  fix:   {self.fix}"
+
+
+@dataclass
+class CheckReport:
+    """The findings for one environment id and constructor arguments."""
+
+    env_id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    steps: int = 0
+    episodes: int = 0
+    quick: bool = False
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """No errors (warnings allowed)."""
+        return not self.errors
+
+    def title(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.env_id}({args})" if args else self.env_id
+
+    def summary(self) -> str:
+        ran = f"{self.steps} random steps, {self.episodes} episodes ended"
+        if not self.findings:
+            return f"{self.title()}: passed ({ran})"
+        n_err, n_warn = len(self.errors), len(self.warnings)
+        counts = [f"{n_err} error{'s' * (n_err != 1)}"] if n_err else []
+        counts += [f"{n_warn} warning{'s' * (n_warn != 1)}"] if n_warn else []
+        return f"{self.title()}: {', '.join(counts)} ({ran})"
+
+    def format(self) -> str:
+        ordered = self.errors + self.warnings
+        return "\n".join([self.summary(), *(f.format() for f in ordered)])
+
+
+class _Findings:
+    """Collects findings; a code seen again is counted, not listed again."""
+
+    def __init__(self) -> None:
+        self.items: list[Finding] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, severity: str, code: str, what: str, where: str, fix: str, **extra: Any) -> None:
+        if code in self._index:
+            i = self._index[code]
+            old = self.items[i]
+            self.items[i] = Finding(**{**old.__dict__, "repeats": old.repeats + 1})
+            return
+        self._index[code] = len(self.items)
+        self.items.append(Finding(severity, code, what, where, fix, **extra))
+
+    def problems(self, problems: list[Problem], where: str) -> None:
+        for p in problems:
+            self.add(p.severity, p.code, p.what, where, p.fix)
+
+    def has_errors(self) -> bool:
+        return any(f.severity == "error" for f in self.items)
+
+
+def _method_location(env: gym.Env, name: str) -> str:
+    """``Class.method (file:line)`` of the environment's own definition of ``name``."""
+    cls = type(env.unwrapped)
+    fn = getattr(cls, name, None)
+    owner = next((c for c in cls.__mro__ if name in c.__dict__), None)
+    if owner is not None and owner.__module__.startswith("gymnasium"):
+        return f"{cls.__name__}.{name} (not defined: inherited from gymnasium.Env)"
+    try:
+        file = inspect.getsourcefile(fn)  # type: ignore[arg-type]
+        line = inspect.getsourcelines(fn)[1]  # type: ignore[arg-type]
+    except (TypeError, OSError):
+        return f"{cls.__name__}.{name}"
+    return f"{cls.__name__}.{name} ({display_path(file or '?')}:{line})"
+
+
+class _ReturnLine:
+    """Records the line of the ``return`` that ended the last call of one function.
+
+    A finding about a returned value can then point at the ``return`` statement that
+    produced it rather than at the ``def``. Skipped under a debugger or coverage tool.
+    """
+
+    def __init__(self, env: gym.Env, name: str) -> None:
+        fn = getattr(type(env.unwrapped), name, None)
+        self.code = getattr(fn, "__code__", None)
+        self.file = display_path(self.code.co_filename) if self.code is not None else ""
+        self.name = getattr(fn, "__qualname__", name)
+        self.line: int | None = None
+
+    def _global(self, frame: Any, event: str, arg: Any) -> Any:
+        return self._local if event == "call" and frame.f_code is self.code else None
+
+    def _local(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "return":
+            self.line = frame.f_lineno
+        return self._local
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.line = None
+        if self.code is None or sys.gettrace() is not None:
+            return fn(*args, **kwargs)
+        sys.settrace(self._global)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sys.settrace(None)
+
+    def where(self, fallback: str) -> str:
+        return f"{self.name} returned at {self.file}:{self.line}" if self.line is not None else fallback
+
+
+def _exception(found: _Findings, code: str, call: str, exc: BaseException, at: str = "") -> None:
+    """An exception raised by the environment, located in the user's file."""
+    loc = user_location(exc.__traceback__)
+    text = str(exc)
+    fix = f"fix the code at {loc}" if loc else "fix the exception"
+    if isinstance(exc, TypeError) and "unexpected keyword argument" in text:
+        arg = re.search(r"argument '(\w+)'", text)
+        name = arg.group(1) if arg else "?"
+        fix = {
+            "seed": "give reset the signature reset(self, *, seed=None, options=None) and call "
+            "super().reset(seed=seed) first",
+            "options": "give reset the signature reset(self, *, seed=None, options=None)",
+            "render_mode": "accept render_mode=None in __init__ and store it: self.render_mode = render_mode",
+        }.get(name, f"accept the keyword argument {name!r} in __init__ (it comes from kwargs or variants)")
+    where = ", ".join(p for p in (call + at, loc) if p)
+    found.add(
+        "error",
+        code,
+        f"{call} raised {type(exc).__name__}: {text}",
+        where,
+        fix,
+        details="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    )
+
+
+def _make(found: _Findings, env_id: str, kwargs: dict[str, Any], **extra: Any) -> gym.Env | None:
+    """Build without Gymnasium's passive checker wrapper: its assertions would hide ours."""
+    ensure_registered(env_id)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gym.make(env_id, disable_env_checker=True, **kwargs, **extra)
+    except Exception as exc:
+        _exception(found, "make", "creating the environment", exc)
+        return None
+
+
+def _check_spaces(found: _Findings, env: gym.Env, expect: str | None) -> bool:
+    """Spaces exist and ppo-envkit can encode/decode them. False stops the remaining checks."""
+    ok = True
+    for kind in ("observation", "action"):
+        space = getattr(env.unwrapped, f"{kind}_space", None)
+        if not isinstance(space, spaces.Space):
+            found.add(
+                "error",
+                f"{kind}-space-missing",
+                f"{kind}_space is {'missing' if space is None else type(space).__name__}, "
+                "not a gymnasium.spaces.Space",
+                _method_location(env, "__init__"),
+                f"set self.{kind}_space in __init__, e.g. spaces.Box(-1.0, 1.0, (4,), np.float32)",
+            )
+            ok = False
+    if not ok:
+        return False
+    try:
+        ObsFlattener(env.observation_space)
+    except UnsupportedSpaceError:
+        found.add(
+            "error",
+            "obs-space-unsupported",
+            f"no observation encoder supports {describe_space(env.observation_space)}",
+            _method_location(env, "__init__"),
+            f"use one of: {SUPPORTED_OBSERVATION_SPACES}",
+        )
+        ok = False
+    action_space = env.action_space
+    try:
+        check_action_space(action_space)
+    except UnsupportedSpaceError:
+        found.add(
+            "error",
+            "action-space-unsupported",
+            f"no policy head supports the action space {describe_space(action_space)}",
+            _method_location(env, "__init__"),
+            f"use one of: {SUPPORTED_ACTION_SPACES} (several Discrete choices fit one MultiDiscrete)",
+        )
+        ok = False
+    if isinstance(action_space, spaces.Box) and not (
+        np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()
+    ):
+        found.add(
+            "warning",
+            "action-bounds-infinite",
+            f"the action space {describe_space(action_space)} has infinite bounds, so Gaussian actions "
+            "are never clipped",
+            _method_location(env, "__init__"),
+            "give the Box finite bounds (e.g. -1..1) and scale the action inside step()",
+        )
+    if expect is not None:
+        is_box = isinstance(action_space, spaces.Box)
+        if (expect == "continuous") != is_box:
+            want = "a Box" if expect == "continuous" else "Discrete, MultiDiscrete or MultiBinary"
+            found.add(
+                "error",
+                "variant-action-space",
+                f"the {expect} variant has the action space {describe_space(action_space)}, not {want}",
+                _method_location(env, "__init__"),
+                "make __init__ choose the action space from the variant's argument (e.g. `if continuous: "
+                "spaces.Box(...) else: spaces.Discrete(...)`), or fix variants= in register_env",
+            )
+    return ok
+
+
+def _reset(found: _Findings, env: gym.Env, seed: int | None, at: str) -> tuple[bool, Any]:
+    """One reset, checked. Returns (ok, observation)."""
+    tracer = _ReturnLine(env, "reset")
+    try:
+        result = tracer.call(env.reset, seed=seed) if seed is not None else tracer.call(env.reset)
+    except Exception as exc:
+        _exception(found, "reset-exception", f"reset({f'seed={seed}' if seed is not None else ''})", exc, at)
+        return False, None
+    where = f"reset(){at}, {tracer.where(_method_location(env, 'reset'))}"
+    if not (isinstance(result, tuple) and len(result) == 2):
+        found.add(
+            "error",
+            "reset-return",
+            f"reset() returned {type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, tuple) else "")
+            + ", not (observation, info)",
+            where,
+            "end reset() with `return observation, {}` (the dict holds extra information)",
+        )
+        return False, None
+    obs, info = result
+    found.problems(observation_problems(obs, env.observation_space), where)
+    found.problems(info_problems(info, "reset"), where)
+    return True, obs
+
+
+def _check_seeding(found: _Findings, env: gym.Env, seed: int) -> bool:
+    """Same seed, same first observation, even after some steps in between."""
+    ok, first = _reset(found, env, seed, "")
+    if not ok:
+        return False
+    spec = env.spec
+    if spec is not None and spec.nondeterministic:
+        return True
+    env.action_space.seed(seed)
+    try:
+        for _ in range(5):
+            if any(env.step(env.action_space.sample())[2:4]):
+                break
+    except Exception:
+        pass  # reported by the step checks
+    ok, again = _reset(found, env, seed, " (second time)")
+    if ok and not same_observation(first, again):
+        found.add(
+            "error",
+            "seed",
+            f"reset(seed={seed}) returned a different first observation the second time "
+            f"({_short(first)}, then {_short(again)})",
+            f"reset(), {_method_location(env, 'reset')}",
+            "call super().reset(seed=seed) at the start of reset(), draw every random number from "
+            "self.np_random (not np.random or random), and reset all episode state there",
+        )
+    return ok
+
+
+def _run_steps(found: _Findings, env: gym.Env, steps: int, seed: int) -> tuple[int, int]:
+    """Random actions for ``steps`` steps, resetting at episode ends. Returns (steps, episodes)."""
+    env.action_space.seed(seed + 1)
+    step_at = _method_location(env, "step")
+    tracer = _ReturnLine(env, "step")
+    done_steps = episodes = 0
+    for t in range(1, steps + 1):
+        action = env.action_space.sample()
+        try:
+            result = tracer.call(env.step, action)
+        except Exception as exc:
+            _exception(found, "step-exception", f"step({_short(action)})", exc, f" at step {t}")
+            break
+        done_steps = t
+        where = f"step() at step {t}, {tracer.where(step_at)}"
+        if not (isinstance(result, tuple) and len(result) == 5):
+            n = len(result) if isinstance(result, tuple) else None
+            old_api = n == 4
+            found.add(
+                "error",
+                "step-return",
+                f"step() returned {f'{n} values' if n is not None else type(result).__name__}, "
+                "not (observation, reward, terminated, truncated, info)"
+                + (": that is the old Gym API with one `done` flag" if old_api else ""),
+                where,
+                "return observation, reward, terminated, truncated, info; terminated = the task ended "
+                "(goal, crash), truncated = cut short (a time limit)",
+            )
+            break
+        obs, reward, terminated, truncated, info = result
+        found.problems(observation_problems(obs, env.observation_space), where)
+        found.problems(reward_problems(reward), where)
+        found.problems(flag_problems(terminated, "terminated") + flag_problems(truncated, "truncated"), where)
+        found.problems(info_problems(info, "step"), where)
+        if bool(np.any(terminated)) or bool(np.any(truncated)):
+            episodes += 1
+            if not _reset(found, env, None, f" after step {t}")[0]:
+                break
+    spec = env.spec
+    if episodes == 0 and done_steps == steps and (spec is None or spec.max_episode_steps is None):
+        found.add(
+            "warning",
+            "no-episode-end",
+            f"no episode ended in {steps} random steps and there is no time limit",
+            f"step(), {step_at}",
+            "pass max_episode_steps=... to register_env (episodes are then truncated), or end "
+            "episodes with terminated=True",
+        )
+    return done_steps, episodes
+
+
+def _check_render(found: _Findings, env_id: str, kwargs: dict[str, Any], seed: int) -> None:
+    probe = _make(found, env_id, kwargs)
+    if probe is None:
+        return
+    modes = probe.metadata.get("render_modes", [])
+    probe.close()
+    if "rgb_array" not in modes:
+        found.add(
+            "warning",
+            "render-missing",
+            "the environment does not declare rgb_array rendering, so replay and --record cannot show it",
+            "metadata['render_modes']",
+            "add metadata = {'render_modes': ['rgb_array'], 'render_fps': 30}, accept render_mode in "
+            "__init__, and return an (height, width, 3) uint8 array from render()",
+        )
+        return
+    env = _make(found, env_id, kwargs, render_mode="rgb_array")
+    if env is None:
+        return
+    at = _method_location(env, "render")
+    try:
+        env.reset(seed=seed)
+        for label in ("after reset()", "after one step"):
+            try:
+                frame = env.render()
+            except Exception as exc:
+                _exception(found, "render-exception", "render()", exc, f" {label}")
+                return
+            problems = frame_problems(frame)
+            found.problems(problems, f"render() in rgb_array mode {label}, {at}")
+            if problems:
+                return
+            env.action_space.seed(seed)
+            env.step(env.action_space.sample())
+    except Exception:
+        pass  # reset/step failures are reported by the other checks
+    finally:
+        env.close()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _run_gymnasium_checker(found: _Findings, env_id: str, kwargs: dict[str, Any]) -> None:
+    """``gymnasium.utils.env_checker.check_env`` with its warnings and errors as findings."""
+    from gymnasium.utils.env_checker import check_env
+
+    had_findings = bool(found.items)
+    env = _make(found, env_id, kwargs)
+    if env is None:
+        return
+    collected: list[tuple[str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            check_env(env.unwrapped, skip_render_check=True)
+        except Exception as exc:
+            collected.append(("error", f"{type(exc).__name__}: {exc}"))
+        finally:
+            env.close()
+    for w in caught:
+        collected.append(("warning", _ANSI.sub("", str(w.message)).removeprefix("WARN: ").strip()))
+    if gym.spec(env_id).nondeterministic:  # its determinism assertions do not apply
+        collected = [
+            ("warning", f"{m} (expected: registered with nondeterministic=True)")
+            if "determinis" in m.lower()
+            else (sev, m)
+            for sev, m in collected
+        ]
+    if not collected:
+        return
+    if had_findings:  # it stops at its first failed assertion, most likely one of ours
+        more = f" (and {len(collected) - 1} more)" if len(collected) > 1 else ""
+        found.add(
+            "warning",
+            "gymnasium",
+            f"Gymnasium's own checker also complained, likely about the same thing: {collected[0][1]}{more}",
+            "gymnasium.utils.env_checker.check_env",
+            "fix the findings above, then run the check again",
+            source="gymnasium",
+        )
+        return
+    seen: set[str] = set()
+    for severity, message in collected:
+        if message in seen:
+            continue
+        seen.add(message)
+        found.add(
+            severity,
+            f"gymnasium:{len(seen)}",
+            message,
+            "gymnasium.utils.env_checker.check_env",
+            f"see Gymnasium's guide to custom environments: {GYMNASIUM_DOCS}",
+            source="gymnasium",
+        )
+
+
+def _short(value: Any) -> str:
+    text = np.array2string(value, precision=3, threshold=8) if isinstance(value, np.ndarray) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_environment(
+    env_id: str,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    quick: bool = False,
+    steps: int | None = None,
+    seed: int = 0,
+    max_episode_steps: int | None = None,
+    expect: str | None = None,
+) -> CheckReport:
+    """Check ``env_id`` built with ``kwargs``; never raises for problems of the environment.
+
+    ``quick`` skips rendering and Gymnasium's checker and steps :data:`QUICK_STEPS` times
+    (:data:`FULL_STEPS` otherwise, or ``steps``). ``expect`` (``"discrete"``/``"continuous"``)
+    also checks that the action space fits the variant asked for.
+    """
+    kwargs = dict(kwargs or {})
+    steps = steps if steps is not None else (QUICK_STEPS if quick else FULL_STEPS)
+    found = _Findings()
+    report = CheckReport(env_id, kwargs, quick=quick)
+    extra = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+    env = _make(found, env_id, kwargs, **extra)
+    if env is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Gymnasium's own warnings are reported by its checker
+                if _check_spaces(found, env, expect) and _check_seeding(found, env, seed):
+                    report.steps, report.episodes = _run_steps(found, env, steps, seed)
+        finally:
+            try:
+                env.close()
+            except Exception as exc:
+                _exception(found, "close-exception", "close()", exc)
+        if not quick:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _check_render(found, env_id, kwargs, seed)
+            _run_gymnasium_checker(found, env_id, kwargs)
+    report.findings = found.items
+    return report
