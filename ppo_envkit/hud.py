@@ -1,0 +1,426 @@
+"""The viewer's overlay: what the policy thinks, drawn with pygame.
+
+Two layers: :func:`decision_view` turns a ``PPO.policy_step`` result into plain
+data (bars for discrete heads, gauges for Gaussian ones), and the ``draw_*``
+functions paint panels on a surface. Nothing here steps environments or reads
+events, so the drawing can be tested and reused on any surface.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+import numpy as np
+import pygame
+from gymnasium import spaces
+
+PANEL = (12, 14, 22, 200)
+TEXT = (236, 238, 242)
+DIM = (150, 156, 168)
+BAR = (84, 148, 255)
+BAR_BG = (52, 56, 70)
+CHOSEN = (255, 196, 40)
+VALUE = (80, 210, 255)
+REWARD = (255, 140, 60)
+GOOD = (110, 220, 120)
+BAD = (255, 96, 96)
+
+PAD = 10
+LINE = 22
+BAR_ROW = 20
+MAX_BARS = 12
+MAX_GAUGES = 6
+
+
+class Fonts:
+    """The default pygame font at three sizes (created on first use; needs ``pygame.font``)."""
+
+    def __init__(self, small: int = 18, normal: int = 22, large: int = 34):
+        if not pygame.font.get_init():
+            pygame.font.init()
+        self.small = pygame.font.Font(None, small)
+        self.normal = pygame.font.Font(None, normal)
+        self.large = pygame.font.Font(None, large)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class BarGroup:
+    """Probabilities of one categorical choice; ``chosen`` is highlighted."""
+
+    labels: list[str]
+    probs: np.ndarray
+    chosen: int | None = None
+    title: str | None = None
+
+
+@dataclass
+class Gauge:
+    """One Gaussian action dimension: mean, std and the action sent, on ``[low, high]``."""
+
+    label: str
+    mean: float
+    std: float
+    sent: float
+    low: float
+    high: float
+
+
+@dataclass
+class PaneView:
+    """Everything the overlay shows for one agent at one frame."""
+
+    title: str
+    episode: int
+    step: int
+    episode_return: float
+    value: float | None
+    action_text: str
+    mode: str
+    bars: list[BarGroup] = field(default_factory=list)
+    gauges: list[Gauge] = field(default_factory=list)
+    values: Sequence[float] = ()
+    rewards: Sequence[float] = ()
+    outcome: str | None = None
+
+
+def _fmt(x: float) -> str:
+    return f"{x:+.2f}" if abs(x) < 1000 else f"{x:+.3g}"
+
+
+def decision_view(
+    decision: dict[str, Any], space: spaces.Space, names: Sequence[str] | None = None
+) -> tuple[str, list[BarGroup], list[Gauge]]:
+    """(action text, bar groups, gauges) for a ``policy_step`` result in action space ``space``.
+
+    ``names`` labels the actions of a ``Discrete`` space or the dimensions of a ``Box``
+    (ignored when its length does not fit).
+    """
+    action = np.asarray(decision["action"])
+    if isinstance(space, spaces.Discrete):
+        n, start = int(space.n), int(space.start)
+        labels = list(names) if names is not None and len(names) == n else [str(start + i) for i in range(n)]
+        chosen = int(action) - start
+        text = f"{int(action)}: {labels[chosen]}" if labels[chosen] != str(int(action)) else str(int(action))
+        return text, [BarGroup(labels, np.asarray(decision["probs"]), chosen)], []
+    if isinstance(space, spaces.MultiDiscrete):
+        flat = action.reshape(-1)
+        starts = np.asarray(space.start).reshape(-1)
+        groups = []
+        for i in range(len(flat)):
+            probs = np.asarray(decision[f"probs_{i}"])
+            labels = [str(int(starts[i]) + j) for j in range(len(probs))]
+            groups.append(BarGroup(labels, probs, int(flat[i] - starts[i]), title=f"[{i}]"))
+        return str(flat.tolist()), groups, []
+    if isinstance(space, spaces.MultiBinary):
+        flat = action.reshape(-1)
+        size = len(flat)
+        labels = (
+            list(names) if names is not None and len(names) == size else [f"bit {i}" for i in range(size)]
+        )
+        # One bar per bit: the probability that it is 1; the bits sent as 1 are highlighted.
+        groups = [
+            BarGroup(
+                [labels[i]], np.asarray(decision["probs"]).reshape(-1)[i : i + 1], 0 if flat[i] else None
+            )
+            for i in range(size)
+        ]
+        return str(flat.tolist()), groups, []
+    if isinstance(space, spaces.Box):
+        mean = np.asarray(decision["mean"], dtype=np.float64).reshape(-1)
+        std = np.asarray(decision["std"], dtype=np.float64).reshape(-1)
+        sent = action.astype(np.float64).reshape(-1)
+        low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(space.high, dtype=np.float64).reshape(-1)
+        size = len(sent)
+        labels = list(names) if names is not None and len(names) == size else [f"a{i}" for i in range(size)]
+        gauges = []
+        for i in range(size):
+            lo, hi = low[i], high[i]
+            if not (np.isfinite(lo) and np.isfinite(hi)):  # unbounded: show mean +- 3 std around 0
+                span = max(abs(mean[i]) + 3 * std[i], abs(sent[i]), 1.0)
+                lo, hi = -span, span
+            gauges.append(Gauge(labels[i], mean[i], std[i], sent[i], float(lo), float(hi)))
+        text = "[" + ", ".join(_fmt(v) for v in sent[:4]) + (", ...]" if size > 4 else "]")
+        return text, [], gauges
+    return str(action.tolist()), [], []
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def panel(surface: pygame.Surface, rect: pygame.Rect, color: tuple[int, ...] = PANEL) -> None:
+    """A translucent rounded rectangle."""
+    layer = pygame.Surface(rect.size, pygame.SRCALPHA)
+    pygame.draw.rect(layer, color, layer.get_rect(), border_radius=8)
+    surface.blit(layer, rect.topleft)
+
+
+def text(
+    surface: pygame.Surface,
+    font: pygame.font.Font,
+    s: str,
+    pos: tuple[int, int],
+    color: tuple[int, int, int] = TEXT,
+    align: str = "left",
+    max_width: int | None = None,
+) -> pygame.Rect:
+    """Draw ``s`` with its top at ``pos[1]``; ``align`` says which edge ``pos[0]`` is.
+
+    Text wider than ``max_width`` is shortened with an ellipsis in the middle.
+    """
+    if max_width is not None:
+        s = fit(font, s, max_width)
+    img = font.render(s, True, color)
+    rect = img.get_rect()
+    rect.top = pos[1]
+    if align == "right":
+        rect.right = pos[0]
+    elif align == "center":
+        rect.centerx = pos[0]
+    else:
+        rect.left = pos[0]
+    surface.blit(img, rect)
+    return rect
+
+
+def fit(font: pygame.font.Font, s: str, max_width: int) -> str:
+    """``s``, or its start and end around an ellipsis, no wider than ``max_width`` pixels."""
+    if font.size(s)[0] <= max_width:
+        return s
+    head, tail = s[: len(s) // 2], s[len(s) // 2 :]
+    while head or tail:
+        if len(head) >= len(tail):
+            head = head[:-1]
+        else:
+            tail = tail[1:]
+        candidate = head + "..." + tail
+        if font.size(candidate)[0] <= max_width:
+            return candidate
+    return ""
+
+
+def info_height(view: PaneView) -> int:
+    rows = 6 * LINE
+    for group in view.bars[:MAX_BARS]:
+        rows += (LINE if group.title else 0) + BAR_ROW * min(len(group.labels), MAX_BARS)
+    if len(view.bars) > MAX_BARS:
+        rows += LINE
+    rows += 2 * LINE * min(len(view.gauges), MAX_GAUGES)
+    if len(view.gauges) > MAX_GAUGES:
+        rows += LINE
+    return rows + 2 * PAD + 6
+
+
+def draw_info(
+    surface: pygame.Surface, topleft: tuple[int, int], width: int, view: PaneView, fonts: Fonts
+) -> pygame.Rect:
+    """The main panel: counters, value, action, and the head's bars or gauges. Returns its rect."""
+    rect = pygame.Rect(topleft, (width, info_height(view)))
+    panel(surface, rect)
+    x0, x1 = rect.left + PAD, rect.right - PAD
+    y = rect.top + PAD
+    text(surface, fonts.small, view.title, (x0, y + 2), DIM, max_width=x1 - x0)
+    y += LINE
+    text(surface, fonts.normal, f"episode {view.episode}", (x0, y))
+    text(surface, fonts.normal, f"step {view.step}", (x1, y), align="right")
+    y += LINE
+    color = GOOD if view.episode_return >= 0 else BAD
+    text(surface, fonts.normal, "return", (x0, y), DIM)
+    text(surface, fonts.normal, f"{view.episode_return:.1f}", (x1, y), color, align="right")
+    y += LINE
+    text(surface, fonts.normal, "value", (x0, y), DIM)
+    shown = "-" if view.value is None else f"{view.value:.2f}"
+    text(surface, fonts.normal, shown, (x1, y), VALUE, align="right")
+    y += LINE
+    label = text(surface, fonts.normal, "action", (x0, y), DIM)
+    text(surface, fonts.normal, view.action_text, (x1, y), CHOSEN, "right", max_width=x1 - label.right - 12)
+    y += LINE
+    text(surface, fonts.small, view.mode, (x0, y + 2), DIM, max_width=x1 - x0)
+    y += LINE + 4
+    pygame.draw.line(surface, BAR_BG, (x0, y - 4), (x1, y - 4))
+    for group in view.bars[:MAX_BARS]:
+        y = _draw_bars(surface, group, x0, x1, y, fonts)
+    if len(view.bars) > MAX_BARS:
+        text(surface, fonts.small, f"+{len(view.bars) - MAX_BARS} more", (x0, y + 2), DIM)
+        y += LINE
+    for gauge in view.gauges[:MAX_GAUGES]:
+        y = _draw_gauge(surface, gauge, x0, x1, y, fonts)
+    if len(view.gauges) > MAX_GAUGES:
+        text(surface, fonts.small, f"+{len(view.gauges) - MAX_GAUGES} more dimensions", (x0, y + 2), DIM)
+    return rect
+
+
+def _draw_bars(surface: pygame.Surface, group: BarGroup, x0: int, x1: int, y: int, fonts: Fonts) -> int:
+    if group.title:
+        text(surface, fonts.small, group.title, (x0, y + 2), DIM)
+        y += LINE
+    label_w = min(120, (x1 - x0) // 2)
+    bar_x, bar_w = x0 + label_w + 8, x1 - x0 - label_w - 8 - 44
+    order = range(len(group.labels))
+    if len(group.labels) > MAX_BARS:  # show the most likely ones
+        order = sorted(np.argsort(-group.probs)[:MAX_BARS].tolist())
+    for i in order:
+        p = float(group.probs[i])
+        chosen = i == group.chosen
+        shade = TEXT if chosen else DIM
+        text(surface, fonts.small, group.labels[i], (x0 + label_w, y + 3), shade, "right", max_width=label_w)
+        pygame.draw.rect(surface, BAR_BG, (bar_x, y + 3, bar_w, BAR_ROW - 6), border_radius=3)
+        fill = round(bar_w * min(max(p, 0.0), 1.0))
+        if fill > 0:
+            pygame.draw.rect(
+                surface, CHOSEN if chosen else BAR, (bar_x, y + 3, fill, BAR_ROW - 6), border_radius=3
+            )
+        text(surface, fonts.small, f"{p:.2f}", (x1, y + 3), shade, "right")
+        y += BAR_ROW
+    return y
+
+
+def _draw_gauge(surface: pygame.Surface, g: Gauge, x0: int, x1: int, y: int, fonts: Fonts) -> int:
+    detail = f"mean {_fmt(g.mean)}  std {g.std:.2f}  sent {_fmt(g.sent)}"
+    right = text(surface, fonts.small, detail, (x1, y + 3), DIM, "right")
+    text(surface, fonts.small, g.label, (x0, y + 3), TEXT, max_width=right.left - x0 - 8)
+    y += LINE
+    top, height = y + 2, LINE - 8
+    pygame.draw.rect(surface, BAR_BG, (x0, top, x1 - x0, height), border_radius=3)
+
+    def at(v: float) -> int:
+        frac = (v - g.low) / (g.high - g.low) if g.high > g.low else 0.5
+        return x0 + round((x1 - x0) * min(max(frac, 0.0), 1.0))
+
+    lo, hi = at(g.mean - g.std), at(g.mean + g.std)
+    pygame.draw.rect(surface, BAR, (lo, top, max(hi - lo, 2), height), border_radius=3)
+    if g.low < 0 < g.high:
+        pygame.draw.line(surface, DIM, (at(0.0), top - 2), (at(0.0), top + height + 1))
+    pygame.draw.line(surface, TEXT, (at(g.mean), top), (at(g.mean), top + height - 1), 2)
+    sx = at(g.sent)
+    pygame.draw.polygon(
+        surface, CHOSEN, [(sx, top + height - 3), (sx - 5, top + height + 4), (sx + 5, top + height + 4)]
+    )
+    return y + LINE
+
+
+def draw_plot(
+    surface: pygame.Surface,
+    rect: pygame.Rect,
+    values: Sequence[float],
+    rewards: Sequence[float],
+    fonts: Fonts,
+) -> pygame.Rect:
+    """Value estimate and reward over the episode, one strip each, with their ranges."""
+    panel(surface, rect)
+    inner = rect.inflate(-2 * PAD, -2 * PAD)
+    text(surface, fonts.small, "value", (inner.left, inner.top), VALUE)
+    text(surface, fonts.small, "reward", (inner.left + 52, inner.top), REWARD)
+    text(surface, fonts.small, f"{len(rewards)} steps", (inner.right, inner.top), DIM, "right")
+    top = inner.top + LINE - 2
+    strip_h = (inner.bottom - top - 6) // 2
+    horizon = max(len(values), len(rewards), 50)
+    for i, (series, color) in enumerate(((values, VALUE), (rewards, REWARD))):
+        strip = pygame.Rect(inner.left, top + i * (strip_h + 6), inner.width - 48, strip_h)
+        pygame.draw.rect(surface, BAR_BG, strip, 1)
+        _series(surface, strip, np.asarray(series, dtype=np.float64), horizon, color, fonts)
+    return rect
+
+
+def _series(
+    surface: pygame.Surface, strip: pygame.Rect, y: np.ndarray, horizon: int, color: Any, fonts: Fonts
+) -> None:
+    y = y[np.isfinite(y)]
+    if len(y) == 0:
+        return
+    lo, hi = float(min(y.min(), 0.0)), float(max(y.max(), 0.0))
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1.0, hi + 1.0
+    text(surface, fonts.small, f"{hi:.3g}", (strip.right + 46, strip.top - 2), DIM, "right")
+    text(surface, fonts.small, f"{lo:.3g}", (strip.right + 46, strip.bottom - 12), DIM, "right")
+
+    def py(v: np.ndarray) -> np.ndarray:
+        return strip.bottom - 1 - (v - lo) / (hi - lo) * (strip.height - 2)
+
+    zero = int(py(np.array(0.0)))
+    pygame.draw.line(surface, DIM, (strip.left, zero), (strip.right - 1, zero))
+    n = len(y)
+    width = max(1, round(strip.width * n / horizon))
+    if n <= width:  # a polyline through every point
+        xs = strip.left + np.arange(n) * (strip.width - 1) / max(horizon - 1, 1)
+        points = list(zip(xs.tolist(), py(y).tolist(), strict=True))
+        if len(points) == 1:
+            pygame.draw.circle(surface, color, (round(points[0][0]), round(points[0][1])), 2)
+        else:
+            pygame.draw.lines(surface, color, False, points, 2)
+        return
+    # More points than pixels: one vertical min-max segment per column, so spikes stay visible.
+    edges = np.linspace(0, n, width + 1).astype(int)
+    for col in range(width):
+        chunk = y[edges[col] : max(edges[col + 1], edges[col] + 1)]
+        x = strip.left + col
+        pygame.draw.line(surface, color, (x, int(py(chunk.max()))), (x, int(py(chunk.min()))), 2)
+
+
+def draw_help(surface: pygame.Surface, keys: Sequence[tuple[str, str]], fonts: Fonts) -> pygame.Rect:
+    """A centred panel listing the keys."""
+    w = min(surface.get_width() - 40, 460)
+    h = min(surface.get_height() - 40, 2 * PAD + 48 + LINE * len(keys) + LINE)
+    rect = pygame.Rect(0, 0, w, h)
+    rect.center = surface.get_rect().center
+    panel(surface, rect, (12, 14, 22, 230))
+    text(surface, fonts.large, "Keys", (rect.left + PAD + 4, rect.top + PAD))
+    y = rect.top + PAD + 40
+    for key, what in keys:
+        text(surface, fonts.normal, key, (rect.left + PAD + 4, y), CHOSEN)
+        text(surface, fonts.normal, what, (rect.left + 150, y))
+        y += LINE
+    text(surface, fonts.small, "F1 or ? closes this panel", (rect.centerx, y + 6), DIM, "center")
+    return rect
+
+
+def draw_toast(surface: pygame.Surface, message: str, fonts: Fonts) -> pygame.Rect:
+    """A short message near the bottom centre."""
+    img = fonts.normal.render(message, True, TEXT)
+    rect = img.get_rect().inflate(24, 14)
+    rect.midbottom = (surface.get_width() // 2, surface.get_height() - 16)
+    panel(surface, rect, (12, 14, 22, 225))
+    surface.blit(img, img.get_rect(center=rect.center))
+    return rect
+
+
+def draw_banner(surface: pygame.Surface, area: pygame.Rect, message: str, fonts: Fonts) -> pygame.Rect:
+    """A large message across the middle of ``area`` (end of an episode)."""
+    img = fonts.large.render(message, True, TEXT)
+    rect = img.get_rect().inflate(32, 20)
+    rect.center = (area.centerx, area.top + int(area.height * 0.44))
+    panel(surface, rect, (12, 14, 22, 215))
+    surface.blit(img, img.get_rect(center=rect.center))
+    return rect
+
+
+def draw_badge(surface: pygame.Surface, topleft: tuple[int, int], message: str, fonts: Fonts) -> pygame.Rect:
+    """A small label (e.g. PAUSED when the overlay is hidden)."""
+    img = fonts.normal.render(message, True, CHOSEN)
+    rect = img.get_rect().inflate(16, 10)
+    rect.topleft = topleft
+    panel(surface, rect)
+    surface.blit(img, img.get_rect(center=rect.center))
+    return rect
+
+
+__all__ = [
+    "BarGroup",
+    "Fonts",
+    "Gauge",
+    "PaneView",
+    "decision_view",
+    "draw_banner",
+    "draw_help",
+    "draw_info",
+    "draw_plot",
+    "draw_toast",
+]

@@ -1,0 +1,163 @@
+"""The ``replay`` and ``plot`` commands (registered with ``ppo_envkit.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from .cli import command, console, parser_builder
+from .config import ConfigError
+
+
+@parser_builder
+def _replay_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="watch an agent in a pygame window (keys: F1), or record it",
+        description="Watch an agent act in a pygame window with an overlay of what it thinks, "
+        "or record the same to a video. Press F1 (or ?) in the window for the keys.",
+    )
+    p.add_argument("agent", metavar="AGENT_OR_RUN_DIR", help="an agent directory or a run directory")
+    p.add_argument(
+        "--episodes", type=int, help="stop after N episodes (default: until you quit; 1 with --headless)"
+    )
+    p.add_argument("--fps", type=float, help="environment steps per second (default: the env's render_fps)")
+    p.add_argument("--record", metavar="FILE", help="record to FILE.mp4 or FILE.gif (with the overlay)")
+    p.add_argument("--headless", action="store_true", help="no window: record as fast as possible")
+    p.add_argument(
+        "--checkpoint",
+        metavar="NAME_OR_PATH",
+        help="a checkpoint of the run instead of its final agent: a name from RUN_DIR/checkpoints, "
+        "a step count, 'first', 'latest', or a path",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="OTHER",
+        help="play a second agent side by side on the same seeds (an agent or run directory, "
+        "or a checkpoint name of this run)",
+    )
+    p.add_argument("--stochastic", action="store_true", help="start with sampled actions (key D toggles)")
+    p.add_argument("--seed", type=int, default=0, help="episode k resets with seed S + k (default 0)")
+    p.add_argument("--no-hud", action="store_true", help="start with the overlay hidden (key H toggles)")
+    p.add_argument(
+        "--screenshot-dir", default=".", metavar="DIR", help="where key S saves screenshots (default .)"
+    )
+    p.add_argument(
+        "--env-module",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import a module or .py file that registers environments (repeatable)",
+    )
+
+
+def resolve_checkpoint(run_dir: str | Path, name: str) -> Path:
+    """A checkpoint of ``run_dir`` by directory name, step count, ``first``/``latest``, or a path."""
+    from .checkpoint import AgentFileError, checkpoint_dirs, resolve_agent_path
+
+    candidate = Path(name)
+    if candidate.exists():
+        return resolve_agent_path(candidate)
+    run = Path(run_dir)
+    if not (run / "checkpoints").is_dir() and (run.parent / "checkpoints").is_dir():
+        run = run.parent  # given RUN_DIR/agent
+    found = checkpoint_dirs(run)
+    if not found:
+        raise AgentFileError(f"--checkpoint {name}: {run} has no checkpoints (expected {run}/checkpoints/)")
+    if name in ("first", "earliest"):
+        return found[0]
+    if name in ("latest", "last"):
+        return found[-1]
+    for path in found:
+        if path.name == name or (name.isdigit() and path.name == f"step_{int(name):010d}"):
+            return path
+    names = ", ".join(p.name for p in found)
+    raise AgentFileError(f"--checkpoint {name}: no such checkpoint in {run}; available: {names}")
+
+
+def _resolve_compare(main: str, other: str) -> Path:
+    from .checkpoint import resolve_agent_path
+
+    if Path(other).exists():
+        return resolve_agent_path(other)
+    return resolve_checkpoint(main, other)
+
+
+@command("replay")
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .envs_cli import load_user_envs, require_agent_env
+    from .ppo import PPO
+    from .viewer import Viewer, ViewerError
+
+    if args.headless and not args.record:
+        raise ConfigError("--headless needs --record FILE.mp4 or FILE.gif (there is no window to watch)")
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.fps is not None and not args.fps > 0:
+        raise ConfigError(f"--fps must be > 0, got {args.fps}")
+    if args.record:
+        from .recorder import check_record_path
+
+        check_record_path(args.record)
+    # pygame's audio start-up can print warnings on machines without sound; the viewer is silent.
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    load_user_envs(args.env_module)
+    agent = PPO.load(resolve_checkpoint(args.agent, args.checkpoint) if args.checkpoint else args.agent)
+    compare = PPO.load(_resolve_compare(args.agent, args.compare)) if args.compare else None
+    for a in (agent, compare):
+        if a is not None:
+            require_agent_env(a)
+    try:
+        viewer = Viewer(
+            agent,
+            compare=compare,
+            episodes=args.episodes,
+            fps=args.fps,
+            seed=args.seed,
+            deterministic=not args.stochastic,
+            record=args.record,
+            headless=args.headless,
+            hud=not args.no_hud,
+            screenshot_dir=args.screenshot_dir,
+            log=lambda message: console.print(message, highlight=False, markup=False),
+        )
+        result = viewer.run()
+    except ViewerError as exc:
+        if args.debug or os.environ.get("PPO_ENVKIT_DEBUG"):
+            raise
+        console.print(f"[red]error[/]: {escape(str(exc))}", soft_wrap=True)
+        return 1
+    for label, returns in zip(result.labels, result.returns, strict=True):
+        if returns:
+            mean = sum(returns) / len(returns)
+            console.print(f"{label}: mean return {mean:.1f} over {len(returns)} episodes", markup=False)
+    return 0
+
+
+@parser_builder
+def _plot_parser(sub: Any) -> None:
+    p = sub.add_parser("plot", help="learning curves of one or more runs as a PNG")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (with progress.csv)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE.png",
+        help="output file (default: RUN_DIR/curves.png for one run, ./curves.png for several)",
+    )
+    p.add_argument("--title", help="figure title")
+
+
+@command("plot")
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import default_output, plot_runs
+
+    output = Path(args.output) if args.output else default_output(args.run_dirs)
+    if output.suffix.lower() != ".png":
+        raise ConfigError(f"-o {output}: the output is a PNG; give a file name ending in .png")
+    path = plot_runs(args.run_dirs, output, title=args.title)
+    console.print(f"wrote {path}", highlight=False)
+    return 0
