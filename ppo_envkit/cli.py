@@ -86,23 +86,27 @@ def _train_parser(sub: Any) -> None:
 def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     """Defaults < preset < --config file < flags < --set. Returns (config, preset name used)."""
     from .presets import load_preset, preset_for_env
+    from .registry import registered_preset, resolve_variant
 
+    env_id: str | None = args.env_id
     env_kwargs: dict[str, Any] = {}
-    if args.action_space is not None:
-        env_kwargs["continuous"] = args.action_space == "continuous"
+    if args.action_space is not None and env_id:
+        # the variant the environment declares: kwargs (continuous=True) and/or another id
+        variant = resolve_variant(env_id, args.action_space)
+        env_id, env_kwargs = variant.env_id, dict(variant.kwargs)
     preset = args.preset
-    if preset is None and args.config is None and args.env_id:
-        preset = preset_for_env(args.env_id, env_kwargs)
+    if preset is None and args.config is None and env_id:
+        preset = registered_preset(env_id, args.action_space) or preset_for_env(env_id, env_kwargs)
     config = load_preset(preset) if preset else TrainConfig()
     if args.config:
         from .config import load_config
 
         config = load_config(args.config)
     overrides: dict[str, Any] = {}
-    if args.env_id:
-        if args.env_id != config.env.id:
+    if env_id:
+        if env_id != config.env.id:
             overrides["env.kwargs"] = {}
-        overrides["env.id"] = args.env_id
+        overrides["env.id"] = env_id
     for key, value in env_kwargs.items():
         overrides[f"env.kwargs.{key}"] = value
     for flag, key in (
@@ -128,13 +132,16 @@ def _default_run_dir(env_id: str) -> str:
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .checkpoint import checkpoint_dirs
     from .logging import RunLogger
-    from .ppo import PPO, TrainingInterrupted
-    from .registry import load_env_module
 
-    for module in args.env_module:
-        load_env_module(module)
+    rank, world_size = distributed.world()  # under torchrun, rank 0 alone logs and saves
+    console.quiet = rank != 0
+    from .envs_cli import load_user_envs, preflight_check
+    from .ppo import PPO, TrainingInterrupted
+
+    load_user_envs(args.env_module)
     if args.resume:
         checkpoints = checkpoint_dirs(args.resume)
         if not checkpoints:
@@ -149,6 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.env_id:
             raise ConfigError("train needs ENV_ID (or --resume RUN_DIR)")
         config, preset = resolve_train_config(args)
+        if not preflight_check(config, args.action_space):  # the quick checker, for user environments
+            return 1
         if config.run.run_dir is None:
             config = config.with_overrides({"run.run_dir": _default_run_dir(config.env.id)})
         run_dir = config.run.run_dir
@@ -165,18 +174,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         console.print(f"training {config.env.id} with {used}; run directory: {run_dir}")
     cfg = agent.config
-    logger = RunLogger(
-        run_dir,
-        progress=not args.no_progress,
-        console=console,
-        checkpoint_interval=cfg.run.checkpoint_interval,
-        keep_checkpoints=cfg.run.keep_checkpoints,
-        resume=bool(args.resume),
-    )
+    logger = None
+    if rank == 0:
+        logger = RunLogger(
+            run_dir,
+            progress=not args.no_progress,
+            console=console,
+            checkpoint_interval=cfg.run.checkpoint_interval,
+            keep_checkpoints=cfg.run.keep_checkpoints,
+            resume=bool(args.resume),
+        )
+    if world_size > 1 and rank == 0:
+        console.print(f"distributed: {world_size} ranks, {world_size * cfg.env.num_envs} environment copies")
     started = time.perf_counter()
     try:
         if args.resume:
-            agent._train(logger=logger)
+            agent.train(logger=logger)
         else:
             agent.learn(cfg.run.total_timesteps, logger=logger)
     except TrainingInterrupted as exc:
@@ -185,6 +198,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     finally:
         agent.close()
+        distributed.shutdown()
+    if rank != 0:
+        return 0
     wall = time.perf_counter() - started
     ret = agent.last_metrics.get("episode_return", float("nan"))
     console.print(
@@ -215,15 +231,15 @@ def _eval_parser(sub: Any) -> None:
 
 @command("eval")
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .envs_cli import load_user_envs, require_agent_env
     from .evaluate import evaluate
     from .ppo import PPO
-    from .registry import load_env_module
 
-    for module in args.env_module:
-        load_env_module(module)
+    load_user_envs(args.env_module)
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     agent = PPO.load(args.agent)
+    require_agent_env(agent)
     result = evaluate(
         agent, args.episodes, deterministic=not args.stochastic, seed=args.seed, num_envs=args.num_envs
     )

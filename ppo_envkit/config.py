@@ -47,6 +47,14 @@ class EnvConfig(_Section):
         "sync",
         description="sync: all copies in this process. async: copies step in worker processes.",
     )
+    num_workers: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="async only: processes that step the copies, this one included, each stepping a "
+        "shard of them (2 on a 2-core machine keeps both cores busy). Default: one worker process per "
+        "copy (Gymnasium's AsyncVectorEnv).",
+    )
     max_episode_steps: int | None = Field(
         None, ge=1, description="Override the environment's time limit (truncation)."
     )

@@ -7,6 +7,8 @@ silently replaced by fresh statistics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -89,12 +91,21 @@ class RewardScaler(nn.Module):
         self.rms = RunningMeanStd(())
 
     @torch.no_grad()
-    def __call__(self, rewards: torch.Tensor, returns: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
-        """Scale ``rewards`` (one per env); updates ``returns`` in place and resets it at ``dones``."""
+    def __call__(
+        self,
+        rewards: torch.Tensor,
+        returns: torch.Tensor,
+        dones: torch.Tensor,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Scale ``rewards`` (one per env); updates ``returns`` in place and resets it at ``dones``.
+
+        ``gather`` combines the returns of all ranks before the statistics update.
+        """
         if not self.enabled:
             return rewards
         returns.mul_(self.gamma).add_(rewards)
-        self.rms.update(returns)
+        self.rms.update(returns if gather is None else gather(returns))
         returns.masked_fill_(dones, 0.0)
         scale = torch.rsqrt(self.rms.var + self.eps).to(rewards.dtype)
         return (rewards * scale).clamp_(-self.clip, self.clip)

@@ -25,6 +25,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import TrainConfig
 from .episodes import EpisodeTracker
 from .policy import ActorCritic
@@ -104,8 +105,9 @@ class PPO:
                 observation_space, action_space, config.policy, config.env, config.ppo.gamma
             )
         self.policy.to(self.device)
+        # fused: one kernel for every parameter (a third of a small-network step otherwise)
         self.optimizer = torch.optim.Adam(
-            self.policy.parameters(), lr=config.ppo.learning_rate, eps=config.ppo.adam_eps
+            self.policy.parameters(), lr=config.ppo.learning_rate, eps=config.ppo.adam_eps, fused=True
         )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(config.run.seed)
@@ -120,6 +122,7 @@ class PPO:
         self._returns: torch.Tensor | None = None
         self._buffer: RolloutBuffer | None = None
         self._captured: dict[str, Any] | None = None
+        self.rank, self.world_size = 0, 1
 
     # ----------------------------------------------------------------------------- creation
 
@@ -186,10 +189,16 @@ class PPO:
         if steps < 1:
             raise ValueError("total_timesteps must be >= 1")
         self.target_timesteps = self.num_timesteps + steps
-        return self._train(callback=callback, logger=logger)
+        return self.train(callback=callback, logger=logger)
 
-    def _train(self, callback: Callable[..., Any] | None = None, logger: Any = None) -> PPO:
+    def train(self, callback: Callable[..., Any] | None = None, logger: Any = None) -> PPO:
+        """Train until ``target_timesteps`` (set by :meth:`learn`, or restored by :meth:`resume`).
+
+        Setting ``target_timesteps`` to a planned run length and stopping early from
+        ``callback`` trains a run in pieces; the learning-rate schedule follows the plan.
+        """
         try:
+            self._setup_distributed()
             self._ensure_envs()
             if logger is not None:
                 logger.start(self)
@@ -199,8 +208,34 @@ class PPO:
                 logger.close()
         return self
 
+    def _setup_distributed(self) -> None:
+        """Join a torchrun launch (no-op otherwise): same start weights, own seeds per rank."""
+        rank, size = distributed.world()
+        if size == 1 or self.world_size == size:
+            return
+        if self.config.minibatch_size % size:
+            raise ValueError(
+                f"ppo.minibatch_size={self.config.minibatch_size} is the combined minibatch of all "
+                f"{size} ranks and must be divisible by the number of ranks"
+            )
+        self.rank, self.world_size = rank, size
+        distributed.broadcast_module(self.policy)
+        # Rank r's sampling noise and environments are its own; a resumed run starts fresh episodes.
+        self.generator.manual_seed(self.config.run.seed + 7919 * rank + 104729 * self.iteration)
+        self.tracker = None
+        self._returns = None
+        self.metadata["distributed"] = {"world_size": size}
+
+    def _sync_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's rows, or every rank's (normalization statistics stay identical across ranks)."""
+        return distributed.gather_rows(rows) if self.world_size > 1 else rows
+
+    def _update_obs_stats(self, raw: torch.Tensor) -> None:
+        if self.policy.obs_norm.enabled:
+            self.policy.obs_norm.update(self._sync_rows(raw))
+
     def _train_loop(self, callback: Callable[..., Any] | None, logger: Any) -> None:
-        batch = self.config.batch_size
+        batch = self.config.batch_size * self.world_size
         try:
             while self.num_timesteps < self.target_timesteps:
                 self._captured = self._capture()
@@ -229,6 +264,13 @@ class PPO:
             raise NonFiniteError(f"{exc}{where}") from None
         except KeyboardInterrupt:
             raise TrainingInterrupted(self._save_captured(logger)) from None
+        if self.world_size > 1:
+            identical = distributed.weights_identical(self.policy)
+            self.metadata["distributed"]["weights_identical_across_ranks"] = identical
+            if not identical:
+                raise RuntimeError(
+                    "ranks ended with different weights: distributed training went out of step"
+                )
         if logger is not None:
             logger.finish(self)
 
@@ -259,16 +301,21 @@ class PPO:
         window = cfg.run.log_window
         if self.tracker is None:
             self.tracker = EpisodeTracker(
-                n, cfg.run.seed, sample_env_action.shape[1:], sample_env_action.dtype, window
+                n,
+                cfg.run.seed + self.rank * n + self.iteration * n * self.world_size,
+                sample_env_action.shape[1:],
+                sample_env_action.dtype,
+                window,
             )
-            obs, _ = self.envs.reset(seed=cfg.run.seed)
+            # rank r owns the copies that follow the other ranks' copies
+            obs, _ = self.envs.reset(seed=cfg.run.seed + self.rank * n + self.iteration * n * self.world_size)
         else:  # resuming or reopening: rebuild every copy's current episode by replay
             obs = self._replay_episodes()
         raw = self.policy.obs_to_tensor(obs)
         self._check_finite_obs(raw, obs_step=self.num_timesteps)
         if self._returns is None:
             self._returns = torch.zeros(n, device=self.device)
-            self.policy.obs_norm.update(raw)
+            self._update_obs_stats(raw)
         self._obs = self.policy.obs_norm(raw)
         self._buffer = RolloutBuffer(
             cfg.ppo.n_steps, n, self.policy.flattener.flat_dim, head.storage_dim, self.device
@@ -314,14 +361,14 @@ class PPO:
                 )
             raw = policy.obs_to_tensor(next_obs)
             self._check_finite_obs(raw, step)
-            policy.obs_norm.update(raw)
+            self._update_obs_stats(raw)
             reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
             done_t = torch.from_numpy(done).to(device)
             buf.obs[t] = obs
             buf.actions[t] = action
             buf.logprobs[t] = logp
             buf.values[t] = value
-            buf.rewards[t] = policy.reward_scaler(reward_t, self._returns, done_t)
+            buf.rewards[t] = policy.reward_scaler(reward_t, self._returns, done_t, self._sync_rows)
             buf.terminated[t] = torch.from_numpy(terminated).to(device)
             buf.episode_end[t] = done_t
             cut = truncated & ~terminated
@@ -352,7 +399,8 @@ class PPO:
                 group["lr"] = frac * cfg.learning_rate
         policy, optimizer, gen = self.policy, self.optimizer, self.generator
         params = list(policy.parameters())
-        batch_size, mb_size = self.config.batch_size, self.config.minibatch_size
+        batch_size, mb_size = self.config.batch_size, self.config.minibatch_size // self.world_size
+        normalize = _global_normalizer if self.world_size > 1 else None
         clip, vclip = cfg.clip_coef, cfg.vf_clip_coef or cfg.clip_coef
         history: list[torch.Tensor] = []
         stopped_early = False
@@ -375,18 +423,24 @@ class PPO:
                     vf_coef=cfg.vf_coef,
                     norm_adv=cfg.norm_adv,
                     generator=gen,
+                    normalize_advantages=normalize,
                 )
-                loss = losses[-1]
-                if not bool(torch.isfinite(loss)):
+                optimizer.zero_grad(set_to_none=True)
+                losses[-1].backward()
+                if self.world_size > 1:  # every rank gets the same gradient, loss and KL
+                    losses = (*losses[:-1], losses[-1].detach())
+                    loss_value, kl = distributed.average_gradients(
+                        params, torch.stack([losses[-1], losses[3]])
+                    )
+                    losses = (*losses[:3], kl, losses[4], loss_value)
+                if not bool(torch.isfinite(losses[-1])):
                     raise NonFiniteError(
                         f"non-finite loss in update {self.iteration + 1} (after {self.num_timesteps} steps): "
                         + ", ".join(f"{k}={float(v):.4g}" for k, v in zip(METRICS, losses, strict=False))
                     )
                 if cfg.target_kl is not None and float(losses[3]) > cfg.target_kl:
-                    stopped_early = True
+                    stopped_early = True  # SB3's rule: this minibatch's step is not taken
                     break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
                 optimizer.step()
                 history.append(torch.stack([v.detach() for v in losses]))
@@ -568,6 +622,7 @@ def ppo_losses(
     vf_coef: float,
     norm_adv: bool,
     generator: torch.Generator | None = None,
+    normalize_advantages: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """(policy loss, value loss, entropy, approx-KL, clip fraction, total loss) for one minibatch.
 
@@ -576,7 +631,9 @@ def ppo_losses(
     new_logp, entropy, values = policy.evaluate(obs, actions, generator)
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
-    if norm_adv and advantages.numel() > 1:
+    if norm_adv and normalize_advantages is not None:
+        advantages = normalize_advantages(advantages)
+    elif norm_adv and advantages.numel() > 1:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
     if vclip is None:
@@ -590,6 +647,17 @@ def ppo_losses(
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
         clip_fraction = ((ratio - 1.0).abs() > clip).to(torch.float32).mean()
     return policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction, loss
+
+
+def _global_normalizer(advantages: torch.Tensor) -> torch.Tensor:
+    """Normalize with the mean and std of the combined minibatch of all ranks."""
+    moments = torch.stack(
+        [advantages.sum(), advantages.square().sum(), advantages.new_tensor(advantages.numel())]
+    )
+    total, total_sq, count = distributed.sum_across(moments.detach())
+    mean = total / count
+    std = ((total_sq - count * mean.square()) / (count - 1).clamp_min(1)).clamp_min(0).sqrt()
+    return (advantages - mean) / (std + 1e-8)
 
 
 __all__ = ["PPO", "NonFiniteError", "TrainingInterrupted", "ppo_losses"]

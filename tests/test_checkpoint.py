@@ -133,14 +133,19 @@ def _weights(agent):
     return {k: v.clone() for k, v in agent.policy.state_dict().items()}
 
 
-@pytest.mark.parametrize("vectorization", ["sync", "async"])
-def test_resume_after_a_stop_equals_an_unbroken_run(tmp_path, vectorization):
+@pytest.mark.parametrize(
+    ("vectorization", "num_workers"),
+    [("sync", None), ("async", None), ("async", 2)],
+    ids=["sync", "async", "sharded"],
+)
+def test_resume_after_a_stop_equals_an_unbroken_run(tmp_path, vectorization, num_workers):
     """Stopped by Ctrl-C mid-run, saved, resumed from disk: the result equals an unbroken run, bit for bit."""
     extra = {
         "env.normalize_obs": True,
         "env.normalize_reward": True,
         "ppo.anneal_lr": True,
         "env.vectorization": vectorization,
+        "env.num_workers": num_workers,
         "run.total_timesteps": 64 * 6,
     }
     config = small_config(**extra)
@@ -170,7 +175,7 @@ def test_resume_after_a_stop_equals_an_unbroken_run(tmp_path, vectorization):
 
     resumed = PPO.resume(info.value.checkpoint)
     assert resumed.num_timesteps == 3 * 64 and resumed.target_timesteps == 6 * 64
-    resumed._train()
+    resumed.train()
     resumed.close()
     assert resumed.num_timesteps == unbroken.num_timesteps
     a, b = _weights(unbroken), _weights(resumed)

@@ -109,10 +109,11 @@ def test_non_finite_reward_stops_with_step_and_keeps_checkpoint(tmp_path, capsys
     )
     assert code == 1
     err = capsys.readouterr().err
-    # each copy returns NaN on its 40th step: vector step 40 = training step 80
-    assert "non-finite reward at training step 80" in err and "last good checkpoint" in err
+    # each copy returns NaN on its 200th step: vector step 200 = training step 400, in the
+    # iteration that started at step 384 (16 steps per iteration): that state is the last good one
+    assert "non-finite reward at training step 400" in err and "last good checkpoint" in err
     checkpoints = list((run / "checkpoints").iterdir())
-    assert [p.name for p in checkpoints] == [f"step_{64:010d}"]
+    assert [p.name for p in checkpoints] == [f"step_{384:010d}"]
 
 
 def test_ctrl_c_saves_and_resume_continues(tmp_path, capsys, monkeypatch):

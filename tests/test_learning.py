@@ -6,7 +6,7 @@ from ppo_envkit import PPO, TrainConfig, evaluate
 
 
 def test_cartpole_reaches_475_deterministic():
-    """The cartpole preset solves CartPole-v1 (max 500) in 100k steps, about 20 s here."""
+    """The cartpole preset solves CartPole-v1 (max 500) in 100k steps, about 10 s here."""
     agent = PPO.from_preset("cartpole", overrides={"run.seed": 0})
     before = evaluate(agent, 10).mean_return
     agent.learn(100_000)

@@ -77,7 +77,10 @@ class Countdown(gym.Env):
 
 
 class NaNReward(gym.Env):
-    """Returns a NaN reward on the 40th step of its life (for the non-finite guard)."""
+    """Returns a NaN reward on the 200th step of its life (for the non-finite guard).
+
+    Late enough that the quick pre-training check (64 steps) does not see it.
+    """
 
     def __init__(self):
         self.observation_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
@@ -90,7 +93,7 @@ class NaNReward(gym.Env):
 
     def step(self, action):
         self._steps += 1
-        reward = float("nan") if self._steps == 40 else 0.0
+        reward = float("nan") if self._steps == 200 else 0.0
         return np.zeros(3, np.float32), reward, self._steps % 10 == 0, False, {}
 
 
@@ -111,8 +114,8 @@ class DictObs(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        self._state = self.observation_space.sample()
         self.observation_space.seed(int(self.np_random.integers(1 << 30)))
+        self._state = self.observation_space.sample()
         return self._state, {}
 
     def step(self, action):
