@@ -81,10 +81,31 @@ def _train_rate(preset: str, overrides: list[str], steps: int, seed: int) -> dic
     }
 
 
+def _child(conn: Any, fn: Any, args: tuple[Any, ...]) -> None:
+    try:
+        conn.send(("ok", fn(*args)))
+    except BaseException as exc:
+        import traceback
+
+        conn.send(("error", f"{exc}\n{traceback.format_exc()}"))
+
+
 def _in_fresh_process(fn: Any, *args: Any) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a new (non-daemonic: it may start env workers) process."""
     ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child, fn, args))
+    proc.start()
+    try:
+        while not parent.poll(1.0):
+            if not proc.is_alive():
+                raise RuntimeError(f"benchmark process died (exit code {proc.exitcode})")
+        status, payload = parent.recv()
+    finally:
+        proc.join()
+    if status == "error":
+        raise RuntimeError(f"benchmark failed: {payload}")
+    return payload
 
 
 @parser_builder

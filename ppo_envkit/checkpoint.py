@@ -153,6 +153,16 @@ def load_agent_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Te
     return meta, read_tensors(path / MODEL_FILE)
 
 
+def update_agent_meta(path: str | Path, key: str, value: Any) -> None:
+    """Set one top-level entry of an agent's ``agent.json`` (atomic replace of that file)."""
+    meta_path = Path(path) / META_FILE
+    meta = _read_json(meta_path)
+    meta[key] = value
+    tmp = meta_path.with_name(f".{META_FILE}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, meta_path)
+
+
 def save_checkpoint(
     path: Path, agent: dict[str, Any], trainer_meta: dict[str, Any], trainer_tensors: dict[str, torch.Tensor]
 ) -> Path:

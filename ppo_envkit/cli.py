@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -163,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = config.run.run_dir
         agent = PPO(config=config)
         agent.metadata["provenance"] = {
-            "command": "ppo-envkit " + " ".join(sys.argv[1:]),
+            "command": "ppo-envkit " + " ".join(shlex.quote(a) for a in args.argv),
             "preset": preset,
             "seed": config.run.seed,
         }
@@ -226,7 +227,18 @@ def _eval_parser(sub: Any) -> None:
         "--num-envs", type=int, default=None, help="environment copies (default min(episodes, 16))"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--env-module", action="append", default=[], metavar="MODULE_OR_FILE")
+    p.add_argument(
+        "--env-module",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import a module or .py file that registers the environment (repeatable)",
+    )
+    p.add_argument(
+        "--write-result",
+        action="store_true",
+        help="record the result (and this command) as 'evaluation' in the agent's agent.json",
+    )
 
 
 @command("eval")
@@ -243,6 +255,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(
         agent, args.episodes, deterministic=not args.stochastic, seed=args.seed, num_envs=args.num_envs
     )
+    if args.write_result:
+        from .checkpoint import update_agent_meta
+
+        summary = {k: v for k, v in result.to_dict().items() if k not in ("returns", "lengths")}
+        summary["command"] = f"ppo-envkit eval AGENT --episodes {args.episodes} --seed {args.seed}" + (
+            " --stochastic" if args.stochastic else ""
+        )
+        update_agent_meta(agent.path, "evaluation", summary)
     if args.json:
         out = result.to_dict()
         out["agent"] = str(agent.path)
@@ -308,7 +328,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command as typed, recorded in agents' provenance
     if args.command is None:
         parser.print_help()
         return 2

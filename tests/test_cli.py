@@ -58,6 +58,16 @@ def test_train_then_eval_json(tmp_path, capsys):
     assert out["episodes"] == 3 and {"mean_return", "std_return"} <= set(out)
     assert main(["eval", str(run / "agent"), "--episodes", "2", "--stochastic"]) == 0
     assert "stochastic episodes" in capsys.readouterr().out
+    assert main(["eval", str(run), "--episodes", "4", "--seed", "3", "--write-result"]) == 0
+    recorded = json.loads((run / "agent" / "agent.json").read_text())["evaluation"]
+    assert (
+        recorded["episodes"] == 4 and recorded["seed"] == 3 and "--episodes 4 --seed 3" in recorded["command"]
+    )
+    assert recorded["mean_return"] == pytest.approx(
+        float(capsys.readouterr().out.split("mean return ")[1].split()[0]), abs=0.01
+    )
+    provenance = json.loads((run / "agent" / "agent.json").read_text())["provenance"]
+    assert provenance["seed"] == 1 and "--total-timesteps 2048" in provenance["command"]
 
 
 def test_invalid_setting_is_one_line_and_nonzero():
