@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from .cli import command, console, parser_builder
+from .cli import add_set_arg, command, console, parser_builder
 
 
 def _peak_rss_mb() -> float:
@@ -120,14 +120,7 @@ def _bench_parser(sub: Any) -> None:
     p.add_argument("--env", default=None, help="environment id for the raw step rate (default: the preset's)")
     p.add_argument("--steps", type=int, default=100_000, help="training steps per preset (default 100000)")
     p.add_argument("--env-steps", type=int, default=50_000, help="steps for the raw env rate (default 50000)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting of every preset",
-    )
+    add_set_arg(p, "override a setting of every preset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -44,6 +44,22 @@ def parser_builder(fn: Callable[[Any], None]) -> Callable[[Any], None]:
     return fn
 
 
+def add_env_module_arg(p: argparse.ArgumentParser) -> None:
+    """``--env-module``, shared by every command that builds environments."""
+    p.add_argument(
+        "--env-module",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import a module or .py file that registers environments (repeatable)",
+    )
+
+
+def add_set_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 # ----------------------------------------------------------------------------- train
 
 
@@ -55,14 +71,7 @@ def _train_parser(sub: Any) -> None:
         "--preset", help="named preset from agents/ (default: the preset written for ENV_ID, if any)"
     )
     p.add_argument("--config", help="YAML config file (sections env, policy, ppo, run)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one setting, e.g. --set ppo.learning_rate=1e-3 (repeatable)",
-    )
+    add_set_arg(p, "override one setting, e.g. --set ppo.learning_rate=1e-3 (repeatable)")
     p.add_argument("--total-timesteps", type=int, help="environment steps to train for")
     p.add_argument("--seed", type=int, help="seed for environments and torch")
     p.add_argument("--num-envs", type=int, help="environment copies stepped together")
@@ -74,13 +83,7 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--run-dir", help="output directory (default: runs/ENV-TIMESTAMP)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="torch device")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    p.add_argument(
-        "--env-module",
-        action="append",
-        default=[],
-        metavar="MODULE_OR_FILE",
-        help="import a module or .py file that registers environments (repeatable)",
-    )
+    add_env_module_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -200,8 +203,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         agent.close()
         distributed.shutdown()
-    if rank != 0:
-        return 0
+    if world_size > 1 and rank != 0:
+        _exit_now(0)
     wall = time.perf_counter() - started
     ret = agent.last_metrics.get("episode_return", float("nan"))
     console.print(
@@ -210,7 +213,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     console.print(f"evaluate: ppo-envkit eval {run_dir} --episodes 100")
     console.print(f"watch it:  ppo-envkit replay {run_dir}")
+    if world_size > 1:
+        _exit_now(0)
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """Exit a torchrun rank without running C++ static destructors.
+
+    Everything is saved and closed by now; under load, tearing down gloo's threads at
+    interpreter exit sometimes ends in ``std::terminate`` (SIGABRT), which torchrun
+    would report as a failed run.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ----------------------------------------------------------------------------- eval
@@ -227,13 +244,7 @@ def _eval_parser(sub: Any) -> None:
         "--num-envs", type=int, default=None, help="environment copies (default min(episodes, 16))"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument(
-        "--env-module",
-        action="append",
-        default=[],
-        metavar="MODULE_OR_FILE",
-        help="import a module or .py file that registers the environment (repeatable)",
-    )
+    add_env_module_arg(p)
     p.add_argument(
         "--write-result",
         action="store_true",

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import command, console, parser_builder
+from .cli import add_env_module_arg, command, console, parser_builder
 from .config import ConfigError, TrainConfig
 from .discovery import discover_envs, load_env_module
 from .registry import (
@@ -126,16 +126,6 @@ def require_agent_env(agent: Any) -> None:
     raise EnvNotFoundError(f"this agent acts in '{env_id}', which is not registered here; {hint}")
 
 
-def _env_module_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--env-module",
-        action="append",
-        default=[],
-        metavar="MODULE_OR_FILE",
-        help="import a module or .py file that registers environments (repeatable)",
-    )
-
-
 # ----------------------------------------------------------------------------- envs list / check
 
 
@@ -149,7 +139,7 @@ def _envs_parser(sub: Any) -> None:
     lp.add_argument(
         "--spaces", action="store_true", help="also build built-in environments to show their spaces (slower)"
     )
-    _env_module_arg(lp)
+    add_env_module_arg(lp)
     cp = envs_sub.add_parser("check", help="run the environment checker; exit status 1 on errors")
     cp.add_argument("env_id", nargs="?", help="environment id (default: every user environment)")
     cp.add_argument(
@@ -160,7 +150,7 @@ def _envs_parser(sub: Any) -> None:
     cp.add_argument("--steps", type=int, default=None, help="random steps to take (default 1000)")
     cp.add_argument("--seed", type=int, default=0, help="seed of resets and random actions")
     cp.add_argument("--quick", action="store_true", help="only the quick part that train runs")
-    _env_module_arg(cp)
+    add_env_module_arg(cp)
 
 
 def _preset_text(info: EnvInfo, with_presets: set[str]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from .cli import command, console, parser_builder
+from .cli import add_env_module_arg, command, console, parser_builder
 from .config import ConfigError
 
 
@@ -46,13 +46,7 @@ def _replay_parser(sub: Any) -> None:
     p.add_argument(
         "--screenshot-dir", default=".", metavar="DIR", help="where key S saves screenshots (default .)"
     )
-    p.add_argument(
-        "--env-module",
-        action="append",
-        default=[],
-        metavar="MODULE_OR_FILE",
-        help="import a module or .py file that registers environments (repeatable)",
-    )
+    add_env_module_arg(p)
 
 
 def resolve_checkpoint(run_dir: str | Path, name: str) -> Path:

@@ -16,11 +16,10 @@ def test_cartpole_reaches_475_deterministic():
     assert result.mean_return >= 475, result
 
 
-def test_continuous_reach_target_learns(toy_env_ids):
-    """ReachTarget: random policy about -16, optimal about -1.0; the threshold -2 needs real control."""
-    config = TrainConfig().with_overrides(
+def reach_config(env_id: str, **extra):
+    return TrainConfig().with_overrides(
         {
-            "env.id": toy_env_ids["reach"],
+            "env.id": env_id,
             "env.num_envs": 8,
             "ppo.n_steps": 64,
             "ppo.minibatch_size": 128,
@@ -28,8 +27,14 @@ def test_continuous_reach_target_learns(toy_env_ids):
             "ppo.learning_rate": 3e-3,
             "ppo.gamma": 0.9,
             "run.seed": 0,
+            **extra,
         }
     )
+
+
+def test_continuous_reach_target_learns(toy_env_ids):
+    """ReachTarget: random policy about -16, optimal about -1.0; the threshold -2 needs real control."""
+    config = reach_config(toy_env_ids["reach"])
     agent = PPO(config=config)
     before = evaluate(agent, 50, deterministic=False).mean_return
     agent.learn(20_000)
@@ -40,19 +45,7 @@ def test_continuous_reach_target_learns(toy_env_ids):
 
 
 def test_squashed_gaussian_learns_too(toy_env_ids):
-    config = TrainConfig().with_overrides(
-        {
-            "env.id": toy_env_ids["reach"],
-            "env.num_envs": 8,
-            "ppo.n_steps": 64,
-            "ppo.minibatch_size": 128,
-            "ppo.n_epochs": 10,
-            "ppo.learning_rate": 3e-3,
-            "ppo.gamma": 0.9,
-            "run.seed": 0,
-            "policy.squash": True,
-        }
-    )
+    config = reach_config(toy_env_ids["reach"], **{"policy.squash": True})
     agent = PPO(config=config).learn(20_000)
     agent.close()
     assert evaluate(agent, 50, seed=1).mean_return >= -2.0
