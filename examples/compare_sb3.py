@@ -8,7 +8,7 @@ counted as training time. The raw environment step rate is measured in the same
 run, as the ceiling.
 
     pip install -e ".[compare]"          # stable-baselines3, never a runtime dependency
-    python examples/compare_sb3.py                         # discrete, 1M steps each (~35 min here)
+    python examples/compare_sb3.py                         # discrete, 1M steps each (~20 min here)
     python examples/compare_sb3.py --variant continuous
     python examples/compare_sb3.py --steps 196608 --learners sb3 zoo   # throughput only, ~5 min
 
@@ -75,16 +75,21 @@ def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> N
             else ("lunarlander-continuous" if continuous else "lunarlander")
         )
         agent = PPO.from_preset(preset, overrides={"env.kwargs": kwargs, "run.seed": seed})
-        agent.target_timesteps = total  # the planned run: its learning-rate schedule spans all chunks
+        if kind == "ours":  # our presets plan their own length (the learning-rate schedule spans it)
+            total = max(total, agent.config.run.total_timesteps)
+        agent.target_timesteps = total
 
         def train(steps: int) -> int:
             stop_at = agent.num_timesteps + steps
             agent.train(callback=lambda a, _m: a.num_timesteps < stop_at)
             return agent.num_timesteps
 
-    conn.send(("ready", _peak_mb()))
+    conn.send(("ready", total))
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except EOFError:  # the coordinator is gone
+            return
         if msg[0] == "train":
             start = time.perf_counter()
             steps = train(msg[1])
@@ -112,7 +117,10 @@ def main() -> None:
         "--learners", nargs="+", default=["sb3", "zoo", "ours"], choices=["sb3", "zoo", "ours"]
     )
     parser.add_argument(
-        "--steps", type=int, default=1_015_808, help="steps per learner (multiple of --chunk)"
+        "--steps",
+        type=int,
+        default=1_015_808,
+        help="steps per learner; ours runs at least its preset's planned length",
     )
     parser.add_argument("--chunk", type=int, default=49_152, help="steps per turn (3 SB3 rollouts)")
     parser.add_argument("--eval-episodes", type=int, default=20)
@@ -136,14 +144,17 @@ def main() -> None:
             "train_s": 0.0,
             "first200": None,
             "evals": [],
-            "peak_mb": parent.recv()[1],
+            "total": parent.recv()[1],
+            "peak_mb": 0.0,
         }
     raw_before = _raw_rate(continuous)
     print(f"LunarLander-v3 {args.variant}; raw env {raw_before:.0f} steps/s; learners {', '.join(learners)}")
     done = 0
-    while done < args.steps:
+    while any(st["steps"] < st["total"] for st in learners.values()):
         done += args.chunk
         for kind, st in learners.items():
+            if st["steps"] >= st["total"]:
+                continue
             st["conn"].send(("train", args.chunk))
             steps, seconds, peak = st["conn"].recv()
             st["steps"], st["train_s"], st["peak_mb"] = steps, st["train_s"] + seconds, peak
