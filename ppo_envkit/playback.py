@@ -8,7 +8,6 @@ the current state (its value, its action distribution and the action it takes).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pygame
 
 from . import hud
 from .ppo import PPO
-from .registry import env_info, make_env
+from .registry import make_env
 
 BACKGROUND = (24, 26, 32)
 #: A pane's frame is scaled to fit this box (one pane, two panes); a pane is at least MIN_PANE.
@@ -113,17 +112,6 @@ def agent_label(agent: PPO) -> str:
     return f"{name} · {agent.num_timesteps:,} steps"
 
 
-def _action_names(agent: PPO) -> list[str] | None:
-    names = env_info(agent.config.env.id).action_names
-    path = getattr(agent, "path", None)
-    if names is None and path is not None:  # names stored with the agent when it was saved
-        try:
-            names = json.loads((Path(path) / "agent.json").read_text())["env"].get("action_names")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            names = None
-    return list(names) if names else None
-
-
 class Pane:
     """One agent playing in its own environment copy, and what happened in its episode."""
 
@@ -138,7 +126,7 @@ class Pane:
         except BaseException:
             self.env.close()
             raise
-        self.action_names = _action_names(agent)
+        self.action_names = agent.action_names
         scaler = agent.policy.reward_scaler
         # With reward scaling the critic predicts returns in scaled units; show them in the env's units.
         self.value_scale = float((scaler.rms.var + scaler.eps).sqrt()) if scaler.enabled else 1.0

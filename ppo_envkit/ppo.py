@@ -29,7 +29,7 @@ from . import distributed
 from .config import TrainConfig
 from .episodes import EpisodeTracker
 from .policy import ActorCritic
-from .registry import make_env, make_vec_env, user_modules
+from .registry import env_info, make_env, make_vec_env, user_modules
 from .rollout import RolloutBuffer
 from .spaces import describe_space, space_from_data, space_to_data, spaces_match
 
@@ -123,6 +123,8 @@ class PPO:
         self._buffer: RolloutBuffer | None = None
         self._captured: dict[str, Any] | None = None
         self.rank, self.world_size = 0, 1
+        self.path: Path | None = None  # where load() found the agent
+        self._stored_action_names: list[str] | None = None
 
     # ----------------------------------------------------------------------------- creation
 
@@ -511,17 +513,22 @@ class PPO:
             )
         self.tracker.load_state(meta["episodes"], arrays)
 
-    def agent_metadata(self) -> dict[str, Any]:
-        from .registry import env_info
+    @property
+    def action_names(self) -> list[str] | None:
+        """Names of the discrete actions (registered, or stored with the agent), when they fit the space."""
+        names = env_info(self.config.env.id).action_names or self._stored_action_names
+        if names and isinstance(self.action_space, spaces.Discrete) and len(names) == self.action_space.n:
+            return list(names)
+        return None
 
-        info = env_info(self.config.env.id)
+    def agent_metadata(self) -> dict[str, Any]:
         return {
             "env": {
                 "id": self.config.env.id,
                 "kwargs": self.config.env.kwargs,
                 "max_episode_steps": self.config.env.max_episode_steps,
                 "modules": user_modules(),
-                "action_names": info.action_names,
+                "action_names": self.action_names,
             },
             "observation_space": space_to_data(self.observation_space),
             "action_space": space_to_data(self.action_space),
@@ -571,6 +578,7 @@ class PPO:
         agent.num_timesteps = int(meta.get("num_timesteps", 0))
         agent.metadata = {k: meta[k] for k in ("provenance", "evaluation") if k in meta}
         agent.path = path
+        agent._stored_action_names = meta["env"].get("action_names")
         return agent
 
     @classmethod
