@@ -133,7 +133,14 @@ class RunConfig(_Section):
 
     total_timesteps: int = Field(100_000, ge=1, description="Environment steps to train for.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed for environments and torch.")
-    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="Torch device.")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu",
+        description=(
+            "Torch device (auto: cuda when available). The CPU is the default because these small "
+            "MLPs train faster there: on an H200 machine, cuda ran the lunarlander preset at 0.62x "
+            "the CPU's steps/s."
+        ),
+    )
     torch_threads: int = Field(
         1, ge=0, le=256, description="Torch CPU threads (0: torch's default). Small MLPs run best with 1."
     )

@@ -24,11 +24,23 @@ def world() -> tuple[int, int]:
     if size <= 1:
         return 0, 1
     if not dist.is_initialized():
-        backend = (
-            "nccl" if torch.cuda.is_available() and os.environ.get("PPO_ENVKIT_BACKEND") != "gloo" else "gloo"
-        )
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend())
     return dist.get_rank(), dist.get_world_size()
+
+
+def backend() -> str:
+    """gloo for CPU tensors; NCCL for GPU tensors when every local rank has a GPU of its own.
+
+    NCCL refuses two ranks on one GPU, so with fewer GPUs than local ranks the GPU tensors go
+    through gloo too. ``PPO_ENVKIT_BACKEND`` overrides the choice (any ``init_process_group`` backend).
+    """
+    forced = os.environ.get("PPO_ENVKIT_BACKEND")
+    if forced:
+        return forced
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= local_ranks:
+        return "cpu:gloo,cuda:nccl"
+    return "gloo"
 
 
 def is_main() -> bool:

@@ -14,6 +14,7 @@ One training iteration, top to bottom:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,10 +57,16 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for ``run.device``; under torchrun each rank takes its own GPU if there are enough."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device=cuda but no CUDA device is available; use cpu or auto")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("run.device=cuda but no CUDA device is available; use cpu or auto")
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
     return torch.device(name)
 
 
