@@ -14,6 +14,7 @@ import multiprocessing as mp
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .cli import add_set_arg, command, console, parser_builder
@@ -81,6 +82,73 @@ def _train_rate(preset: str, overrides: list[str], steps: int, seed: int) -> dic
     }
 
 
+def _train_rate_ranks(preset: str, overrides: list[str], steps: int, seed: int, ranks: int) -> dict[str, Any]:
+    """The same measurement with ``ranks`` torchrun processes sharing the preset's environment copies.
+
+    Each rank gets ``num_envs // ranks`` copies, so the combined batch, minibatch and
+    number of updates equal the one-process run's; peak memory is the sum over ranks.
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.json"
+        out = Path(tmp) / "result.json"
+        spec.write_text(json.dumps({"preset": preset, "overrides": overrides, "steps": steps, "seed": seed}))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)]
+        cmd += ["-m", "ppo_envkit.bench", "--rank-worker", str(spec), str(out)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"{ranks}-rank benchmark failed:\n{proc.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def _rank_worker(spec_path: str, out_path: str) -> None:
+    """One torchrun rank of :func:`_train_rate_ranks`; rank 0 writes the result."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from . import distributed
+    from .ppo import PPO
+    from .presets import load_preset
+
+    spec = json.loads(Path(spec_path).read_text())
+    _, size = distributed.world()
+    num_envs = load_preset(spec["preset"]).env.num_envs
+    if num_envs % size:
+        raise ValueError(
+            f"preset {spec['preset']} has {num_envs} environment copies, not divisible by {size}"
+        )
+    overrides = [*spec["overrides"], f"run.seed={spec['seed']}", f"env.num_envs={num_envs // size}"]
+    agent = PPO.from_preset(spec["preset"], overrides=overrides)
+    agent._setup_distributed()
+    agent._ensure_envs()
+    dist.barrier()
+    start = time.perf_counter()
+    agent.learn(spec["steps"])
+    dist.barrier()
+    elapsed = time.perf_counter() - start
+    peaks = distributed.gather_rows(torch.tensor([_peak_rss_mb()], dtype=torch.float64))
+    agent.close()
+    if dist.get_rank() == 0:
+        result = {
+            "steps": agent.num_timesteps,
+            "seconds": elapsed,
+            "steps_per_s": agent.num_timesteps / elapsed,
+            "peak_mb": float(peaks.sum()),
+            "recent_return": agent.tracker.mean_recent_return if agent.tracker else float("nan"),
+            "ranks": size,
+        }
+        Path(out_path).write_text(json.dumps(result))
+    distributed.shutdown()
+    sys.stdout.flush()
+    os._exit(0)  # no C++ teardown races between gloo threads at exit (see cli._exit_now)
+
+
 def _child(conn: Any, fn: Any, args: tuple[Any, ...]) -> None:
     try:
         conn.send(("ok", fn(*args)))
@@ -121,6 +189,13 @@ def _bench_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=100_000, help="training steps per preset (default 100000)")
     p.add_argument("--env-steps", type=int, default=50_000, help="steps for the raw env rate (default 50000)")
     add_set_arg(p, "override a setting of every preset")
+    p.add_argument(
+        "--ranks",
+        type=int,
+        default=1,
+        help="also train each preset with this many torchrun processes sharing its environment copies "
+        "(same combined batch) and report the speed-up over one process",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -148,6 +223,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = _in_fresh_process(_train_rate, name, list(args.overrides), args.steps, args.seed)
         result["ratio_to_raw_env"] = result["steps_per_s"] / single["steps_per_s"]
         rows.append({"what": f"train preset {name}", "preset": name, **result})
+        if args.ranks > 1:
+            say(f"training preset {name} with {args.ranks} ranks for {args.steps} steps ...")
+            multi = _train_rate_ranks(name, list(args.overrides), args.steps, args.seed, args.ranks)
+            multi["ratio_to_raw_env"] = multi["steps_per_s"] / single["steps_per_s"]
+            multi["speedup_over_one_rank"] = multi["steps_per_s"] / result["steps_per_s"]
+            rows.append({"what": f"train preset {name}, {args.ranks} ranks", "preset": name, **multi})
     report = {
         "env_id": env_id,
         "machine": _machine(),
@@ -157,7 +238,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     table = Table(title=f"ppo-envkit bench ({report['machine']})")
-    for col in ("measurement", "steps", "seconds", "steps/s", "x raw env", "peak MB"):
+    columns = ["measurement", "steps", "seconds", "steps/s", "x raw env", "peak MB"]
+    if args.ranks > 1:
+        columns.append("x 1 rank")
+    for col in columns:
         table.add_column(col, justify="right" if col != "measurement" else "left")
     for row in rows:
         ratio = row.get("ratio_to_raw_env")
@@ -168,6 +252,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{row['steps_per_s']:.0f}",
             "" if ratio is None else f"{ratio:.2f}",
             f"{row['peak_mb']:.0f}",
+            *(
+                [f"{row['speedup_over_one_rank']:.2f}" if "speedup_over_one_rank" in row else ""]
+                * (args.ranks > 1)
+            ),
         )
     console.print(table)
     return 0
@@ -183,3 +271,12 @@ def _machine() -> str:
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}, torch {torch.__version__}"
     )
+
+
+if __name__ == "__main__":  # torchrun entry of the multi-rank measurement
+    if len(sys.argv) == 4 and sys.argv[1] == "--rank-worker":
+        _rank_worker(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(
+            "usage: python -m ppo_envkit.bench --rank-worker SPEC.json OUT.json (use 'ppo-envkit bench')"
+        )

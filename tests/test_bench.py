@@ -1,0 +1,35 @@
+"""``ppo-envkit bench``: the table's measurements exist, are positive and are related as claimed."""
+
+from __future__ import annotations
+
+import json
+
+from ppo_envkit.cli import main
+
+
+def test_bench_json_with_two_ranks(capsys):
+    args = [
+        "bench",
+        "--preset",
+        "cartpole",
+        "--steps",
+        "2048",
+        "--env-steps",
+        "500",
+        "--ranks",
+        "2",
+        "--json",
+    ]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["env_id"] == "CartPole-v1"
+    rows = {row["what"]: row for row in report["results"]}
+    single = rows["CartPole-v1 raw env, 1 copy"]
+    one, two = rows["train preset cartpole"], rows["train preset cartpole, 2 ranks"]
+    assert single["steps"] == 500 and rows["CartPole-v1 raw sync vector env, 16 copies"]["steps"] > 0
+    # the same combined batch: 16 copies x 64 steps per update, whether one process or two
+    assert one["steps"] == two["steps"] == 2048 and two["ranks"] == 2
+    for row in report["results"]:
+        assert row["steps_per_s"] > 0 and row["peak_mb"] > 50
+    assert one["ratio_to_raw_env"] == one["steps_per_s"] / single["steps_per_s"]
+    assert two["speedup_over_one_rank"] == two["steps_per_s"] / one["steps_per_s"]
