@@ -8,7 +8,9 @@ silently replaced by fresh statistics.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,20 +25,34 @@ class RunningMeanStd(nn.Module):
         # A tiny prior count keeps the first update finite, as in SB3 and CleanRL.
         self.register_buffer("count", torch.tensor(epsilon, dtype=torch.float64))
 
-    @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
-        batch = batch.to(torch.float64).reshape(-1, *self.mean.shape)
+        # Called once per environment step: on the CPU the arithmetic runs in numpy, in place
+        # on the buffers' memory, which costs a fraction of the equivalent small torch ops.
+        if batch.device.type == "cpu" and self.mean.device.type == "cpu":
+            self._merge(batch.detach().numpy().reshape(-1, *self.mean.shape), np)
+        else:
+            with torch.no_grad():
+                self._merge(batch.reshape(-1, *self.mean.shape), torch)
+
+    def _merge(self, batch: Any, xp: Any) -> None:
+        """Chan et al.'s merge of a batch into (mean, var, count), with numpy or torch as ``xp``."""
         n = batch.shape[0]
         if n == 0:
             return
+        if xp is np:
+            batch = batch.astype(np.float64)
+            mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
+        else:
+            batch = batch.to(torch.float64)
+            mean, var, count = self.mean, self.var, self.count
         batch_mean = batch.mean(0)
-        batch_var = batch.var(0, unbiased=False)
-        delta = batch_mean - self.mean
-        total = self.count + n
-        self.mean += delta * n / total
-        m2 = self.var * self.count + batch_var * n + delta.square() * self.count * n / total
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        batch_var = ((batch - batch_mean) ** 2).mean(0)
+        delta = batch_mean - mean
+        total = count + n
+        m2 = var * count + batch_var * n + delta * delta * count * n / total
+        mean += delta * n / total
+        var[...] = m2 / total
+        count[...] = total
 
 
 class ObsNormalizer(nn.Module):
@@ -55,15 +71,21 @@ class ObsNormalizer(nn.Module):
         # Loaded statistics must take effect at once (eval and replay use them).
         self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh())
 
-    @torch.no_grad()
     def refresh(self) -> None:
-        """Recompute the float32 affine map from the float64 statistics."""
-        scale = torch.rsqrt(self.rms.var + self.eps).to(torch.float32)
-        shift = self.rms.mean.to(torch.float32)
-        self._scale.copy_(torch.where(self.mask, scale, torch.ones_like(scale)))
-        self._shift.copy_(torch.where(self.mask, shift, torch.zeros_like(shift)))
+        """Recompute the float32 affine map from the float64 statistics (identity outside the mask)."""
+        if self._scale.device.type == "cpu":
+            mask = self.mask.numpy()
+            scale, shift = self._scale.numpy(), self._shift.numpy()
+            scale[mask] = 1.0 / np.sqrt(self.rms.var.numpy()[mask] + self.eps)
+            shift[mask] = self.rms.mean.numpy()[mask]
+            return
+        with torch.no_grad():
+            scale = torch.rsqrt(self.rms.var + self.eps).to(torch.float32)
+            self._scale.copy_(torch.where(self.mask, scale, torch.ones_like(scale)))
+            self._shift.copy_(
+                torch.where(self.mask, self.rms.mean.to(torch.float32), torch.zeros_like(scale))
+            )
 
-    @torch.no_grad()
     def update(self, obs: torch.Tensor) -> None:
         if self.enabled:
             self.rms.update(obs)

@@ -30,7 +30,7 @@ from . import distributed
 from .config import TrainConfig
 from .episodes import EpisodeTracker
 from .policy import ActorCritic
-from .registry import env_info, make_env, make_vec_env, user_modules
+from .registry import env_info, make_env, make_vec_env, modules_providing
 from .rollout import RolloutBuffer
 from .spaces import describe_space, space_from_data, space_to_data, spaces_match
 
@@ -534,7 +534,7 @@ class PPO:
                 "id": self.config.env.id,
                 "kwargs": self.config.env.kwargs,
                 "max_episode_steps": self.config.env.max_episode_steps,
-                "modules": user_modules(),
+                "modules": modules_providing(self.config.env.id),
                 "action_names": self.action_names,
             },
             "observation_space": space_to_data(self.observation_space),

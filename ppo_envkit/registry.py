@@ -52,6 +52,7 @@ __all__ = [
     "load_env_module",
     "make_env",
     "make_vec_env",
+    "modules_providing",
     "register_env",
     "registered_preset",
     "resolve_variant",
@@ -385,6 +386,24 @@ def temporary_registrations() -> Iterator[None]:
 def is_user_env(env_id: str) -> bool:
     """Registered by user code (through :func:`register_env` or ``gym.register``), not by Gymnasium."""
     return env_id in _USER_ENVS or (env_id in gym.registry and env_id not in _BUILTIN_IDS)
+
+
+def modules_providing(env_id: str) -> list[str]:
+    """The loaded environment modules that an agent of ``env_id`` needs: none for Gymnasium's own
+    environments, the one that registered it when that is known, else every loaded one."""
+    if not is_user_env(env_id):
+        return []
+    loaded = user_modules()
+    info = env_info(env_id)
+    module = (info.module or "").split(":")[0]
+    source = str(Path(info.source).resolve()) if info.source else None
+
+    def provides(target: str) -> bool:
+        if target.endswith(".py"):
+            return source is not None and str(Path(target).resolve()) == source
+        return bool(module) and target.split(":")[0] == module
+
+    return [t for t in loaded if provides(t)] or loaded
 
 
 def env_info(id: str) -> EnvInfo:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from ppo_envkit import list_envs, register_env
+from ppo_envkit import PPO, TrainConfig, list_envs, register_env
 from ppo_envkit.cli import build_parser, main, resolve_train_config
 from ppo_envkit.config import EnvConfig
 from ppo_envkit.discovery import EnvModuleError, discover_envs, load_env_module, user_modules
@@ -21,6 +21,7 @@ from ppo_envkit.registry import (
     current_variant,
     env_info,
     make_vec_env,
+    modules_providing,
     registered_preset,
     resolve_variant,
     temporary_registrations,
@@ -190,6 +191,22 @@ def test_same_file_imported_twice_by_different_routes(registry, tmp_path, monkey
     load_env_module("hover_twice")  # a second module object, same class source: not an error
     assert str(file) in user_modules() and "hover_twice" in user_modules()
     assert env_info("Twice-v0").user
+
+
+def test_agent_records_only_the_module_that_registered_its_env(registry, tmp_path):
+    """agent.json names the file an agent's environment needs, not every module loaded beside it."""
+    first = write_user_file(tmp_path / "first_envs.py", "First-v0")
+    second = write_user_file(tmp_path / "second_envs.py", "Second-v0")
+    load_env_module(str(first))
+    load_env_module(str(second))
+    assert modules_providing("Second-v0") == [str(second)]
+    assert modules_providing("First-v0") == [str(first)]
+    assert modules_providing("CartPole-v1") == []  # Gymnasium's own: nothing to import
+    register_env("Line-v0", Line)  # defined by this test module, which was not loaded as an env module
+    assert modules_providing("Line-v0") == user_modules()  # unknown provider: every loaded module
+    agent = PPO(config=TrainConfig().with_overrides({"env.id": "Second-v0", "env.num_envs": 1}))
+    meta = json.loads((agent.save(tmp_path / "agent") / "agent.json").read_text())
+    assert meta["env"]["modules"] == [str(second)]
 
 
 def test_list_envs_marks_user_environments_first(registry):
