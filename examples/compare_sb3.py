@@ -8,7 +8,7 @@ counted as training time. The raw environment step rate is measured in the same
 run, as the ceiling.
 
     pip install -e ".[compare]"          # stable-baselines3, never a runtime dependency
-    python examples/compare_sb3.py                         # discrete, 1M steps each (~20 min here)
+    python examples/compare_sb3.py                         # discrete, 1M steps each (~23 min here)
     python examples/compare_sb3.py --variant continuous
     python examples/compare_sb3.py --steps 196608 --learners sb3 zoo   # throughput only, ~5 min
 
