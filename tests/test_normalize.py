@@ -20,6 +20,18 @@ def test_running_mean_std_matches_numpy_over_batches():
     np.testing.assert_allclose(rms.var.numpy(), data.var(0), rtol=1e-10)
 
 
+def test_numpy_and_torch_merges_agree():
+    """The CPU path merges in numpy, GPU tensors in torch (run on the CPU here): same statistics."""
+    data = torch.tensor(np.random.default_rng(1).normal(-1.0, 4.0, size=(500, 2)))
+    in_numpy, in_torch = RunningMeanStd((2,)), RunningMeanStd((2,))
+    for chunk in data.split(64):
+        in_numpy.update(chunk.float())
+        in_torch._merge(chunk.float(), torch)
+    for name in ("mean", "var", "count"):
+        torch.testing.assert_close(getattr(in_numpy, name), getattr(in_torch, name), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(in_numpy.var.numpy(), data.numpy().var(0), rtol=1e-6)
+
+
 def test_obs_normalizer_only_touches_continuous_columns_and_clips():
     norm = ObsNormalizer(3, torch.tensor([True, True, False]), clip=2.0, enabled=True)
     norm.update(torch.tensor([[0.0, 10.0, 1.0], [2.0, 30.0, 0.0]]))
