@@ -28,23 +28,21 @@ class RunningMeanStd(nn.Module):
     def update(self, batch: torch.Tensor) -> None:
         # Called once per environment step: on the CPU the arithmetic runs in numpy, in place
         # on the buffers' memory, which costs a fraction of the equivalent small torch ops.
+        shape = (-1, *self.mean.shape)
         if batch.device.type == "cpu" and self.mean.device.type == "cpu":
-            self._merge(batch.detach().numpy().reshape(-1, *self.mean.shape), np)
+            rows = batch.detach().numpy().reshape(shape).astype(np.float64)
+            self._merge(rows, self.mean.numpy(), self.var.numpy(), self.count.numpy())
         else:
             with torch.no_grad():
-                self._merge(batch.reshape(-1, *self.mean.shape), torch)
+                self._merge(batch.reshape(shape).to(torch.float64), self.mean, self.var, self.count)
 
-    def _merge(self, batch: Any, xp: Any) -> None:
-        """Chan et al.'s merge of a batch into (mean, var, count), with numpy or torch as ``xp``."""
+    @staticmethod
+    def _merge(batch: Any, mean: Any, var: Any, count: Any) -> None:
+        """Chan et al.'s merge of a float64 batch into ``mean``, ``var`` and ``count``, in place
+        (numpy arrays or torch tensors alike)."""
         n = batch.shape[0]
         if n == 0:
             return
-        if xp is np:
-            batch = batch.astype(np.float64)
-            mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
-        else:
-            batch = batch.to(torch.float64)
-            mean, var, count = self.mean, self.var, self.count
         batch_mean = batch.mean(0)
         batch_var = ((batch - batch_mean) ** 2).mean(0)
         delta = batch_mean - mean
