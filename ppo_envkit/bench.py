@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import add_set_arg, command, console, parser_builder
+from .cli import add_set_arg, command, console, exit_now, parser_builder
 
 
 def _peak_rss_mb() -> float:
@@ -73,11 +73,15 @@ def _train_rate(preset: str, overrides: list[str], steps: int, seed: int) -> dic
     agent.learn(steps)
     elapsed = time.perf_counter() - start
     agent.close()
+    return _rate_result(agent, elapsed, _peak_rss_mb())
+
+
+def _rate_result(agent: Any, elapsed: float, peak_mb: float) -> dict[str, Any]:
     return {
         "steps": agent.num_timesteps,
         "seconds": elapsed,
         "steps_per_s": agent.num_timesteps / elapsed,
-        "peak_mb": _peak_rss_mb(),
+        "peak_mb": peak_mb,
         "recent_return": agent.tracker.mean_recent_return if agent.tracker else float("nan"),
     }
 
@@ -107,8 +111,6 @@ def _train_rate_ranks(preset: str, overrides: list[str], steps: int, seed: int, 
 
 def _rank_worker(spec_path: str, out_path: str) -> None:
     """One torchrun rank of :func:`_train_rate_ranks`; rank 0 writes the result."""
-    import os
-
     import torch
     import torch.distributed as dist
 
@@ -135,18 +137,10 @@ def _rank_worker(spec_path: str, out_path: str) -> None:
     peaks = distributed.gather_rows(torch.tensor([_peak_rss_mb()], dtype=torch.float64))
     agent.close()
     if dist.get_rank() == 0:
-        result = {
-            "steps": agent.num_timesteps,
-            "seconds": elapsed,
-            "steps_per_s": agent.num_timesteps / elapsed,
-            "peak_mb": float(peaks.sum()),
-            "recent_return": agent.tracker.mean_recent_return if agent.tracker else float("nan"),
-            "ranks": size,
-        }
+        result = {**_rate_result(agent, elapsed, float(peaks.sum())), "ranks": size}
         Path(out_path).write_text(json.dumps(result))
     distributed.shutdown()
-    sys.stdout.flush()
-    os._exit(0)  # no C++ teardown races between gloo threads at exit (see cli._exit_now)
+    exit_now(0)
 
 
 def _child(conn: Any, fn: Any, args: tuple[Any, ...]) -> None:
@@ -245,18 +239,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col != "measurement" else "left")
     for row in rows:
         ratio = row.get("ratio_to_raw_env")
-        table.add_row(
+        cells = [
             row["what"],
             f"{row['steps']}",
             f"{row['seconds']:.1f}",
             f"{row['steps_per_s']:.0f}",
             "" if ratio is None else f"{ratio:.2f}",
             f"{row['peak_mb']:.0f}",
-            *(
-                [f"{row['speedup_over_one_rank']:.2f}" if "speedup_over_one_rank" in row else ""]
-                * (args.ranks > 1)
-            ),
-        )
+        ]
+        if args.ranks > 1:
+            speedup = row.get("speedup_over_one_rank")
+            cells.append("" if speedup is None else f"{speedup:.2f}")
+        table.add_row(*cells)
     console.print(table)
     return 0
 

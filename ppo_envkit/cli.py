@@ -204,7 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent.close()
         distributed.shutdown()
     if world_size > 1 and rank != 0:
-        _exit_now(0)
+        exit_now(0)
     wall = time.perf_counter() - started
     ret = agent.last_metrics.get("episode_return", float("nan"))
     console.print(
@@ -214,11 +214,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     console.print(f"evaluate: ppo-envkit eval {run_dir} --episodes 100")
     console.print(f"watch it:  ppo-envkit replay {run_dir}")
     if world_size > 1:
-        _exit_now(0)
+        exit_now(0)
     return 0
 
 
-def _exit_now(code: int) -> None:
+def exit_now(code: int) -> None:
     """Exit a torchrun rank without running C++ static destructors.
 
     Everything is saved and closed by now; under load, tearing down gloo's threads at
