@@ -6,9 +6,6 @@ These need a CUDA device and are skipped without one (CI has none); they were ru
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,6 +16,7 @@ from ppo_envkit.logging import RunLogger
 from ppo_envkit.ppo import TrainingInterrupted
 
 from .test_checkpoint import small_config
+from .test_distributed import train_cartpole_with_two_ranks
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -77,13 +75,7 @@ def test_resume_on_the_gpu_equals_an_unbroken_run(tmp_path):
 
 def test_two_ranks_sharing_one_gpu_stay_identical_and_learn(tmp_path):
     """Fewer GPUs than ranks: the GPU tensors are reduced over gloo (NCCL refuses a shared GPU)."""
-    run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    cmd += ["-m", "ppo_envkit", "train", "CartPole-v1", "--run-dir", str(run), "--seed", "0"]
-    cmd += ["--num-envs", "8", "--device", "cuda", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("PPO_ENVKIT_BACKEND", None)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    proc, run = train_cartpole_with_two_ranks(tmp_path, "--device", "cuda")
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((run / "agent" / "agent.json").read_text())
     assert meta["distributed"] == {"world_size": 2, "weights_identical_across_ranks": True}

@@ -10,31 +10,25 @@ import sys
 from ppo_envkit import evaluate, load_agent
 
 
-def test_two_ranks_keep_identical_weights_and_learn_cartpole(tmp_path):
+def train_cartpole_with_two_ranks(tmp_path, *extra_args, backend=None):
+    """``torchrun --nproc-per-node 2 -m ppo_envkit train CartPole-v1`` with 8 copies per rank.
+
+    ``backend`` is forced through ``PPO_ENVKIT_BACKEND``; None leaves the choice to ppo-envkit.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PPO_ENVKIT_BACKEND", None)
+    if backend is not None:
+        env["PPO_ENVKIT_BACKEND"] = backend
     run = tmp_path / "run"
-    env = {**os.environ, "PPO_ENVKIT_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "ppo_envkit",
-        "train",
-        "CartPole-v1",
-        "--run-dir",
-        str(run),
-        "--seed",
-        "0",
-        "--num-envs",
-        "8",
-        "--no-progress",
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1"]
+    cmd += ["--nproc-per-node", "2", "-m", "ppo_envkit", "train", "CartPole-v1", "--run-dir", str(run)]
+    cmd += ["--seed", "0", "--num-envs", "8", "--no-progress", *extra_args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    return proc, run
+
+
+def test_two_ranks_keep_identical_weights_and_learn_cartpole(tmp_path):
+    proc, run = train_cartpole_with_two_ranks(tmp_path, backend="gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("done: ") == 1, "only rank 0 reports"
     meta = json.loads((run / "agent" / "agent.json").read_text())
