@@ -32,7 +32,9 @@ ENV_ID = "LunarLander-v3"
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this learner plus its largest finished child (run.processes)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (usage + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
 
 
 class _SB3Agent:

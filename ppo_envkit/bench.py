@@ -21,8 +21,11 @@ from .cli import add_set_arg, command, console, exit_now, parser_builder
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process plus its largest finished child (``run.processes``
+    ranks are forked children; shared pages count twice, so this is an upper bound)."""
     # ru_maxrss is in KiB on Linux, bytes on macOS
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 

@@ -76,6 +76,11 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, help="seed for environments and torch")
     p.add_argument("--num-envs", type=int, help="environment copies stepped together")
     p.add_argument(
+        "--processes",
+        type=int,
+        help="training processes on this machine, splitting the copies (run.processes; one per core)",
+    )
+    p.add_argument(
         "--action-space",
         choices=["discrete", "continuous"],
         help="pick the discrete or continuous variant of the environment",
@@ -117,6 +122,7 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | N
         ("total_timesteps", "run.total_timesteps"),
         ("seed", "run.seed"),
         ("num_envs", "env.num_envs"),
+        ("processes", "run.processes"),
         ("device", "run.device"),
         ("run_dir", "run.run_dir"),
     ):
@@ -190,6 +196,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     if world_size > 1 and rank == 0:
         console.print(f"distributed: {world_size} ranks, {world_size * cfg.env.num_envs} environment copies")
+    elif cfg.run.processes > 1:
+        console.print(
+            f"{cfg.run.processes} training processes, {agent.local_num_envs} of the "
+            f"{cfg.env.num_envs} environment copies each"
+        )
     started = time.perf_counter()
     try:
         if args.resume:

@@ -29,12 +29,22 @@ class RunningMeanStd(nn.Module):
         # Called once per environment step: on the CPU the arithmetic runs in numpy, in place
         # on the buffers' memory, which costs a fraction of the equivalent small torch ops.
         shape = (-1, *self.mean.shape)
-        if batch.device.type == "cpu" and self.mean.device.type == "cpu":
-            rows = batch.detach().numpy().reshape(shape).astype(np.float64)
-            self._merge(rows, self.mean.numpy(), self.var.numpy(), self.count.numpy())
+        arrays = self.cpu_arrays()
+        if batch.device.type == "cpu" and arrays is not None:
+            self._merge(batch.detach().numpy().reshape(shape).astype(np.float64), *arrays)
         else:
             with torch.no_grad():
                 self._merge(batch.reshape(shape).to(torch.float64), self.mean, self.var, self.count)
+
+    def cpu_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Numpy views of (mean, var, count) when they live on the CPU (cached: views cost ~1 us each)."""
+        cached = getattr(self, "_arrays", None)
+        if cached is None or cached[0] != self.mean.data_ptr():
+            if self.mean.device.type != "cpu":
+                return None
+            views = (self.mean.numpy(), self.var.numpy(), self.count.numpy())
+            cached = self._arrays = (self.mean.data_ptr(), views)
+        return cached[1]
 
     @staticmethod
     def _merge(batch: Any, mean: Any, var: Any, count: Any) -> None:
@@ -47,9 +57,10 @@ class RunningMeanStd(nn.Module):
         batch_var = ((batch - batch_mean) ** 2).mean(0)
         delta = batch_mean - mean
         total = count + n
-        m2 = var * count + batch_var * n + delta * delta * count * n / total
-        mean += delta * n / total
-        var[...] = m2 / total
+        weight = n / total
+        # m2 / total with m2 = var * count + batch_var * n + delta^2 * count * n / total
+        var[...] = (var * count + batch_var * n) / total + delta * delta * (count * weight / total)
+        mean += delta * weight
         count[...] = total
 
 
@@ -65,17 +76,24 @@ class ObsNormalizer(nn.Module):
         self.register_buffer("mask", mask.to(torch.bool), persistent=False)
         self.register_buffer("_scale", torch.ones(dim), persistent=False)
         self.register_buffer("_shift", torch.zeros(dim), persistent=False)
+        self._all_columns = bool(mask.all())
         self.refresh()
         # Loaded statistics must take effect at once (eval and replay use them).
         self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh())
 
     def refresh(self) -> None:
         """Recompute the float32 affine map from the float64 statistics (identity outside the mask)."""
-        if self._scale.device.type == "cpu":
-            mask = self.mask.numpy()
+        arrays = self.rms.cpu_arrays()
+        if self._scale.device.type == "cpu" and arrays is not None:
+            mean, var, _ = arrays
             scale, shift = self._scale.numpy(), self._shift.numpy()
-            scale[mask] = 1.0 / np.sqrt(self.rms.var.numpy()[mask] + self.eps)
-            shift[mask] = self.rms.mean.numpy()[mask]
+            if self._all_columns:
+                scale[...] = 1.0 / np.sqrt(var + self.eps)
+                shift[...] = mean
+            else:
+                mask = self.mask.numpy()
+                scale[mask] = 1.0 / np.sqrt(var[mask] + self.eps)
+                shift[mask] = mean[mask]
             return
         with torch.no_grad():
             scale = torch.rsqrt(self.rms.var + self.eps).to(torch.float32)

@@ -29,6 +29,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig
 from .episodes import EpisodeTracker
+from .localgroup import RankFailed
 from .policy import ActorCritic
 from .registry import env_info, make_env, make_vec_env, modules_providing
 from .rollout import RolloutBuffer
@@ -207,15 +208,59 @@ class PPO:
         ``callback`` trains a run in pieces; the learning-rate schedule follows the plan.
         """
         try:
-            self._setup_distributed()
-            self._ensure_envs()
-            if logger is not None:
-                logger.start(self)
-            self._train_loop(callback, logger)
+            processes = self._local_processes
+            if processes == 1:
+                self._setup_distributed()
+                self._ensure_envs()
+                if logger is not None:
+                    logger.start(self)
+                self._train_loop(callback, logger)
+            else:
+                with distributed.local_processes(processes, self._collective_bytes()) as group:
+                    self.rank, self.world_size = 0, processes
+                    self.metadata["distributed"] = {"world_size": processes}
+                    group.spawn(self._train_as_helper)
+                    self._ensure_envs()
+                    if logger is not None:
+                        logger.start(self)
+                    self._train_loop(callback, logger)
         finally:
             if logger is not None:
                 logger.close()
         return self
+
+    @property
+    def _local_processes(self) -> int:
+        """``run.processes``, or 1 under torchrun (which starts the ranks itself)."""
+        return 1 if distributed.launched_by_torchrun() else self.config.run.processes
+
+    @property
+    def local_num_envs(self) -> int:
+        """Environment copies this process steps (``env.num_envs`` split over ``run.processes``)."""
+        return self.config.env.num_envs // self._local_processes
+
+    def _collective_bytes(self) -> int:
+        """Shared-memory slot size: room for every gradient and statistics row, with margin."""
+        n_params = sum(p.numel() for p in self.policy.parameters())
+        rows = self.local_num_envs * max(self.policy.flattener.flat_dim, 1)
+        return max(1 << 16, 8 * (n_params + 64), 8 * rows) * 2
+
+    def _train_as_helper(self, rank: int) -> None:
+        """Rank ``rank`` of ``run.processes`` (in a forked process): train in step with rank 0."""
+        # Rank 0 adds its first observations to the normalization statistics (a collective) only
+        # when it starts without environments; this rank's fresh copies must then do the same.
+        self._initial_stats = self.envs is None and self._returns is None
+        self._inherited_envs = self.envs  # rank 0's; never used or closed here
+        self.envs = None
+        self.rank = rank
+        self.generator.manual_seed(self.config.run.seed + 7919 * rank + 104729 * self.iteration)
+        self.tracker = None
+        self._returns = None
+        try:
+            self._ensure_envs()
+            self._train_loop(None, None)
+        finally:
+            self.close()
 
     def _setup_distributed(self) -> None:
         """Join a torchrun launch (no-op otherwise): same start weights, own seeds per rank."""
@@ -244,7 +289,7 @@ class PPO:
             self.policy.obs_norm.update(self._sync_rows(raw))
 
     def _train_loop(self, callback: Callable[..., Any] | None, logger: Any) -> None:
-        batch = self.config.batch_size * self.world_size
+        batch = self.config.ppo.n_steps * self.local_num_envs * self.world_size
         try:
             while self.num_timesteps < self.target_timesteps:
                 self._captured = self._capture()
@@ -258,19 +303,23 @@ class PPO:
                 metrics.update(
                     sps=batch / elapsed,
                     collect_sps=batch / max(collect_time, 1e-9),
-                    episode_return=self.tracker.mean_recent_return,
-                    episode_length=self.tracker.mean_recent_length,
-                    episodes=self.tracker.finished,
+                    **self._episode_metrics(),
                 )
                 self.last_metrics = metrics
                 if logger is not None:
                     logger.log_iteration(self, metrics)
-                if callback is not None and callback(self, metrics) is False:
+                stop = callback is not None and callback(self, metrics) is False
+                if self.world_size > 1:  # every rank must stop at the same iteration
+                    stop = distributed.rank0_decides(stop)
+                if stop:
                     break
-        except NonFiniteError as exc:
+        except (NonFiniteError, RankFailed) as exc:
+            if isinstance(exc, RankFailed) and exc.kind != NonFiniteError.__name__:
+                raise
             saved = self._save_captured(logger)
             where = f"; last good checkpoint: {saved}" if saved else ""
-            raise NonFiniteError(f"{exc}{where}") from None
+            message = exc.text if isinstance(exc, RankFailed) else str(exc)
+            raise NonFiniteError(f"{message}{where}") from None
         except KeyboardInterrupt:
             raise TrainingInterrupted(self._save_captured(logger)) from None
         if self.world_size > 1:
@@ -282,6 +331,27 @@ class PPO:
                 )
         if logger is not None:
             logger.finish(self)
+
+    def _episode_metrics(self) -> dict[str, float]:
+        """Recent episode return and length, and finished episodes, over every rank's copies."""
+        assert self.tracker is not None
+        tracker = self.tracker
+        if self.world_size == 1:
+            return {
+                "episode_return": tracker.mean_recent_return,
+                "episode_length": tracker.mean_recent_length,
+                "episodes": tracker.finished,
+            }
+        local = [tracker.finished, len(tracker.recent_returns)]
+        local += [float(np.sum(tracker.recent_returns)), float(np.sum(tracker.recent_lengths))]
+        finished, count, returns, lengths = distributed.sum_across(
+            torch.tensor(local, dtype=torch.float64)
+        ).tolist()
+        return {
+            "episode_return": returns / count if count else float("nan"),
+            "episode_length": lengths / count if count else float("nan"),
+            "episodes": int(finished),
+        }
 
     def _save_captured(self, logger: Any) -> Path | None:
         """Restore and save the state captured at the start of the failed iteration."""
@@ -298,13 +368,13 @@ class PPO:
         if self.envs is not None:
             return
         cfg = self.config
-        self.envs = make_vec_env(cfg.env)
+        n = self.local_num_envs
+        self.envs = make_vec_env(cfg.env.model_copy(update={"num_envs": n}))
         if not spaces_match(self.envs.single_observation_space, self.observation_space) or not spaces_match(
             self.envs.single_action_space, self.action_space
         ):
             self.close()
             raise ValueError(self._mismatch_message(cfg.env.id))
-        n = cfg.env.num_envs
         head = self.policy.head
         sample_env_action = head.to_env(torch.zeros((1, head.storage_dim), device=self.device))
         window = cfg.run.log_window
@@ -320,11 +390,11 @@ class PPO:
             obs, _ = self.envs.reset(seed=cfg.run.seed + self.rank * n + self.iteration * n * self.world_size)
         else:  # resuming or reopening: rebuild every copy's current episode by replay
             obs = self._replay_episodes()
-        raw = self.policy.obs_to_tensor(obs)
-        self._check_finite_obs(raw, obs_step=self.num_timesteps)
+        raw = self._obs_tensor(obs, self.num_timesteps)
         if self._returns is None:
             self._returns = torch.zeros(n, device=self.device)
-            self._update_obs_stats(raw)
+            if getattr(self, "_initial_stats", True):
+                self._update_obs_stats(raw)
         self._obs = self.policy.obs_norm(raw)
         self._buffer = RolloutBuffer(
             cfg.ppo.n_steps, n, self.policy.flattener.flat_dim, head.storage_dim, self.device
@@ -337,13 +407,17 @@ class PPO:
         space = self.envs.single_observation_space
         return concatenate(space, list(results), create_empty_array(space, len(results)))
 
-    def _check_finite_obs(self, raw: torch.Tensor, obs_step: int) -> None:
-        if not bool(torch.isfinite(raw).all()):
-            bad = torch.nonzero(~torch.isfinite(raw).all(1)).flatten().tolist()
+    def _obs_tensor(self, obs: Any, obs_step: int) -> torch.Tensor:
+        """Flat float32 observations on the device; non-finite ones are refused (checked in numpy,
+        which costs a fraction of the torch check on a small batch)."""
+        flat = self.policy.flattener(obs)
+        if not np.isfinite(flat).all():
+            bad = np.flatnonzero(~np.isfinite(flat).all(1)).tolist()
             raise NonFiniteError(
                 f"environment {self.config.env.id} returned a non-finite observation at training step "
                 f"{obs_step} (environment copies {bad})"
             )
+        return torch.from_numpy(np.ascontiguousarray(flat)).to(self.device)
 
     @torch.inference_mode()
     def _collect(self) -> None:
@@ -352,7 +426,7 @@ class PPO:
         head = policy.head
         gen = self.generator
         device = self.device
-        n = self.config.env.num_envs
+        n = self.local_num_envs
         obs = self._obs
         buf.truncated.zero_()
         for t in range(buf.n_steps):
@@ -368,8 +442,7 @@ class PPO:
                     f"environment {self.config.env.id} returned a non-finite reward at training step {step} "
                     f"(environment copies {bad})"
                 )
-            raw = policy.obs_to_tensor(next_obs)
-            self._check_finite_obs(raw, step)
+            raw = self._obs_tensor(next_obs, step)
             self._update_obs_stats(raw)
             reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
             done_t = torch.from_numpy(done).to(device)
@@ -384,8 +457,7 @@ class PPO:
             if cut.any():
                 idx = np.flatnonzero(cut)
                 final = self._stack_obs([info["final_obs"][i] for i in idx])
-                final_t = policy.obs_to_tensor(final)
-                self._check_finite_obs(final_t, step)
+                final_t = self._obs_tensor(final, step)
                 idx_t = torch.from_numpy(idx).to(device)
                 buf.truncated[t, idx_t] = True
                 buf.truncated_values[t, idx_t] = policy.value(policy.obs_norm(final_t))
@@ -408,7 +480,8 @@ class PPO:
                 group["lr"] = frac * cfg.learning_rate
         policy, optimizer, gen = self.policy, self.optimizer, self.generator
         params = list(policy.parameters())
-        batch_size, mb_size = self.config.batch_size, self.config.minibatch_size // self.world_size
+        batch_size = self.config.ppo.n_steps * self.local_num_envs
+        mb_size = self.config.minibatch_size // self.world_size
         normalize = _global_normalizer if self.world_size > 1 else None
         clip, vclip = cfg.clip_coef, cfg.vf_clip_coef or cfg.clip_coef
         history: list[torch.Tensor] = []
@@ -512,7 +585,7 @@ class PPO:
                 torch.zeros((1, self.policy.head.storage_dim), device=self.device)
             )
             self.tracker = EpisodeTracker(
-                self.config.env.num_envs,
+                self.local_num_envs,
                 self.config.run.seed,
                 sample.shape[1:],
                 sample.dtype,
