@@ -14,6 +14,7 @@ The log-probabilities and entropies are written out by hand (faster than
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,9 @@ from .spaces import UnsupportedSpaceError
 SUPPORTED_ACTION_SPACES = "Discrete, Box (Gaussian, optionally tanh-squashed), MultiDiscrete, MultiBinary"
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+Backward = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]]
+Analytic = tuple[np.ndarray, np.ndarray, Backward]
 
 
 def init_layer(layer: nn.Linear, gain: float, enabled: bool = True) -> nn.Linear:
@@ -71,6 +75,16 @@ class ActionHead(nn.Module):
         """What the policy 'thinks' (for the viewer): probabilities, means, stds."""
         raise NotImplementedError
 
+    def analytic(self, params: np.ndarray, actions: np.ndarray) -> Analytic | None:
+        """Log-probabilities and entropies with their gradients written out in numpy, or None.
+
+        Returns ``(log_prob, entropy, backward)`` where ``backward(g_logp, g_ent)`` maps the
+        loss's gradients with respect to each row's log-probability and entropy to
+        ``(gradient for params, {name of a head parameter: gradient})``. The training step
+        uses it to skip autograd (see :mod:`ppo_envkit.fastgrad`); heads without it use autograd.
+        """
+        return None
+
 
 class CategoricalHead(ActionHead):
     """``Discrete(n)``: softmax over n logits."""
@@ -101,6 +115,23 @@ class CategoricalHead(ActionHead):
 
     def describe(self, params):
         return {"probs": params.softmax(-1).detach().cpu().numpy()}
+
+    def analytic(self, params, actions):
+        shifted = params - params.max(-1, keepdims=True)
+        logp_all = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        probs = np.exp(logp_all)
+        rows = np.arange(len(params))
+        idx = actions[:, 0].astype(np.int64)
+        logp = logp_all[rows, idx]
+        entropy = -(probs * logp_all).sum(-1)
+
+        def backward(g_logp, g_ent):
+            # d logp / d z_j = 1[j = a] - p_j;  d H / d z_j = -p_j (log p_j + H)
+            grad = probs * -(g_logp[:, None] + g_ent[:, None] * (logp_all + entropy[:, None]))
+            grad[rows, idx] += g_logp
+            return grad, {}
+
+        return logp, entropy, backward
 
 
 class MultiCategoricalHead(ActionHead):
@@ -215,6 +246,23 @@ class GaussianHead(ActionHead):
     def describe(self, params):
         std = self.log_std.exp().expand_as(params)
         return {"mean": params.detach().cpu().numpy(), "std": std.detach().cpu().numpy()}
+
+    def analytic(self, params, actions):
+        if type(self) is not GaussianHead or self.log_std.device.type != "cpu":
+            return None  # subclasses change the log-probability
+        log_std = self.log_std.detach().numpy()
+        inv_std = np.exp(-log_std)
+        z = (actions - params) * inv_std
+        logp = (-0.5 * z * z - log_std - np.float32(_LOG_SQRT_2PI)).sum(-1)
+        entropy = np.full(len(params), (0.5 + _LOG_SQRT_2PI + log_std).sum(), dtype=params.dtype)
+
+        def backward(g_logp, g_ent):
+            # d logp / d mean = z / std;  d logp / d log_std = z^2 - 1;  d H / d log_std = 1
+            g = g_logp[:, None]
+            grad_log_std = (g * (z * z - 1.0)).sum(0) + g_ent.sum()
+            return g * z * inv_std, {"log_std": grad_log_std}
+
+        return logp, entropy, backward
 
 
 class SquashedGaussianHead(GaussianHead):

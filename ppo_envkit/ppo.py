@@ -26,7 +26,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, fastgrad
 from .config import TrainConfig
 from .episodes import EpisodeTracker
 from .localgroup import RankFailed
@@ -486,29 +486,25 @@ class PPO:
         clip, vclip = cfg.clip_coef, cfg.vf_clip_coef or cfg.clip_coef
         history: list[torch.Tensor] = []
         stopped_early = False
+        loss_args = {
+            "clip": clip,
+            "vclip": vclip if cfg.clip_vloss else None,
+            "ent_coef": cfg.ent_coef,
+            "vf_coef": cfg.vf_coef,
+            "norm_adv": cfg.norm_adv,
+            "normalize_advantages": normalize,
+        }
+        analytic = self.config.run.analytic_gradients and fastgrad.supports(policy)
         for _epoch in range(cfg.n_epochs):
             perm = torch.randperm(batch_size, generator=gen, device=self.device)
             for start in range(0, batch_size, mb_size):
                 mb = buf.packed.index_select(0, perm[start : start + mb_size])
-                obs, actions, old_logp, adv, returns, old_values = buf.split(mb)
-                losses = ppo_losses(
-                    policy,
-                    obs,
-                    actions,
-                    old_logp,
-                    adv,
-                    returns,
-                    old_values,
-                    clip=clip,
-                    vclip=vclip if cfg.clip_vloss else None,
-                    ent_coef=cfg.ent_coef,
-                    vf_coef=cfg.vf_coef,
-                    norm_adv=cfg.norm_adv,
-                    generator=gen,
-                    normalize_advantages=normalize,
-                )
-                optimizer.zero_grad(set_to_none=True)
-                losses[-1].backward()
+                if analytic:  # same loss and gradient, without autograd's per-operation cost
+                    losses = fastgrad.ppo_gradients(policy, *buf.split(mb), **loss_args)
+                else:
+                    losses = ppo_losses(policy, *buf.split(mb), generator=gen, **loss_args)
+                    optimizer.zero_grad(set_to_none=True)
+                    losses[-1].backward()
                 if self.world_size > 1:  # every rank gets the same gradient, loss and KL
                     losses = (*losses[:-1], losses[-1].detach())
                     loss_value, kl = distributed.average_gradients(
