@@ -20,6 +20,7 @@ Gaussian), on the CPU. Anything else (:func:`supports` is False) trains through 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,58 +54,121 @@ def _layers(trunk: nn.Sequential | None) -> Layers | None:
 
 
 def supports(policy: nn.Module) -> bool:
-    """True when :func:`ppo_gradients` can train ``policy`` (else use autograd)."""
+    """True when :func:`ppo_gradients` and :func:`act` can run ``policy`` (else use autograd).
+
+    Call it before a batch of calls (a rollout, an update): it also refreshes the numpy
+    views of the parameters, in case their memory moved (``.to()``, ``.data = ...``).
+    """
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in policy.parameters()):
         return False
     head = policy.head
     probe = np.zeros((1, head.out.out_features), np.float32), np.zeros((1, head.storage_dim), np.float32)
-    return (
+    ok = (
         head.analytic(*probe) is not None
         and _layers(policy.actor_trunk) is not None
         and _layers(policy.critic_trunk) is not None
         and type(policy.value_out) is nn.Linear
     )
+    if ok:
+        plan = policy.__dict__.get("_numpy_plan")
+        if plan is None or plan.pointers != _pointers(policy):
+            policy.__dict__["_numpy_plan"] = _Plan(policy)
+    return ok
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().numpy()
+class _Dense:
+    """A Linear layer's weight and bias as numpy views of the parameters' memory."""
+
+    __slots__ = ("act", "bias", "linear", "weight")
+
+    def __init__(self, linear: nn.Linear, act: type[nn.Module] | None = None):
+        self.linear, self.act = linear, act
+        self.weight = linear.weight.detach().numpy()
+        self.bias = linear.bias.detach().numpy()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = _matmul(x, self.weight.T)
+        out += self.bias
+        return out if self.act is None else _FORWARD[self.act](out)
+
+    def backward(self, inputs: np.ndarray, grad_out: np.ndarray, need_input: bool = True) -> Any:
+        """Set the layer's gradients; return the gradient with respect to its input."""
+        _set_grad(self.linear.weight, _matmul(grad_out.T, inputs))
+        _set_grad(self.linear.bias, grad_out.sum(0))
+        return _matmul(grad_out, self.weight) if need_input else None
+
+
+class _Plan:
+    """The policy's layers as :class:`_Dense` views (rebuilt if a parameter's memory moves)."""
+
+    def __init__(self, policy: nn.Module):
+        actor, critic = _layers(policy.actor_trunk), _layers(policy.critic_trunk)
+        assert actor is not None and critic is not None, "check fastgrad.supports(policy) first"
+        self.actor = [_Dense(linear, act) for linear, act in actor]
+        self.critic = None if policy.critic_trunk is None else [_Dense(linear, act) for linear, act in critic]
+        self.head, self.value = _Dense(policy.head.out), _Dense(policy.value_out)
+        self.pointers = _pointers(policy)
+
+
+def _pointers(policy: nn.Module) -> list[int]:
+    return [p.data_ptr() for p in policy.parameters()]
+
+
+def _plan(policy: nn.Module) -> _Plan:
+    """The views made by the last :func:`supports` call (checking them each call would cost
+    more than the forward pass of a few rows)."""
+    plan = policy.__dict__.get("_numpy_plan")
+    if plan is None:
+        assert supports(policy), "this policy needs autograd (fastgrad.supports is False)"
+        plan = policy.__dict__["_numpy_plan"]
+    return plan
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``. Large products go through torch: numpy's BLAS would start threads of its own,
+    which fight the other training process for the cores (torch keeps to ``run.torch_threads``);
+    small ones (one row per environment copy) stay below BLAS's threading threshold."""
+    if a.shape[0] <= 64:
+        return a @ b
+    return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 def _set_grad(param: torch.Tensor, grad: np.ndarray) -> None:
     param.grad = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32).reshape(param.shape))
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` through torch: numpy's BLAS would start its own threads, which fight the other
-    training process for the cores; torch keeps to ``run.torch_threads``."""
-    return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
-
-
-def _dense(linear: nn.Linear, x: np.ndarray) -> np.ndarray:
-    out = _matmul(x, _array(linear.weight).T)
-    out += _array(linear.bias)
-    return out
-
-
-def _forward(layers: Layers, x: np.ndarray) -> list[np.ndarray]:
+def _forward(layers: list[_Dense], x: np.ndarray) -> list[np.ndarray]:
     """Inputs of every layer plus the trunk's output: ``[x, h1, ..., hL]``."""
     outs = [x]
-    for linear, act in layers:
-        outs.append(_FORWARD[act](_dense(linear, outs[-1])))
+    for layer in layers:
+        outs.append(layer(outs[-1]))
     return outs
 
 
-def _dense_backward(linear: nn.Linear, inputs: np.ndarray, grad_out: np.ndarray, need_input: bool = True):
-    """Set the layer's gradients; return the gradient with respect to its input."""
-    _set_grad(linear.weight, _matmul(grad_out.T, inputs))
-    _set_grad(linear.bias, grad_out.sum(0))
-    return _matmul(grad_out, _array(linear.weight)) if need_input else None
-
-
-def _trunk_backward(layers: Layers, outs: list[np.ndarray], grad: np.ndarray) -> None:
+def _trunk_backward(layers: list[_Dense], outs: list[np.ndarray], grad: np.ndarray) -> None:
     for i in range(len(layers) - 1, -1, -1):
-        linear, act = layers[i]
-        grad = _dense_backward(linear, outs[i], grad * _DERIVATIVES[act](outs[i + 1]), need_input=i > 0)
+        layer = layers[i]
+        grad = layer.backward(outs[i], grad * _DERIVATIVES[layer.act](outs[i + 1]), need_input=i > 0)
+
+
+@torch.no_grad()
+def act(
+    policy: nn.Module, obs: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:meth:`ActorCritic.act` (stored action, log-prob, value) with the MLP forward in numpy.
+
+    Collection calls this once per environment step on a handful of rows, where module
+    calls and torch's small-tensor kernels cost twice the arithmetic. Sampling and the
+    log-probability stay the head's own torch code, with the same generator.
+    """
+    plan = _plan(policy)
+    x = obs.numpy()
+    features = _forward(plan.actor, x)[-1]
+    critic_features = features if plan.critic is None else _forward(plan.critic, x)[-1]
+    params = torch.from_numpy(plan.head(features))
+    values = torch.from_numpy(plan.value(critic_features)[:, 0])
+    action = policy.head.sample(params, generator)
+    return action, policy.head.log_prob(params, action), values
 
 
 def _max_weights(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,29 +194,27 @@ def ppo_gradients(
     normalize_advantages: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """:func:`~ppo_envkit.ppo.ppo_losses`'s six values; the loss's gradient is left in ``.grad``."""
-    actor = _layers(policy.actor_trunk)
-    critic = _layers(policy.critic_trunk)
-    assert actor is not None and critic is not None, "check fastgrad.supports(policy) first"
-    x, actions_np = _array(obs), _array(actions)
-    old_logp, returns, old_values = _array(old_logp), _array(returns), _array(old_values)
+    plan = _plan(policy)
+    x, actions_np = obs.numpy(), actions.numpy()
+    old_logp, returns, old_values = old_logp.numpy(), returns.numpy(), old_values.numpy()
     n = x.shape[0]
-    head, value_out = policy.head, policy.value_out
+    head = policy.head
 
-    actor_outs = _forward(actor, x)
-    critic_outs = actor_outs if policy.critic_trunk is None else _forward(critic, x)
+    actor_outs = _forward(plan.actor, x)
+    critic_outs = actor_outs if plan.critic is None else _forward(plan.critic, x)
     features, critic_features = actor_outs[-1], critic_outs[-1]
-    params = _dense(head.out, features)
-    values = _dense(value_out, critic_features)[:, 0]
+    params = plan.head(features)
+    values = plan.value(critic_features)[:, 0]
     new_logp, entropy, head_backward = head.analytic(params, actions_np)
 
     # ----- the loss, as in ppo_losses
     if norm_adv and normalize_advantages is not None:
-        adv = _array(normalize_advantages(advantages))
+        adv = normalize_advantages(advantages).numpy()
     elif norm_adv and advantages.numel() > 1:
-        adv = _array(advantages)
+        adv = advantages.numpy()
         adv = (adv - adv.mean()) / (adv.std(ddof=1) + np.float32(1e-8))
     else:
-        adv = _array(advantages)
+        adv = advantages.numpy()
     log_ratio = new_logp - old_logp
     ratio = np.exp(log_ratio)
     low, high = np.float32(1.0 - clip), np.float32(1.0 + clip)
@@ -180,14 +242,14 @@ def ppo_gradients(
     in_range = (ratio >= low) & (ratio <= high)
     g_logp = -adv * (w_unclipped + w_clipped * in_range) * ratio / n
     g_params, head_grads = head_backward(g_logp, np.full_like(entropy, -ent_coef / n))
-    g_features = _dense_backward(head.out, features, g_params)
-    g_critic = _dense_backward(value_out, critic_features, (g_values * (vf_coef / n))[:, None])
+    g_features = plan.head.backward(features, g_params)
+    g_critic = plan.value.backward(critic_features, (g_values * (vf_coef / n))[:, None])
     for name, grad in head_grads.items():
         _set_grad(getattr(head, name), grad)
-    if policy.critic_trunk is None:
-        _trunk_backward(actor, actor_outs, g_features + g_critic)
+    if plan.critic is None:
+        _trunk_backward(plan.actor, actor_outs, g_features + g_critic)
     else:
-        _trunk_backward(actor, actor_outs, g_features)
-        _trunk_backward(critic, critic_outs, g_critic)
+        _trunk_backward(plan.actor, actor_outs, g_features)
+        _trunk_backward(plan.critic, critic_outs, g_critic)
     metrics = np.array([policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction, loss], np.float32)
     return torch.from_numpy(metrics).unbind()

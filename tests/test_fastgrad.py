@@ -112,3 +112,43 @@ def test_training_takes_the_same_steps_either_way():
         agent.learn(4 * 64 * 3)
         weights.append(torch.cat([p.detach().reshape(-1) for p in agent.policy.parameters()]))
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("space", [DISCRETE, BOX], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("policy_kw", [{}, {"activation": "relu"}, {"shared_trunk": True}])
+def test_numpy_forward_acts_like_the_module(space, policy_kw):
+    from ppo_envkit.fastgrad import act
+
+    policy = make_policy(space, **policy_kw)
+    obs = make_batch(policy)[0]
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        want = policy.act(obs, generator=g1)[:3]
+    got = act(policy, obs, g2)
+    torch.testing.assert_close(got[0], want[0])  # same noise, same actions
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_views_follow_the_parameters():
+    """In-place updates (the optimizer) are seen at once; moved memory after supports()."""
+    from ppo_envkit.fastgrad import act
+
+    policy = make_policy(DISCRETE)
+    obs = make_batch(policy)[0]
+
+    def values_agree():
+        with torch.no_grad():
+            want = policy.act(obs)[2]
+        torch.testing.assert_close(act(policy, obs)[2], want, rtol=1e-5, atol=1e-5)
+
+    assert supports(policy)
+    values_agree()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.mul_(1.5)
+    values_agree()
+    for p in policy.parameters():
+        p.data = p.data.clone() * 0.5
+    assert supports(policy)
+    values_agree()
