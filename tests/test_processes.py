@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -17,13 +18,20 @@ from ppo_envkit.localgroup import LocalGroup, RankFailed
 from ppo_envkit.ppo import NonFiniteError
 
 
-def _no_children_left() -> bool:
-    """True when this process has no child left, running or unreaped."""
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+def _children() -> set[int]:
+    """Process ids of this process's children, running or not yet reaped (Linux /proc)."""
+    pids: set[int] = set()
+    for path in Path("/proc/self/task").glob("*/children"):
+        pids.update(int(pid) for pid in path.read_text().split())
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+    """Every test here must end with the ranks it started gone (none running, none unreaped)."""
+    before = _children()
+    yield
+    assert _children() <= before
 
 
 # ----------------------------------------------------------------------------- the group
@@ -78,7 +86,6 @@ def test_collectives_give_every_rank_the_same_result():
     for key, value in _expected_collectives(2).items():
         np.testing.assert_array_equal(results[key], value, err_msg=key)
     assert distributed.world() == (0, 1)
-    assert _no_children_left()
 
 
 def test_a_failing_rank_is_reported_with_its_message_instead_of_waited_for():
@@ -92,7 +99,6 @@ def test_a_failing_rank_is_reported_with_its_message_instead_of_waited_for():
             group.reduce(np.zeros(3))
     assert info.value.rank == 1 and info.value.kind == "ValueError"
     assert time.monotonic() - start < 30
-    assert _no_children_left()
 
 
 def test_a_rank_that_dies_is_noticed():
@@ -103,7 +109,6 @@ def test_a_rank_that_dies_is_noticed():
         with distributed.local_processes(2) as group:
             group.spawn(die)
             group.reduce(np.zeros(3))
-    assert _no_children_left()
 
 
 def test_rank_0_failing_stops_the_other_ranks():
@@ -114,7 +119,6 @@ def test_rank_0_failing_stops_the_other_ranks():
         with distributed.local_processes(2) as group:
             group.spawn(wait_forever)
             raise KeyError("rank 0 gave up")
-    assert _no_children_left()
 
 
 # ----------------------------------------------------------------------------- training
@@ -134,7 +138,6 @@ def test_two_processes_learn_cartpole_with_identical_weights_and_the_combined_ba
     assert agent.metadata["distributed"] == {"world_size": 2, "weights_identical_across_ranks": True}
     assert agent.last_metrics["episodes"] > 0
     assert evaluate(agent, 20, seed=100).mean_return >= 475
-    assert _no_children_left()
 
 
 def test_two_processes_are_reproducible_and_differ_from_one():
@@ -158,7 +161,6 @@ def test_a_callback_that_stops_training_stops_every_rank():
     agent.learn(10_000, callback=stop_after_two)
     assert iterations == [1, 2]
     assert agent.num_timesteps == 2 * 16 * 8
-    assert _no_children_left()
 
 
 class NaNInHelperProcess(gym.Env):
@@ -190,7 +192,6 @@ def test_a_non_finite_reward_in_another_rank_stops_training_with_the_usual_error
     with pytest.raises(NonFiniteError, match="non-finite reward"):
         agent.learn(10_000)
     assert agent.num_timesteps == 2 * 16 * 4  # the iteration that failed is not counted
-    assert _no_children_left()
 
 
 def test_processes_must_split_copies_and_minibatches_evenly():
@@ -211,7 +212,6 @@ def test_training_in_pieces_and_after_setting_up_environments_first_stays_in_ste
     agent.learn(256)
     assert agent.num_timesteps == 512
     assert agent.metadata["distributed"]["weights_identical_across_ranks"]
-    assert _no_children_left()
 
 
 def test_collectives_out_of_step_fail_loudly():
