@@ -27,8 +27,12 @@ from collections.abc import Callable
 import numpy as np
 
 _MESSAGE_BYTES = 16384
-_SPINS_BEFORE_SLEEP = 2000
-_CHECK_EVERY = 2000  # sleeping waits between liveness checks (each about 50 us)
+# Waiting for another rank: spin briefly (ranks in step arrive within microseconds), then
+# yield the core at every check (the other rank may need it: more processes than cores),
+# then sleep between checks (it is busy for longer: logging, saving, evaluating).
+_SPINS = 30
+_YIELDS = 2000
+_CHECK_EVERY = 1000  # waits between failure and liveness checks
 
 
 class RankFailed(RuntimeError):
@@ -155,14 +159,14 @@ class LocalGroup:
         calls = self._calls
         arrive = self._arrive
         arrive[self.rank] = calls
-        spins = 0
+        waits = 0
         while arrive.min() < calls:
-            spins += 1
-            if spins > _SPINS_BEFORE_SLEEP:
-                if self._failure[0]:
-                    self._raise_failure()
-                time.sleep(50e-6)  # the other rank is busy (logging, saving): give the core away
-                if spins % _CHECK_EVERY == 0:
+            waits += 1
+            if waits > _SPINS:
+                time.sleep(0.0 if waits < _YIELDS else 50e-6)
+                if waits % _CHECK_EVERY == 0:
+                    if self._failure[0]:
+                        self._raise_failure()
                     self._check_alive()
         if self._failure[0]:
             self._raise_failure()
