@@ -127,8 +127,9 @@ def _plan(policy: nn.Module) -> _Plan:
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b``. Large products go through torch: numpy's BLAS would start threads of its own,
     which fight the other training process for the cores (torch keeps to ``run.torch_threads``);
-    small ones (one row per environment copy) stay below BLAS's threading threshold."""
-    if a.shape[0] <= 64:
+    small ones (a row per environment copy) stay below BLAS's threading threshold and skip
+    torch's call overhead."""
+    if a.shape[0] * a.shape[1] * b.shape[1] <= 65536:
         return a @ b
     return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
