@@ -219,7 +219,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         say(f"training preset {name} for {args.steps} steps ...")
         result = _in_fresh_process(_train_rate, name, list(args.overrides), args.steps, args.seed)
         result["ratio_to_raw_env"] = result["steps_per_s"] / single["steps_per_s"]
-        rows.append({"what": f"train preset {name}", "preset": name, **result})
+        processes = configs[name].run.processes
+        rows.append({"what": f"train preset {name}", "preset": name, "processes": processes, **result})
+        if processes > 1:  # what the preset's extra training processes bring
+            say(f"training preset {name} with one process for {args.steps} steps ...")
+            overrides = [*args.overrides, "run.processes=1"]
+            alone = _in_fresh_process(_train_rate, name, overrides, args.steps, args.seed)
+            alone["ratio_to_raw_env"] = alone["steps_per_s"] / single["steps_per_s"]
+            rows.append({"what": f"train preset {name}, 1 process", "preset": name, "processes": 1, **alone})
+            rows[-2]["speedup_over_one_process"] = result["steps_per_s"] / alone["steps_per_s"]
         if args.ranks > 1:
             say(f"training preset {name} with {args.ranks} ranks for {args.steps} steps ...")
             multi = _train_rate_ranks(name, list(args.overrides), args.steps, args.seed, args.ranks)
@@ -236,8 +244,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"ppo-envkit bench ({report['machine']})")
     columns = ["measurement", "steps", "seconds", "steps/s", "x raw env", "peak MB"]
-    if args.ranks > 1:
-        columns.append("x 1 rank")
+    extras = [("speedup_over_one_process", "x 1 process"), ("speedup_over_one_rank", "x 1 rank")]
+    extras = [(key, title) for key, title in extras if any(key in row for row in rows)]
+    columns += [title for _, title in extras]
     for col in columns:
         table.add_column(col, justify="right" if col != "measurement" else "left")
     for row in rows:
@@ -250,9 +259,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "" if ratio is None else f"{ratio:.2f}",
             f"{row['peak_mb']:.0f}",
         ]
-        if args.ranks > 1:
-            speedup = row.get("speedup_over_one_rank")
-            cells.append("" if speedup is None else f"{speedup:.2f}")
+        cells += ["" if row.get(key) is None else f"{row[key]:.2f}" for key, _ in extras]
         table.add_row(*cells)
     console.print(table)
     return 0

@@ -33,3 +33,14 @@ def test_bench_json_with_two_ranks(capsys):
         assert row["steps_per_s"] > 0 and row["peak_mb"] > 50
     assert one["ratio_to_raw_env"] == one["steps_per_s"] / single["steps_per_s"]
     assert two["speedup_over_one_rank"] == two["steps_per_s"] / one["steps_per_s"]
+
+
+def test_bench_reports_what_extra_processes_bring(capsys):
+    args = ["bench", "--preset", "cartpole", "--steps", "2048", "--env-steps", "500", "--json"]
+    args += ["--set", "run.processes=2"]
+    assert main(args) == 0
+    rows = {row["what"]: row for row in json.loads(capsys.readouterr().out)["results"]}
+    two, one = rows["train preset cartpole"], rows["train preset cartpole, 1 process"]
+    assert two["processes"] == 2 and one["processes"] == 1
+    assert one["steps"] == two["steps"] == 2048
+    assert two["speedup_over_one_process"] == two["steps_per_s"] / one["steps_per_s"]
