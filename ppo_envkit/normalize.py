@@ -46,6 +46,36 @@ class RunningMeanStd(nn.Module):
             cached = self._arrays = (self.mean.data_ptr(), views)
         return cached[1]
 
+    def reset(self) -> None:
+        """Forget every sample (count 0; used to collect what arrives between two syncs)."""
+        with torch.no_grad():
+            self.mean.zero_()
+            self.var.zero_()
+            self.count.zero_()
+
+    def moments(self) -> torch.Tensor:
+        """``[mean..., var..., count]`` as one float64 vector (to send to other ranks)."""
+        return torch.cat([self.mean.reshape(-1), self.var.reshape(-1), self.count.reshape(1)])
+
+    @torch.no_grad()
+    def set_merged(self, base: torch.Tensor, parts: torch.Tensor) -> None:
+        """Set the statistics to ``base`` merged with every row of ``parts`` in order (all in the
+        :meth:`moments` layout): the statistics of every sample behind them, whatever the order."""
+        d = self.mean.numel()
+        mean, var, count = base[:d].clone(), base[d : 2 * d].clone(), base[2 * d].clone()
+        for part in parts:
+            n = part[2 * d]
+            if n == 0:
+                continue
+            total = count + n
+            delta = part[:d] - mean
+            var = (var * count + part[d : 2 * d] * n) / total + delta * delta * (count * n / (total * total))
+            mean = mean + delta * (n / total)
+            count = total
+        self.mean.copy_(mean.reshape(self.mean.shape))
+        self.var.copy_(var.reshape(self.var.shape))
+        self.count.copy_(count)
+
     @staticmethod
     def _merge(batch: Any, mean: Any, var: Any, count: Any) -> None:
         """Chan et al.'s merge of a float64 batch into ``mean``, ``var`` and ``count``, in place

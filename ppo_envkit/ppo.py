@@ -30,6 +30,7 @@ from . import distributed, fastgrad
 from .config import TrainConfig
 from .episodes import EpisodeTracker
 from .localgroup import RankFailed
+from .normalize import RunningMeanStd
 from .policy import ActorCritic
 from .registry import env_info, make_env, make_vec_env, modules_providing
 from .rollout import RolloutBuffer
@@ -247,9 +248,6 @@ class PPO:
 
     def _train_as_helper(self, rank: int) -> None:
         """Rank ``rank`` of ``run.processes`` (in a forked process): train in step with rank 0."""
-        # Rank 0 adds its first observations to the normalization statistics (a collective) only
-        # when it starts without environments; this rank's fresh copies must then do the same.
-        self._initial_stats = self.envs is None and self._returns is None
         self._inherited_envs = self.envs  # rank 0's; never used or closed here
         self.envs = None
         self.rank = rank
@@ -285,8 +283,34 @@ class PPO:
         return distributed.gather_rows(rows) if self.world_size > 1 else rows
 
     def _update_obs_stats(self, raw: torch.Tensor) -> None:
-        if self.policy.obs_norm.enabled:
-            self.policy.obs_norm.update(self._sync_rows(raw))
+        """Add observations to the normalization statistics: at once for this rank's rows; the
+        other ranks' rows arrive at the end of the rollout (:meth:`_sync_obs_stats`)."""
+        norm = self.policy.obs_norm
+        if norm.enabled:
+            norm.update(raw)
+            if self.world_size > 1:
+                self._obs_pending.update(raw)
+
+    def _start_obs_sync(self) -> None:
+        """Remember the statistics every rank shares now; start collecting this rank's new rows."""
+        if self.world_size > 1 and self.policy.obs_norm.enabled:
+            rms = self.policy.obs_norm.rms
+            self._obs_base = rms.moments().clone()
+            self._obs_pending = RunningMeanStd(tuple(rms.mean.shape), epsilon=0.0)
+
+    def _sync_obs_stats(self) -> bool:
+        """One collective per rollout: every rank's statistics become the shared base merged with
+        every rank's rows since then, in rank order, so that they are identical again and equal
+        those of one learner that saw every row. (Merging once per rollout instead of per step
+        keeps the ranks from waiting for each other at every environment step; in between, each
+        rank normalizes with the shared statistics plus its own new rows.)"""
+        if self.world_size == 1 or not self.policy.obs_norm.enabled:
+            return False
+        parts = distributed.gather_rows(self._obs_pending.moments()[None])
+        self.policy.obs_norm.rms.set_merged(self._obs_base, parts)
+        self.policy.obs_norm.refresh()
+        self._start_obs_sync()
+        return True
 
     def _train_loop(self, callback: Callable[..., Any] | None, logger: Any) -> None:
         batch = self.config.ppo.n_steps * self.local_num_envs * self.world_size
@@ -365,6 +389,7 @@ class PPO:
         return logger.save_checkpoint(self) if logger is not None else None
 
     def _ensure_envs(self) -> None:
+        self._start_obs_sync()
         if self.envs is not None:
             return
         cfg = self.config
@@ -393,8 +418,7 @@ class PPO:
         raw = self._obs_tensor(obs, self.num_timesteps)
         if self._returns is None:
             self._returns = torch.zeros(n, device=self.device)
-            if getattr(self, "_initial_stats", True):
-                self._update_obs_stats(raw)
+            self._update_obs_stats(raw)
         self._obs = self.policy.obs_norm(raw)
         self._buffer = RolloutBuffer(
             cfg.ppo.n_steps, n, self.policy.flattener.flat_dim, head.storage_dim, self.device
@@ -465,6 +489,8 @@ class PPO:
                 idx_t = torch.from_numpy(idx).to(device)
                 buf.truncated[t, idx_t] = True
                 buf.truncated_values[t, idx_t] = policy.value(policy.obs_norm(final_t))
+            obs = policy.obs_norm(raw)
+        if self._sync_obs_stats():  # the next rollout starts with the shared statistics
             obs = policy.obs_norm(raw)
         self._obs = obs
         self._last_values = policy.value(obs)

@@ -60,3 +60,27 @@ def test_reward_scaler_divides_by_return_std_and_resets_at_episode_end():
     std = float(torch.sqrt(scaler.rms.var + 1e-8))
     torch.testing.assert_close(scaled, r / std)
     assert returns[0].item() == pytest.approx(1.9)
+
+
+def test_merging_moments_equals_the_statistics_of_all_rows():
+    """What ranks do at the end of a rollout: shared base + each rank's new rows = all rows."""
+    import torch
+
+    from ppo_envkit.normalize import RunningMeanStd
+
+    g = torch.Generator().manual_seed(0)
+    first, a, b = (torch.randn(n, 3, generator=g, dtype=torch.float64) * 3 + 1 for n in (50, 20, 7))
+    base, ranks = RunningMeanStd((3,)), [RunningMeanStd((3,), epsilon=0.0) for _ in range(2)]
+    base.update(first)
+    ranks[0].update(a)
+    ranks[1].update(b[:4])
+    ranks[1].update(b[4:])
+    merged = RunningMeanStd((3,))
+    merged.set_merged(base.moments(), torch.stack([r.moments() for r in ranks]))
+    everything = RunningMeanStd((3,))
+    everything.update(torch.cat([first, a, b]))
+    for name in ("mean", "var", "count"):
+        torch.testing.assert_close(getattr(merged, name), getattr(everything, name))
+    empty = RunningMeanStd((3,), epsilon=0.0)
+    merged.set_merged(base.moments(), empty.moments()[None])  # a rank that saw nothing
+    torch.testing.assert_close(merged.mean, base.mean)

@@ -222,3 +222,11 @@ def test_collectives_out_of_step_fail_loudly():
         with distributed.local_processes(2) as group:
             group.spawn(other_call)
             group.reduce(np.zeros(4, np.float64))
+
+
+def test_observation_statistics_count_every_rank_once():
+    agent = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
+    agent.learn(16 * 8 * 3)
+    # 8 copies' first observations plus one observation per step of each copy, all ranks
+    assert float(agent.policy.obs_norm.rms.count) == pytest.approx(8 + 16 * 8 * 3 + 1e-4)
+    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
