@@ -389,9 +389,11 @@ class PPO:
         return logger.save_checkpoint(self) if logger is not None else None
 
     def _ensure_envs(self) -> None:
-        self._start_obs_sync()
-        if self.envs is not None:
+        if self.envs is not None:  # keep this rank's rows not yet merged (set-up, then train)
+            if getattr(self, "_obs_pending", None) is None:
+                self._start_obs_sync()
             return
+        self._start_obs_sync()
         cfg = self.config
         n = self.local_num_envs
         self.envs = make_vec_env(cfg.env.model_copy(update={"num_envs": n}))
