@@ -217,6 +217,11 @@ class PPO:
                     logger.start(self)
                 self._train_loop(callback, logger)
             else:
+                if self.device.type != "cpu":
+                    raise ValueError(
+                        f"run.processes={processes} trains on the CPU: forked processes cannot share "
+                        f"a {self.device.type} context; set run.processes=1, or use torchrun for GPUs"
+                    )
                 with distributed.local_processes(processes, self._collective_bytes()) as group:
                     self.rank, self.world_size = 0, processes
                     self.metadata["distributed"] = {"world_size": processes}
@@ -296,7 +301,7 @@ class PPO:
         if self.world_size > 1 and self.policy.obs_norm.enabled:
             rms = self.policy.obs_norm.rms
             self._obs_base = rms.moments().clone()
-            self._obs_pending = RunningMeanStd(tuple(rms.mean.shape), epsilon=0.0)
+            self._obs_pending = RunningMeanStd(tuple(rms.mean.shape), epsilon=0.0).to(rms.mean.device)
 
     def _sync_obs_stats(self) -> bool:
         """One collective per rollout: every rank's statistics become the shared base merged with

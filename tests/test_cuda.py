@@ -75,8 +75,15 @@ def test_resume_on_the_gpu_equals_an_unbroken_run(tmp_path):
 
 def test_two_ranks_sharing_one_gpu_stay_identical_and_learn(tmp_path):
     """Fewer GPUs than ranks: the GPU tensors are reduced over gloo (NCCL refuses a shared GPU)."""
-    proc, run = train_cartpole_with_two_ranks(tmp_path, "--device", "cuda")
+    # normalized observations: their statistics are merged across ranks on the GPU too
+    proc, run = train_cartpole_with_two_ranks(tmp_path, "--device", "cuda", "--set", "env.normalize_obs=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((run / "agent" / "agent.json").read_text())
     assert meta["distributed"] == {"world_size": 2, "weights_identical_across_ranks": True}
     assert evaluate(load_agent(str(run)), 20, seed=100).mean_return >= 475
+
+
+def test_training_processes_refuse_a_gpu_with_a_clear_message():
+    agent = PPO.from_preset("cartpole", overrides={"run.processes": 2, "run.device": "cuda"})
+    with pytest.raises(ValueError, match="torchrun"):
+        agent.learn(1024)
