@@ -24,6 +24,7 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
         # A tiny prior count keeps the first update finite, as in SB3 and CleanRL.
         self.register_buffer("count", torch.tensor(epsilon, dtype=torch.float64))
+        self._arrays: tuple[int, tuple[np.ndarray, ...]] | None = None  # see cpu_arrays
 
     def update(self, batch: torch.Tensor) -> None:
         # Called once per environment step: on the CPU the arithmetic runs in numpy, in place
@@ -38,20 +39,13 @@ class RunningMeanStd(nn.Module):
 
     def cpu_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Numpy views of (mean, var, count) when they live on the CPU (cached: views cost ~1 us each)."""
-        cached = getattr(self, "_arrays", None)
+        cached = self._arrays
         if cached is None or cached[0] != self.mean.data_ptr():
             if self.mean.device.type != "cpu":
                 return None
             views = (self.mean.numpy(), self.var.numpy(), self.count.numpy())
             cached = self._arrays = (self.mean.data_ptr(), views)
         return cached[1]
-
-    def reset(self) -> None:
-        """Forget every sample (count 0; used to collect what arrives between two syncs)."""
-        with torch.no_grad():
-            self.mean.zero_()
-            self.var.zero_()
-            self.count.zero_()
 
     def moments(self) -> torch.Tensor:
         """``[mean..., var..., count]`` as one float64 vector (to send to other ranks)."""
@@ -62,34 +56,33 @@ class RunningMeanStd(nn.Module):
         """Set the statistics to ``base`` merged with every row of ``parts`` in order (all in the
         :meth:`moments` layout): the statistics of every sample behind them, whatever the order."""
         d = self.mean.numel()
-        mean, var, count = base[:d].clone(), base[d : 2 * d].clone(), base[2 * d].clone()
+        mean, var, count = self.mean.view(-1), self.var.view(-1), self.count
+        mean.copy_(base[:d])
+        var.copy_(base[d : 2 * d])
+        count.copy_(base[2 * d])
         for part in parts:
-            n = part[2 * d]
-            if n == 0:
-                continue
-            total = count + n
-            delta = part[:d] - mean
-            var = (var * count + part[d : 2 * d] * n) / total + delta * delta * (count * n / (total * total))
-            mean = mean + delta * (n / total)
-            count = total
-        self.mean.copy_(mean.reshape(self.mean.shape))
-        self.var.copy_(var.reshape(self.var.shape))
-        self.count.copy_(count)
+            if part[2 * d] > 0:
+                self._combine(mean, var, count, part[:d], part[d : 2 * d], part[2 * d])
 
     @staticmethod
     def _merge(batch: Any, mean: Any, var: Any, count: Any) -> None:
-        """Chan et al.'s merge of a float64 batch into ``mean``, ``var`` and ``count``, in place
-        (numpy arrays or torch tensors alike)."""
+        """Merge a float64 batch into ``mean``, ``var`` and ``count``, in place (numpy arrays or
+        torch tensors alike)."""
         n = batch.shape[0]
         if n == 0:
             return
         batch_mean = batch.mean(0)
-        batch_var = ((batch - batch_mean) ** 2).mean(0)
-        delta = batch_mean - mean
+        RunningMeanStd._combine(mean, var, count, batch_mean, ((batch - batch_mean) ** 2).mean(0), n)
+
+    @staticmethod
+    def _combine(mean: Any, var: Any, count: Any, other_mean: Any, other_var: Any, n: Any) -> None:
+        """Chan et al.: merge the moments of ``n`` other samples into ``mean``, ``var``, ``count``,
+        in place (numpy arrays or torch tensors alike)."""
+        delta = other_mean - mean
         total = count + n
         weight = n / total
-        # m2 / total with m2 = var * count + batch_var * n + delta^2 * count * n / total
-        var[...] = (var * count + batch_var * n) / total + delta * delta * (count * weight / total)
+        # m2 / total with m2 = var * count + other_var * n + delta^2 * count * n / total
+        var[...] = (var * count + other_var * n) / total + delta * delta * (count * weight / total)
         mean += delta * weight
         count[...] = total
 
