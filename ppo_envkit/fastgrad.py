@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .rollout import loss_advantages
+
 Layers = list[tuple[nn.Linear, type[nn.Module]]]
 
 _FORWARD: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
@@ -209,13 +211,7 @@ def ppo_gradients(
     new_logp, entropy, head_backward = head.analytic(params, actions_np)
 
     # ----- the loss, as in ppo_losses
-    if norm_adv and normalize_advantages is not None:
-        adv = normalize_advantages(advantages).numpy()
-    elif norm_adv and advantages.numel() > 1:
-        adv = advantages.numpy()
-        adv = (adv - adv.mean()) / (adv.std(ddof=1) + np.float32(1e-8))
-    else:
-        adv = advantages.numpy()
+    adv = loss_advantages(advantages, norm_adv, normalize_advantages).numpy()
     log_ratio = new_logp - old_logp
     ratio = np.exp(log_ratio)
     low, high = np.float32(1.0 - clip), np.float32(1.0 + clip)

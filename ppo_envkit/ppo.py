@@ -33,7 +33,7 @@ from .localgroup import RankFailed
 from .normalize import RunningMeanStd
 from .policy import ActorCritic
 from .registry import env_info, make_env, make_vec_env, modules_providing
-from .rollout import RolloutBuffer
+from .rollout import RolloutBuffer, loss_advantages
 from .spaces import describe_space, space_from_data, space_to_data, spaces_match
 
 METRICS = (
@@ -752,10 +752,7 @@ def ppo_losses(
     new_logp, entropy, values = policy.evaluate(obs, actions, generator)
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
-    if norm_adv and normalize_advantages is not None:
-        advantages = normalize_advantages(advantages)
-    elif norm_adv and advantages.numel() > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    advantages = loss_advantages(advantages, norm_adv, normalize_advantages)
     policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
     if vclip is None:
         value_loss = 0.5 * (values - returns).square().mean()

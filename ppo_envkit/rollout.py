@@ -13,7 +13,23 @@ Conventions, for a step ``t`` of environment copy ``i``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+
+def loss_advantages(
+    advantages: torch.Tensor,
+    norm_adv: bool,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """A minibatch's advantages as the loss uses them: normalized by ``normalize`` (across
+    ranks), else by the minibatch's own mean and std when ``norm_adv``, else unchanged."""
+    if norm_adv and normalize is not None:
+        return normalize(advantages)
+    if norm_adv and advantages.numel() > 1:
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    return advantages
 
 
 @torch.no_grad()
