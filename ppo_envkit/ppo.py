@@ -131,6 +131,9 @@ class PPO:
         self._returns: torch.Tensor | None = None
         self._buffer: RolloutBuffer | None = None
         self._captured: dict[str, Any] | None = None
+        # ranks > 1: statistics shared at the last merge, and this rank's rows since then
+        self._obs_base: torch.Tensor | None = None
+        self._obs_pending: RunningMeanStd | None = None
         self.rank, self.world_size = 0, 1
         self.path: Path | None = None  # where load() found the agent
         self._stored_action_names: list[str] | None = None
@@ -212,10 +215,7 @@ class PPO:
             processes = self._local_processes
             if processes == 1:
                 self._setup_distributed()
-                self._ensure_envs()
-                if logger is not None:
-                    logger.start(self)
-                self._train_loop(callback, logger)
+                self._train_here(callback, logger)
             else:
                 if self.device.type != "cpu":
                     raise ValueError(
@@ -226,14 +226,20 @@ class PPO:
                     self.rank, self.world_size = 0, processes
                     self.metadata["distributed"] = {"world_size": processes}
                     group.spawn(self._train_as_helper)
-                    self._ensure_envs()
-                    if logger is not None:
-                        logger.start(self)
-                    self._train_loop(callback, logger)
+                    self._train_here(callback, logger)
         finally:
             if logger is not None:
                 logger.close()
         return self
+
+    def _train_here(self, callback: Callable[..., Any] | None, logger: Any) -> None:
+        """Environments, logger, then the training loop, in this process (a lone learner, each
+        torchrun rank, or rank 0 of ``run.processes``; the other ranks of that run in
+        :meth:`_train_as_helper`)."""
+        self._ensure_envs()
+        if logger is not None:
+            logger.start(self)
+        self._train_loop(callback, logger)
 
     @property
     def _local_processes(self) -> int:
@@ -244,6 +250,15 @@ class PPO:
     def local_num_envs(self) -> int:
         """Environment copies this process steps (``env.num_envs`` split over ``run.processes``)."""
         return self.config.env.num_envs // self._local_processes
+
+    @property
+    def _rank_batch_size(self) -> int:
+        """Samples this rank collects per rollout (``world_size`` times this is the batch)."""
+        return self.config.ppo.n_steps * self.local_num_envs
+
+    def _numpy_fast_path(self) -> bool:
+        """Whether collection and the update use :mod:`fastgrad` (refreshes its parameter views)."""
+        return self.config.run.analytic_gradients and fastgrad.supports(self.policy)
 
     def _collective_bytes(self) -> int:
         """Shared-memory slot size: room for every gradient and statistics row, with margin."""
@@ -318,7 +333,7 @@ class PPO:
         return True
 
     def _train_loop(self, callback: Callable[..., Any] | None, logger: Any) -> None:
-        batch = self.config.ppo.n_steps * self.local_num_envs * self.world_size
+        batch = self._rank_batch_size * self.world_size
         try:
             while self.num_timesteps < self.target_timesteps:
                 self._captured = self._capture()
@@ -395,7 +410,7 @@ class PPO:
 
     def _ensure_envs(self) -> None:
         if self.envs is not None:  # keep this rank's rows not yet merged (set-up, then train)
-            if getattr(self, "_obs_pending", None) is None:
+            if self._obs_pending is None:
                 self._start_obs_sync()
             return
         self._start_obs_sync()
@@ -460,7 +475,7 @@ class PPO:
         n = self.local_num_envs
         obs = self._obs
         buf.truncated.zero_()
-        numpy_forward = self.config.run.analytic_gradients and fastgrad.supports(policy)
+        numpy_forward = self._numpy_fast_path()
         for t in range(buf.n_steps):
             if numpy_forward:  # the same computation at a fraction of the per-step overhead
                 action, logp, value = fastgrad.act(policy, obs, gen)
@@ -517,7 +532,7 @@ class PPO:
                 group["lr"] = frac * cfg.learning_rate
         policy, optimizer, gen = self.policy, self.optimizer, self.generator
         params = list(policy.parameters())
-        batch_size = self.config.ppo.n_steps * self.local_num_envs
+        batch_size = self._rank_batch_size
         mb_size = self.config.minibatch_size // self.world_size
         normalize = _global_normalizer if self.world_size > 1 else None
         clip, vclip = cfg.clip_coef, cfg.vf_clip_coef or cfg.clip_coef
@@ -531,7 +546,7 @@ class PPO:
             "norm_adv": cfg.norm_adv,
             "normalize_advantages": normalize,
         }
-        analytic = self.config.run.analytic_gradients and fastgrad.supports(policy)
+        analytic = self._numpy_fast_path()
         for _epoch in range(cfg.n_epochs):
             perm = torch.randperm(batch_size, generator=gen, device=self.device)
             for start in range(0, batch_size, mb_size):
