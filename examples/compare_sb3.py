@@ -31,10 +31,11 @@ N_ENVS = 16
 ENV_ID = "LunarLander-v3"
 
 
-def _peak_mb() -> float:
-    """Peak resident memory of this learner plus its largest finished child (run.processes)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (usage + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+def _peak_mb(agent: Any) -> float:
+    """Peak resident memory of this learner plus its other training processes (run.processes)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    helpers = agent.helpers_peak_rss_mb() if hasattr(agent, "helpers_peak_rss_mb") else 0.0
+    return usage + helpers
 
 
 class _SB3Agent:
@@ -95,7 +96,7 @@ def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> N
         if msg[0] == "train":
             start = time.perf_counter()
             steps = train(msg[1])
-            conn.send((steps, time.perf_counter() - start, _peak_mb()))
+            conn.send((steps, time.perf_counter() - start, _peak_mb(agent)))
         elif msg[0] == "eval":
             result = evaluate(agent, msg[1], seed=msg[2])
             conn.send((result.mean_return, result.std_return))

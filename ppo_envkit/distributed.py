@@ -29,25 +29,34 @@ _local: LocalGroup | None = None
 
 
 @contextmanager
-def local_processes(size: int, capacity_bytes: int = 1 << 20) -> Iterator[LocalGroup]:
-    """Make the collectives below use a shared-memory group of ``size`` processes.
-
-    Rank 0 (this process) forks the others with :meth:`LocalGroup.spawn`; on exit the
-    group waits for them (or stops them, when training ended with an exception).
-    """
+def using(group: LocalGroup) -> Iterator[LocalGroup]:
+    """Make the collectives below go through ``group`` (shared memory) while the block runs."""
     global _local
     if _local is not None or launched_by_torchrun():
         raise RuntimeError("training processes are already running (run.processes or torchrun)")
-    group = LocalGroup(size, capacity_bytes)
     _local = group
-    failed = False
     try:
         yield group
+    finally:
+        _local = None
+
+
+@contextmanager
+def local_processes(size: int, capacity_bytes: int = 1 << 20) -> Iterator[LocalGroup]:
+    """A shared-memory group of ``size`` processes for the block's collectives.
+
+    Rank 0 (this process) forks the others with :meth:`LocalGroup.spawn`; on exit the
+    group waits for them (or stops them, when the block ended with an exception).
+    """
+    group = LocalGroup(size, capacity_bytes)
+    failed = False
+    try:
+        with using(group):
+            yield group
     except BaseException:
         failed = True
         raise
     finally:  # only rank 0 gets here: the other ranks exit inside spawn()
-        _local = None
         group.close(timeout=0.0 if failed else 10.0)
 
 
@@ -100,17 +109,23 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _tensor(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(like.device)
+    array = np.asarray(array)  # (np.ascontiguousarray would make a 0-d array 1-d)
+    return torch.from_numpy(array if array.flags.c_contiguous else array.copy()).to(like.device)
 
 
-def broadcast_module(module: torch.nn.Module) -> None:
-    """Make every rank start from rank 0's parameters and buffers."""
+def broadcast_tensors(tensors: Iterable[torch.Tensor]) -> None:
+    """Give every rank rank 0's values of ``tensors`` (in place)."""
     with torch.no_grad():
-        for tensor in module.state_dict().values():
+        for tensor in tensors:
             if _local is not None:
                 tensor.copy_(_tensor(_local.broadcast(_numpy(tensor)), tensor))
             else:
                 dist.broadcast(tensor, src=0)
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Make every rank start from rank 0's parameters and buffers."""
+    broadcast_tensors(module.state_dict().values())
 
 
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:

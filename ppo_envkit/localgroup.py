@@ -23,16 +23,20 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 _MESSAGE_BYTES = 16384
 # Waiting for another rank: spin briefly (ranks in step arrive within microseconds), then
 # yield the core at every check (the other rank may need it: more processes than cores),
-# then sleep between checks (it is busy for longer: logging, saving, evaluating).
+# then sleep between checks (it is busy for longer: logging, saving, evaluating), and
+# after a second or so doze (ranks waiting between two training calls of rank 0).
 _SPINS = 30
 _YIELDS = 2000
-_CHECK_EVERY = 1000  # waits between failure and liveness checks
+_NAPS = 20000
+_NAP_S, _DOZE_S = 50e-6, 2e-3
+_CHECK_EVERY = 1000  # waits between failure and liveness checks (every wait when dozing)
 
 
 class RankFailed(RuntimeError):
@@ -104,6 +108,32 @@ class LocalGroup:
         finally:
             os._exit(code)  # no atexit handlers or destructors of the parent's objects
 
+    @property
+    def owned_here(self) -> bool:
+        """Whether this is rank 0's process (not a copy of the group in a forked process)."""
+        return self.rank == 0 and os.getpid() == self._parent
+
+    @property
+    def alive(self) -> bool:
+        """Whether every forked rank is still running and no rank has failed (rank 0)."""
+        for rank, pid in list(self._children.items()):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                del self._children[rank]  # reaped
+        return not self._failure[0] and len(self._children) == self.size - 1
+
+    def peak_rss_mb(self) -> float:
+        """Sum of the forked ranks' peak resident memory so far (Linux; 0 elsewhere)."""
+        total = 0.0
+        for pid in self._children.values():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        return total
+
     def fail(self, kind: str, text: str, trace: str = "") -> None:
         """Tell every rank that this one failed (the first failure is the one reported)."""
         if self._failure[0]:
@@ -163,8 +193,8 @@ class LocalGroup:
         while arrive.min() < calls:
             waits += 1
             if waits > _SPINS:
-                time.sleep(0.0 if waits < _YIELDS else 50e-6)
-                if waits % _CHECK_EVERY == 0:
+                time.sleep(0.0 if waits < _YIELDS else _NAP_S if waits < _NAPS else _DOZE_S)
+                if waits % _CHECK_EVERY == 0 or waits > _NAPS:
                     if self._failure[0]:
                         self._raise_failure()
                     self._check_alive()

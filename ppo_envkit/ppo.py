@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from . import checkpoint as ckpt
 from . import distributed, fastgrad
 from .config import TrainConfig
 from .episodes import EpisodeTracker
-from .localgroup import RankFailed
+from .localgroup import LocalGroup, RankFailed
 from .normalize import RunningMeanStd
 from .policy import ActorCritic
 from .registry import env_info, make_env, make_vec_env, modules_providing
@@ -135,6 +136,10 @@ class PPO:
         self._obs_base: torch.Tensor | None = None
         self._obs_pending: RunningMeanStd | None = None
         self.rank, self.world_size = 0, 1
+        # run.processes > 1: the forked ranks, kept between training calls, and the settings they know
+        self._helpers: LocalGroup | None = None
+        self._helpers_config: dict[str, Any] | None = None
+        self._helpers_finalizer: weakref.finalize | None = None
         self.path: Path | None = None  # where load() found the agent
         self._stored_action_names: list[str] | None = None
 
@@ -214,6 +219,7 @@ class PPO:
         try:
             processes = self._local_processes
             if processes == 1:
+                self._end_helpers()
                 self._setup_distributed()
                 self._train_here(callback, logger)
             else:
@@ -222,15 +228,71 @@ class PPO:
                         f"run.processes={processes} trains on the CPU: forked processes cannot share "
                         f"a {self.device.type} context; set run.processes=1, or use torchrun for GPUs"
                     )
-                with distributed.local_processes(processes, self._collective_bytes()) as group:
-                    self.rank, self.world_size = 0, processes
-                    self.metadata["distributed"] = {"world_size": processes}
-                    group.spawn(self._train_as_helper)
-                    self._train_here(callback, logger)
+                self._train_with_helpers(processes, callback, logger)
         finally:
             if logger is not None:
                 logger.close()
         return self
+
+    def _train_with_helpers(self, processes: int, callback: Callable[..., Any] | None, logger: Any) -> None:
+        """Rank 0 of ``run.processes``. The other ranks are forked by the first call and wait
+        between calls, so that a run trained in pieces goes on exactly as one call would (their
+        environments keep their episodes and random streams). They end with :meth:`close`, with
+        this object, with a change of settings, or when training raises."""
+        group = self._helpers
+        if group is not None and (
+            group.size != processes or self._helpers_config != self.config.model_dump() or not group.alive
+        ):
+            self._end_helpers()
+            group = None
+        try:
+            if group is None:
+                group = LocalGroup(processes, self._collective_bytes())
+                self.rank, self.world_size = 0, processes
+                self.metadata["distributed"] = {"world_size": processes}
+                self._helpers, self._helpers_config = group, self.config.model_dump()
+                self._helpers_finalizer = weakref.finalize(self, _end_helper_ranks, group)
+                with distributed.using(group):
+                    group.spawn(lambda rank: self._train_as_helper(rank, group))
+                    self._train_here(callback, logger)
+            else:
+                with distributed.using(group):
+                    self._share_trainer_state(group, _TRAIN)
+                    self._train_here(callback, logger)
+        except BaseException:
+            self._end_helpers(failed=True)
+            raise
+
+    def helpers_peak_rss_mb(self) -> float:
+        """Peak resident memory of the other ``run.processes`` ranks while they run (0 otherwise)."""
+        return self._helpers.peak_rss_mb() if self._helpers is not None else 0.0
+
+    def _share_trainer_state(self, group: LocalGroup, command: int) -> bool:
+        """Rank 0's ``command`` and, to train, its counters, weights, statistics and optimizer
+        state, on every rank (called by every rank; what the other ranks pass is ignored).
+        Normally identical already; this keeps the ranks in step if the user changed them."""
+        counters = np.array([command, self.num_timesteps, self.iteration, self.target_timesteps], np.int64)
+        command, self.num_timesteps, self.iteration, self.target_timesteps = (
+            int(v) for v in group.broadcast(counters)
+        )
+        if command == _TRAIN:
+            optimizer_state = [
+                value
+                for param in self.policy.parameters()
+                for _name, value in sorted(self.optimizer.state[param].items())
+                if isinstance(value, torch.Tensor)
+            ]
+            distributed.broadcast_tensors([*self.policy.state_dict().values(), *optimizer_state])
+        return command == _TRAIN
+
+    def _end_helpers(self, failed: bool = False) -> None:
+        """End the waiting ranks of ``run.processes`` (stop them at once if training failed)."""
+        group, self._helpers, self._helpers_config = self._helpers, None, None
+        if self._helpers_finalizer is not None:
+            self._helpers_finalizer.detach()
+            self._helpers_finalizer = None
+        if group is not None:
+            _end_helper_ranks(group, failed)
 
     def _train_here(self, callback: Callable[..., Any] | None, logger: Any) -> None:
         """Environments, logger, then the training loop, in this process (a lone learner, each
@@ -266,17 +328,21 @@ class PPO:
         rows = self.local_num_envs * max(self.policy.flattener.flat_dim, 1)
         return max(1 << 16, 8 * (n_params + 64), 8 * rows) * 2
 
-    def _train_as_helper(self, rank: int) -> None:
-        """Rank ``rank`` of ``run.processes`` (in a forked process): train in step with rank 0."""
+    def _train_as_helper(self, rank: int, group: LocalGroup) -> None:
+        """Rank ``rank`` of ``run.processes`` (in a forked process): train in step with rank 0,
+        then wait for rank 0's next training call, until rank 0 ends the group."""
         self._inherited_envs = self.envs  # rank 0's; never used or closed here
         self.envs = None
         self.rank = rank
+        self._helpers = self._helpers_finalizer = None  # rank 0's
         self.generator.manual_seed(self.config.run.seed + 7919 * rank + 104729 * self.iteration)
         self.tracker = None
         self._returns = None
         try:
             self._ensure_envs()
             self._train_loop(None, None)
+            while self._share_trainer_state(group, _TRAIN):
+                self._train_loop(None, None)
         finally:
             self.close()
 
@@ -738,9 +804,27 @@ class PPO:
         )
 
     def close(self) -> None:
+        """Close the environments and end the other training processes (``run.processes``)."""
+        self._end_helpers()
         if self.envs is not None:
             self.envs.close()
             self.envs = None
+
+
+_TRAIN, _EXIT = 1, 0  # rank 0's commands to ranks waiting between training calls
+
+
+def _end_helper_ranks(group: LocalGroup, failed: bool = False) -> None:
+    """Tell the ranks waiting in :meth:`PPO._share_trainer_state` to exit and reap them; stop
+    them at once when training failed (they are not waiting then) or they do not answer."""
+    if not group.owned_here:
+        return  # a copy of the group in some forked process: the ranks are not its to end
+    if not failed:
+        try:
+            group.broadcast(np.array([_EXIT, 0, 0, 0], np.int64))
+        except RankFailed:
+            failed = True
+    group.close(timeout=0.0 if failed else 10.0)
 
 
 def ppo_losses(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from pathlib import Path
@@ -203,9 +204,69 @@ def test_processes_must_split_copies_and_minibatches_evenly():
         )
 
 
+def _weights(agent: PPO) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).double() for t in agent.policy.state_dict().values()])
+
+
+def test_training_in_pieces_equals_one_call():
+    """The forked ranks wait between calls with their episodes and random streams, so a run
+    trained in pieces (with evaluations in between, as compare_sb3.py does) is the same run."""
+    planned = 16 * 8 * 6
+    whole = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
+    whole.learn(planned)
+    pieces = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
+    pieces.target_timesteps = planned
+    for piece in range(3):
+        stop_at = pieces.num_timesteps + planned // 3
+        pieces.train(callback=lambda agent, _metrics, end=stop_at: agent.num_timesteps < end)
+        evaluate(pieces, 2, seed=piece)
+    assert pieces.num_timesteps == whole.num_timesteps == planned
+    assert torch.equal(_weights(pieces), _weights(whole))
+    assert pieces.metadata["distributed"]["weights_identical_across_ranks"]
+    whole.close()
+    pieces.close()
+
+
+def test_the_other_ranks_wait_between_calls_and_end_with_the_agent():
+    before = _children()
+    agent = _cartpole(2, **{"ppo.n_steps": 16})
+    agent.learn(128)
+    helpers = _children() - before
+    assert len(helpers) == 1
+    agent.learn(128)
+    assert _children() - before == helpers  # the same process trained again
+    agent.close()
+    assert _children() == before  # ended and reaped
+
+    agent.learn(128)  # forks again after close()
+    assert len(_children() - before) == 1
+    del agent
+    gc.collect()
+    assert _children() == before
+
+
+def test_changed_weights_or_settings_reach_the_other_ranks():
+    base = _children()
+    agent = _cartpole(2, **{"ppo.n_steps": 16})
+    agent.learn(128)
+    first = _children() - base
+    with torch.no_grad():  # weights changed between calls: rank 0's are sent to the others
+        for param in agent.policy.parameters():
+            param.mul_(0.5)
+    agent.learn(128)
+    assert _children() - base == first
+    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    agent.config.ppo.n_epochs = 2  # settings changed: the other ranks are forked anew
+    agent.learn(128)
+    second = _children() - base
+    assert len(second) == 1 and second != first
+    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    agent.close()
+
+
 def test_training_in_pieces_and_after_setting_up_environments_first_stays_in_step():
-    """A second learn() (rank 0 keeps its copies, the helper starts fresh ones) and environments
-    built before training (as the benchmark does) must not shift the ranks' collectives."""
+    """A second learn() and environments built before training (as the benchmark does) must not
+    shift the ranks' collectives."""
     agent = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
     agent._ensure_envs()
     agent.learn(256)
