@@ -219,7 +219,7 @@ class PPO:
         try:
             processes = self._local_processes
             if processes == 1:
-                self._end_helpers()
+                self._end_one_process_group()
                 self._setup_distributed()
                 self._train_here(callback, logger)
             else:
@@ -285,6 +285,13 @@ class PPO:
             distributed.broadcast_tensors([*self.policy.state_dict().values(), *optimizer_state])
         return command == _TRAIN
 
+    def _end_one_process_group(self) -> None:
+        """``run.processes`` went back to 1 between training calls: train on alone."""
+        self._end_helpers()
+        if self.world_size > 1 and not distributed.launched_by_torchrun():
+            self.rank, self.world_size = 0, 1
+            self.metadata.pop("distributed", None)
+
     def _end_helpers(self, failed: bool = False) -> None:
         """End the waiting ranks of ``run.processes`` (stop them at once if training failed)."""
         group, self._helpers, self._helpers_config = self._helpers, None, None
@@ -344,7 +351,7 @@ class PPO:
             while self._share_trainer_state(group, _TRAIN):
                 self._train_loop(None, None)
         finally:
-            self.close()
+            self._close_envs()
 
     def _setup_distributed(self) -> None:
         """Join a torchrun launch (no-op otherwise): same start weights, own seeds per rank."""
@@ -470,11 +477,15 @@ class PPO:
         self.policy.load_state_dict(self._captured["policy"])
         meta, tensors = self._captured["trainer"]
         # The environments ran past the captured state: they are rebuilt by replay on the next learn().
-        self.close()
+        self._close_envs()
         self._load_trainer_state(meta, tensors)
         return logger.save_checkpoint(self) if logger is not None else None
 
     def _ensure_envs(self) -> None:
+        if self.envs is not None and self.envs.num_envs != self.local_num_envs:
+            # env.num_envs or run.processes changed between training calls: new copies, new episodes
+            self._close_envs()
+            self.tracker, self._returns = None, None
         if self.envs is not None:  # keep this rank's rows not yet merged (set-up, then train)
             if self._obs_pending is None:
                 self._start_obs_sync()
@@ -486,7 +497,7 @@ class PPO:
         if not spaces_match(self.envs.single_observation_space, self.observation_space) or not spaces_match(
             self.envs.single_action_space, self.action_space
         ):
-            self.close()
+            self._close_envs()
             raise ValueError(self._mismatch_message(cfg.env.id))
         head = self.policy.head
         sample_env_action = head.to_env(torch.zeros((1, head.storage_dim), device=self.device))
@@ -806,6 +817,9 @@ class PPO:
     def close(self) -> None:
         """Close the environments and end the other training processes (``run.processes``)."""
         self._end_helpers()
+        self._close_envs()
+
+    def _close_envs(self) -> None:
         if self.envs is not None:
             self.envs.close()
             self.envs = None

@@ -264,6 +264,34 @@ def test_changed_weights_or_settings_reach_the_other_ranks():
     agent.close()
 
 
+@pytest.mark.parametrize(
+    ("start", "change"),
+    [
+        ({"run.processes": 2}, {"run.processes": 1}),
+        ({"run.processes": 1}, {"run.processes": 2}),
+        ({"run.processes": 2}, {"env.num_envs": 16}),
+        ({"run.processes": 1}, {"env.num_envs": 4}),
+    ],
+)
+def test_copies_or_processes_changed_between_calls_start_new_episodes(start, change):
+    agent = _cartpole(start["run.processes"], **{"ppo.n_steps": 16})
+    agent.learn(256)
+    for key, value in change.items():
+        section, field = key.split(".")
+        setattr(getattr(agent.config, section), field, value)
+    agent.learn(256)
+    assert agent.num_timesteps == 256 + 16 * agent.config.env.num_envs * -(
+        -256 // (16 * agent.config.env.num_envs)
+    )
+    assert agent.envs.num_envs == agent.local_num_envs
+    assert agent.world_size == agent.config.run.processes
+    if agent.world_size > 1:
+        assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    else:
+        assert "distributed" not in agent.metadata
+    agent.close()
+
+
 def test_training_in_pieces_and_after_setting_up_environments_first_stays_in_step():
     """A second learn() and environments built before training (as the benchmark does) must not
     shift the ranks' collectives."""
