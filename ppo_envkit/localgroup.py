@@ -116,10 +116,18 @@ class LocalGroup:
     @property
     def alive(self) -> bool:
         """Whether every forked rank is still running and no rank has failed (rank 0)."""
-        for rank, pid in list(self._children.items()):
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                del self._children[rank]  # reaped
+        self._reap()
         return not self._failure[0] and len(self._children) == self.size - 1
+
+    def _reap(self) -> dict[int, int]:
+        """Reap the forked ranks that have ended: ``{rank: wait status}`` (rank 0)."""
+        ended = {}
+        for rank, pid in list(self._children.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                ended[rank] = status
+                del self._children[rank]
+        return ended
 
     def peak_rss_mb(self) -> float:
         """Sum of the forked ranks' peak resident memory so far (Linux; 0 elsewhere)."""
@@ -151,13 +159,9 @@ class LocalGroup:
 
     def _check_alive(self) -> None:
         if self.rank == 0:
-            for rank, pid in self._children.items():
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    del self._children[rank]
-                    if not self._failure[0]:
-                        raise RankFailed(rank, "exit", f"it ended unexpectedly ({_describe_status(status)})")
-                    break
+            for rank, status in self._reap().items():
+                if not self._failure[0]:
+                    raise RankFailed(rank, "exit", f"it ended unexpectedly ({_describe_status(status)})")
         elif os.getppid() != self._parent:
             os._exit(1)  # rank 0 is gone
 
@@ -167,10 +171,10 @@ class LocalGroup:
             return
         if self._children and not self._failure[0]:
             deadline = time.monotonic() + timeout
-            while self._children and time.monotonic() < deadline:
-                for rank, pid in list(self._children.items()):
-                    if os.waitpid(pid, os.WNOHANG)[0]:
-                        del self._children[rank]
+            while time.monotonic() < deadline:
+                self._reap()
+                if not self._children:
+                    break
                 time.sleep(0.001)
         if self._children:
             self.fail("stop", "rank 0 stopped training")

@@ -239,26 +239,23 @@ class PPO:
         between calls, so that a run trained in pieces goes on exactly as one call would (their
         environments keep their episodes and random streams). They end with :meth:`close`, with
         this object, with a change of settings, or when training raises."""
-        group = self._helpers
-        if group is not None and (
-            group.size != processes or self._helpers_config != self.config.model_dump() or not group.alive
-        ):
+        settings = self.config.model_dump()  # includes run.processes
+        if self._helpers is not None and (self._helpers_config != settings or not self._helpers.alive):
             self._end_helpers()
-            group = None
+        fresh = self._helpers is None
+        if fresh:
+            self._helpers, self._helpers_config = LocalGroup(processes, self._collective_bytes()), settings
+            self._helpers_finalizer = weakref.finalize(self, _end_helper_ranks, self._helpers)
+            self.rank, self.world_size = 0, processes
+            self.metadata["distributed"] = {"world_size": processes}
+        group = self._helpers
         try:
-            if group is None:
-                group = LocalGroup(processes, self._collective_bytes())
-                self.rank, self.world_size = 0, processes
-                self.metadata["distributed"] = {"world_size": processes}
-                self._helpers, self._helpers_config = group, self.config.model_dump()
-                self._helpers_finalizer = weakref.finalize(self, _end_helper_ranks, group)
-                with distributed.using(group):
+            with distributed.using(group):
+                if fresh:
                     group.spawn(lambda rank: self._train_as_helper(rank, group))
-                    self._train_here(callback, logger)
-            else:
-                with distributed.using(group):
+                else:
                     self._share_trainer_state(group, _TRAIN)
-                    self._train_here(callback, logger)
+                self._train_here(callback, logger)
         except BaseException:
             self._end_helpers(failed=True)
             raise
@@ -271,9 +268,8 @@ class PPO:
         """Rank 0's ``command`` and, to train, its counters, weights, statistics and optimizer
         state, on every rank (called by every rank; what the other ranks pass is ignored).
         Normally identical already; this keeps the ranks in step if the user changed them."""
-        counters = np.array([command, self.num_timesteps, self.iteration, self.target_timesteps], np.int64)
-        command, self.num_timesteps, self.iteration, self.target_timesteps = (
-            int(v) for v in group.broadcast(counters)
+        command, self.num_timesteps, self.iteration, self.target_timesteps = _broadcast_command(
+            group, command, self.num_timesteps, self.iteration, self.target_timesteps
         )
         if command == _TRAIN:
             optimizer_state = [
@@ -828,6 +824,14 @@ class PPO:
 _TRAIN, _EXIT = 1, 0  # rank 0's commands to ranks waiting between training calls
 
 
+def _broadcast_command(
+    group: LocalGroup, command: int, num_timesteps: int = 0, iteration: int = 0, target_timesteps: int = 0
+) -> list[int]:
+    """Rank 0's command and counters on every rank (one collective, the same layout for all)."""
+    values = np.array([command, num_timesteps, iteration, target_timesteps], np.int64)
+    return [int(v) for v in group.broadcast(values)]
+
+
 def _end_helper_ranks(group: LocalGroup, failed: bool = False) -> None:
     """Tell the ranks waiting in :meth:`PPO._share_trainer_state` to exit and reap them; stop
     them at once when training failed (they are not waiting then) or they do not answer."""
@@ -835,7 +839,7 @@ def _end_helper_ranks(group: LocalGroup, failed: bool = False) -> None:
         return  # a copy of the group in some forked process: the ranks are not its to end
     if not failed:
         try:
-            group.broadcast(np.array([_EXIT, 0, 0, 0], np.int64))
+            _broadcast_command(group, _EXIT)
         except RankFailed:
             failed = True
     group.close(timeout=0.0 if failed else 10.0)
