@@ -39,7 +39,7 @@ def _peak_mb(agent: Any) -> float:
 
 
 class _SB3Agent:
-    """Adapter so that ppo_envkit.evaluate can play SB3's policy on the same seeds."""
+    """Adapter so that ppo_envkit.io.evaluate can play SB3's policy on the same seeds."""
 
     def __init__(self, model: Any, config: Any):
         self.model, self.config = model, config
@@ -106,7 +106,7 @@ def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> N
 
 
 def _raw_rate(continuous: bool, steps: int = 50_000) -> float:
-    from ppo_envkit.bench import _raw_env_rate
+    from ppo_envkit.cli.bench import _raw_env_rate
 
     return _raw_env_rate(ENV_ID, {"continuous": continuous}, 1, steps, 0)["steps_per_s"]
 

@@ -4,42 +4,81 @@
 >>> agent = PPO.from_preset("cartpole")
 >>> agent.learn(100_000)                                   # doctest: +SKIP
 >>> agent.save("agents/my-cartpole")                       # doctest: +SKIP
+
+The names below are imported on first use, so that ``import ppo_envkit`` (and every
+command that needs neither torch nor pygame) starts fast.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from .config import ConfigError, TrainConfig
-from .evaluate import evaluate
-from .ppo import PPO
-from .registry import list_envs, make_env, register_env
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name -> module that defines it
+_EXPORTS = {
+    "PPO": "ppo_envkit.agent",
+    "TrainConfig": "ppo_envkit.config",
+    "ConfigError": "ppo_envkit.config",
+    "NonFiniteError": "ppo_envkit.errors",
+    "TrainingInterrupted": "ppo_envkit.errors",
+    "AgentFileError": "ppo_envkit.errors",
+    "evaluate": "ppo_envkit.io.evaluate",
+    "register_env": "ppo_envkit.environments.registry",
+    "list_envs": "ppo_envkit.environments.lookup",
+    "make_env": "ppo_envkit.environments.factory",
+    "load_env_module": "ppo_envkit.environments.discovery",
+    "check_environment": "ppo_envkit.environments.checker",
+    "Viewer": "ppo_envkit.viewer",
+}
+
+if TYPE_CHECKING:
+    from .agent import PPO
+    from .config import ConfigError, TrainConfig
+    from .environments.checker import check_environment
+    from .environments.discovery import load_env_module
+    from .environments.factory import make_env
+    from .environments.lookup import list_envs
+    from .environments.registry import register_env
+    from .errors import AgentFileError, NonFiniteError, TrainingInterrupted
+    from .io.evaluate import evaluate
+    from .viewer import Viewer
 
 
 def load_agent(path: str, device: str | None = "cpu") -> PPO:
     """Load an agent directory, or a run directory's final agent. Never unpickles."""
+    from .agent import PPO
+
     return PPO.load(path, device=device)
 
 
 def __getattr__(name: str) -> Any:
-    # The viewer imports pygame; load it only when asked for.
-    if name == "Viewer":
-        from .viewer import Viewer
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ppo_envkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return Viewer
-    raise AttributeError(f"module 'ppo_envkit' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = [
     "PPO",
+    "AgentFileError",
     "ConfigError",
+    "NonFiniteError",
     "TrainConfig",
+    "TrainingInterrupted",
     "Viewer",
+    "check_environment",
     "evaluate",
     "list_envs",
     "load_agent",
+    "load_env_module",
     "make_env",
     "register_env",
 ]

@@ -208,3 +208,19 @@ def describe_space(space: spaces.Space) -> str:
 def spaces_match(expected: spaces.Space, actual: spaces.Space) -> bool:
     """Same structure, shapes, sizes and bounds (dtypes of Box may differ in width)."""
     return space_to_data(expected) == space_to_data(actual)
+
+
+def mismatch_message(
+    env_id: str,
+    agent_obs: spaces.Space,
+    agent_act: spaces.Space,
+    env_obs: spaces.Space,
+    env_act: spaces.Space,
+) -> str:
+    """Why an agent cannot act in an environment: both pairs of spaces, side by side."""
+    return (
+        f"the agent does not fit environment '{env_id}': the agent was trained with observations "
+        f"{describe_space(agent_obs)} and actions {describe_space(agent_act)}, "
+        f"the environment has observations {describe_space(env_obs)} and actions "
+        f"{describe_space(env_act)}"
+    )

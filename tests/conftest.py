@@ -1,8 +1,13 @@
-"""Shared fixtures: headless pygame, test environments registered and removed again."""
+"""Shared fixtures: headless pygame, test environments registered and removed again.
+
+Tests under ``tests/slow/`` (learning runs, several processes, torchrun, benchmarks) are
+marked ``slow``: ``python -m pytest -m "not slow"`` is the fast inner loop.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -10,9 +15,17 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pytest
 
-from ppo_envkit.registry import unregister_env
+from ppo_envkit.environments.registry import unregister_env
 
 from . import toy_envs
+
+_SLOW = Path(__file__).parent / "slow"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).is_relative_to(_SLOW):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

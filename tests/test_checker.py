@@ -10,11 +10,11 @@ import pytest
 from gymnasium import spaces
 
 from ppo_envkit import register_env
-from ppo_envkit.checker import QUICK_STEPS, check_environment
 from ppo_envkit.cli import main
+from ppo_envkit.cli.train import preflight_check
 from ppo_envkit.config import TrainConfig
-from ppo_envkit.envs_cli import preflight_check
-from ppo_envkit.registry import temporary_registrations
+from ppo_envkit.environments.checker import QUICK_STEPS, check_environment
+from ppo_envkit.environments.registry import temporary_registrations
 
 
 @pytest.fixture(autouse=True)
@@ -536,7 +536,7 @@ def test_train_mentions_warnings_in_one_line(tmp_path, capsys):
 
 
 def test_builtin_envs_are_not_checked_before_training(monkeypatch):
-    import ppo_envkit.checker as checker
+    import ppo_envkit.environments.checker as checker
 
     def fail(*args, **kwargs):
         raise AssertionError("the checker ran for a built-in environment")

@@ -127,19 +127,19 @@ def test_non_finite_reward_stops_with_step_and_keeps_checkpoint(tmp_path, capsys
 
 
 def test_ctrl_c_saves_and_resume_continues(tmp_path, capsys, monkeypatch):
-    import ppo_envkit.ppo as ppo_module
+    from ppo_envkit.algo.learner import Learner
 
     run = tmp_path / "run"
-    original = ppo_module.PPO._update
+    original = Learner.update
     calls = {"n": 0}
 
-    def update_then_interrupt(self):
+    def update_then_interrupt(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ppo_module.PPO, "_update", update_then_interrupt)
+    monkeypatch.setattr(Learner, "update", update_then_interrupt)
     argv = [
         "train",
         "CartPole-v1",
@@ -157,7 +157,7 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "checkpoint saved" in err and f"train --resume {run}" in err
     assert [p.name for p in (run / "checkpoints").iterdir()] == [f"step_{128:010d}"]
-    monkeypatch.setattr(ppo_module.PPO, "_update", original)
+    monkeypatch.setattr(Learner, "update", original)
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     rows = (run / "progress.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [64 * k for k in range(1, 6)]

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from ppo_envkit.cli import main
-from ppo_envkit.logging import CSV_COLUMNS
-from ppo_envkit.plot import PANELS, default_output, plot_runs, read_progress
+from ppo_envkit.io.plot import PANELS, default_output, plot_runs, read_progress
+from ppo_envkit.io.runlog import CSV_COLUMNS
 
 
 def write_run(run_dir, rows: int = 12, columns=CSV_COLUMNS, seed: int = 0):

@@ -12,18 +12,21 @@ import pytest
 from gymnasium import spaces
 
 from ppo_envkit import PPO, TrainConfig, list_envs, register_env
-from ppo_envkit.cli import build_parser, main, resolve_train_config
+from ppo_envkit.cli import build_parser, main
+from ppo_envkit.cli.train import resolve_train_config
 from ppo_envkit.config import EnvConfig
-from ppo_envkit.discovery import EnvModuleError, discover_envs, load_env_module, user_modules
-from ppo_envkit.registry import (
-    RegistrationError,
-    VariantError,
+from ppo_envkit.environments.discovery import EnvModuleError, discover_envs, load_env_module, user_modules
+from ppo_envkit.environments.factory import make_vec_env
+from ppo_envkit.environments.lookup import (
     current_variant,
     env_info,
-    make_vec_env,
     modules_providing,
     registered_preset,
     resolve_variant,
+)
+from ppo_envkit.environments.registry import (
+    RegistrationError,
+    VariantError,
     temporary_registrations,
 )
 

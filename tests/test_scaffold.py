@@ -11,8 +11,8 @@ import pytest
 
 from ppo_envkit import PPO, evaluate
 from ppo_envkit.cli import main
-from ppo_envkit.registry import temporary_registrations
-from ppo_envkit.scaffold import ScaffoldError, names_for
+from ppo_envkit.environments.registry import temporary_registrations
+from ppo_envkit.environments.scaffold import ScaffoldError, names_for
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from ppo_envkit.registry import make_env
-from ppo_envkit.vector import EnvWorkerError, ShardedVectorEnv
+from ppo_envkit.environments.factory import make_env
+from ppo_envkit.parallel.vector import EnvWorkerError, ShardedVectorEnv
 
 
 def _factory(env_id):

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from ppo_envkit import PPO, TrainConfig, Viewer
-from ppo_envkit.checkpoint import AgentFileError
 from ppo_envkit.cli import main
+from ppo_envkit.cli.replay import resolve_checkpoint
+from ppo_envkit.io.checkpoint import AgentFileError
 from ppo_envkit.viewer import BACKGROUND, NoDisplayError, RenderError
-from ppo_envkit.viewer_cli import resolve_checkpoint
 
 REACH_STEPS = 20  # ReachTarget's time limit
 

@@ -1,0 +1,281 @@
+"""``Collector``: steps this rank's environment copies with the current policy and fills a rollout.
+
+Per environment step it stores the normalized observation, the stored form of the
+action, its log-probability and the value (all at collection time, detached), the
+scaled reward, the episode flags, and V(final observation) wherever an episode was
+truncated (the bootstrap that GAE needs: the vector environment resets on the same
+step and reports the real last observation in ``info["final_obs"]``).
+
+It also owns what lives between rollouts: the environment copies and their
+episodes (:class:`~ppo_envkit.environments.episodes.EpisodeTracker`, which makes a
+resumed run replay each copy's current episode exactly), the running discounted
+returns of reward scaling, and the observation the next rollout starts from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector.utils import concatenate, create_empty_array
+
+from ..config import TrainConfig
+from ..environments.episodes import EpisodeTracker
+from ..environments.factory import make_vec_env
+from ..errors import NonFiniteError
+from ..parallel import copies_per_rank
+from ..parallel.collectives import Collectives
+from ..spaces import mismatch_message, spaces_match
+from .fastpath import FastPath
+from .normalize import ObsNormalizer, RunningMeanStd
+from .policy import ActorCritic
+from .rollout import RolloutBuffer
+
+
+class Collector:
+    """Fills a :class:`RolloutBuffer` from this rank's share of ``env.num_envs`` copies."""
+
+    def __init__(
+        self,
+        policy: ActorCritic,
+        config: TrainConfig,
+        generator: torch.Generator,
+        collectives: Collectives,
+        fast: FastPath,
+    ):
+        self.policy, self.config, self.generator, self.fast = policy, config, generator, fast
+        self.collectives = collectives
+        self.envs: Any = None
+        self.episodes: EpisodeTracker | None = None
+        self.reward_returns: torch.Tensor | None = None  # per copy, for reward scaling
+        self.next_obs: torch.Tensor | None = None  # normalized; where the next rollout starts
+        self.rollout: RolloutBuffer | None = None
+        self._obs_sync: _SharedObsStats | None = None
+        self.attach(collectives)
+
+    @property
+    def num_envs(self) -> int:
+        """The copies this rank steps."""
+        return copies_per_rank(self.config)
+
+    def attach(self, collectives: Collectives) -> None:
+        """Collect as one rank of ``collectives``; observation statistics are shared from now on."""
+        self.collectives = collectives
+        shared = collectives.size > 1 and self.policy.obs_norm.enabled
+        self._obs_sync = _SharedObsStats(self.policy.obs_norm, collectives) if shared else None
+
+    # ----------------------------------------------------------------------------- environments
+
+    def start(self, iteration: int, num_timesteps: int) -> None:
+        """Build the environment copies if needed: fresh episodes, or, after :meth:`load_state`,
+        each copy's current episode rebuilt by replaying its actions.
+
+        Rank ``r`` of ``size`` owns the ``n`` copies after the other ranks' copies, and copies
+        built after ``iteration`` iterations (settings changed mid-run) take seeds no earlier
+        copy used: copy ``i`` resets first with ``seed + (iteration * size + r) * n + i``.
+        """
+        n = self.num_envs
+        if self.envs is not None and self.envs.num_envs != n:
+            # env.num_envs or run.processes changed between training calls: new copies, new episodes
+            self.close()
+            self.episodes, self.reward_returns = None, None
+        if self.envs is not None:
+            return
+        cfg = self.config
+        self.envs = make_vec_env(cfg.env.model_copy(update={"num_envs": n}))
+        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        if not spaces_match(self.policy.observation_space, obs_space) or not spaces_match(
+            self.policy.action_space, act_space
+        ):
+            self.close()
+            raise ValueError(
+                mismatch_message(
+                    cfg.env.id, self.policy.observation_space, self.policy.action_space, obs_space, act_space
+                )
+            )
+        if self.episodes is None:
+            rank, size = self.collectives.rank, self.collectives.size
+            first_seed = cfg.run.seed + rank * n + iteration * n * size
+            self.episodes = self._new_tracker(first_seed)
+            obs, _ = self.envs.reset(seed=first_seed)
+        else:
+            obs = self._replay_episodes()
+        raw = self._obs_tensor(obs, num_timesteps)
+        if self.reward_returns is None:
+            self.reward_returns = torch.zeros(n, device=self.policy.device)
+            self._add_obs_stats(raw)
+        self.next_obs = self.policy.obs_norm(raw)
+        self.rollout = RolloutBuffer(
+            cfg.ppo.n_steps,
+            n,
+            self.policy.flattener.flat_dim,
+            self.policy.head.storage_dim,
+            self.policy.device,
+        )
+
+    def _new_tracker(self, first_seed: int) -> EpisodeTracker:
+        head = self.policy.head
+        sample = head.to_env(torch.zeros((1, head.storage_dim), device=self.policy.device))
+        return EpisodeTracker(
+            self.num_envs, first_seed, sample.shape[1:], sample.dtype, self.config.run.log_window
+        )
+
+    def _replay_episodes(self) -> Any:
+        assert self.envs is not None and self.episodes is not None
+        self.envs.set_attr("pending_replay", self.episodes.replay_plan())
+        return self._stack_obs(list(self.envs.call("replay_pending")))
+
+    def _stack_obs(self, items: list[Any]) -> Any:
+        space = self.policy.observation_space
+        return concatenate(space, items, create_empty_array(space, len(items)))
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+            self.envs = None
+
+    # ----------------------------------------------------------------------------- collecting
+
+    def _obs_tensor(self, obs: Any, obs_step: int) -> torch.Tensor:
+        """Flat float32 observations on the device; non-finite ones are refused (checked in numpy,
+        which costs a fraction of the torch check on a small batch)."""
+        flat = self.policy.flattener(obs)
+        if not np.isfinite(flat).all():
+            bad = np.flatnonzero(~np.isfinite(flat).all(1)).tolist()
+            raise NonFiniteError(
+                f"environment {self.config.env.id} returned a non-finite observation at training step "
+                f"{obs_step} (environment copies {bad})"
+            )
+        return torch.from_numpy(np.ascontiguousarray(flat)).to(self.policy.device)
+
+    def _add_obs_stats(self, raw: torch.Tensor) -> None:
+        """Add observations to the normalization statistics (and to this rank's rows to share)."""
+        norm = self.policy.obs_norm
+        if norm.enabled:
+            norm.update(raw)
+            if self._obs_sync is not None:
+                self._obs_sync.add(raw)
+
+    @torch.inference_mode()
+    def collect(self, num_timesteps: int) -> RolloutBuffer:
+        """One rollout of ``ppo.n_steps`` steps per copy; ``num_timesteps`` (before it) names
+        training steps in error messages. Call :meth:`start` first."""
+        policy, envs, buf, episodes = self.policy, self.envs, self.rollout, self.episodes
+        assert envs is not None and buf is not None and episodes is not None and self.next_obs is not None
+        head, gen, device = policy.head, self.generator, policy.device
+        n = self.num_envs
+        obs = self.next_obs
+        gather_returns = self.collectives.gather_rows
+        buf.truncated.zero_()
+        numpy_policy = self.fast.plan()  # the same computation at a fraction of the per-step overhead
+        for t in range(buf.n_steps):
+            if numpy_policy is not None:
+                action, logp, value = numpy_policy.act(obs, gen)
+            else:
+                action, logp, value, _ = policy.act(obs, generator=gen)
+            env_action = head.to_env(action)
+            next_obs, reward, terminated, truncated, info = envs.step(env_action)
+            done = terminated | truncated
+            episodes.record(env_action, reward, done)
+            step = num_timesteps + (t + 1) * n
+            if not np.isfinite(reward).all():
+                bad = np.flatnonzero(~np.isfinite(reward)).tolist()
+                raise NonFiniteError(
+                    f"environment {self.config.env.id} returned a non-finite reward at training step {step} "
+                    f"(environment copies {bad})"
+                )
+            raw = self._obs_tensor(next_obs, step)
+            self._add_obs_stats(raw)
+            reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
+            done_t = torch.from_numpy(done).to(device)
+            buf.obs[t] = obs
+            buf.actions[t] = action
+            buf.logprobs[t] = logp
+            buf.values[t] = value
+            buf.rewards[t] = policy.reward_scaler(reward_t, self.reward_returns, done_t, gather_returns)
+            buf.terminated[t] = torch.from_numpy(terminated).to(device)
+            buf.episode_end[t] = done_t
+            cut = truncated & ~terminated
+            if cut.any():
+                idx = np.flatnonzero(cut)
+                final_t = self._obs_tensor(self._stack_obs([info["final_obs"][i] for i in idx]), step)
+                idx_t = torch.from_numpy(idx).to(device)
+                buf.truncated[t, idx_t] = True
+                buf.truncated_values[t, idx_t] = policy.value(policy.obs_norm(final_t))
+            obs = policy.obs_norm(raw)
+        if self._obs_sync is not None:  # the next rollout starts with the shared statistics
+            self._obs_sync.merge()
+            obs = policy.obs_norm(raw)
+        self.next_obs = obs
+        buf.last_values.copy_(policy.value(obs))
+        return buf
+
+    def episode_metrics(self) -> dict[str, float]:
+        """Recent episode return and length, and finished episodes, over every rank's copies."""
+        assert self.episodes is not None
+        episodes = self.episodes
+        local = [episodes.finished, len(episodes.recent_returns)]
+        local += [float(np.sum(episodes.recent_returns)), float(np.sum(episodes.recent_lengths))]
+        finished, count, returns, lengths = self.collectives.sum(
+            torch.tensor(local, dtype=torch.float64)
+        ).tolist()
+        return {
+            "episode_return": returns / count if count else float("nan"),
+            "episode_length": lengths / count if count else float("nan"),
+            "episodes": int(finished),
+        }
+
+    # ----------------------------------------------------------------------------- state
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """This rank's episodes and reward-scaling returns, for a checkpoint."""
+        assert self.episodes is not None and self.reward_returns is not None
+        meta, arrays = self.episodes.state()
+        tensors = {f"episodes.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        tensors["reward_returns"] = self.reward_returns.clone()
+        return meta, tensors
+
+    def load_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state`; the copies are rebuilt by replay at the next :meth:`start`."""
+        self.close()
+        self.reward_returns = tensors["reward_returns"].to(self.policy.device).clone()
+        arrays = {
+            k.removeprefix("episodes."): v.numpy() for k, v in tensors.items() if k.startswith("episodes.")
+        }
+        if self.episodes is None:
+            self.episodes = self._new_tracker(self.config.run.seed)
+        self.episodes.load_state(meta, arrays)
+
+
+class _SharedObsStats:
+    """Observation statistics kept identical across ranks with one collective per rollout.
+
+    Each rank adds its own rows at once (and remembers them); at the end of a rollout every
+    rank merges the statistics shared at the last merge with every rank's new rows, in rank
+    order, which gives the statistics of all rows, the same on every rank. (Merging per
+    environment step instead would make the ranks wait for each other at every step.)
+    """
+
+    def __init__(self, norm: ObsNormalizer, collectives: Collectives):
+        self.norm, self.collectives = norm, collectives
+        self.restart()
+
+    def restart(self) -> None:
+        """Share the current statistics; no rows pending. Every rank must start from the same
+        statistics (rank 0 calls this before it forks the others)."""
+        rms = self.norm.rms
+        self.base = rms.moments().clone()
+        self.pending = RunningMeanStd(tuple(rms.mean.shape), epsilon=0.0).to(rms.mean.device)
+
+    def add(self, raw: torch.Tensor) -> None:
+        self.pending.update(raw)
+
+    def merge(self) -> None:
+        parts = self.collectives.gather_rows(self.pending.moments()[None])
+        self.norm.rms.set_merged(self.base, parts)
+        self.norm.refresh()
+        self.restart()
+
+
+__all__ = ["Collector"]

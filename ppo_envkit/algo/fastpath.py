@@ -1,0 +1,313 @@
+"""The policy's forward pass and the PPO gradient written out in numpy, for MLP policies on the CPU.
+
+On a CPU, a gradient step of a 64x64 MLP on a few hundred samples is mostly per-operation
+overhead: autograd records ~45 forward operations and replays ~35 backward nodes, at several
+microseconds each, and torch's elementwise kernels on such small tensors are slower than
+numpy's (tanh of 256x64: ~45 us against ~6 us here). The MLP and the PPO loss have short
+closed-form gradients, so this module computes the forward pass and the gradient of
+
+``loss = policy_loss - ent_coef * entropy + vf_coef * value_loss``
+
+(exactly :func:`ppo_envkit.algo.losses.ppo_losses`, including how ``max`` and ``clamp``
+pass gradients at ties and bounds) in numpy, on views of the parameters' memory, and
+writes it into each parameter's ``.grad`` for the usual torch optimizer.
+
+It serves trunks of Linear layers with tanh or ReLU, and the heads registered below with
+:func:`head_gradient` (categorical and plain Gaussian), on the CPU. Anything else
+(:meth:`NumpyPolicy.supports` is False) trains through autograd: a new head or encoder
+needs nothing here. ``tests/unit/test_fastpath.py`` checks that both give the same losses
+and gradients; the README's performance section measures what it earns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .heads import ActionHead, CategoricalHead, GaussianHead
+from .losses import LossSettings, LossStats, Normalizer, loss_advantages
+from .policy import ActorCritic
+from .rollout import Minibatch
+
+Layers = list[tuple[nn.Linear, type[nn.Module]]]
+#: ``backward(grad wrt each row's log-prob, grad wrt each row's entropy)`` ->
+#: ``(grad wrt the head's input params, {name of a head parameter: its gradient})``
+Backward = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]]
+HeadGradient = Callable[[Any, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, Backward]]
+
+#: Products up to this many multiply-adds stay in numpy (below BLAS's threading threshold).
+_NUMPY_MATMUL_LIMIT = 65536
+
+_FORWARD: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
+    nn.Tanh: lambda x: np.tanh(x, out=x),
+    nn.ReLU: lambda x: np.maximum(x, 0.0, out=x),
+}
+_DERIVATIVES: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
+    nn.Tanh: lambda y: 1.0 - y * y,  # in terms of the output y = tanh(x)
+    nn.ReLU: lambda y: (y > 0).astype(y.dtype),
+}
+
+# ----------------------------------------------------------------------------- heads
+
+_HEAD_GRADIENTS: dict[type[ActionHead], HeadGradient] = {}
+
+
+def head_gradient(head_type: type[ActionHead]) -> Callable[[HeadGradient], HeadGradient]:
+    """Register ``fn(head, params, actions) -> (log_prob, entropy, backward)`` for exactly
+    ``head_type`` (subclasses change the distribution, so they are not covered)."""
+
+    def register(fn: HeadGradient) -> HeadGradient:
+        _HEAD_GRADIENTS[head_type] = fn
+        return fn
+
+    return register
+
+
+@head_gradient(CategoricalHead)
+def _categorical(head: CategoricalHead, params: np.ndarray, actions: np.ndarray):
+    shifted = params - params.max(-1, keepdims=True)
+    logp_all = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    probs = np.exp(logp_all)
+    rows = np.arange(len(params))
+    idx = actions[:, 0].astype(np.int64)
+    logp = logp_all[rows, idx]
+    entropy = -(probs * logp_all).sum(-1)
+
+    def backward(g_logp, g_ent):
+        # d logp / d z_j = 1[j = a] - p_j;  d H / d z_j = -p_j (log p_j + H)
+        grad = probs * -(g_logp[:, None] + g_ent[:, None] * (logp_all + entropy[:, None]))
+        grad[rows, idx] += g_logp
+        return grad, {}
+
+    return logp, entropy, backward
+
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@head_gradient(GaussianHead)
+def _gaussian(head: GaussianHead, params: np.ndarray, actions: np.ndarray):
+    log_std = head.log_std.detach().numpy()
+    inv_std = np.exp(-log_std)
+    z = (actions - params) * inv_std
+    logp = (-0.5 * z * z - log_std - np.float32(_LOG_SQRT_2PI)).sum(-1)
+    entropy = np.full(len(params), (0.5 + _LOG_SQRT_2PI + log_std).sum(), dtype=params.dtype)
+
+    def backward(g_logp, g_ent):
+        # d logp / d mean = z / std;  d logp / d log_std = z^2 - 1;  d H / d log_std = 1
+        g = g_logp[:, None]
+        grad_log_std = (g * (z * z - 1.0)).sum(0) + g_ent.sum()
+        return g * z * inv_std, {"log_std": grad_log_std}
+
+    return logp, entropy, backward
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def _layers(trunk: nn.Sequential | None) -> Layers | None:
+    """``[(linear, activation class)]`` for a trunk of Linear + supported activations, else None."""
+    if trunk is None:
+        return []
+    modules = list(trunk)
+    if len(modules) % 2:
+        return None
+    pairs = []
+    for linear, act in zip(modules[::2], modules[1::2], strict=True):
+        if type(linear) is not nn.Linear or type(act) not in _DERIVATIVES:
+            return None
+        pairs.append((linear, type(act)))
+    return pairs
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``. Large products go through torch: numpy's BLAS would start threads of its own,
+    which fight the other training process for the cores (torch keeps to ``run.torch_threads``);
+    small ones (a row per environment copy) stay below BLAS's threading threshold and skip
+    torch's call overhead."""
+    if a.shape[0] * a.shape[1] * b.shape[1] <= _NUMPY_MATMUL_LIMIT:
+        return a @ b
+    return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
+def _set_grad(param: torch.Tensor, grad: np.ndarray) -> None:
+    param.grad = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32).reshape(param.shape))
+
+
+class _Dense:
+    """A Linear layer's weight and bias as numpy views of the parameters' memory."""
+
+    __slots__ = ("act", "bias", "linear", "weight")
+
+    def __init__(self, linear: nn.Linear, act: type[nn.Module] | None = None):
+        self.linear, self.act = linear, act
+        self.weight = linear.weight.detach().numpy()
+        self.bias = linear.bias.detach().numpy()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = _matmul(x, self.weight.T)
+        out += self.bias
+        return out if self.act is None else _FORWARD[self.act](out)
+
+    def backward(self, inputs: np.ndarray, grad_out: np.ndarray, need_input: bool = True) -> Any:
+        """Set the layer's gradients; return the gradient with respect to its input."""
+        _set_grad(self.linear.weight, _matmul(grad_out.T, inputs))
+        _set_grad(self.linear.bias, grad_out.sum(0))
+        return _matmul(grad_out, self.weight) if need_input else None
+
+
+def _forward(layers: list[_Dense], x: np.ndarray) -> list[np.ndarray]:
+    """Inputs of every layer plus the trunk's output: ``[x, h1, ..., hL]``."""
+    outs = [x]
+    for layer in layers:
+        outs.append(layer(outs[-1]))
+    return outs
+
+
+def _trunk_backward(layers: list[_Dense], outs: list[np.ndarray], grad: np.ndarray) -> None:
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        grad = layer.backward(outs[i], grad * _DERIVATIVES[layer.act](outs[i + 1]), need_input=i > 0)
+
+
+def _max_weights(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How ``torch.max(a, b)`` splits its gradient: all to the larger, half each on a tie."""
+    tie = np.where(a == b, 0.5, 0.0).astype(a.dtype)
+    return (a > b).astype(a.dtype) + tie, (b > a).astype(a.dtype) + tie
+
+
+# ----------------------------------------------------------------------------- the policy
+
+
+class NumpyPolicy:
+    """An :class:`ActorCritic`'s layers as numpy views of its parameters, with the PPO gradient."""
+
+    def __init__(self, policy: ActorCritic):
+        actor, critic = _layers(policy.actor_trunk), _layers(policy.critic_trunk)
+        assert actor is not None and critic is not None, "check NumpyPolicy.supports(policy) first"
+        self.policy = policy
+        self.actor = [_Dense(linear, act) for linear, act in actor]
+        self.critic = None if policy.critic_trunk is None else [_Dense(linear, act) for linear, act in critic]
+        self.head, self.value = _Dense(policy.head.out), _Dense(policy.value_out)
+        self.head_gradient = _HEAD_GRADIENTS[type(policy.head)]
+        self.pointers = _pointers(policy)
+
+    @staticmethod
+    def supports(policy: ActorCritic) -> bool:
+        """Whether this module can run ``policy`` (else use autograd)."""
+        return (
+            all(p.device.type == "cpu" and p.dtype == torch.float32 for p in policy.parameters())
+            and type(policy.head) in _HEAD_GRADIENTS
+            and _layers(policy.actor_trunk) is not None
+            and _layers(policy.critic_trunk) is not None
+            and type(policy.value_out) is nn.Linear
+        )
+
+    @torch.no_grad()
+    def act(
+        self, obs: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`ActorCritic.act`'s (stored action, log-prob, value) with the MLP forward in numpy.
+
+        Collection calls this once per environment step on a handful of rows, where module
+        calls and torch's small-tensor kernels cost twice the arithmetic. Sampling and the
+        log-probability stay the head's own torch code, with the same generator.
+        """
+        x = obs.numpy()
+        features = _forward(self.actor, x)[-1]
+        critic_features = features if self.critic is None else _forward(self.critic, x)[-1]
+        params = torch.from_numpy(self.head(features))
+        values = torch.from_numpy(self.value(critic_features)[:, 0])
+        head = self.policy.head
+        action = head.sample(params, generator)
+        return action, head.log_prob(params, action), values
+
+    def ppo_gradients(self, batch: Minibatch, settings: LossSettings, normalize: Normalizer) -> LossStats:
+        """:func:`~ppo_envkit.algo.losses.ppo_losses`'s values; the loss's gradient is left in ``.grad``."""
+        x, actions_np = batch.obs.numpy(), batch.actions.numpy()
+        old_logp, returns = batch.old_logprobs.numpy(), batch.returns.numpy()
+        old_values = batch.old_values.numpy()
+        n = x.shape[0]
+        head = self.policy.head
+        clip, vclip, ent_coef, vf_coef = settings.clip, settings.vclip, settings.ent_coef, settings.vf_coef
+
+        actor_outs = _forward(self.actor, x)
+        critic_outs = actor_outs if self.critic is None else _forward(self.critic, x)
+        features, critic_features = actor_outs[-1], critic_outs[-1]
+        params = self.head(features)
+        values = self.value(critic_features)[:, 0]
+        new_logp, entropy, head_backward = self.head_gradient(head, params, actions_np)
+
+        # ----- the loss, as in ppo_losses
+        adv = loss_advantages(batch.advantages, settings.norm_adv, normalize).numpy()
+        log_ratio = new_logp - old_logp
+        ratio = np.exp(log_ratio)
+        low, high = np.float32(1.0 - clip), np.float32(1.0 + clip)
+        unclipped, clipped = -adv * ratio, -adv * np.clip(ratio, low, high)
+        policy_loss = np.maximum(unclipped, clipped).mean()
+        err = values - returns
+        if vclip is None:
+            value_loss = 0.5 * (err * err).mean()
+            g_values = err
+        else:
+            delta = values - old_values
+            clipped_err = old_values + np.clip(delta, -vclip, vclip) - returns
+            sq, clipped_sq = err * err, clipped_err * clipped_err
+            value_loss = 0.5 * np.maximum(sq, clipped_sq).mean()
+            w_plain, w_clipped = _max_weights(sq, clipped_sq)
+            passes = (delta >= -vclip) & (delta <= vclip)
+            g_values = w_plain * err + w_clipped * clipped_err * passes
+        entropy_mean = entropy.mean()
+        loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
+        approx_kl = ((ratio - 1.0) - log_ratio).mean()
+        clip_fraction = (np.abs(ratio - 1.0) > clip).mean()
+
+        # ----- its gradient, back to every parameter
+        w_unclipped, w_clipped = _max_weights(unclipped, clipped)
+        in_range = (ratio >= low) & (ratio <= high)
+        g_logp = -adv * (w_unclipped + w_clipped * in_range) * ratio / n
+        g_params, head_grads = head_backward(g_logp, np.full_like(entropy, -ent_coef / n))
+        g_features = self.head.backward(features, g_params)
+        g_critic = self.value.backward(critic_features, (g_values * (vf_coef / n))[:, None])
+        for name, grad in head_grads.items():
+            _set_grad(getattr(head, name), grad)
+        if self.critic is None:
+            _trunk_backward(self.actor, actor_outs, g_features + g_critic)
+        else:
+            _trunk_backward(self.actor, actor_outs, g_features)
+            _trunk_backward(self.critic, critic_outs, g_critic)
+        stats = np.array([policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction, loss], np.float32)
+        return LossStats(*torch.from_numpy(stats).unbind())
+
+
+def _pointers(policy: nn.Module) -> list[int]:
+    return [p.data_ptr() for p in policy.parameters()]
+
+
+class FastPath:
+    """The numpy views of one policy, shared by its collector and learner.
+
+    :meth:`plan` is called before a batch of calls (a rollout, an update): it checks
+    that the policy still qualifies and rebuilds the views if a parameter's memory
+    moved (``.to()``, ``load_state_dict`` with ``assign``, ``.data = ...``).
+    """
+
+    def __init__(self, policy: ActorCritic, enabled: bool):
+        self.policy, self.enabled = policy, enabled
+        self._plan: NumpyPolicy | None = None
+
+    def plan(self) -> NumpyPolicy | None:
+        """The numpy policy, or None when autograd must serve."""
+        if not self.enabled or not NumpyPolicy.supports(self.policy):
+            return None
+        if self._plan is None or self._plan.pointers != _pointers(self.policy):
+            self._plan = NumpyPolicy(self.policy)
+        return self._plan
+
+
+__all__ = ["FastPath", "NumpyPolicy", "head_gradient"]

@@ -1,0 +1,121 @@
+"""Rollout storage and Generalized Advantage Estimation.
+
+Conventions, for a step ``t`` of environment copy ``i``:
+
+* ``values[t]`` is V(s_t) of the observation the action was chosen from.
+* ``next_values[t]`` is V(s_{t+1}) of the *true* next observation: for a step that
+  ended an episode, that is the episode's final observation, not the reset
+  observation that the vector environment returns in its place.
+* ``terminated[t]``: s_{t+1} is terminal; its value is 0 and is not bootstrapped.
+* ``episode_end[t]``: terminated or truncated; the advantage recursion stops there.
+  A truncated step still bootstraps from ``next_values[t]``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+@torch.no_grad()
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    episode_end: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and value targets (``advantages + values``); all tensors ``[T, N]``.
+
+    ``delta_t = r_t + gamma * (1 - terminated_t) * next_values_t - values_t``
+    ``A_t = delta_t + gamma * lambda * (1 - episode_end_t) * A_{t+1}``
+    """
+    not_terminal = 1.0 - terminated.to(rewards.dtype)
+    carry = gamma * gae_lambda * (1.0 - episode_end.to(rewards.dtype))
+    deltas = rewards + gamma * not_terminal * next_values - values
+    advantages = torch.empty_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        last = deltas[t] + carry[t] * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+class Minibatch(NamedTuple):
+    """What one gradient step needs; every field has one row per sample."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    old_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    old_values: torch.Tensor
+
+
+class RolloutBuffer:
+    """Preallocated ``[n_steps, num_envs, ...]`` storage for one rollout.
+
+    The collector fills it (and sets :attr:`last_values`); :meth:`compute_advantages`
+    runs GAE and packs every field into one matrix, from which :meth:`minibatch`
+    gathers a shuffled minibatch with a single index.
+    """
+
+    PACKED = ("logprobs", "advantages", "returns", "values")  # after obs and actions
+
+    def __init__(self, n_steps: int, num_envs: int, obs_dim: int, action_dim: int, device: torch.device):
+        self.n_steps, self.num_envs = n_steps, num_envs
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        shape = (n_steps, num_envs)
+        f32 = {"dtype": torch.float32, "device": device}
+        self.obs = torch.zeros((*shape, obs_dim), **f32)
+        self.actions = torch.zeros((*shape, action_dim), **f32)
+        self.logprobs = torch.zeros(shape, **f32)
+        self.values = torch.zeros(shape, **f32)
+        self.rewards = torch.zeros(shape, **f32)
+        self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.episode_end = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.truncated_values = torch.zeros(shape, **f32)  # V(final obs) where truncated
+        self.truncated = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.last_values = torch.zeros(num_envs, **f32)  # V(observation after the last step)
+        self.advantages = torch.zeros(shape, **f32)
+        self.returns = torch.zeros(shape, **f32)
+        width = obs_dim + action_dim + len(self.PACKED)
+        self.packed = torch.zeros((n_steps * num_envs, width), **f32)
+
+    @property
+    def size(self) -> int:
+        """Samples in the rollout."""
+        return self.n_steps * self.num_envs
+
+    def compute_advantages(self, gamma: float, gae_lambda: float) -> None:
+        """GAE over the rollout (bootstrapping from :attr:`last_values`, and from V(final
+        observation) where an episode was truncated); then pack every field for training."""
+        next_values = torch.cat([self.values[1:], self.last_values[None]], 0)
+        next_values = torch.where(self.truncated, self.truncated_values, next_values)
+        self.advantages, self.returns = compute_gae(
+            self.rewards, self.values, next_values, self.terminated, self.episode_end, gamma, gae_lambda
+        )
+        d, a = self.obs_dim, self.action_dim
+        packed = self.packed
+        packed[:, :d] = self.obs.reshape(-1, d)
+        packed[:, d : d + a] = self.actions.reshape(-1, a)
+        packed[:, d + a] = self.logprobs.reshape(-1)
+        packed[:, d + a + 1] = self.advantages.reshape(-1)
+        packed[:, d + a + 2] = self.returns.reshape(-1)
+        packed[:, d + a + 3] = self.values.reshape(-1)
+
+    def minibatch(self, indices: torch.Tensor) -> Minibatch:
+        """The samples at ``indices`` (into the flattened rollout), after :meth:`compute_advantages`."""
+        batch = self.packed.index_select(0, indices)
+        d, a = self.obs_dim, self.action_dim
+        return Minibatch(
+            batch[:, :d],
+            batch[:, d : d + a],
+            batch[:, d + a],
+            batch[:, d + a + 1],
+            batch[:, d + a + 2],
+            batch[:, d + a + 3],
+        )

@@ -1,0 +1,217 @@
+"""``Trainer``: the training loop. One iteration reads top to bottom in :meth:`Trainer._iterate`:
+
+1. ``Collector.collect()`` steps the environment copies ``ppo.n_steps`` times;
+2. ``RolloutBuffer.compute_advantages()`` runs GAE;
+3. ``Learner.update()`` runs the PPO epochs;
+4. counters, metrics, the run logger (progress, CSV, TensorBoard, checkpoints), callbacks.
+
+Around it: the state captured at the start of every iteration, saved as the last good
+checkpoint when an iteration fails with a non-finite value or is interrupted with Ctrl-C,
+and the checkpoint state itself (:meth:`state`, :meth:`load_state`).
+
+The trainer works on the agent's policy, generator and counters; it receives a
+:class:`~ppo_envkit.parallel.collectives.Collectives` and never asks how many ranks
+there are beyond logging it.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..errors import NonFiniteError, TrainingInterrupted
+from ..parallel.collectives import Collectives
+from ..parallel.shm import RankFailed
+from .collector import Collector
+from .fastpath import FastPath
+from .learner import Learner
+
+if TYPE_CHECKING:
+    from ..agent import PPO
+    from ..io.runlog import RunLogger
+
+Callback = Callable[["PPO", dict[str, float]], Any]
+
+#: Rank ``r`` (> 0) samples from its own stream: ``seed + RANK_SEED_STRIDE * r +
+#: ITERATION_SEED_STRIDE * iteration``. Distinct primes keep (rank, iteration) pairs apart.
+RANK_SEED_STRIDE = 7919
+ITERATION_SEED_STRIDE = 104729
+
+
+class Trainer:
+    """Trains ``agent`` as one rank of ``collectives``: environments, loop, checkpoint state."""
+
+    def __init__(self, agent: PPO, collectives: Collectives, learner: Learner | None = None):
+        # A weak reference: the agent owns its trainer, and a cycle would keep both (and the
+        # other training processes they end with the agent) alive until the garbage collector runs.
+        self._agent = weakref.ref(agent)
+        config = agent.config
+        self.fast = FastPath(agent.policy, config.run.analytic_gradients)
+        self.collector = Collector(agent.policy, config, agent.generator, collectives, self.fast)
+        self.learner = learner or Learner(agent.policy, config, agent.generator, collectives, self.fast)
+        self._captured: dict[str, Any] | None = None
+        self.attach(collectives)
+
+    @property
+    def agent(self) -> PPO:
+        agent = self._agent()
+        if agent is None:
+            raise RuntimeError("the agent of this trainer no longer exists")
+        return agent
+
+    def attach(self, collectives: Collectives) -> None:
+        """Train as one rank of ``collectives`` from now on (a rank other than 0 draws its own
+        random stream; observation statistics are shared from their current values)."""
+        size, cfg = collectives.size, self.agent.config
+        if size > 1 and cfg.minibatch_size % size:
+            raise ValueError(
+                f"ppo.minibatch_size={cfg.minibatch_size} is the combined minibatch of all "
+                f"{size} ranks and must be divisible by the number of ranks"
+            )
+        self.collectives = collectives
+        self.collector.attach(collectives)
+        self.learner.collectives = collectives
+        self.learner.fast = self.fast
+        if collectives.rank != 0:
+            self.reseed()
+        if size > 1:
+            self.agent.metadata["distributed"] = {"world_size": size}
+        else:
+            self.agent.metadata.pop("distributed", None)
+
+    def reseed(self) -> None:
+        """This rank's own sampling stream, from the seed, its rank and the iteration."""
+        agent = self.agent
+        rank = self.collectives.rank
+        agent.generator.manual_seed(
+            agent.config.run.seed + RANK_SEED_STRIDE * rank + ITERATION_SEED_STRIDE * agent.iteration
+        )
+
+    def prepare(self) -> None:
+        """Build the environment copies now (else the first :meth:`train` does)."""
+        self._configure()
+        self.collector.start(self.agent.iteration, self.agent.num_timesteps)
+
+    def _configure(self) -> None:
+        """Take the agent's current settings (they may change between training calls)."""
+        config = self.agent.config
+        self.collector.config = self.learner.config = config
+        self.fast.enabled = config.run.analytic_gradients
+
+    # ----------------------------------------------------------------------------- the loop
+
+    def train(self, callback: Callback | None = None, logger: RunLogger | None = None) -> None:
+        """Train until ``agent.target_timesteps``, or until ``callback`` returns False."""
+        agent = self.agent
+        self.prepare()
+        if logger is not None:
+            logger.start(agent)
+        try:
+            while agent.num_timesteps < agent.target_timesteps:
+                metrics = self._iterate()
+                if logger is not None:
+                    logger.log_iteration(agent, metrics)
+                stop = callback is not None and callback(agent, metrics) is False
+                if self.collectives.rank0_decides(stop):  # every rank stops at the same iteration
+                    break
+        except (NonFiniteError, RankFailed) as exc:
+            if isinstance(exc, RankFailed) and exc.kind != NonFiniteError.__name__:
+                raise
+            saved = self.save_captured(logger)
+            where = f"; last good checkpoint: {saved}" if saved else ""
+            message = exc.text if isinstance(exc, RankFailed) else str(exc)
+            raise NonFiniteError(f"{message}{where}") from None
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.save_captured(logger)) from None
+        if self.collectives.size > 1:
+            identical = self.collectives.weights_identical(agent.policy)
+            agent.metadata["distributed"]["weights_identical_across_ranks"] = identical
+            if not identical:
+                raise RuntimeError(
+                    "ranks ended with different weights: distributed training went out of step"
+                )
+        if logger is not None:
+            logger.finish(agent)
+
+    def _iterate(self) -> dict[str, float]:
+        """One iteration: collect, advantages, update; returns the metrics to log."""
+        agent = self.agent
+        ppo = agent.config.ppo
+        self._captured = self.capture()
+        start = time.perf_counter()
+        rollout = self.collector.collect(agent.num_timesteps)
+        collect_time = time.perf_counter() - start
+        rollout.compute_advantages(ppo.gamma, ppo.gae_lambda)
+        progress = agent.num_timesteps / max(agent.target_timesteps, 1)
+        where = f"in update {agent.iteration + 1} (after {agent.num_timesteps} steps)"
+        stats = self.learner.update(rollout, progress, where)
+        elapsed = time.perf_counter() - start
+        batch = rollout.size * self.collectives.size
+        agent.num_timesteps += batch
+        agent.iteration += 1
+        metrics = stats.metrics()
+        metrics.update(
+            sps=batch / elapsed,
+            collect_sps=batch / max(collect_time, 1e-9),
+            **self.collector.episode_metrics(),
+        )
+        agent.last_metrics = metrics
+        return metrics
+
+    # ----------------------------------------------------------------------------- state
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Everything besides the weights needed to resume exactly: counters, optimizer,
+        random stream, episodes and reward-scaling returns (``trainer.json`` + tensors)."""
+        agent = self.agent
+        optimizer_meta, tensors = self.learner.optimizer_state()
+        episodes_meta, episode_tensors = self.collector.state()
+        tensors = {**tensors, **episode_tensors, "rng": agent.generator.get_state().clone()}
+        meta = {
+            "num_timesteps": agent.num_timesteps,
+            "iteration": agent.iteration,
+            "target_timesteps": agent.target_timesteps,
+            "optimizer": optimizer_meta,
+            "episodes": episodes_meta,
+        }
+        return meta, tensors
+
+    def load_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state`. The random stream and episodes in it are rank 0's; another
+        rank draws its own stream and starts fresh episodes."""
+        agent = self.agent
+        agent.num_timesteps = int(meta["num_timesteps"])
+        agent.iteration = int(meta["iteration"])
+        agent.target_timesteps = int(meta["target_timesteps"])
+        self.learner.load_optimizer_state(meta["optimizer"], tensors)
+        if self.collectives.rank == 0:
+            agent.generator.set_state(tensors["rng"])
+            self.collector.load_state(meta["episodes"], tensors)
+        else:
+            self.reseed()
+
+    def capture(self) -> dict[str, Any]:
+        """Everything needed to resume exactly from the start of the coming iteration."""
+        policy = {k: v.detach().clone() for k, v in self.agent.policy.state_dict().items()}
+        return {"policy": policy, "trainer": self.state()}
+
+    def save_captured(self, logger: RunLogger | None) -> Path | None:
+        """Restore the state captured at the start of the failed iteration, and save it."""
+        if self._captured is None:
+            return None
+        self.agent.policy.load_state_dict(self._captured["policy"])
+        # The environments ran past the captured state: load_state closes them, and the next
+        # training call rebuilds them by replay.
+        self.load_state(*self._captured["trainer"])
+        return logger.save_checkpoint(self.agent) if logger is not None else None
+
+    def close(self) -> None:
+        self.collector.close()
+
+
+__all__ = ["ITERATION_SEED_STRIDE", "RANK_SEED_STRIDE", "Callback", "Trainer"]

@@ -1,0 +1,212 @@
+"""``ppo-envkit train``: resolve the settings, check a user environment, train, write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, TrainConfig
+from .common import add_env_module_arg, add_set_arg, console, exit_now, load_user_envs, print_report
+
+NAME = "train"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train an agent; writes a run directory")
+    p.add_argument("env_id", nargs="?", help="environment id, e.g. LunarLander-v3 (optional with --resume)")
+    p.add_argument(
+        "--preset", help="named preset from agents/ (default: the preset written for ENV_ID, if any)"
+    )
+    p.add_argument("--config", help="YAML config file (sections env, policy, ppo, run)")
+    add_set_arg(p, "override one setting, e.g. --set ppo.learning_rate=1e-3 (repeatable)")
+    p.add_argument("--total-timesteps", type=int, help="environment steps to train for")
+    p.add_argument("--seed", type=int, help="seed for environments and torch")
+    p.add_argument("--num-envs", type=int, help="environment copies stepped together")
+    p.add_argument(
+        "--processes",
+        type=int,
+        help="training processes on this machine, splitting the copies (run.processes; one per core)",
+    )
+    p.add_argument(
+        "--action-space",
+        choices=["discrete", "continuous"],
+        help="pick the discrete or continuous variant of the environment",
+    )
+    p.add_argument("--run-dir", help="output directory (default: runs/ENV-TIMESTAMP)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="torch device")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    add_env_module_arg(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
+    """Defaults < preset < --config file < flags < --set. Returns (config, preset name used)."""
+    from ..environments.lookup import registered_preset, resolve_variant
+    from ..presets import load_preset, preset_for_env
+
+    env_id: str | None = args.env_id
+    env_kwargs: dict[str, Any] = {}
+    if args.action_space is not None and env_id:
+        # the variant the environment declares: kwargs (continuous=True) and/or another id
+        variant = resolve_variant(env_id, args.action_space)
+        env_id, env_kwargs = variant.env_id, dict(variant.kwargs)
+    preset = args.preset
+    if preset is None and args.config is None and env_id:
+        preset = registered_preset(env_id, args.action_space) or preset_for_env(env_id, env_kwargs)
+    config = load_preset(preset) if preset else TrainConfig()
+    if args.config:
+        from ..config import load_config
+
+        config = load_config(args.config)
+    overrides: dict[str, Any] = {}
+    if env_id:
+        if env_id != config.env.id:
+            overrides["env.kwargs"] = {}
+        overrides["env.id"] = env_id
+    for key, value in env_kwargs.items():
+        overrides[f"env.kwargs.{key}"] = value
+    for flag, key in (
+        ("total_timesteps", "run.total_timesteps"),
+        ("seed", "run.seed"),
+        ("num_envs", "env.num_envs"),
+        ("processes", "run.processes"),
+        ("device", "run.device"),
+        ("run_dir", "run.run_dir"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    config = config.with_overrides(overrides)
+    if args.overrides:
+        config = config.with_overrides(list(args.overrides))
+    return config, preset
+
+
+def preflight_check(config: TrainConfig, action_space: str | None = None) -> bool:
+    """The quick checker before training a user environment; False (after printing why) on errors."""
+    from ..environments.checker import check_environment
+    from ..environments.lookup import current_variant, env_info, is_user_env
+
+    env_id = config.env.id
+    if not is_user_env(env_id):
+        return True
+    expect = action_space or (
+        current_variant(env_id, config.env.kwargs) if env_info(env_id).variants else None
+    )
+    report = check_environment(
+        env_id,
+        config.env.kwargs,
+        quick=True,
+        seed=config.run.seed,
+        max_episode_steps=config.env.max_episode_steps,
+        expect=expect,
+    )
+    if report.errors:
+        print_report(report, to=console)
+        console.print(
+            f"[red]not training[/]: fix the errors above (full check: ppo-envkit envs check {env_id})"
+        )
+        return False
+    if report.warnings:
+        n = len(report.warnings)
+        console.print(
+            f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check "
+            f"(details: ppo-envkit envs check {env_id})"
+        )
+    return True
+
+
+def _default_run_dir(env_id: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return str(Path("runs") / f"{env_id.replace('/', '_')}-{stamp}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..agent import PPO
+    from ..errors import TrainingInterrupted
+    from ..io.checkpoint import checkpoint_dirs
+    from ..io.runlog import RunLogger
+    from ..parallel import launched_by_torchrun, local_processes
+    from ..parallel.torchrun import shutdown, world
+
+    rank, world_size = world()  # under torchrun, rank 0 alone logs and saves
+    console.quiet = rank != 0
+    load_user_envs(args.env_module)
+    if args.resume:
+        checkpoints = checkpoint_dirs(args.resume)
+        if not checkpoints:
+            raise ConfigError(f"--resume {args.resume}: no checkpoint found in {args.resume}/checkpoints")
+        agent = PPO.resume(checkpoints[-1], device=args.device)
+        if args.total_timesteps is not None:
+            agent.target_timesteps = args.total_timesteps
+            agent.config = agent.config.with_overrides({"run.total_timesteps": args.total_timesteps})
+        run_dir = args.resume
+        console.print(f"resuming {agent.config.env.id} from {checkpoints[-1]} at step {agent.num_timesteps}")
+    else:
+        if not args.env_id:
+            raise ConfigError("train needs ENV_ID (or --resume RUN_DIR)")
+        config, preset = resolve_train_config(args)
+        if not preflight_check(config, args.action_space):  # the quick checker, for user environments
+            return 1
+        if config.run.run_dir is None:
+            config = config.with_overrides({"run.run_dir": _default_run_dir(config.env.id)})
+        run_dir = config.run.run_dir
+        agent = PPO(config=config)
+        agent.metadata["provenance"] = {
+            "command": "ppo-envkit " + " ".join(shlex.quote(a) for a in args.argv),
+            "preset": preset,
+            "seed": config.run.seed,
+        }
+        used = (
+            f"preset '{preset}'"
+            if preset
+            else ("config " + args.config if args.config else "default settings")
+        )
+        console.print(f"training {config.env.id} with {used}; run directory: {run_dir}")
+    cfg = agent.config
+    logger = None
+    if rank == 0:
+        logger = RunLogger(
+            run_dir,
+            progress=not args.no_progress,
+            console=console,
+            checkpoint_interval=cfg.run.checkpoint_interval,
+            keep_checkpoints=cfg.run.keep_checkpoints,
+            resume=bool(args.resume),
+        )
+    if launched_by_torchrun() and rank == 0:
+        console.print(f"distributed: {world_size} ranks, {world_size * cfg.env.num_envs} environment copies")
+    elif local_processes(cfg) > 1:
+        console.print(
+            f"{cfg.run.processes} training processes, {agent.local_num_envs} of the "
+            f"{cfg.env.num_envs} environment copies each"
+        )
+    started = time.perf_counter()
+    try:
+        if args.resume:
+            agent.train(logger=logger)
+        else:
+            agent.learn(cfg.run.total_timesteps, logger=logger)
+    except TrainingInterrupted as exc:
+        console.print(f"[yellow]interrupted[/]: checkpoint saved to {exc.checkpoint}")
+        console.print(f"continue with: ppo-envkit train --resume {run_dir}")
+        return 130
+    finally:
+        agent.close()
+        shutdown()
+    if world_size > 1 and rank != 0:
+        exit_now(0)
+    wall = time.perf_counter() - started
+    ret = agent.last_metrics.get("episode_return", float("nan"))
+    console.print(
+        f"done: {agent.num_timesteps} steps in {wall:.0f}s; recent training return {ret:.1f}; "
+        f"agent saved to {Path(run_dir) / 'agent'}"
+    )
+    console.print(f"evaluate: ppo-envkit eval {run_dir} --episodes 100")
+    console.print(f"watch it:  ppo-envkit replay {run_dir}")
+    if world_size > 1:
+        exit_now(0)
+    return 0

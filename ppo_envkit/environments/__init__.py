@@ -1,0 +1,11 @@
+"""The environments side: how a user's environment becomes something ``train``, ``eval`` and
+``replay`` understand.
+
+* :mod:`.registry`: ``register_env`` over ``gym.register`` (ids, variants, presets, action names);
+* :mod:`.lookup`: questions about registered environments (user or built-in, variants, presets);
+* :mod:`.discovery`: finding the code that registers them (``--env-module``, ``./envs``, entry points);
+* :mod:`.factory`: building one environment, or the vector of training copies;
+* :mod:`.episodes`: per-episode seeding and replay, which make resuming exact;
+* :mod:`.checker`, :mod:`.checks`, :mod:`.findings`: the environment checker;
+* :mod:`.scaffold`: ``new-env``, a working environment, test and preset from templates.
+"""

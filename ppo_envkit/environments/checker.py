@@ -1,0 +1,369 @@
+"""The environment checker: Gymnasium's ``check_env`` plus ppo-envkit's own checks.
+
+Every problem becomes a :class:`Finding` in plain words: what is wrong, where (the
+method, the step, the file and line), and how to fix it. Errors stop training;
+warnings do not. ``ppo-envkit envs check ID`` runs everything; ``train`` runs the
+quick part (``quick=True``: construction, spaces, reset and seeding, a few dozen
+random steps) before it trains a user environment.
+
+The observation, reward and flag checks live in :mod:`.checks`; findings and how they
+are located in the user's file, in :mod:`.findings`.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ..algo.heads import SUPPORTED_ACTION_SPACES, check_action_space
+from ..spaces import SUPPORTED_OBSERVATION_SPACES, ObsFlattener, UnsupportedSpaceError, describe_space
+from .checks import (
+    flag_problems,
+    frame_problems,
+    info_problems,
+    observation_problems,
+    reward_problems,
+    same_observation,
+)
+from .findings import CheckReport, Findings, ReturnLine, exception_finding, method_location
+from .registry import ensure_registered
+
+QUICK_STEPS = 64
+FULL_STEPS = 1000
+GYMNASIUM_DOCS = "https://gymnasium.farama.org/introduction/create_custom_env/"
+
+
+def _make(found: Findings, env_id: str, kwargs: dict[str, Any], **extra: Any) -> gym.Env | None:
+    """Build without Gymnasium's passive checker wrapper: its assertions would hide ours."""
+    ensure_registered(env_id)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gym.make(env_id, disable_env_checker=True, **kwargs, **extra)
+    except Exception as exc:
+        exception_finding(found, "make", "creating the environment", exc)
+        return None
+
+
+def _check_spaces(found: Findings, env: gym.Env, expect: str | None) -> bool:
+    """Spaces exist and ppo-envkit can encode/decode them. False stops the remaining checks."""
+    ok = True
+    for kind in ("observation", "action"):
+        space = getattr(env.unwrapped, f"{kind}_space", None)
+        if not isinstance(space, spaces.Space):
+            found.add(
+                "error",
+                f"{kind}-space-missing",
+                f"{kind}_space is {'missing' if space is None else type(space).__name__}, "
+                "not a gymnasium.spaces.Space",
+                method_location(env, "__init__"),
+                f"set self.{kind}_space in __init__, e.g. spaces.Box(-1.0, 1.0, (4,), np.float32)",
+            )
+            ok = False
+    if not ok:
+        return False
+    try:
+        ObsFlattener(env.observation_space)
+    except UnsupportedSpaceError:
+        found.add(
+            "error",
+            "obs-space-unsupported",
+            f"no observation encoder supports {describe_space(env.observation_space)}",
+            method_location(env, "__init__"),
+            f"use one of: {SUPPORTED_OBSERVATION_SPACES}",
+        )
+        ok = False
+    action_space = env.action_space
+    try:
+        check_action_space(action_space)
+    except UnsupportedSpaceError:
+        found.add(
+            "error",
+            "action-space-unsupported",
+            f"no policy head supports the action space {describe_space(action_space)}",
+            method_location(env, "__init__"),
+            f"use one of: {SUPPORTED_ACTION_SPACES} (several Discrete choices fit one MultiDiscrete)",
+        )
+        ok = False
+    if isinstance(action_space, spaces.Box) and not (
+        np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()
+    ):
+        found.add(
+            "warning",
+            "action-bounds-infinite",
+            f"the action space {describe_space(action_space)} has infinite bounds, so Gaussian actions "
+            "are never clipped",
+            method_location(env, "__init__"),
+            "give the Box finite bounds (e.g. -1..1) and scale the action inside step()",
+        )
+    if expect is not None:
+        is_box = isinstance(action_space, spaces.Box)
+        if (expect == "continuous") != is_box:
+            want = "a Box" if expect == "continuous" else "Discrete, MultiDiscrete or MultiBinary"
+            found.add(
+                "error",
+                "variant-action-space",
+                f"the {expect} variant has the action space {describe_space(action_space)}, not {want}",
+                method_location(env, "__init__"),
+                "make __init__ choose the action space from the variant's argument (e.g. `if continuous: "
+                "spaces.Box(...) else: spaces.Discrete(...)`), or fix variants= in register_env",
+            )
+    return ok
+
+
+def _reset(found: Findings, env: gym.Env, seed: int | None, at: str) -> tuple[bool, Any]:
+    """One reset, checked. Returns (ok, observation)."""
+    tracer = ReturnLine(env, "reset")
+    try:
+        result = tracer.call(env.reset, seed=seed) if seed is not None else tracer.call(env.reset)
+    except Exception as exc:
+        exception_finding(
+            found, "reset-exception", f"reset({f'seed={seed}' if seed is not None else ''})", exc, at
+        )
+        return False, None
+    where = f"reset(){at}, {tracer.where(method_location(env, 'reset'))}"
+    if not (isinstance(result, tuple) and len(result) == 2):
+        found.add(
+            "error",
+            "reset-return",
+            f"reset() returned {type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, tuple) else "")
+            + ", not (observation, info)",
+            where,
+            "end reset() with `return observation, {}` (the dict holds extra information)",
+        )
+        return False, None
+    obs, info = result
+    found.problems(observation_problems(obs, env.observation_space), where)
+    found.problems(info_problems(info, "reset"), where)
+    return True, obs
+
+
+def _check_seeding(found: Findings, env: gym.Env, seed: int) -> bool:
+    """Same seed, same first observation, even after some steps in between."""
+    ok, first = _reset(found, env, seed, "")
+    if not ok:
+        return False
+    spec = env.spec
+    if spec is not None and spec.nondeterministic:
+        return True
+    env.action_space.seed(seed)
+    try:
+        for _ in range(5):
+            if any(env.step(env.action_space.sample())[2:4]):
+                break
+    except Exception:
+        pass  # reported by the step checks
+    ok, again = _reset(found, env, seed, " (second time)")
+    if ok and not same_observation(first, again):
+        found.add(
+            "error",
+            "seed",
+            f"reset(seed={seed}) returned a different first observation the second time "
+            f"({_short(first)}, then {_short(again)})",
+            f"reset(), {method_location(env, 'reset')}",
+            "call super().reset(seed=seed) at the start of reset(), draw every random number from "
+            "self.np_random (not np.random or random), and reset all episode state there",
+        )
+    return ok
+
+
+def _run_steps(found: Findings, env: gym.Env, steps: int, seed: int) -> tuple[int, int]:
+    """Random actions for ``steps`` steps, resetting at episode ends. Returns (steps, episodes)."""
+    env.action_space.seed(seed + 1)
+    step_at = method_location(env, "step")
+    tracer = ReturnLine(env, "step")
+    done_steps = episodes = 0
+    for t in range(1, steps + 1):
+        action = env.action_space.sample()
+        try:
+            result = tracer.call(env.step, action)
+        except Exception as exc:
+            exception_finding(found, "step-exception", f"step({_short(action)})", exc, f" at step {t}")
+            break
+        done_steps = t
+        where = f"step() at step {t}, {tracer.where(step_at)}"
+        if not (isinstance(result, tuple) and len(result) == 5):
+            n = len(result) if isinstance(result, tuple) else None
+            old_api = n == 4
+            found.add(
+                "error",
+                "step-return",
+                f"step() returned {f'{n} values' if n is not None else type(result).__name__}, "
+                "not (observation, reward, terminated, truncated, info)"
+                + (": that is the old Gym API with one `done` flag" if old_api else ""),
+                where,
+                "return observation, reward, terminated, truncated, info; terminated = the task ended "
+                "(goal, crash), truncated = cut short (a time limit)",
+            )
+            break
+        obs, reward, terminated, truncated, info = result
+        found.problems(observation_problems(obs, env.observation_space), where)
+        found.problems(reward_problems(reward), where)
+        found.problems(flag_problems(terminated, "terminated") + flag_problems(truncated, "truncated"), where)
+        found.problems(info_problems(info, "step"), where)
+        if bool(np.any(terminated)) or bool(np.any(truncated)):
+            episodes += 1
+            if not _reset(found, env, None, f" after step {t}")[0]:
+                break
+    spec = env.spec
+    if episodes == 0 and done_steps == steps and (spec is None or spec.max_episode_steps is None):
+        found.add(
+            "warning",
+            "no-episode-end",
+            f"no episode ended in {steps} random steps and there is no time limit",
+            f"step(), {step_at}",
+            "pass max_episode_steps=... to register_env (episodes are then truncated), or end "
+            "episodes with terminated=True",
+        )
+    return done_steps, episodes
+
+
+def _check_render(found: Findings, env_id: str, kwargs: dict[str, Any], seed: int) -> None:
+    probe = _make(found, env_id, kwargs)
+    if probe is None:
+        return
+    modes = probe.metadata.get("render_modes", [])
+    probe.close()
+    if "rgb_array" not in modes:
+        found.add(
+            "warning",
+            "render-missing",
+            "the environment does not declare rgb_array rendering, so replay and --record cannot show it",
+            "metadata['render_modes']",
+            "add metadata = {'render_modes': ['rgb_array'], 'render_fps': 30}, accept render_mode in "
+            "__init__, and return an (height, width, 3) uint8 array from render()",
+        )
+        return
+    env = _make(found, env_id, kwargs, render_mode="rgb_array")
+    if env is None:
+        return
+    at = method_location(env, "render")
+    try:
+        env.reset(seed=seed)
+        for label in ("after reset()", "after one step"):
+            try:
+                frame = env.render()
+            except Exception as exc:
+                exception_finding(found, "render-exception", "render()", exc, f" {label}")
+                return
+            problems = frame_problems(frame)
+            found.problems(problems, f"render() in rgb_array mode {label}, {at}")
+            if problems:
+                return
+            env.action_space.seed(seed)
+            env.step(env.action_space.sample())
+    except Exception:
+        pass  # reset/step failures are reported by the other checks
+    finally:
+        env.close()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _run_gymnasium_checker(found: Findings, env_id: str, kwargs: dict[str, Any]) -> None:
+    """``gymnasium.utils.env_checker.check_env`` with its warnings and errors as findings."""
+    from gymnasium.utils.env_checker import check_env
+
+    had_findings = bool(found.items)
+    env = _make(found, env_id, kwargs)
+    if env is None:
+        return
+    collected: list[tuple[str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            check_env(env.unwrapped, skip_render_check=True)
+        except Exception as exc:
+            collected.append(("error", f"{type(exc).__name__}: {exc}"))
+        finally:
+            env.close()
+    for w in caught:
+        collected.append(("warning", _ANSI.sub("", str(w.message)).removeprefix("WARN: ").strip()))
+    if gym.spec(env_id).nondeterministic:  # its determinism assertions do not apply
+        collected = [
+            ("warning", f"{m} (expected: registered with nondeterministic=True)")
+            if "determinis" in m.lower()
+            else (sev, m)
+            for sev, m in collected
+        ]
+    if not collected:
+        return
+    if had_findings:  # it stops at its first failed assertion, most likely one of ours
+        more = f" (and {len(collected) - 1} more)" if len(collected) > 1 else ""
+        found.add(
+            "warning",
+            "gymnasium",
+            f"Gymnasium's own checker also complained, likely about the same thing: {collected[0][1]}{more}",
+            "gymnasium.utils.env_checker.check_env",
+            "fix the findings above, then run the check again",
+            source="gymnasium",
+        )
+        return
+    seen: set[str] = set()
+    for severity, message in collected:
+        if message in seen:
+            continue
+        seen.add(message)
+        found.add(
+            severity,
+            f"gymnasium:{len(seen)}",
+            message,
+            "gymnasium.utils.env_checker.check_env",
+            f"see Gymnasium's guide to custom environments: {GYMNASIUM_DOCS}",
+            source="gymnasium",
+        )
+
+
+def _short(value: Any) -> str:
+    text = np.array2string(value, precision=3, threshold=8) if isinstance(value, np.ndarray) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_environment(
+    env_id: str,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    quick: bool = False,
+    steps: int | None = None,
+    seed: int = 0,
+    max_episode_steps: int | None = None,
+    expect: str | None = None,
+) -> CheckReport:
+    """Check ``env_id`` built with ``kwargs``; never raises for problems of the environment.
+
+    ``quick`` skips rendering and Gymnasium's checker and steps :data:`QUICK_STEPS` times
+    (:data:`FULL_STEPS` otherwise, or ``steps``). ``expect`` (``"discrete"``/``"continuous"``)
+    also checks that the action space fits the variant asked for.
+    """
+    kwargs = dict(kwargs or {})
+    steps = steps if steps is not None else (QUICK_STEPS if quick else FULL_STEPS)
+    found = Findings()
+    report = CheckReport(env_id, kwargs, quick=quick)
+    extra = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+    env = _make(found, env_id, kwargs, **extra)
+    if env is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Gymnasium's own warnings are reported by its checker
+                if _check_spaces(found, env, expect) and _check_seeding(found, env, seed):
+                    report.steps, report.episodes = _run_steps(found, env, steps, seed)
+        finally:
+            try:
+                env.close()
+            except Exception as exc:
+                exception_finding(found, "close-exception", "close()", exc)
+        if not quick:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _check_render(found, env_id, kwargs, seed)
+            _run_gymnasium_checker(found, env_id, kwargs)
+    report.findings = found.items
+    return report

@@ -1,0 +1,106 @@
+"""Building environments: one instance, or the vector of training copies.
+
+Every environment built for training is wrapped in
+:class:`~.episodes.ReplayableEpisodes` and vectorized with same-step autoreset, so
+that a step that ends an episode reports the episode's real final observation in
+``info["final_obs"]`` (needed to bootstrap truncated episodes correctly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+from ..config import EnvConfig
+from .discovery import load_env_module, user_modules
+from .episodes import ReplayableEpisodes
+from .registry import BUILTIN_IDS, EnvNotFoundError, ensure_registered
+
+__all__ = ["make_env", "make_vec_env"]
+
+
+def make_env(
+    env_id: str,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    render_mode: str | None = None,
+    max_episode_steps: int | None = None,
+) -> gym.Env:
+    """One environment instance (no ppo-envkit wrappers)."""
+    ensure_registered(env_id)
+    extra: dict[str, Any] = dict(kwargs or {})
+    if max_episode_steps is not None:
+        extra["max_episode_steps"] = max_episode_steps
+    if render_mode is not None:
+        extra["render_mode"] = render_mode
+    return gym.make(env_id, **extra)
+
+
+class _EnvFactory:
+    """A picklable thunk that builds one training copy (also inside worker processes).
+
+    It carries the names of the modules to import, never classes: a worker started
+    with ``spawn`` could not unpickle a class from a user file before importing it.
+    """
+
+    def __init__(
+        self, env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, modules: Sequence[str]
+    ):
+        self.env_id = env_id
+        self.kwargs = kwargs
+        self.max_episode_steps = max_episode_steps
+        self.modules = list(modules)
+
+    def __call__(self) -> gym.Env:
+        for module in self.modules:
+            load_env_module(module)
+        try:
+            ensure_registered(self.env_id)
+        except EnvNotFoundError:
+            loaded = ", ".join(self.modules) or "none"
+            raise EnvNotFoundError(
+                f"environment '{self.env_id}' is not registered in this worker process (modules "
+                f"imported: {loaded}). Register it at module level of a file and pass that file "
+                "with --env-module (or put it in ./envs), not under `if __name__ == '__main__':`; "
+                "or use env.vectorization=sync"
+            ) from None
+        env = make_env(self.env_id, self.kwargs, max_episode_steps=self.max_episode_steps)
+        return ReplayableEpisodes(env)
+
+
+def _worker_modules(env_id: str, modules: Sequence[str]) -> list[str]:
+    """What a fresh worker must import to know ``env_id``: loaded user modules, plus the module
+    that defines its entry point (when the user imported it themselves rather than through us)."""
+    out = list(modules) or user_modules()
+    spec = gym.registry.get(env_id)
+    if spec is not None and not isinstance(spec.entry_point, str) and env_id not in BUILTIN_IDS:
+        module = getattr(spec.entry_point, "__module__", None)
+        if module and not module.startswith(("__main__", "__mp_main__", "ppo_envkit_user_")):
+            if module not in out:
+                out.append(module)
+    return out
+
+
+def make_vec_env(
+    config: EnvConfig, modules: Sequence[str] = (), *, context: str | None = None
+) -> gym.vector.VectorEnv:
+    """``config.num_envs`` training copies with same-step autoreset.
+
+    ``context`` is the multiprocessing start method of asynchronous vectorization
+    (``fork``, ``spawn``, ``forkserver``; default: the platform's).
+    """
+    ensure_registered(config.id)
+    factory = _EnvFactory(
+        config.id, dict(config.kwargs), config.max_episode_steps, _worker_modules(config.id, modules)
+    )
+    fns = [factory] * config.num_envs
+    if config.vectorization == "async":
+        if config.num_workers is not None:  # shards of copies, one per process, this one included
+            from ..parallel.vector import ShardedVectorEnv
+
+            return ShardedVectorEnv(fns, config.num_workers, context=context)
+        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP, context=context)
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

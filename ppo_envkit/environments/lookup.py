@@ -1,0 +1,171 @@
+"""Questions about registered environments: is it the user's, what is known of it, which
+variant and preset, which modules provide it.
+
+User registrations live in :mod:`.registry`; Gymnasium's own environments get an
+:class:`~.registry.EnvInfo` built from their spec (with the action names and variants
+ppo-envkit knows for them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from .discovery import discover_envs, user_modules
+from .factory import make_env
+from .registry import (
+    ACTION_SPACE_KINDS,
+    BUILTIN_ACTION_NAMES,
+    BUILTIN_IDS,
+    BUILTIN_VARIANTS,
+    USER_ENVS,
+    EnvInfo,
+    Variant,
+    VariantError,
+    ensure_registered,
+    entry_point_name,
+    normalize_variants,
+    warn_problems,
+)
+
+__all__ = [
+    "current_variant",
+    "env_info",
+    "env_spaces",
+    "is_user_env",
+    "list_envs",
+    "modules_providing",
+    "registered_preset",
+    "resolve_variant",
+]
+
+
+def is_user_env(env_id: str) -> bool:
+    """Registered by user code (through :func:`register_env` or ``gym.register``), not by Gymnasium."""
+    return env_id in USER_ENVS or (env_id in gym.registry and env_id not in BUILTIN_IDS)
+
+
+def modules_providing(env_id: str) -> list[str]:
+    """The loaded environment modules that an agent of ``env_id`` needs: none for Gymnasium's own
+    environments, the one that registered it when that is known, else every loaded one."""
+    if not is_user_env(env_id):
+        return []
+    loaded = user_modules()
+    info = env_info(env_id)
+    module = (info.module or "").split(":")[0]
+    source = str(Path(info.source).resolve()) if info.source else None
+
+    def provides(target: str) -> bool:
+        if target.endswith(".py"):
+            return source is not None and str(Path(target).resolve()) == source
+        return bool(module) and target.split(":")[0] == module
+
+    return [t for t in loaded if provides(t)] or loaded
+
+
+def env_info(id: str) -> EnvInfo:
+    """ppo-envkit's knowledge of ``id`` (user or built-in)."""
+    if id in USER_ENVS:
+        return USER_ENVS[id]
+    spec = gym.registry.get(id)
+    base = id.split("/")[-1].split("-v")[0]
+    flag = BUILTIN_VARIANTS.get(id)
+    return EnvInfo(
+        id=id,
+        user=is_user_env(id),
+        action_names=BUILTIN_ACTION_NAMES.get(base),
+        module=entry_point_name(spec.entry_point) if spec is not None and spec.entry_point else None,
+        variants=normalize_variants(id, flag) if flag else {},
+        reward_threshold=spec.reward_threshold if spec is not None else None,
+        max_episode_steps=spec.max_episode_steps if spec is not None else None,
+    )
+
+
+def list_envs(user_only: bool = False, *, discover: bool = True) -> list[EnvInfo]:
+    """Registered environments, user ones first.
+
+    With ``discover`` (the default), the ``envs/`` folder of the current directory and
+    installed ``ppo_envkit.envs`` entry points are imported first (once per process).
+    """
+    if discover:
+        warn_problems(discover_envs())
+    users = sorted((env_info(i) for i in gym.registry if is_user_env(i)), key=lambda e: e.id)
+    if user_only:
+        return users
+    builtin = [env_info(i) for i in sorted(gym.registry) if not is_user_env(i)]
+    return users + builtin
+
+
+def env_spaces(env_id: str, kwargs: Mapping[str, Any] | None = None) -> tuple[gym.Space, gym.Space]:
+    """``(observation_space, action_space)`` of ``env_id``, by building one copy (warnings muted)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = make_env(env_id, dict(kwargs or {}))
+        try:
+            return env.observation_space, env.action_space
+        finally:
+            env.close()
+
+
+# ----------------------------------------------------------------------------- variants and presets
+
+
+def resolve_variant(env_id: str, action_space: str) -> Variant:
+    """The variant that ``--action-space action_space`` selects for ``env_id``."""
+    if action_space not in ACTION_SPACE_KINDS:
+        raise VariantError(f"--action-space must be 'discrete' or 'continuous', got {action_space!r}")
+    ensure_registered(env_id)
+    variants = env_info(env_id).variants
+    if not variants:
+        raise VariantError(
+            f"--action-space {action_space}: {env_id} declares no discrete/continuous variants; drop "
+            f"--action-space, or declare them with register_env('{env_id}', ..., variants='continuous') "
+            "(a boolean constructor argument) or variants={'continuous': 'OtherId-v0'}"
+        )
+    variant = variants[action_space]
+    if variant.env_id not in gym.registry:
+        raise VariantError(
+            f"--action-space {action_space}: {env_id} names '{variant.env_id}' as its {action_space} "
+            "variant, but that id is not registered; register it in the same module"
+        )
+    return variant
+
+
+def _signature_defaults(entry_point: Any) -> dict[str, Any]:
+    try:
+        if isinstance(entry_point, str):
+            entry_point = gym.envs.registration.load_env_creator(entry_point)
+        params = inspect.signature(entry_point).parameters.values()
+    except Exception:
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def current_variant(env_id: str, kwargs: Mapping[str, Any] | None = None) -> str | None:
+    """Which declared variant ``env_id`` built with ``kwargs`` is (None if it declares none)."""
+    info = env_info(env_id)
+    spec = gym.registry.get(env_id)
+    effective: dict[str, Any] = {}
+    if spec is not None:
+        effective = {**_signature_defaults(spec.entry_point), **spec.kwargs}
+    effective.update(kwargs or {})
+    for name, variant in info.variants.items():
+        if variant.env_id == env_id and all(effective.get(k) == v for k, v in variant.kwargs.items()):
+            return name
+    return None
+
+
+def registered_preset(env_id: str, variant: str | None = None) -> str | None:
+    """The preset that :func:`register_env` declared for ``env_id`` (and ``variant``), if any."""
+    if env_id not in gym.registry:
+        return None
+    preset = env_info(env_id).preset
+    if isinstance(preset, dict):
+        variant = variant or current_variant(env_id)
+        return preset.get(variant) if variant else None
+    return preset

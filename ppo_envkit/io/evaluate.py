@@ -1,0 +1,94 @@
+"""Evaluation of an agent over whole episodes, without the short-episode bias.
+
+Episodes are split evenly across the environment copies in advance (each copy
+plays its own quota), so copies that happen to finish short episodes first do
+not crowd out long ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from ..environments.factory import make_env
+
+if TYPE_CHECKING:
+    from ..agent import PPO
+
+
+@dataclass
+class EvalResult:
+    mean_return: float
+    std_return: float
+    min_return: float
+    max_return: float
+    mean_length: float
+    episodes: int
+    deterministic: bool
+    seed: int
+    env_id: str
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(
+    agent: PPO,
+    episodes: int = 10,
+    *,
+    deterministic: bool = True,
+    seed: int = 0,
+    num_envs: int | None = None,
+) -> EvalResult:
+    """Play ``episodes`` full episodes with the agent's stored normalization statistics."""
+    if episodes < 1:
+        raise ValueError("episodes must be >= 1")
+    cfg = agent.config.env
+    n = max(1, min(episodes, num_envs or 16))
+    quota = np.full(n, episodes // n)
+    quota[: episodes % n] += 1
+
+    def factory() -> Any:
+        return make_env(cfg.id, cfg.kwargs, max_episode_steps=cfg.max_episode_steps)
+
+    envs = SyncVectorEnv([factory] * n, autoreset_mode=AutoresetMode.SAME_STEP)
+    try:
+        agent.check_env_compatible(envs)
+        obs, _ = envs.reset(seed=seed)
+        running = np.zeros(n)
+        steps = np.zeros(n, dtype=np.int64)
+        returns: list[float] = []
+        lengths: list[int] = []
+        done_count = np.zeros(n, dtype=np.int64)
+        while (done_count < quota).any():
+            actions = agent.predict(obs, deterministic=deterministic)
+            obs, reward, terminated, truncated, _ = envs.step(actions)
+            running += reward
+            steps += 1
+            for i in np.flatnonzero(terminated | truncated):
+                if done_count[i] < quota[i]:
+                    returns.append(float(running[i]))
+                    lengths.append(int(steps[i]))
+                    done_count[i] += 1
+                running[i], steps[i] = 0.0, 0
+    finally:
+        envs.close()
+    arr = np.asarray(returns)
+    return EvalResult(
+        mean_return=float(arr.mean()),
+        std_return=float(arr.std()),
+        min_return=float(arr.min()),
+        max_return=float(arr.max()),
+        mean_length=float(np.mean(lengths)),
+        episodes=len(returns),
+        deterministic=deterministic,
+        seed=seed,
+        env_id=cfg.id,
+        returns=returns,
+        lengths=lengths,
+    )

@@ -1,0 +1,234 @@
+"""Training output: a progress bar, ``progress.csv``, TensorBoard events, checkpoints.
+
+A run directory holds:
+
+* ``config.yaml``: the resolved settings;
+* ``progress.csv``: one row per iteration (steps, returns, losses, KL, SPS, ...);
+* ``tb/``: TensorBoard event files with the same scalars;
+* ``checkpoints/step_NNNNNNNNNN/``: periodic checkpoints (agent + trainer state);
+* ``agent/``: the final agent directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .checkpoint import CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs
+
+if TYPE_CHECKING:
+    from ..agent import PPO
+
+CSV_COLUMNS = [
+    "timesteps",
+    "iteration",
+    "time_elapsed",
+    "episode_return",
+    "episode_length",
+    "episodes",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "learning_rate",
+    "action_std",
+    "gradient_steps",
+    "stopped_early",
+    "sps",
+    "collect_sps",
+]
+
+
+class RunLogger:
+    """Writes a run directory (when given) and shows progress (when asked)."""
+
+    def __init__(
+        self,
+        run_dir: str | Path | None,
+        *,
+        progress: bool = True,
+        console: Console | None = None,
+        tensorboard: bool = True,
+        checkpoint_interval: int = 0,
+        keep_checkpoints: int = 3,
+        resume: bool = False,
+    ):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.console = console or Console(stderr=True)
+        self.checkpoint_interval = checkpoint_interval
+        self.keep_checkpoints = keep_checkpoints
+        self.started = time.perf_counter()
+        self.elapsed_before = 0.0
+        self._progress: Progress | None = None
+        self._task = None
+        self._show_progress = progress
+        self._last_plain = 0.0
+        self._csv_file = None
+        self._csv: csv.DictWriter | None = None
+        self._tb = None
+        self._next_checkpoint = None
+        self._resume = resume
+        self._tensorboard = tensorboard
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---------------------------------------------------------------- progress display
+
+    def start(self, agent: PPO) -> None:
+        self.started = time.perf_counter()
+        if self.run_dir is not None and self._csv is None:
+            agent.config.save_yaml(self.run_dir / "config.yaml")
+            self._open_outputs(agent.num_timesteps)
+        if self.checkpoint_interval:
+            done = agent.num_timesteps
+            self._next_checkpoint = (done // self.checkpoint_interval + 1) * self.checkpoint_interval
+        if not self._show_progress:
+            return
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[sps]:>6} steps/s"),
+                TextColumn("return {task.fields[ret]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                agent.config.env.id,
+                total=agent.target_timesteps,
+                completed=agent.num_timesteps,
+                sps="-",
+                ret="-",
+            )
+        else:
+            self.console.print(f"training {agent.config.env.id} to {agent.target_timesteps} steps")
+
+    def log_iteration(self, agent: PPO, metrics: dict[str, float]) -> None:
+        elapsed = self.elapsed_before + time.perf_counter() - self.started
+        row = {
+            "timesteps": agent.num_timesteps,
+            "iteration": agent.iteration,
+            "time_elapsed": round(elapsed, 3),
+        }
+        row.update({k: _fmt(v) for k, v in metrics.items()})
+        if self._csv is not None:
+            self._csv.writerow(row)
+            self._csv_file.flush()
+        if self._tb is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(_tb_name(key), value, agent.num_timesteps)
+        ret = metrics.get("episode_return", float("nan"))
+        ret_text = "-" if not math.isfinite(ret) else f"{ret:8.1f}"
+        if self._progress is not None:
+            self._progress.update(
+                self._task,
+                completed=min(agent.num_timesteps, agent.target_timesteps),
+                sps=f"{metrics['sps']:.0f}",
+                ret=ret_text,
+            )
+        elif self._show_progress and time.perf_counter() - self._last_plain > 10:
+            self._last_plain = time.perf_counter()
+            self.console.print(
+                f"steps {agent.num_timesteps}/{agent.target_timesteps}  {metrics['sps']:.0f} steps/s  "
+                f"return {ret_text.strip()}  elapsed {elapsed:.0f}s"
+            )
+        if self._next_checkpoint is not None and agent.num_timesteps >= self._next_checkpoint:
+            self.save_checkpoint(agent)
+            while self._next_checkpoint <= agent.num_timesteps:
+                self._next_checkpoint += self.checkpoint_interval
+
+    def _open_outputs(self, timesteps: int) -> None:
+        assert self.run_dir is not None
+        path = self.run_dir / "progress.csv"
+        rows = _read_rows(path) if self._resume else []
+        # Rows written after the checkpoint we resume from describe lost work: drop them.
+        rows = [r for r in rows if int(float(r.get("timesteps") or 0)) <= timesteps]
+        self.elapsed_before = float(rows[-1]["time_elapsed"]) if rows else 0.0
+        self._csv_file = open(path, "w", newline="")
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        self._csv.writeheader()
+        self._csv.writerows(rows)
+        self._csv_file.flush()
+        if self._tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(
+                str(self.run_dir / "tb"), purge_step=timesteps + 1 if self._resume else None
+            )
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self, agent: PPO) -> Path | None:
+        if self.run_dir is None:
+            return None
+        path = self.run_dir / CHECKPOINTS_DIR / f"step_{agent.num_timesteps:010d}"
+        agent.save_checkpoint(path)
+        for old in checkpoint_dirs(self.run_dir)[: -self.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def finish(self, agent: PPO) -> None:
+        if self.run_dir is not None:
+            self.save_checkpoint(agent)
+            agent.save(self.run_dir / FINAL_AGENT_DIR)
+        self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file = None
+            self._csv = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+_TB_GROUPS = {
+    "episode_return": "rollout/episode_return",
+    "episode_length": "rollout/episode_length",
+    "sps": "time/sps",
+    "collect_sps": "time/collect_sps",
+}
+
+
+def _tb_name(key: str) -> str:
+    return _TB_GROUPS.get(key, f"train/{key}")
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except OSError:
+        return []

@@ -1,0 +1,321 @@
+"""``run.processes``: training ranks forked by ppo-envkit, collectives through shared memory."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from ppo_envkit import PPO, TrainConfig, evaluate, register_env
+from ppo_envkit.config import ConfigError
+from ppo_envkit.errors import NonFiniteError
+from ppo_envkit.parallel.shm import LocalGroup, RankFailed, SharedMemoryCollectives
+
+
+def _children() -> set[int]:
+    """Process ids of this process's children, running or not yet reaped (Linux /proc)."""
+    pids: set[int] = set()
+    for path in Path("/proc/self/task").glob("*/children"):
+        pids.update(int(pid) for pid in path.read_text().split())
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+    """Every test here must end with the ranks it started gone (none running, none unreaped)."""
+    before = _children()
+    yield
+    assert _children() <= before
+
+
+# ----------------------------------------------------------------------------- the group
+
+
+def _child_checks(group: LocalGroup):
+    """What rank 1 does in the collective tests: the same calls as rank 0, with its own data."""
+
+    def run(rank: int) -> None:
+        results = _collectives(group, rank)
+        expected = _expected_collectives(group.size)
+        for key, value in expected.items():
+            if not np.array_equal(results[key], value):
+                raise AssertionError(f"rank {rank}: {key} = {results[key]}, expected {value}")
+        group.reduce(np.zeros(1))  # the checks passed
+
+    return run
+
+
+def _collectives(group: LocalGroup, rank: int) -> dict[str, np.ndarray]:
+    mine = np.arange(6, dtype=np.float32).reshape(2, 3) + 10 * rank
+    return {
+        "sum": group.reduce(mine),
+        "min": group.reduce(mine, "min"),
+        "max": group.reduce(mine, "max"),
+        "rows": group.gather_rows(mine),
+        "bcast": group.broadcast(mine, src=1),
+        # larger than one slot: travels in pieces
+        "big": group.reduce(np.full(5000, rank + 1, dtype=np.float64)),
+    }
+
+
+def _expected_collectives(size: int) -> dict[str, np.ndarray]:
+    parts = [np.arange(6, dtype=np.float32).reshape(2, 3) + 10 * r for r in range(size)]
+    return {
+        "sum": sum(parts[1:], parts[0]),
+        "min": parts[0],
+        "max": parts[-1],
+        "rows": np.concatenate(parts),
+        "bcast": parts[1],
+        "big": np.full(5000, size * (size + 1) / 2),
+    }
+
+
+def test_collectives_give_every_rank_the_same_result():
+    with LocalGroup(2, capacity_bytes=4096) as group:
+        group.spawn(_child_checks(group))
+        results = _collectives(group, 0)
+        collectives = SharedMemoryCollectives(group)
+        assert (collectives.rank, collectives.size) == (0, 2)
+        # a mismatch in rank 1 raises RankFailed here instead
+        group.reduce(np.zeros(1))
+    for key, value in _expected_collectives(2).items():
+        np.testing.assert_array_equal(results[key], value, err_msg=key)
+
+
+def test_a_failing_rank_is_reported_with_its_message_instead_of_waited_for():
+    def fail(rank: int) -> None:
+        raise ValueError("environment copy 3 exploded")
+
+    start = time.monotonic()
+    with pytest.raises(RankFailed, match="environment copy 3 exploded") as info:
+        with LocalGroup(2) as group:
+            group.spawn(fail)
+            group.reduce(np.zeros(3))
+    assert info.value.rank == 1 and info.value.kind == "ValueError"
+    assert time.monotonic() - start < 30
+
+
+def test_a_rank_that_dies_is_noticed():
+    def die(rank: int) -> None:
+        os._exit(3)
+
+    with pytest.raises(RankFailed, match="exit code 3"):
+        with LocalGroup(2) as group:
+            group.spawn(die)
+            group.reduce(np.zeros(3))
+
+
+def test_rank_0_failing_stops_the_other_ranks():
+    def wait_forever(rank: int) -> None:
+        group.reduce(np.zeros(3))
+
+    with pytest.raises(KeyError):
+        with LocalGroup(2) as group:
+            group.spawn(wait_forever)
+            raise KeyError("rank 0 gave up")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _cartpole(processes: int, **overrides) -> PPO:
+    settings = {"run.processes": processes, "env.num_envs": 8, "run.seed": 3, **overrides}
+    return PPO.from_preset("cartpole", overrides=settings)
+
+
+def test_two_processes_learn_cartpole_with_identical_weights_and_the_combined_batch():
+    agent = _cartpole(2)
+    assert agent.local_num_envs == 4
+    agent.learn(100_000)
+    batch = agent.config.ppo.n_steps * 8
+    assert agent.num_timesteps == -(-100_000 // batch) * batch
+    assert agent.metadata["distributed"] == {"world_size": 2, "weights_identical_across_ranks": True}
+    assert agent.last_metrics["episodes"] > 0
+    assert evaluate(agent, 20, seed=100).mean_return >= 475
+
+
+def test_two_processes_are_reproducible_and_differ_from_one():
+    runs = []
+    for processes in (2, 2, 1):
+        agent = _cartpole(processes, **{"ppo.n_steps": 32})
+        agent.learn(2048)
+        runs.append(torch.cat([p.detach().reshape(-1) for p in agent.policy.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])  # rank 1 samples its own actions
+
+
+def test_a_callback_that_stops_training_stops_every_rank():
+    iterations = []
+
+    def stop_after_two(agent, metrics):
+        iterations.append(agent.iteration)
+        return agent.iteration < 2
+
+    agent = _cartpole(2, **{"ppo.n_steps": 16})
+    agent.learn(10_000, callback=stop_after_two)
+    assert iterations == [1, 2]
+    assert agent.num_timesteps == 2 * 16 * 8
+
+
+class NaNInHelperProcess(gym.Env):
+    """A NaN reward on step 40, but only in a process other than the one that imported this module."""
+
+    creator = os.getpid()
+
+    def __init__(self):
+        self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self._steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self._steps += 1
+        bad = self._steps == 40 and os.getpid() != self.creator
+        return np.zeros(2, np.float32), float("nan") if bad else 0.0, False, False, {}
+
+
+def test_a_non_finite_reward_in_another_rank_stops_training_with_the_usual_error(tmp_path):
+    register_env("test/NaNInHelper-v0", NaNInHelperProcess, max_episode_steps=100, overwrite=True)
+    config = TrainConfig().with_overrides(
+        {"env.id": "test/NaNInHelper-v0", "env.num_envs": 4, "run.processes": 2, "ppo.n_steps": 16}
+    )
+    agent = PPO(config=config)
+    with pytest.raises(NonFiniteError, match="non-finite reward"):
+        agent.learn(10_000)
+    assert agent.num_timesteps == 2 * 16 * 4  # the iteration that failed is not counted
+
+
+def test_processes_must_split_copies_and_minibatches_evenly():
+    with pytest.raises(ConfigError, match=r"run\.processes=3 must divide env\.num_envs=8"):
+        TrainConfig().with_overrides({"env.num_envs": 8, "run.processes": 3})
+    with pytest.raises(ConfigError, match="must divide the minibatch"):
+        TrainConfig().with_overrides(
+            {"env.num_envs": 4, "run.processes": 4, "ppo.n_steps": 5, "ppo.minibatch_size": 10}
+        )
+
+
+def _weights(agent: PPO) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).double() for t in agent.policy.state_dict().values()])
+
+
+def test_training_in_pieces_equals_one_call():
+    """The forked ranks wait between calls with their episodes and random streams, so a run
+    trained in pieces (with evaluations in between, as compare_sb3.py does) is the same run."""
+    planned = 16 * 8 * 6
+    whole = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
+    whole.learn(planned)
+    pieces = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
+    pieces.target_timesteps = planned
+    for piece in range(3):
+        stop_at = pieces.num_timesteps + planned // 3
+        pieces.train(callback=lambda agent, _metrics, end=stop_at: agent.num_timesteps < end)
+        evaluate(pieces, 2, seed=piece)
+    assert pieces.num_timesteps == whole.num_timesteps == planned
+    assert torch.equal(_weights(pieces), _weights(whole))
+    assert pieces.metadata["distributed"]["weights_identical_across_ranks"]
+    whole.close()
+    pieces.close()
+
+
+def test_the_other_ranks_wait_between_calls_and_end_with_the_agent():
+    before = _children()
+    agent = _cartpole(2, **{"ppo.n_steps": 16})
+    agent.learn(128)
+    helpers = _children() - before
+    assert len(helpers) == 1
+    agent.learn(128)
+    assert _children() - before == helpers  # the same process trained again
+    agent.close()
+    assert _children() == before  # ended and reaped
+
+    agent.learn(128)  # forks again after close()
+    assert len(_children() - before) == 1
+    del agent
+    gc.collect()
+    assert _children() == before
+
+
+def test_changed_weights_or_settings_reach_the_other_ranks():
+    base = _children()
+    agent = _cartpole(2, **{"ppo.n_steps": 16})
+    agent.learn(128)
+    first = _children() - base
+    with torch.no_grad():  # weights changed between calls: rank 0's are sent to the others
+        for param in agent.policy.parameters():
+            param.mul_(0.5)
+    agent.learn(128)
+    assert _children() - base == first
+    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    agent.config.ppo.n_epochs = 2  # settings changed: the other ranks are forked anew
+    agent.learn(128)
+    second = _children() - base
+    assert len(second) == 1 and second != first
+    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    agent.close()
+
+
+@pytest.mark.parametrize(
+    ("start", "change"),
+    [
+        ({"run.processes": 2}, {"run.processes": 1}),
+        ({"run.processes": 1}, {"run.processes": 2}),
+        ({"run.processes": 2}, {"env.num_envs": 16}),
+        ({"run.processes": 1}, {"env.num_envs": 4}),
+    ],
+)
+def test_copies_or_processes_changed_between_calls_start_new_episodes(start, change):
+    agent = _cartpole(start["run.processes"], **{"ppo.n_steps": 16})
+    agent.learn(256)
+    for key, value in change.items():
+        section, field = key.split(".")
+        setattr(getattr(agent.config, section), field, value)
+    agent.learn(256)
+    assert agent.num_timesteps == 256 + 16 * agent.config.env.num_envs * -(
+        -256 // (16 * agent.config.env.num_envs)
+    )
+    assert agent.trainer.collector.envs.num_envs == agent.local_num_envs
+    assert agent.trainer.collectives.size == agent.config.run.processes
+    if agent.config.run.processes > 1:
+        assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    else:
+        assert "distributed" not in agent.metadata
+    agent.close()
+
+
+def test_training_in_pieces_and_after_setting_up_environments_first_stays_in_step():
+    """A second learn() and environments built before training (as the benchmark does) must not
+    shift the ranks' collectives."""
+    agent = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
+    agent.trainer.prepare()
+    agent.learn(256)
+    agent.learn(256)
+    assert agent.num_timesteps == 512
+    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+
+
+def test_collectives_out_of_step_fail_loudly():
+    def other_call(rank: int) -> None:
+        group.gather_rows(np.zeros((3, 2), np.float32))
+
+    with pytest.raises(RankFailed, match="out of step"):
+        with LocalGroup(2) as group:
+            group.spawn(other_call)
+            group.reduce(np.zeros(4, np.float64))
+
+
+def test_observation_statistics_count_every_rank_once():
+    agent = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
+    agent.learn(16 * 8 * 3)
+    # 8 copies' first observations plus one observation per step of each copy, all ranks
+    assert float(agent.policy.obs_norm.rms.count) == pytest.approx(8 + 16 * 8 * 3 + 1e-4)
+    assert agent.metadata["distributed"]["weights_identical_across_ranks"]

@@ -1,0 +1,159 @@
+"""The written-out PPO gradient equals autograd's on the same loss, setting by setting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from gymnasium import spaces
+
+from ppo_envkit import PPO
+from ppo_envkit.algo.fastpath import FastPath, NumpyPolicy
+from ppo_envkit.algo.losses import LossSettings, ppo_losses
+from ppo_envkit.algo.policy import ActorCritic
+from ppo_envkit.algo.rollout import Minibatch
+from ppo_envkit.config import EnvConfig, PolicyConfig
+from ppo_envkit.parallel.collectives import SingleProcess
+
+supports = NumpyPolicy.supports
+LOCAL = SingleProcess().normalize_advantages
+
+DISCRETE = spaces.Discrete(4)
+BOX = spaces.Box(-1.0, 1.0, (3,))
+
+
+def make_policy(action_space, **policy):
+    torch.manual_seed(0)
+    obs_space = spaces.Box(-5.0, 5.0, (6,))
+    config = PolicyConfig(**{"hidden_sizes": [16, 12], **policy})
+    return ActorCritic(obs_space, action_space, config, EnvConfig(), 0.99)
+
+
+def make_batch(policy, n=64):
+    """A minibatch whose ratios fall inside, at and beyond the clip range, with exact ties."""
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(n, 6, generator=g) * 2
+    with torch.no_grad():
+        actions, logp, values, _ = policy.act(obs, generator=g)
+    shift = torch.randn(n, generator=g) * 0.3
+    shift[::5] = 0.0  # ratio exactly 1: both clip branches tie
+    old_logp = logp + shift
+    old_values = values + torch.randn(n, generator=g) * 0.4
+    old_values[::7] = values[::7]  # value-clip branches tie
+    advantages = torch.randn(n, generator=g)
+    returns = values + torch.randn(n, generator=g)
+    return Minibatch(obs, actions, old_logp, advantages, returns, old_values)
+
+
+def autograd_step(policy, batch, normalize=LOCAL, **kw):
+    for p in policy.parameters():
+        p.grad = None
+    losses = ppo_losses(policy, batch, LossSettings(**kw), normalize)
+    losses.loss.backward()
+    return [v.detach() for v in losses], [p.grad.clone() for p in policy.parameters()]
+
+
+def analytic_step(policy, batch, normalize=LOCAL, **kw):
+    for p in policy.parameters():
+        p.grad = None
+    losses = NumpyPolicy(policy).ppo_gradients(batch, LossSettings(**kw), normalize)
+    return list(losses), [p.grad.clone() for p in policy.parameters()]
+
+
+SETTINGS = [
+    {"clip": 0.2, "vclip": None, "ent_coef": 0.01, "vf_coef": 0.5, "norm_adv": True},
+    {"clip": 0.1, "vclip": 0.2, "ent_coef": 0.0, "vf_coef": 1.0, "norm_adv": False},
+    {"clip": 0.3, "vclip": 0.05, "ent_coef": 0.05, "vf_coef": 0.25, "norm_adv": True},
+]
+
+
+@pytest.mark.parametrize("space", [DISCRETE, BOX], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("policy_kw", [{}, {"activation": "relu"}, {"shared_trunk": True}])
+@pytest.mark.parametrize("kw", SETTINGS)
+def test_analytic_gradient_matches_autograd(space, policy_kw, kw):
+    policy = make_policy(space, **policy_kw)
+    assert supports(policy)
+    batch = make_batch(policy)
+    want_losses, want_grads = autograd_step(policy, batch, **kw)
+    got_losses, got_grads = analytic_step(policy, batch, **kw)
+    names = [name for name, _ in policy.named_parameters()]
+    for name, want, got in zip(names, want_grads, got_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+    for want, got in zip(want_losses, got_losses, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_advantages_normalized_by_the_caller_are_used():
+    policy = make_policy(DISCRETE)
+    batch = make_batch(policy)
+    kw = dict(SETTINGS[0], normalize=lambda a: (a - 1.0) * 3.0)
+    _, want = autograd_step(policy, batch, **kw)
+    _, got = analytic_step(policy, batch, **kw)
+    for w, g in zip(want, got, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "space, policy_kw",
+    [
+        (spaces.MultiDiscrete([2, 3]), {}),
+        (spaces.MultiBinary(3), {}),
+        (BOX, {"squash": True}),
+        (DISCRETE, {"activation": "elu"}),
+    ],
+    ids=["multidiscrete", "multibinary", "squashed", "elu"],
+)
+def test_other_policies_fall_back_to_autograd(space, policy_kw):
+    assert not supports(make_policy(space, **policy_kw))
+
+
+def test_training_takes_the_same_steps_either_way():
+    """A few updates with analytic gradients stay within float rounding of autograd's."""
+    weights = []
+    for analytic in (True, False):
+        agent = PPO.from_preset(
+            "cartpole",
+            overrides={"run.analytic_gradients": analytic, "ppo.n_steps": 64, "env.num_envs": 4},
+        )
+        agent.learn(4 * 64 * 3)
+        weights.append(torch.cat([p.detach().reshape(-1) for p in agent.policy.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("space", [DISCRETE, BOX], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("policy_kw", [{}, {"activation": "relu"}, {"shared_trunk": True}])
+def test_numpy_forward_acts_like_the_module(space, policy_kw):
+    policy = make_policy(space, **policy_kw)
+    obs = make_batch(policy).obs
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        want = policy.act(obs, generator=g1)[:3]
+    got = NumpyPolicy(policy).act(obs, g2)
+    torch.testing.assert_close(got[0], want[0])  # same noise, same actions
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_views_follow_the_parameters():
+    """In-place updates (the optimizer) are seen at once; moved memory at the next plan()."""
+    policy = make_policy(DISCRETE)
+    obs = make_batch(policy).obs
+    fast = FastPath(policy, enabled=True)
+
+    def values_agree():
+        with torch.no_grad():
+            want = policy.act(obs)[2]
+        torch.testing.assert_close(fast.plan().act(obs)[2], want, rtol=1e-5, atol=1e-5)
+
+    values_agree()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.mul_(1.5)
+    values_agree()
+    for p in policy.parameters():
+        p.data = p.data.clone() * 0.5
+    values_agree()
+
+
+def test_fast_path_off_or_unsupported_means_autograd():
+    assert FastPath(make_policy(DISCRETE), enabled=False).plan() is None
+    assert FastPath(make_policy(DISCRETE, activation="elu"), enabled=True).plan() is None

@@ -1,0 +1,193 @@
+"""Action heads against torch.distributions, and the stored-vs-sent action contract."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from torch import distributions as D
+
+from ppo_envkit.algo.heads import (
+    BernoulliHead,
+    CategoricalHead,
+    GaussianHead,
+    MultiCategoricalHead,
+    SquashedGaussianHead,
+    make_head,
+)
+from ppo_envkit.spaces import UnsupportedSpaceError
+
+torch.manual_seed(0)
+
+
+def _params(head, batch=64, scale=2.0):
+    return head(torch.randn(batch, 8) * scale)
+
+
+def test_make_head_dispatches_on_space():
+    assert isinstance(make_head(spaces.Discrete(4), 8), CategoricalHead)
+    assert isinstance(make_head(spaces.Box(-1, 1, (2,)), 8), GaussianHead)
+    assert isinstance(make_head(spaces.Box(-1, 1, (2,)), 8, squash=True), SquashedGaussianHead)
+    assert isinstance(make_head(spaces.MultiDiscrete([3, 2]), 8), MultiCategoricalHead)
+    assert isinstance(make_head(spaces.MultiBinary(3), 8), BernoulliHead)
+
+
+def test_unsupported_space_names_supported_ones():
+    with pytest.raises(UnsupportedSpaceError, match="Discrete, Box"):
+        make_head(spaces.Text(5), 8)
+    with pytest.raises(UnsupportedSpaceError, match="finite Box bounds"):
+        make_head(spaces.Box(-np.inf, np.inf, (2,)), 8, squash=True)
+
+
+def test_categorical_matches_torch():
+    head = make_head(spaces.Discrete(5), 8)
+    params = _params(head)
+    ref = D.Categorical(logits=params)
+    actions = ref.sample()[:, None].float()
+    torch.testing.assert_close(head.log_prob(params, actions), ref.log_prob(actions[:, 0].long()))
+    torch.testing.assert_close(head.entropy(params), ref.entropy())
+
+
+def test_categorical_sampling_frequencies():
+    head = make_head(spaces.Discrete(3), 8)
+    logits = torch.tensor([[0.0, 1.0, 2.0]]).expand(60000, 3)
+    gen = torch.Generator().manual_seed(1)
+    samples = head.sample(logits, gen)[:, 0].long()
+    freq = torch.bincount(samples, minlength=3).float() / len(samples)
+    torch.testing.assert_close(freq, logits[0].softmax(-1), atol=0.01, rtol=0)
+
+
+def test_multidiscrete_matches_product_of_torch_categoricals():
+    space = spaces.MultiDiscrete([3, 2, 4], start=[1, 0, -2])
+    head = make_head(space, 8)
+    params = _params(head)
+    parts = params.split([3, 2, 4], -1)
+    dists = [D.Categorical(logits=p) for p in parts]
+    actions = torch.stack([d.sample() for d in dists], -1).float()
+    expected_lp = sum(d.log_prob(actions[:, i].long()) for i, d in enumerate(dists))
+    torch.testing.assert_close(head.log_prob(params, actions), expected_lp)
+    torch.testing.assert_close(head.entropy(params), sum(d.entropy() for d in dists))
+    env_actions = head.to_env(actions)
+    assert env_actions.shape == (64, 3)
+    assert all(space.contains(a) for a in env_actions)
+
+
+def test_multibinary_matches_torch_bernoulli():
+    space = spaces.MultiBinary([2, 3])
+    head = make_head(space, 8)
+    params = _params(head)
+    ref = D.Independent(D.Bernoulli(logits=params), 1)
+    actions = ref.sample()
+    torch.testing.assert_close(head.log_prob(params, actions), ref.log_prob(actions))
+    torch.testing.assert_close(head.entropy(params), ref.entropy())
+    env_actions = head.to_env(actions)
+    assert env_actions.shape == (64, 2, 3)
+    assert all(space.contains(a) for a in env_actions)
+
+
+def test_gaussian_matches_torch_normal():
+    head = make_head(spaces.Box(-1, 1, (3,)), 8, log_std_init=-0.3)
+    with torch.no_grad():
+        head.log_std.copy_(torch.tensor([-0.5, 0.0, 0.7]))
+    params = _params(head)
+    ref = D.Independent(D.Normal(params, head.log_std.exp()), 1)
+    actions = ref.sample()
+    torch.testing.assert_close(head.log_prob(params, actions), ref.log_prob(actions))
+    torch.testing.assert_close(head.entropy(params), ref.entropy())
+
+
+def test_gaussian_stores_raw_sample_and_clips_only_for_env():
+    space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    head = make_head(space, 8, log_std_init=1.5)  # wide: many samples fall outside the bounds
+    params = torch.zeros(2000, 2)
+    raw = head.sample(params, torch.Generator().manual_seed(0))
+    assert (raw.abs() > 1).any(), "the stored sample must not be clipped"
+    env_actions = head.to_env(raw)
+    assert env_actions.dtype == np.float32
+    assert np.all(env_actions <= 1.0) and np.all(env_actions >= -1.0)
+    np.testing.assert_allclose(env_actions, np.clip(raw.detach().numpy(), -1, 1))
+    # the log-prob is that of the raw sample, not the clipped one
+    ref = D.Independent(D.Normal(params, head.log_std.exp()), 1)
+    torch.testing.assert_close(head.log_prob(params, raw), ref.log_prob(raw))
+    assert torch.equal(head.mode(params), params)
+
+
+def test_squashed_log_prob_matches_transformed_distribution():
+    low, high = np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32)
+    head = make_head(spaces.Box(low, high, dtype=np.float32), 8, squash=True)
+    params = _params(head, scale=0.5)
+    u = head.sample(params, torch.Generator().manual_seed(3))
+    base = D.Independent(D.Normal(params, head.log_std.exp()), 1)
+    scale = torch.tensor((high - low) / 2, dtype=torch.float32)
+    loc = torch.tensor((high + low) / 2, dtype=torch.float32)
+    ref = D.TransformedDistribution(
+        base, [D.transforms.TanhTransform(), D.transforms.AffineTransform(loc, scale, event_dim=1)]
+    )
+    a = head.squash(u)
+    torch.testing.assert_close(head.log_prob(params, u), ref.log_prob(a), atol=1e-4, rtol=1e-4)
+    env = head.to_env(u)
+    assert np.all(env >= low) and np.all(env <= high)
+
+
+def test_squashed_density_matches_sampled_histogram():
+    """exp(log_prob) of the squashed action agrees with a histogram of many samples."""
+    head = make_head(spaces.Box(-3.0, 3.0, (1,), np.float32), 4, squash=True)
+    with torch.no_grad():
+        head.log_std.fill_(math.log(0.8))
+    mean = torch.full((400_000, 1), 0.4)
+    u = head.sample(mean, torch.Generator().manual_seed(0))
+    a = head.squash(u)[:, 0].detach().numpy()
+    counts, edges = np.histogram(a, bins=40, range=(-2.9, 2.9))
+    density = counts / (len(a) * np.diff(edges))
+    centers = (edges[:-1] + edges[1:]) / 2
+    c = torch.tensor(centers, dtype=torch.float32)[:, None]
+    u_centers = torch.atanh(c / 3.0)
+    predicted = head.log_prob(torch.full((40, 1), 0.4), u_centers).exp().detach().numpy()
+    np.testing.assert_allclose(density, predicted, rtol=0.06, atol=0.004)
+
+
+def test_squashed_entropy_estimate_is_unbiased():
+    head = make_head(spaces.Box(-1.0, 1.0, (1,), np.float32), 4, squash=True)
+    params = torch.full((200_000, 1), 0.3)
+    estimate = head.entropy(params, torch.Generator().manual_seed(0)).mean().item()
+    # numerical entropy of a = tanh(u), u ~ N(0.3, 1): H = -∫ p(a) log p(a) da
+    grid = torch.linspace(-8, 8, 200_001)[:, None]
+    logp = head.log_prob(torch.full_like(grid, 0.3), grid)
+    normal = D.Normal(0.3, 1.0)
+    du = (grid[1] - grid[0]).item()
+    exact = -(normal.log_prob(grid[:, 0]).exp() * logp).sum().item() * du
+    assert abs(estimate - exact) < 0.01
+
+
+_SPACES = [
+    spaces.Discrete(4),
+    spaces.Discrete(3, start=-1),
+    spaces.Box(-1.0, 1.0, (2,), np.float32),
+    spaces.Box(-1.0, 1.0, (2, 2), np.float64),
+    spaces.Box(-np.inf, np.inf, (3,), np.float32),
+    spaces.MultiDiscrete([2, 5]),
+    spaces.MultiBinary(4),
+]
+_CASES = [(s, False) for s in _SPACES] + [
+    (s, True) for s in _SPACES if isinstance(s, spaces.Box) and np.all(np.isfinite(s.low))
+]
+
+
+@pytest.mark.parametrize(("space", "squash"), _CASES, ids=lambda v: str(v))
+def test_every_space_round_trips_through_act_and_evaluate(space, squash):
+    head = make_head(space, 8, squash=squash)
+    params = _params(head, batch=16)
+    actions = head.sample(params, torch.Generator().manual_seed(0))
+    assert actions.shape == (16, head.storage_dim) and actions.dtype == torch.float32
+    logp = head.log_prob(params, actions)
+    assert logp.shape == (16,) and torch.isfinite(logp).all()
+    assert head.entropy(params, torch.Generator().manual_seed(0)).shape == (16,)
+    env_actions = head.to_env(actions)
+    assert len(env_actions) == 16
+    assert all(space.contains(a) for a in env_actions), env_actions[:3]
+    mode = head.mode(params)
+    assert all(space.contains(a) for a in head.to_env(mode))
+    assert head.describe(params)
