@@ -3,8 +3,9 @@
 It holds what an agent *is*: its settings, spaces, policy (weights and normalization
 statistics), random generator and counters. Acting is :meth:`PPO.predict`; training
 is delegated to a :class:`~ppo_envkit.algo.trainer.Trainer` (collector, learner, loop)
-built on first use and kept between calls; files are :mod:`ppo_envkit.io.checkpoint`'s.
-Which ranks train together is decided here, in :meth:`PPO._collectives`.
+built on first use and kept between calls; which ranks train together is
+:class:`~ppo_envkit.parallel.group.TrainingGroup`'s decision; files are
+:mod:`ppo_envkit.io.checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from .algo.policy import ActorCritic, resolve_device
 from .algo.trainer import Trainer
 from .config import TrainConfig
 from .environments.factory import make_env
-from .environments.lookup import env_info, modules_providing
+from .environments.lookup import env_info
 from .io import checkpoint as ckpt
-from .parallel import copies_per_rank, launched_by_torchrun
-from .parallel.collectives import Collectives, SingleProcess
-from .parallel.ranks import ForkedRanks, share_training_state, slot_bytes
-from .spaces import mismatch_message, space_from_data, space_to_data, spaces_match
+from .parallel import copies_per_rank
+from .parallel.group import TrainingGroup
+from .spaces import require_same_spaces, space_from_data
 
 
 class PPO:
@@ -75,7 +75,7 @@ class PPO:
         self.path: Path | None = None  # where load() found the agent
         self._stored_action_names: list[str] | None = None
         self._trainer: Trainer | None = None
-        self._ranks: ForkedRanks | None = None  # run.processes > 1
+        self._group = TrainingGroup(self)
 
     @classmethod
     def from_preset(
@@ -95,32 +95,16 @@ class PPO:
 
     # ----------------------------------------------------------------------------- acting
 
-    @torch.inference_mode()
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Action(s) for raw environment observation(s), in the environment's format.
 
         A single observation gives a single action; a batch gives a batch.
         """
-        batched = self.policy.flattener.is_batched(obs)
-        x = self.policy.obs_norm(self.policy.obs_to_tensor(obs, batched=batched))
-        action, _, _, _ = self.policy.act(x, deterministic=deterministic, generator=self.generator)
-        env_action = self.policy.head.to_env(action)
-        return env_action if batched else env_action[0]
+        return self.policy.predict(obs, deterministic, self.generator)
 
-    @torch.inference_mode()
     def policy_step(self, obs: Any, deterministic: bool = True) -> dict[str, Any]:
         """One single-observation decision with what the policy thinks (for viewers)."""
-        x = self.policy.obs_norm(self.policy.obs_to_tensor(obs, batched=False))
-        action, logp, value, params = self.policy.act(
-            x, deterministic=deterministic, generator=self.generator
-        )
-        return {
-            "action": self.policy.head.to_env(action)[0],
-            "raw_action": action[0].cpu().numpy(),
-            "log_prob": float(logp[0]),
-            "value": float(value[0]),
-            **{k: v[0] for k, v in self.policy.head.describe(params).items()},
-        }
+        return self.policy.decide(obs, deterministic, self.generator)
 
     # ----------------------------------------------------------------------------- training
 
@@ -150,16 +134,10 @@ class PPO:
         """
         try:
             trainer = self.trainer
-            ranks = self._ranks
-            if ranks is not None and not ranks.started:
-                trainer.attach(ranks.collectives)  # every rank starts from the statistics as they are now
-                trainer.learner.optimizer  # noqa: B018 (created once, before the fork, not in every rank)
-                ranks.start(self._serve_as_rank)
-            elif ranks is not None:  # the other ranks wait for this call: wake them with rank 0's state
-                share_training_state(ranks.collectives, self, trainer.learner.optimizer)
+            self._group.begin_call(trainer)
             trainer.train(callback, logger)
         except BaseException:
-            self._end_ranks(failed=True)
+            self._group.end(failed=True)
             raise
         finally:
             if logger is not None:
@@ -170,62 +148,17 @@ class PPO:
     def trainer(self) -> Trainer:
         """The collector, learner and loop that train this agent, for the current settings
         (built on first use and kept between training calls, so that episodes go on)."""
-        collectives = self._collectives()
+        current = self._trainer.collectives if self._trainer is not None else None
+        collectives = self._group.collectives(self.config, self.policy, current)
         if self._trainer is None:
             self._trainer = Trainer(self, collectives)
-        elif self._trainer.collectives is not collectives:
+        elif collectives is not current:
             self._trainer.attach(collectives)
         return self._trainer
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
         return self.trainer.learner.optimizer
-
-    def _collectives(self) -> Collectives:
-        """The ranks this agent trains with: torchrun's, ``run.processes`` forked ones, or none."""
-        current = self._trainer.collectives if self._trainer is not None else None
-        if launched_by_torchrun():
-            from .parallel.torchrun import TorchDistributed
-
-            if isinstance(current, TorchDistributed):
-                return current
-            joined = TorchDistributed()
-            joined.broadcast_all(self.policy.state_dict().values())  # same start weights everywhere
-            return joined
-        processes = self.config.run.processes
-        if processes == 1:
-            self._end_ranks()
-            return current if isinstance(current, SingleProcess) else SingleProcess()
-        if self.device.type != "cpu":
-            raise ValueError(
-                f"run.processes={processes} trains on the CPU: forked processes cannot share "
-                f"a {self.device.type} context; set run.processes=1, or use torchrun for GPUs"
-            )
-        settings = self.config.model_dump()
-        if self._ranks is None or not self._ranks.usable_for(settings):
-            self._end_ranks()
-            n_params = sum(p.numel() for p in self.policy.parameters())
-            rows = copies_per_rank(self.config) * max(self.policy.flattener.flat_dim, 1)
-            self._ranks = ForkedRanks(self, processes, slot_bytes(n_params, rows), settings)
-        return self._ranks.collectives
-
-    def _serve_as_rank(self, collectives: Collectives) -> None:
-        """A forked rank (in its own process): train in step with rank 0 with environment
-        copies of its own, then wait for rank 0's next training call, until it ends the ranks.
-        The optimizer is rank 0's as forked, so its state matches (a resumed run's, say)."""
-        assert self._trainer is not None
-        trainer = Trainer(self, collectives, learner=self._trainer.learner)
-        try:
-            trainer.train()
-            while share_training_state(collectives, self, trainer.learner.optimizer):
-                trainer.train()
-        finally:
-            trainer.close()
-
-    def _end_ranks(self, failed: bool = False) -> None:
-        ranks, self._ranks = self._ranks, None
-        if ranks is not None:
-            ranks.end(failed)
 
     @property
     def local_num_envs(self) -> int:
@@ -234,7 +167,7 @@ class PPO:
 
     def helpers_peak_rss_mb(self) -> float:
         """Peak resident memory of the other ``run.processes`` ranks while they run (0 otherwise)."""
-        return self._ranks.peak_rss_mb() if self._ranks is not None else 0.0
+        return self._group.peak_rss_mb()
 
     # ----------------------------------------------------------------------------- files
 
@@ -246,37 +179,15 @@ class PPO:
             return list(names)
         return None
 
-    def agent_metadata(self) -> dict[str, Any]:
-        env = self.config.env
-        return {
-            "env": {
-                "id": env.id,
-                "kwargs": env.kwargs,
-                "max_episode_steps": env.max_episode_steps,
-                "modules": modules_providing(env.id),
-                "action_names": self.action_names,
-            },
-            "observation_space": space_to_data(self.observation_space),
-            "action_space": space_to_data(self.action_space),
-            "policy": self.config.policy.model_dump(mode="json"),
-            "config": self.config.model_dump(mode="json"),
-            "num_timesteps": self.num_timesteps,
-            **self.metadata,
-        }
-
     def save(self, path: str | Path) -> Path:
         """Write an agent directory (``model.safetensors`` + ``agent.json``) atomically."""
-        return ckpt.atomic_write_dir(
-            Path(path), ckpt.agent_files(self.policy.state_dict(), self.agent_metadata())
-        )
+        return ckpt.atomic_write_dir(Path(path), ckpt.agent_files(self))
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """An agent directory plus the trainer state needed to resume exactly."""
         if self._trainer is None:
             raise RuntimeError("nothing to resume before training has started: use save()")
-        meta, tensors = self._trainer.state()
-        files = ckpt.agent_files(self.policy.state_dict(), self.agent_metadata())
-        return ckpt.save_checkpoint(Path(path), files, meta, tensors)
+        return ckpt.save_checkpoint(Path(path), ckpt.agent_files(self), *self._trainer.state())
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = "cpu", config_overrides: Any = None) -> PPO:
@@ -314,18 +225,13 @@ class PPO:
         """Raise a clear error if ``env``'s spaces differ from the agent's."""
         obs_space = getattr(env, "single_observation_space", None) or env.observation_space
         act_space = getattr(env, "single_action_space", None) or env.action_space
-        if not spaces_match(self.observation_space, obs_space) or not spaces_match(
-            self.action_space, act_space
-        ):
-            raise ValueError(
-                mismatch_message(
-                    self.config.env.id, self.observation_space, self.action_space, obs_space, act_space
-                )
-            )
+        require_same_spaces(
+            self.config.env.id, (self.observation_space, self.action_space), (obs_space, act_space)
+        )
 
     def close(self) -> None:
         """Close the environments and end the other training processes (``run.processes``)."""
-        self._end_ranks()
+        self._group.end()
         if self._trainer is not None:
             self._trainer.close()
 

@@ -45,11 +45,6 @@ def load_preset(name: str) -> TrainConfig:
     return load_config(paths[name])
 
 
-def preset_description(name: str) -> str:
-    data: Any = yaml.safe_load(preset_paths()[name].read_text()) or {}
-    return str(data.get("description", "")).strip()
-
-
 def preset_for_env(env_id: str, kwargs: dict[str, Any] | None = None) -> str | None:
     """The preset written for ``env_id`` whose ``env.kwargs`` all match ``kwargs``; the most specific wins.
 

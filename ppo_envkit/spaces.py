@@ -210,17 +210,14 @@ def spaces_match(expected: spaces.Space, actual: spaces.Space) -> bool:
     return space_to_data(expected) == space_to_data(actual)
 
 
-def mismatch_message(
-    env_id: str,
-    agent_obs: spaces.Space,
-    agent_act: spaces.Space,
-    env_obs: spaces.Space,
-    env_act: spaces.Space,
-) -> str:
-    """Why an agent cannot act in an environment: both pairs of spaces, side by side."""
-    return (
+def require_same_spaces(
+    env_id: str, agent: tuple[spaces.Space, spaces.Space], env: tuple[spaces.Space, spaces.Space]
+) -> None:
+    """Raise a ValueError naming both pairs of (observation, action) spaces unless they match."""
+    if spaces_match(agent[0], env[0]) and spaces_match(agent[1], env[1]):
+        return
+    raise ValueError(
         f"the agent does not fit environment '{env_id}': the agent was trained with observations "
-        f"{describe_space(agent_obs)} and actions {describe_space(agent_act)}, "
-        f"the environment has observations {describe_space(env_obs)} and actions "
-        f"{describe_space(env_act)}"
+        f"{describe_space(agent[0])} and actions {describe_space(agent[1])}, "
+        f"the environment has observations {describe_space(env[0])} and actions {describe_space(env[1])}"
     )

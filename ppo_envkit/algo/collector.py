@@ -26,42 +26,39 @@ from ..environments.factory import make_vec_env
 from ..errors import NonFiniteError
 from ..parallel import copies_per_rank
 from ..parallel.collectives import Collectives
-from ..spaces import mismatch_message, spaces_match
-from .fastpath import FastPath
+from ..spaces import require_same_spaces
+from .context import RankContext
 from .normalize import ObsNormalizer, RunningMeanStd
-from .policy import ActorCritic
 from .rollout import RolloutBuffer
 
 
 class Collector:
     """Fills a :class:`RolloutBuffer` from this rank's share of ``env.num_envs`` copies."""
 
-    def __init__(
-        self,
-        policy: ActorCritic,
-        config: TrainConfig,
-        generator: torch.Generator,
-        collectives: Collectives,
-        fast: FastPath,
-    ):
-        self.policy, self.config, self.generator, self.fast = policy, config, generator, fast
-        self.collectives = collectives
+    def __init__(self, context: RankContext):
+        self.context = context
+        self.policy = context.policy
         self.envs: Any = None
         self.episodes: EpisodeTracker | None = None
         self.reward_returns: torch.Tensor | None = None  # per copy, for reward scaling
         self.next_obs: torch.Tensor | None = None  # normalized; where the next rollout starts
         self.rollout: RolloutBuffer | None = None
         self._obs_sync: _SharedObsStats | None = None
-        self.attach(collectives)
+        self.share_obs_stats()
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.context.config
 
     @property
     def num_envs(self) -> int:
         """The copies this rank steps."""
         return copies_per_rank(self.config)
 
-    def attach(self, collectives: Collectives) -> None:
-        """Collect as one rank of ``collectives``; observation statistics are shared from now on."""
-        self.collectives = collectives
+    def share_obs_stats(self) -> None:
+        """Share observation statistics with the context's ranks from their current values on
+        (every rank must call this from the same statistics: rank 0 before it forks the others)."""
+        collectives = self.context.collectives
         shared = collectives.size > 1 and self.policy.obs_norm.enabled
         self._obs_sync = _SharedObsStats(self.policy.obs_norm, collectives) if shared else None
 
@@ -84,18 +81,17 @@ class Collector:
             return
         cfg = self.config
         self.envs = make_vec_env(cfg.env.model_copy(update={"num_envs": n}))
-        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
-        if not spaces_match(self.policy.observation_space, obs_space) or not spaces_match(
-            self.policy.action_space, act_space
-        ):
-            self.close()
-            raise ValueError(
-                mismatch_message(
-                    cfg.env.id, self.policy.observation_space, self.policy.action_space, obs_space, act_space
-                )
+        try:
+            require_same_spaces(
+                cfg.env.id,
+                (self.policy.observation_space, self.policy.action_space),
+                (self.envs.single_observation_space, self.envs.single_action_space),
             )
+        except ValueError:
+            self.close()
+            raise
         if self.episodes is None:
-            rank, size = self.collectives.rank, self.collectives.size
+            rank, size = self.context.collectives.rank, self.context.collectives.size
             first_seed = cfg.run.seed + rank * n + iteration * n * size
             self.episodes = self._new_tracker(first_seed)
             obs, _ = self.envs.reset(seed=first_seed)
@@ -163,12 +159,12 @@ class Collector:
         training steps in error messages. Call :meth:`start` first."""
         policy, envs, buf, episodes = self.policy, self.envs, self.rollout, self.episodes
         assert envs is not None and buf is not None and episodes is not None and self.next_obs is not None
-        head, gen, device = policy.head, self.generator, policy.device
+        head, gen, device = policy.head, self.context.generator, policy.device
         n = self.num_envs
         obs = self.next_obs
-        gather_returns = self.collectives.gather_rows
+        gather_returns = self.context.collectives.gather_rows
         buf.truncated.zero_()
-        numpy_policy = self.fast.plan()  # the same computation at a fraction of the per-step overhead
+        numpy_policy = self.context.fast.plan()  # the same computation at a fraction of the per-step overhead
         for t in range(buf.n_steps):
             if numpy_policy is not None:
                 action, logp, value = numpy_policy.act(obs, gen)
@@ -217,7 +213,7 @@ class Collector:
         episodes = self.episodes
         local = [episodes.finished, len(episodes.recent_returns)]
         local += [float(np.sum(episodes.recent_returns)), float(np.sum(episodes.recent_lengths))]
-        finished, count, returns, lengths = self.collectives.sum(
+        finished, count, returns, lengths = self.context.collectives.sum(
             torch.tensor(local, dtype=torch.float64)
         ).tolist()
         return {

@@ -14,11 +14,10 @@ from typing import Any
 
 import torch
 
-from ..config import PPOConfig, TrainConfig
+from ..config import PPOConfig
 from ..errors import NonFiniteError
 from ..io.checkpoint import load_optimizer_state, optimizer_state
-from ..parallel.collectives import Collectives
-from .fastpath import FastPath
+from .context import RankContext
 from .losses import LossSettings, LossStats, ppo_losses
 from .policy import ActorCritic
 from .rollout import RolloutBuffer
@@ -59,22 +58,15 @@ class Learner:
     """Updates the policy from rollouts; owns the Adam optimizer (created on first use:
     creating one imports ``torch._dynamo``, about 0.8 s, which acting never needs)."""
 
-    def __init__(
-        self,
-        policy: ActorCritic,
-        config: TrainConfig,
-        generator: torch.Generator,
-        collectives: Collectives,
-        fast: FastPath,
-    ):
-        self.policy, self.config, self.generator, self.fast = policy, config, generator, fast
-        self.collectives = collectives
-        self._optimizer: torch.optim.Optimizer | None = None
+    def __init__(self, context: RankContext, optimizer: torch.optim.Optimizer | None = None):
+        self.context = context
+        self.policy = context.policy
+        self._optimizer = optimizer
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
         if self._optimizer is None:
-            self._optimizer = make_optimizer(self.policy, self.config.ppo)
+            self._optimizer = make_optimizer(self.policy, self.context.config.ppo)
         return self._optimizer
 
     def optimizer_state(self) -> tuple[dict[str, Any] | None, dict[str, torch.Tensor]]:
@@ -97,17 +89,23 @@ class Learner:
         ``progress`` (steps done / planned) anneals the learning rate when ``ppo.anneal_lr``;
         ``where`` names this update in errors ("in update 3 (after 4096 steps)").
         """
-        cfg = self.config.ppo
-        optimizer, policy, gen = self.optimizer, self.policy, self.generator
+        context = self.context
+        cfg = context.config.ppo
+        optimizer, policy, gen, collectives = (
+            self.optimizer,
+            self.policy,
+            context.generator,
+            context.collectives,
+        )
         if cfg.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = max(0.0, 1.0 - progress) * cfg.learning_rate
         params = list(policy.parameters())
         settings = LossSettings.from_config(cfg)
-        normalize = self.collectives.normalize_advantages
+        normalize = collectives.normalize_advantages
         batch_size = rollout.size
-        mb_size = self.config.minibatch_size // self.collectives.size  # this rank's share
-        numpy_policy = self.fast.plan()
+        mb_size = context.config.minibatch_size // collectives.size  # this rank's share
+        numpy_policy = context.fast.plan()
         history: list[torch.Tensor] = []
         stopped_early = False
         for _epoch in range(cfg.n_epochs):
@@ -120,7 +118,7 @@ class Learner:
                     stats = ppo_losses(policy, batch, settings, normalize, gen)
                     optimizer.zero_grad(set_to_none=True)
                     stats.loss.backward()
-                loss, kl = self.collectives.average_gradients(params, (stats.loss, stats.approx_kl))
+                loss, kl = collectives.average_gradients(params, (stats.loss, stats.approx_kl))
                 stats = stats._replace(loss=loss, approx_kl=kl)
                 if not bool(torch.isfinite(stats.loss)):
                     values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats._asdict().items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,6 +109,33 @@ class ActorCritic(nn.Module):
         params, value = self(obs)
         action = self.head.mode(params) if deterministic else self.head.sample(params, generator)
         return action, self.head.log_prob(params, action), value, params
+
+    @torch.inference_mode()
+    def predict(
+        self, raw_obs: Any, deterministic: bool = True, generator: torch.Generator | None = None
+    ) -> Any:
+        """Environment action(s) for raw observation(s): one for one observation, a batch for a batch."""
+        batched = self.flattener.is_batched(raw_obs)
+        x = self.obs_norm(self.obs_to_tensor(raw_obs, batched=batched))
+        action = self.act(x, deterministic=deterministic, generator=generator)[0]
+        env_action = self.head.to_env(action)
+        return env_action if batched else env_action[0]
+
+    @torch.inference_mode()
+    def decide(
+        self, raw_obs: Any, deterministic: bool = True, generator: torch.Generator | None = None
+    ) -> dict[str, Any]:
+        """One raw observation's action, with what the policy thinks (for viewers): the stored
+        action, its log-probability, the value, and the head's description (probabilities, ...)."""
+        x = self.obs_norm(self.obs_to_tensor(raw_obs, batched=False))
+        action, logp, value, params = self.act(x, deterministic=deterministic, generator=generator)
+        return {
+            "action": self.head.to_env(action)[0],
+            "raw_action": action[0].cpu().numpy(),
+            "log_prob": float(logp[0]),
+            "value": float(value[0]),
+            **{k: v[0] for k, v in self.head.describe(params).items()},
+        }
 
     def evaluate(
         self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None

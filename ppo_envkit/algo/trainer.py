@@ -26,8 +26,10 @@ import torch
 
 from ..errors import NonFiniteError, TrainingInterrupted
 from ..parallel.collectives import Collectives
-from ..parallel.shm import RankFailed
+from ..parallel.ranks import share_training_state
+from ..parallel.shm import RankFailed, SharedMemoryCollectives
 from .collector import Collector
+from .context import RankContext
 from .fastpath import FastPath
 from .learner import Learner
 
@@ -46,14 +48,14 @@ ITERATION_SEED_STRIDE = 104729
 class Trainer:
     """Trains ``agent`` as one rank of ``collectives``: environments, loop, checkpoint state."""
 
-    def __init__(self, agent: PPO, collectives: Collectives, learner: Learner | None = None):
+    def __init__(self, agent: PPO, collectives: Collectives, optimizer: torch.optim.Optimizer | None = None):
         # A weak reference: the agent owns its trainer, and a cycle would keep both (and the
         # other training processes they end with the agent) alive until the garbage collector runs.
         self._agent = weakref.ref(agent)
-        config = agent.config
-        self.fast = FastPath(agent.policy, config.run.analytic_gradients)
-        self.collector = Collector(agent.policy, config, agent.generator, collectives, self.fast)
-        self.learner = learner or Learner(agent.policy, config, agent.generator, collectives, self.fast)
+        fast = FastPath(agent.policy, agent.config.run.analytic_gradients)
+        self.context = RankContext(agent.policy, agent.config, agent.generator, collectives, fast)
+        self.collector = Collector(self.context)
+        self.learner = Learner(self.context, optimizer)
         self._captured: dict[str, Any] | None = None
         self.attach(collectives)
 
@@ -73,16 +75,18 @@ class Trainer:
                 f"ppo.minibatch_size={cfg.minibatch_size} is the combined minibatch of all "
                 f"{size} ranks and must be divisible by the number of ranks"
             )
-        self.collectives = collectives
-        self.collector.attach(collectives)
-        self.learner.collectives = collectives
-        self.learner.fast = self.fast
+        self.context.collectives = collectives
+        self.collector.share_obs_stats()
         if collectives.rank != 0:
             self.reseed()
         if size > 1:
             self.agent.metadata["distributed"] = {"world_size": size}
         else:
             self.agent.metadata.pop("distributed", None)
+
+    @property
+    def collectives(self) -> Collectives:
+        return self.context.collectives
 
     def reseed(self) -> None:
         """This rank's own sampling stream, from the seed, its rank and the iteration."""
@@ -100,8 +104,8 @@ class Trainer:
     def _configure(self) -> None:
         """Take the agent's current settings (they may change between training calls)."""
         config = self.agent.config
-        self.collector.config = self.learner.config = config
-        self.fast.enabled = config.run.analytic_gradients
+        self.context.config = config
+        self.context.fast.enabled = config.run.analytic_gradients
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -214,4 +218,18 @@ class Trainer:
         self.collector.close()
 
 
-__all__ = ["ITERATION_SEED_STRIDE", "RANK_SEED_STRIDE", "Callback", "Trainer"]
+def serve_as_rank(agent: PPO, collectives: SharedMemoryCollectives, optimizer: torch.optim.Optimizer) -> None:
+    """The body of a forked ``run.processes`` rank (in its own process): train in step with
+    rank 0 with environment copies of its own, then wait for rank 0's next training call,
+    until rank 0 ends the ranks. ``optimizer`` is rank 0's as forked, so that its state
+    matches (that of a resumed run, say)."""
+    trainer = Trainer(agent, collectives, optimizer)
+    try:
+        trainer.train()
+        while share_training_state(collectives, agent, trainer.learner.optimizer):
+            trainer.train()
+    finally:
+        trainer.close()
+
+
+__all__ = ["ITERATION_SEED_STRIDE", "RANK_SEED_STRIDE", "Callback", "Trainer", "serve_as_rank"]

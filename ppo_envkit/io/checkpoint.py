@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ConfigError, TrainConfig, validate_config
 from ..errors import AgentFileError
+from ..spaces import space_to_data
+
+if TYPE_CHECKING:
+    from ..agent import PPO
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
@@ -86,11 +90,34 @@ def atomic_write_dir(
     return target
 
 
-def agent_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    """The files of an agent directory."""
+def agent_meta(agent: PPO) -> dict[str, Any]:
+    """``agent.json``'s content (before versions and time): what to build, act in, and how it trained."""
+    from ..environments.lookup import modules_providing
+
+    env = agent.config.env
+    return {
+        "env": {
+            "id": env.id,
+            "kwargs": env.kwargs,
+            "max_episode_steps": env.max_episode_steps,
+            "modules": modules_providing(env.id),
+            "action_names": agent.action_names,
+        },
+        "observation_space": space_to_data(agent.observation_space),
+        "action_space": space_to_data(agent.action_space),
+        "policy": agent.config.policy.model_dump(mode="json"),
+        "config": agent.config.model_dump(mode="json"),
+        "num_timesteps": agent.num_timesteps,
+        **agent.metadata,
+    }
+
+
+def agent_files(agent: PPO) -> dict[str, Any]:
+    """The files of an agent directory: every tensor, and ``agent.json``."""
+    tensors = agent.policy.state_dict()
     meta = {
         "format_version": FORMAT_VERSION,
-        **meta,
+        **agent_meta(agent),
         "versions": library_versions(),
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
