@@ -106,9 +106,9 @@ def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> N
 
 
 def _raw_rate(continuous: bool, steps: int = 50_000) -> float:
-    from ppo_envkit.cli.bench import _raw_env_rate
+    from ppo_envkit.io.measure import raw_env_rate
 
-    return _raw_env_rate(ENV_ID, {"continuous": continuous}, 1, steps, 0)["steps_per_s"]
+    return raw_env_rate(ENV_ID, {"continuous": continuous}, 1, steps, 0)["steps_per_s"]
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "PPO": "ppo_envkit.agent",
     "TrainConfig": "ppo_envkit.config",
-    "ConfigError": "ppo_envkit.config",
+    "ConfigError": "ppo_envkit.errors",
     "NonFiniteError": "ppo_envkit.errors",
     "TrainingInterrupted": "ppo_envkit.errors",
     "AgentFileError": "ppo_envkit.errors",
@@ -35,13 +35,13 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from .agent import PPO
-    from .config import ConfigError, TrainConfig
+    from .config import TrainConfig
     from .environments.checker import check_environment
     from .environments.discovery import load_env_module
     from .environments.factory import make_env
     from .environments.lookup import list_envs
     from .environments.registry import register_env
-    from .errors import AgentFileError, NonFiniteError, TrainingInterrupted
+    from .errors import AgentFileError, ConfigError, NonFiniteError, TrainingInterrupted
     from .io.evaluate import evaluate
     from .viewer import Viewer
 

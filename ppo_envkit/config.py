@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "EnvConfig",
@@ -25,10 +27,6 @@ __all__ = [
     "format_validation_error",
     "load_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A setting is invalid; the message is one readable line."""
 
 
 class _Section(BaseModel):
@@ -150,6 +148,14 @@ class RunConfig(_Section):
             "Compute the PPO gradient with written-out formulas instead of autograd where the policy "
             "allows it (MLP trunks with tanh/ReLU, categorical or plain Gaussian heads): the same "
             "gradient at about half the cost of a small-network step. false: always autograd."
+        ),
+    )
+    compile: bool = Field(
+        False,
+        description=(
+            "Compile the autograd PPO loss with torch.compile where the numpy fast path does not serve "
+            "(analytic_gradients false, or a policy it does not cover). Compiling costs ~15 s once; "
+            "the README compares both."
         ),
     )
     processes: int = Field(

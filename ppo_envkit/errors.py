@@ -9,6 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class ConfigError(ValueError):
+    """A setting is invalid; the message is one readable line."""
+
+
 class NonFiniteError(RuntimeError):
     """An observation, reward or loss was NaN or infinite."""
 
@@ -25,4 +29,4 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
-__all__ = ["AgentFileError", "NonFiniteError", "TrainingInterrupted"]
+__all__ = ["AgentFileError", "ConfigError", "NonFiniteError", "TrainingInterrupted"]

@@ -9,6 +9,7 @@ norm and steps Adam.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,6 +63,20 @@ class Learner:
         self.context = context
         self.policy = context.policy
         self._optimizer = optimizer
+        self._compiled_losses: Callable[..., LossStats] | None = None
+
+    def _loss_function(self) -> Callable[..., LossStats]:
+        """:func:`ppo_losses`, compiled with ``torch.compile`` when ``run.compile`` asks for it."""
+        if not self.context.config.run.compile:
+            return ppo_losses
+        if self._compiled_losses is None:
+            self._compiled_losses = torch.compile(ppo_losses)
+        return self._compiled_losses
+
+    @property
+    def created_optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer if it exists already (before the first update it need not)."""
+        return self._optimizer
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -106,6 +121,7 @@ class Learner:
         batch_size = rollout.size
         mb_size = context.config.minibatch_size // collectives.size  # this rank's share
         numpy_policy = context.fast.plan()
+        losses = self._loss_function()
         history: list[torch.Tensor] = []
         stopped_early = False
         for _epoch in range(cfg.n_epochs):
@@ -115,7 +131,7 @@ class Learner:
                 if numpy_policy is not None:  # same loss and gradient, without autograd's per-op cost
                     stats = numpy_policy.ppo_gradients(batch, settings, normalize)
                 else:
-                    stats = ppo_losses(policy, batch, settings, normalize, gen)
+                    stats = losses(policy, batch, settings, normalize, gen)
                     optimizer.zero_grad(set_to_none=True)
                     stats.loss.backward()
                 loss, kl = collectives.average_gradients(params, (stats.loss, stats.approx_kl))

@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from . import bench, envs, evaluate, new_env, plot, replay, train
 from .common import console, debugging, known_errors
 

@@ -117,9 +117,8 @@ def known_errors() -> tuple[type[BaseException], ...]:
     """Exceptions reported in one line (without --debug)."""
     from gymnasium.error import Error as GymError
 
-    from ..config import ConfigError
     from ..environments.registry import EnvNotFoundError
-    from ..errors import AgentFileError, NonFiniteError
+    from ..errors import AgentFileError, ConfigError, NonFiniteError
     from ..spaces import UnsupportedSpaceError
 
     return (

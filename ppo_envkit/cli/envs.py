@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
-import numpy as np
-import yaml
 from rich.markup import escape
-from rich.table import Table
 
-from ..config import ConfigError
-from ..environments.lookup import current_variant, env_info, env_spaces, list_envs
-from ..environments.registry import EnvInfo, EnvNotFoundError, ensure_registered
-from ..spaces import describe_space
+from ..errors import ConfigError
 from .common import add_env_module_arg, load_user_envs, out, print_report
+
+if TYPE_CHECKING:  # imported where used: building the parser of every command stays cheap
+    import gymnasium as gym
+
+    from ..environments.registry import EnvInfo
 
 NAME = "envs"
 
@@ -59,6 +57,8 @@ def _preset_text(info: EnvInfo, with_presets: set[str]) -> str:
 
 
 def _ids_with_presets() -> set[str]:
+    import yaml
+
     from ..presets import preset_paths
 
     ids = set()
@@ -72,7 +72,10 @@ def _ids_with_presets() -> set[str]:
 
 def _short_space(space: gym.Space) -> str:
     """A compact form for tables: ``Box(-1..1, (2,))``, ``Dict(courier, loaded)``."""
+    import numpy as np
     from gymnasium import spaces
+
+    from ..spaces import describe_space
 
     if isinstance(space, spaces.Box):
         low, high = np.unique(space.low), np.unique(space.high)
@@ -88,6 +91,10 @@ def _short_space(space: gym.Space) -> str:
 
 
 def _spaces_text(info: EnvInfo) -> tuple[str, str]:
+    import gymnasium as gym
+
+    from ..environments.lookup import env_spaces
+
     try:
         obs_space, act_space = env_spaces(info.id)
     except Exception as exc:  # missing optional dependencies, broken user code
@@ -114,6 +121,10 @@ def _variants_text(info: EnvInfo) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..environments.lookup import list_envs
+
     envs = list_envs(user_only=args.user, discover=False)
     if args.pattern:
         envs = [e for e in envs if args.pattern.lower() in e.id.lower()]
@@ -143,7 +154,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _targets(env_id: str, action_space: str | None) -> list[tuple[str, dict[str, Any], str | None]]:
     """(id, kwargs, expected variant) to check: the env as registered, then its other variants."""
-    from ..environments.lookup import resolve_variant
+    from ..environments.lookup import current_variant, env_info, resolve_variant
 
     if action_space:
         v = resolve_variant(env_id, action_space)
@@ -161,6 +172,8 @@ def _targets(env_id: str, action_space: str | None) -> list[tuple[str, dict[str,
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from ..environments.checker import check_environment
+    from ..environments.lookup import list_envs
+    from ..environments.registry import EnvNotFoundError, ensure_registered
 
     if args.env_id:
         ensure_registered(args.env_id)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .common import add_env_module_arg, load_user_envs, require_agent_env
 
 NAME = "eval"

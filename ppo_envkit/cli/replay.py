@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .common import add_env_module_arg, console, debugging, load_user_envs, require_agent_env
 
 NAME = "replay"

@@ -6,10 +6,13 @@ import argparse
 import shlex
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError, TrainConfig
+from ..errors import ConfigError
 from .common import add_env_module_arg, add_set_arg, console, exit_now, load_user_envs, print_report
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 NAME = "train"
 
@@ -44,6 +47,7 @@ def add_parser(sub: Any) -> None:
 
 def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     """Defaults < preset < --config file < flags < --set. Returns (config, preset name used)."""
+    from ..config import TrainConfig
     from ..environments.lookup import registered_preset, resolve_variant
     from ..presets import load_preset, preset_for_env
 
@@ -87,12 +91,13 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | N
 
 def preflight_check(config: TrainConfig, action_space: str | None = None) -> bool:
     """The quick checker before training a user environment; False (after printing why) on errors."""
-    from ..environments.checker import check_environment
     from ..environments.lookup import current_variant, env_info, is_user_env
 
     env_id = config.env.id
     if not is_user_env(env_id):
         return True
+    from ..environments.checker import check_environment
+
     expect = action_space or (
         current_variant(env_id, config.env.kwargs) if env_info(env_id).variants else None
     )

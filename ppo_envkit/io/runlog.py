@@ -82,6 +82,7 @@ class RunLogger:
         self._csv_file = None
         self._csv: csv.DictWriter | None = None
         self._tb = None
+        self._tb_purge_step: int | None = None
         self._next_checkpoint = None
         self._resume = resume
         self._tensorboard = tensorboard
@@ -135,10 +136,11 @@ class RunLogger:
         if self._csv is not None:
             self._csv.writerow(row)
             self._csv_file.flush()
-        if self._tb is not None:
+        writer = self._tensorboard_writer()
+        if writer is not None:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
-                    self._tb.add_scalar(_tb_name(key), value, agent.num_timesteps)
+                    writer.add_scalar(_tb_name(key), value, agent.num_timesteps)
         ret = metrics.get("episode_return", float("nan"))
         ret_text = "-" if not math.isfinite(ret) else f"{ret:8.1f}"
         if self._progress is not None:
@@ -171,12 +173,17 @@ class RunLogger:
         self._csv.writeheader()
         self._csv.writerows(rows)
         self._csv_file.flush()
-        if self._tensorboard:
+        self._tb_purge_step = timesteps + 1 if self._resume else None
+
+    def _tensorboard_writer(self) -> Any:
+        """TensorBoard's writer, opened with the first logged iteration (its imports take ~40 ms,
+        which need not delay the first environment step)."""
+        if self._tb is None and self._tensorboard and self._csv is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(
-                str(self.run_dir / "tb"), purge_step=timesteps + 1 if self._resume else None
-            )
+            assert self.run_dir is not None
+            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self._tb_purge_step)
+        return self._tb
 
     # ---------------------------------------------------------------- checkpoints
 

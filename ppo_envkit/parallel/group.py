@@ -67,13 +67,15 @@ class TrainingGroup:
         forked = self.forked
         if forked is None:
             return
-        agent = trainer.agent
-        optimizer = trainer.learner.optimizer  # created once, before the fork, not in every rank
+        agent, learner = trainer.agent, trainer.learner
         if not forked.started:
             trainer.attach(forked.collectives)  # every rank starts from the statistics as they are now
+            # Rank 0's optimizer as forked (None before the first update: each rank then creates
+            # the same fresh one after its first rollout, in parallel, off the start-up path).
+            optimizer = learner.created_optimizer
             forked.start(lambda collectives: serve_as_rank(agent, collectives, optimizer))
         else:
-            share_training_state(forked.collectives, agent, optimizer)
+            share_training_state(forked.collectives, agent, learner.optimizer)
 
     def end(self, failed: bool = False) -> None:
         """End the forked ranks, if any (at once when training failed)."""

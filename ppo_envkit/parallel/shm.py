@@ -217,7 +217,10 @@ class LocalGroup:
         while arrive.min() < calls:
             waits += 1
             if waits > _SPINS:
-                time.sleep(0.0 if waits < _YIELDS else _NAP_S if waits < _NAPS else _DOZE_S)
+                if waits < _YIELDS:
+                    os.sched_yield()  # time.sleep(0) is no yield: it sleeps ~75 us (timer slack)
+                else:
+                    time.sleep(_NAP_S if waits < _NAPS else _DOZE_S)
                 if waits % _CHECK_EVERY == 0 or waits > _NAPS:
                     if self._failure[0]:
                         self._raise_failure()

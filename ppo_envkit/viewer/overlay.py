@@ -1,23 +1,23 @@
-"""The viewer's overlay: what the policy thinks, drawn with pygame.
+"""The viewer's overlay, drawn with pygame: panels, probability bars, Gaussian gauges, the
+value/reward plot, help, messages.
 
-Two layers: :func:`decision_view` turns a ``PPO.policy_step`` result into plain
-data (bars for discrete heads, gauges for Gaussian ones), and the ``draw_*``
-functions paint panels on a surface. Nothing here steps environments or reads
-events, so the drawing can be tested and reused on any surface.
+What to draw comes as plain data from :mod:`.decision`; the ``draw_*`` functions paint it on
+a surface. Nothing here steps environments or reads events, so the drawing can be tested
+and reused on any surface.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import numpy as np
 import pygame
-from gymnasium import spaces
+
+from .decision import BarGroup, Gauge, PaneView, fmt_value
 
 PANEL = (12, 14, 22, 200)
 TEXT = (236, 238, 242)
@@ -46,111 +46,6 @@ class Fonts:
         self.small = pygame.font.Font(None, small)
         self.normal = pygame.font.Font(None, normal)
         self.large = pygame.font.Font(None, large)
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@dataclass
-class BarGroup:
-    """Probabilities of one categorical choice; ``chosen`` is highlighted."""
-
-    labels: list[str]
-    probs: np.ndarray
-    chosen: int | None = None
-    title: str | None = None
-
-
-@dataclass
-class Gauge:
-    """One Gaussian action dimension: mean, std and the action sent, on ``[low, high]``."""
-
-    label: str
-    mean: float
-    std: float
-    sent: float
-    low: float
-    high: float
-
-
-@dataclass
-class PaneView:
-    """Everything the overlay shows for one agent at one frame."""
-
-    title: str
-    episode: int
-    step: int
-    episode_return: float
-    value: float | None
-    action_text: str
-    mode: str
-    bars: list[BarGroup] = field(default_factory=list)
-    gauges: list[Gauge] = field(default_factory=list)
-    values: Sequence[float] = ()
-    rewards: Sequence[float] = ()
-    outcome: str | None = None
-
-
-def _fmt(x: float) -> str:
-    return f"{x:+.2f}" if abs(x) < 1000 else f"{x:+.3g}"
-
-
-def decision_view(
-    decision: dict[str, Any], space: spaces.Space, names: Sequence[str] | None = None
-) -> tuple[str, list[BarGroup], list[Gauge]]:
-    """(action text, bar groups, gauges) for a ``policy_step`` result in action space ``space``.
-
-    ``names`` labels the actions of a ``Discrete`` space or the dimensions of a ``Box``
-    (ignored when its length does not fit).
-    """
-    action = np.asarray(decision["action"])
-    if isinstance(space, spaces.Discrete):
-        n, start = int(space.n), int(space.start)
-        labels = list(names) if names is not None and len(names) == n else [str(start + i) for i in range(n)]
-        chosen = int(action) - start
-        text = f"{int(action)}: {labels[chosen]}" if labels[chosen] != str(int(action)) else str(int(action))
-        return text, [BarGroup(labels, np.asarray(decision["probs"]), chosen)], []
-    if isinstance(space, spaces.MultiDiscrete):
-        flat = action.reshape(-1)
-        starts = np.asarray(space.start).reshape(-1)
-        groups = []
-        for i in range(len(flat)):
-            probs = np.asarray(decision[f"probs_{i}"])
-            labels = [str(int(starts[i]) + j) for j in range(len(probs))]
-            groups.append(BarGroup(labels, probs, int(flat[i] - starts[i]), title=f"[{i}]"))
-        return str(flat.tolist()), groups, []
-    if isinstance(space, spaces.MultiBinary):
-        flat = action.reshape(-1)
-        size = len(flat)
-        labels = (
-            list(names) if names is not None and len(names) == size else [f"bit {i}" for i in range(size)]
-        )
-        # One bar per bit: the probability that it is 1; the bits sent as 1 are highlighted.
-        groups = [
-            BarGroup(
-                [labels[i]], np.asarray(decision["probs"]).reshape(-1)[i : i + 1], 0 if flat[i] else None
-            )
-            for i in range(size)
-        ]
-        return str(flat.tolist()), groups, []
-    if isinstance(space, spaces.Box):
-        mean = np.asarray(decision["mean"], dtype=np.float64).reshape(-1)
-        std = np.asarray(decision["std"], dtype=np.float64).reshape(-1)
-        sent = action.astype(np.float64).reshape(-1)
-        low = np.asarray(space.low, dtype=np.float64).reshape(-1)
-        high = np.asarray(space.high, dtype=np.float64).reshape(-1)
-        size = len(sent)
-        labels = list(names) if names is not None and len(names) == size else [f"a{i}" for i in range(size)]
-        gauges = []
-        for i in range(size):
-            lo, hi = low[i], high[i]
-            if not (np.isfinite(lo) and np.isfinite(hi)):  # unbounded: show mean +- 3 std around 0
-                span = max(abs(mean[i]) + 3 * std[i], abs(sent[i]), 1.0)
-                lo, hi = -span, span
-            gauges.append(Gauge(labels[i], mean[i], std[i], sent[i], float(lo), float(hi)))
-        text = "[" + ", ".join(_fmt(v) for v in sent[:4]) + (", ...]" if size > 4 else "]")
-        return text, [], gauges
-    return str(action.tolist()), [], []
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -284,7 +179,7 @@ def _draw_bars(surface: pygame.Surface, group: BarGroup, x0: int, x1: int, y: in
 
 
 def _draw_gauge(surface: pygame.Surface, g: Gauge, x0: int, x1: int, y: int, fonts: Fonts) -> int:
-    detail = f"mean {_fmt(g.mean)}  std {g.std:.2f}  sent {_fmt(g.sent)}"
+    detail = f"mean {fmt_value(g.mean)}  std {g.std:.2f}  sent {fmt_value(g.sent)}"
     right = text(surface, fonts.small, detail, (x1, y + 3), DIM, "right")
     text(surface, fonts.small, g.label, (x0, y + 3), TEXT, max_width=right.left - x0 - 8)
     y += LINE
@@ -413,11 +308,7 @@ def draw_badge(surface: pygame.Surface, topleft: tuple[int, int], message: str, 
 
 
 __all__ = [
-    "BarGroup",
     "Fonts",
-    "Gauge",
-    "PaneView",
-    "decision_view",
     "draw_banner",
     "draw_help",
     "draw_info",

@@ -18,6 +18,7 @@ import pygame
 from ..agent import PPO
 from ..environments.factory import make_env
 from . import overlay
+from .decision import PaneView, decision_view
 
 BACKGROUND = (24, 26, 32)
 #: A pane's frame is scaled to fit this box (one pane, two panes); a pane is at least MIN_PANE.
@@ -201,13 +202,13 @@ class Pane:
                 self._scaled = pygame.transform.smoothscale(surf, size)
         return self._scaled
 
-    def view(self, mode: str) -> overlay.PaneView:
+    def view(self, mode: str) -> PaneView:
         action_text, bars, gauges = ("-", [], [])
         if self.decision is not None:
-            action_text, bars, gauges = overlay.decision_view(
+            action_text, bars, gauges = decision_view(
                 self.decision, self.agent.action_space, self.action_names
             )
-        return overlay.PaneView(
+        return PaneView(
             title=self.label,
             episode=self.episode + 1,
             step=self.step,
@@ -222,7 +223,7 @@ class Pane:
             outcome=self.outcome,
         )
 
-    def hud_rects(self, view: overlay.PaneView) -> list[pygame.Rect]:
+    def hud_rects(self, view: PaneView) -> list[pygame.Rect]:
         """Where the overlay's panels go: the info panel top left, the plot top right."""
         width = min(300, int(self.rect.width * 0.46))
         info = pygame.Rect(self.rect.left + MARGIN, self.rect.top + MARGIN, width, overlay.info_height(view))

@@ -46,3 +46,15 @@ def test_bench_reports_what_extra_processes_bring(capsys):
     assert two["processes"] == 2 and one["processes"] == 1
     assert one["steps"] == two["steps"] == 2048
     assert two["speedup_over_one_process"] == two["steps_per_s"] / one["steps_per_s"]
+
+
+def test_bench_gradient_modes_and_start_up(capsys):
+    args = ["bench", "--preset", "cartpole", "--steps", "1024", "--env-steps", "500", "--json"]
+    args += ["--gradients", "analytic", "autograd", "--startup"]
+    assert main(args) == 0
+    rows = {row["what"]: row for row in json.loads(capsys.readouterr().out)["results"]}
+    for mode in ("analytic", "autograd"):
+        row = rows[f"train preset cartpole, {mode}"]
+        assert row["steps"] == 1024 and row["process_seconds"] > row["seconds"] > 0
+    startup = rows["start-up: train --preset cartpole, to the first env step"]
+    assert 0 < startup["first_step_seconds"] < startup["process_seconds"]

@@ -1,0 +1,121 @@
+"""What the policy thinks at one frame, as plain data for the overlay (no pygame).
+
+:func:`decision_view` turns a ``PPO.policy_step`` result into bars for discrete heads
+(one group per categorical choice) and gauges for Gaussian ones; :class:`PaneView` is
+everything the overlay shows for one agent at one frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+
+@dataclass
+class BarGroup:
+    """Probabilities of one categorical choice; ``chosen`` is highlighted."""
+
+    labels: list[str]
+    probs: np.ndarray
+    chosen: int | None = None
+    title: str | None = None
+
+
+@dataclass
+class Gauge:
+    """One Gaussian action dimension: mean, std and the action sent, on ``[low, high]``."""
+
+    label: str
+    mean: float
+    std: float
+    sent: float
+    low: float
+    high: float
+
+
+@dataclass
+class PaneView:
+    """Everything the overlay shows for one agent at one frame."""
+
+    title: str
+    episode: int
+    step: int
+    episode_return: float
+    value: float | None
+    action_text: str
+    mode: str
+    bars: list[BarGroup] = field(default_factory=list)
+    gauges: list[Gauge] = field(default_factory=list)
+    values: Sequence[float] = ()
+    rewards: Sequence[float] = ()
+    outcome: str | None = None
+
+
+def fmt_value(x: float) -> str:
+    """A signed number short enough for the overlay."""
+    return f"{x:+.2f}" if abs(x) < 1000 else f"{x:+.3g}"
+
+
+def decision_view(
+    decision: dict[str, Any], space: spaces.Space, names: Sequence[str] | None = None
+) -> tuple[str, list[BarGroup], list[Gauge]]:
+    """(action text, bar groups, gauges) for a ``policy_step`` result in action space ``space``.
+
+    ``names`` labels the actions of a ``Discrete`` space or the dimensions of a ``Box``
+    (ignored when its length does not fit).
+    """
+    action = np.asarray(decision["action"])
+    if isinstance(space, spaces.Discrete):
+        n, start = int(space.n), int(space.start)
+        labels = list(names) if names is not None and len(names) == n else [str(start + i) for i in range(n)]
+        chosen = int(action) - start
+        text = f"{int(action)}: {labels[chosen]}" if labels[chosen] != str(int(action)) else str(int(action))
+        return text, [BarGroup(labels, np.asarray(decision["probs"]), chosen)], []
+    if isinstance(space, spaces.MultiDiscrete):
+        flat = action.reshape(-1)
+        starts = np.asarray(space.start).reshape(-1)
+        groups = []
+        for i in range(len(flat)):
+            probs = np.asarray(decision[f"probs_{i}"])
+            labels = [str(int(starts[i]) + j) for j in range(len(probs))]
+            groups.append(BarGroup(labels, probs, int(flat[i] - starts[i]), title=f"[{i}]"))
+        return str(flat.tolist()), groups, []
+    if isinstance(space, spaces.MultiBinary):
+        flat = action.reshape(-1)
+        size = len(flat)
+        labels = (
+            list(names) if names is not None and len(names) == size else [f"bit {i}" for i in range(size)]
+        )
+        # One bar per bit: the probability that it is 1; the bits sent as 1 are highlighted.
+        groups = [
+            BarGroup(
+                [labels[i]], np.asarray(decision["probs"]).reshape(-1)[i : i + 1], 0 if flat[i] else None
+            )
+            for i in range(size)
+        ]
+        return str(flat.tolist()), groups, []
+    if isinstance(space, spaces.Box):
+        mean = np.asarray(decision["mean"], dtype=np.float64).reshape(-1)
+        std = np.asarray(decision["std"], dtype=np.float64).reshape(-1)
+        sent = action.astype(np.float64).reshape(-1)
+        low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(space.high, dtype=np.float64).reshape(-1)
+        size = len(sent)
+        labels = list(names) if names is not None and len(names) == size else [f"a{i}" for i in range(size)]
+        gauges = []
+        for i in range(size):
+            lo, hi = low[i], high[i]
+            if not (np.isfinite(lo) and np.isfinite(hi)):  # unbounded: show mean +- 3 std around 0
+                span = max(abs(mean[i]) + 3 * std[i], abs(sent[i]), 1.0)
+                lo, hi = -span, span
+            gauges.append(Gauge(labels[i], mean[i], std[i], sent[i], float(lo), float(hi)))
+        text = "[" + ", ".join(fmt_value(v) for v in sent[:4]) + (", ...]" if size > 4 else "]")
+        return text, [], gauges
+    return str(action.tolist()), [], []
+
+
+__all__ = ["BarGroup", "Gauge", "PaneView", "decision_view", "fmt_value"]
