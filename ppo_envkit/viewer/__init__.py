@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 from .display import NoDisplayError, display_available
-from .pane import BACKGROUND, RenderError, ViewerError, make_render_env
-from .window import KEYS, ReplayResult, Viewer
+from .pane import BACKGROUND, RenderError, ReplayResult, ViewerError, make_render_env
+from .window import KEYS, Viewer
 
 __all__ = [
     "BACKGROUND",

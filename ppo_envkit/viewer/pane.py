@@ -8,6 +8,7 @@ the current state (its value, its action distribution and the action it takes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,17 @@ FRAME_BOX = ((960, 720), (720, 560))
 MIN_PANE = (640, 440)
 MARGIN = 10  # between a pane's edge and its overlay panels
 GAP = 6  # between panes
+
+
+@dataclass
+class ReplayResult:
+    """Finished episodes per pane (in pane order) and what was recorded."""
+
+    labels: list[str]
+    returns: list[list[float]] = field(default_factory=list)
+    lengths: list[list[int]] = field(default_factory=list)
+    frames_recorded: int = 0
+    record: Path | None = None
 
 
 class ViewerError(RuntimeError):

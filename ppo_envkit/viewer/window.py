@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +35,12 @@ from ..agent import PPO
 from . import overlay
 from .controls import KEYS, SPEEDS, action_for, key_char
 from .display import free_screenshot_path, open_window, present
-from .pane import BACKGROUND, Pane, layout_panes, load
+from .pane import BACKGROUND, Pane, ReplayResult, layout_panes, load
 from .recorder import Recorder, check_record_path, open_recorder
 
 #: Steps a frame may take at most when catching up (high speed, or a slow frame).
 MAX_STEPS_PER_FRAME = 32
 MARGIN = 10
-
-
-@dataclass
-class ReplayResult:
-    """Finished episodes per pane (in pane order) and what was recorded."""
-
-    labels: list[str]
-    returns: list[list[float]] = field(default_factory=list)
-    lengths: list[list[int]] = field(default_factory=list)
-    frames_recorded: int = 0
-    record: Path | None = None
 
 
 class Viewer:
@@ -433,4 +421,4 @@ class Viewer:
         return path
 
 
-__all__ = ["KEYS", "ReplayResult", "Viewer"]
+__all__ = ["KEYS", "Viewer"]
