@@ -16,7 +16,7 @@ from ppo_envkit.cli import build_parser, main
 from ppo_envkit.cli.train import resolve_train_config
 from ppo_envkit.config import EnvConfig
 from ppo_envkit.environments.discovery import EnvModuleError, discover_envs, load_env_module, user_modules
-from ppo_envkit.environments.factory import make_vec_env
+from ppo_envkit.environments.factory import make_env, make_vec_env
 from ppo_envkit.environments.lookup import (
     current_variant,
     env_info,
@@ -288,7 +288,7 @@ def test_preset_yaml_next_to_the_env_file(registry, tmp_path, monkeypatch):
 def test_action_space_without_variants_is_one_line(capsys):
     assert main(["train", "CartPole-v1", "--action-space", "continuous"]) == 1
     err = capsys.readouterr().err
-    assert "CartPole-v1 declares no discrete/continuous variants" in err
+    assert "CartPole-v1 has no discrete/continuous variants" in err and "convention" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
@@ -415,3 +415,100 @@ def test_eval_without_the_module_says_which_to_pass(registry, tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "'Forgotten-v0', which is not registered here" in err and "--env-module" in err
     assert "hover.py" in err
+
+
+# ----------------------------------------------------------------------------- imports like Python's
+
+PLAIN_ENV = """
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class Drift(gym.Env):
+    def __init__(self, continuous: bool = False):
+        self.continuous = continuous
+        self.observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32) if continuous else spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 0.0, False, False, {}
+"""
+
+
+def _plain_registration(folder, env_id, entry_point="drift_env:Drift", file="my_envs.py", env_file=True):
+    """A user's two files: the class, and a module registering it with plain gymnasium.register."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if env_file:
+        (folder / "drift_env.py").write_text(PLAIN_ENV)
+    registering = folder / file
+    registering.write_text(
+        "import gymnasium\n\n"
+        f"gymnasium.register({env_id!r}, entry_point={entry_point!r}, max_episode_steps=20)\n"
+    )
+    return registering
+
+
+def test_an_entry_point_beside_the_registering_file_imports_as_python_would(
+    registry, tmp_path, monkeypatch, capsys
+):
+    registering = _plain_registration(tmp_path / "project", "Drift-v0")
+    monkeypatch.chdir(tmp_path)  # neither file is in the current directory
+    module = ["--env-module", str(registering)]
+    assert main(["envs", "check", "Drift-v0", "--quick", *module]) == 0
+    run = tmp_path / "run"
+    train = ["train", "Drift-v0", "--total-timesteps", "64", "--num-envs", "2", "--no-progress", *module]
+    assert main([*train, "--set", "ppo.n_steps=32", "--run-dir", str(run)]) == 0
+    assert main(["eval", str(run), "--episodes", "2", *module]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_async_workers_import_an_entry_point_beside_the_file(registry, tmp_path, context):
+    env_id = f"Drift{context.title()}-v0"
+    load_env_module(str(_plain_registration(tmp_path / context, env_id)))
+    envs = make_vec_env(EnvConfig(id=env_id, num_envs=2, vectorization="async"), context=context)
+    try:
+        assert envs.reset(seed=0)[0].shape == (2, 1)
+        assert envs.step(np.array([0, 1]))[1].shape == (2,)
+    finally:
+        envs.close()
+
+
+def test_the_current_directory_is_importable_as_under_python_m(registry, tmp_path, monkeypatch):
+    (tmp_path / "drift_env.py").write_text(PLAIN_ENV)  # the class next to the user
+    registering = _plain_registration(tmp_path / "registrations", "DriftCwd-v0", env_file=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    load_env_module(str(registering))
+    assert make_env("DriftCwd-v0").reset(seed=0)[0].shape == (1,)
+
+
+def test_an_entry_point_that_does_not_import_names_it_and_the_likely_fix(
+    registry, tmp_path, monkeypatch, capsys
+):
+    registering = _plain_registration(tmp_path, "Lost-v0", entry_point="hover_env:Hover")
+    monkeypatch.chdir(tmp_path)
+    assert main(["envs", "check", "Lost-v0", "--quick", "--env-module", "my_envs.py"]) == 1
+    out = capsys.readouterr().out
+    assert "cannot import its entry point 'hover_env:Hover' (registered by my_envs.py)" in out
+    assert "No module named 'hover_env'" in out and "is hover_env.py" in out
+    assert "importlib" not in out and "ppo_envkit" not in out  # never a line of the library
+    train = ["train", "Lost-v0", "--env-module", str(registering), "--no-progress"]
+    assert main(train) == 1
+    err = capsys.readouterr().err
+    assert "hover_env" in err and "Traceback" not in err
+
+
+def test_a_boolean_continuous_argument_gives_variants_by_convention(registry, tmp_path):
+    load_env_module(str(_plain_registration(tmp_path, "DriftVariants-v0")))
+    info = env_info("DriftVariants-v0")
+    assert set(info.variants) == {"discrete", "continuous"}
+    assert info.variants_from.startswith("by convention") and "Drift" in info.variants_from
+    config, _ = resolve_train_config(_train_args("DriftVariants-v0", "--action-space", "continuous"))
+    assert config.env.kwargs == {"continuous": True}
+    assert current_variant("DriftVariants-v0", {"continuous": True}) == "continuous"

@@ -109,15 +109,16 @@ def _variants_text(info: EnvInfo) -> str:
     if not v:
         return ""
     d, c = v["discrete"], v["continuous"]
+    how = " (convention)" if (info.variants_from or "").startswith("by convention") else ""
     if d.env_id == c.env_id == info.id and list(d.kwargs) == list(c.kwargs) and len(d.kwargs) == 1:
         (key,) = d.kwargs
-        return escape(f"{key}={d.kwargs[key]}|{c.kwargs[key]}")
+        return escape(f"{key}={d.kwargs[key]}|{c.kwargs[key]}{how}")
     parts = []
     for name, variant in v.items():
         target = "" if variant.env_id == info.id else variant.env_id
         args = ", ".join(f"{k}={a!r}" for k, a in variant.kwargs.items())
         parts.append(f"{name}: {' '.join(p for p in (target, args) if p) or 'this id'}")
-    return escape("; ".join(parts))
+    return escape("; ".join(parts) + how)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -172,7 +173,7 @@ def _targets(env_id: str, action_space: str | None) -> list[tuple[str, dict[str,
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from ..environments.checker import check_environment
-    from ..environments.lookup import list_envs
+    from ..environments.lookup import env_info, list_envs
     from ..environments.registry import EnvNotFoundError, ensure_registered
 
     if args.env_id:
@@ -189,6 +190,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
     failed = False
     for env_id in ids:
+        info = env_info(env_id)
+        if info.variants:
+            variants = ", ".join(
+                f"{name} ({', '.join(f'{k}={v!r}' for k, v in variant.kwargs.items()) or variant.env_id})"
+                for name, variant in info.variants.items()
+            )
+            out().print(escape(f"{env_id}: variants {variants}; {info.variants_from}"))
         for target, kwargs, expect in _targets(env_id, args.action_space):
             report = check_environment(
                 target, kwargs, quick=args.quick, steps=args.steps, seed=args.seed, expect=expect

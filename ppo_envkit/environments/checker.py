@@ -31,8 +31,8 @@ from .checks import (
     reward_problems,
     same_observation,
 )
+from .factory import EntryPointError, make_env
 from .findings import CheckReport, Findings, ReturnLine, exception_finding, method_location
-from .registry import ensure_registered
 
 QUICK_STEPS = 64
 FULL_STEPS = 1000
@@ -41,14 +41,15 @@ GYMNASIUM_DOCS = "https://gymnasium.farama.org/introduction/create_custom_env/"
 
 def _make(found: Findings, env_id: str, kwargs: dict[str, Any], **extra: Any) -> gym.Env | None:
     """Build without Gymnasium's passive checker wrapper: its assertions would hide ours."""
-    ensure_registered(env_id)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return gym.make(env_id, disable_env_checker=True, **kwargs, **extra)
+            return make_env(env_id, kwargs, disable_env_checker=True, **extra)
+    except EntryPointError as exc:
+        found.add("error", "entry-point", exc.problem, f"creating the environment {env_id}", exc.fix)
     except Exception as exc:
         exception_finding(found, "make", "creating the environment", exc)
-        return None
+    return None
 
 
 def _check_spaces(found: Findings, env: gym.Env, expect: str | None) -> bool:

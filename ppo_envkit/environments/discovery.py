@@ -13,6 +13,11 @@ Every import is recorded (:func:`user_modules`) so that worker processes of
 asynchronous vector environments, which may start from a fresh interpreter
 (``spawn``/``forkserver``), import the same code before building their copy. Loading
 the same file or module twice is a no-op, whatever route it came by.
+
+Imports behave like Python's: a loaded file's folder goes on ``sys.path``, as running
+the file would put it there, and so does the current directory, as ``python -m`` does
+(console scripts such as ``ppo-envkit`` lack it). A ``gym.register(...,
+entry_point="hover_env:Hover")`` next to the user's file then finds ``hover_env``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ import types
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
 
 #: Entry-point group that installed packages use to announce environment modules.
 ENTRY_POINT_GROUP = "ppo_envkit.envs"
@@ -35,6 +43,10 @@ _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the ppo_envkit package
 
 # Targets loaded in this process, in load order (an ordered set), for worker processes.
 _loaded: dict[str, None] = {}
+# Environment id -> the target whose import registered it (for error messages).
+_registered_by: dict[str, str] = {}
+# sys.path entries added here, so that tests can take them away again.
+_added_paths: list[str] = []
 # Folders (and "entry points") already discovered, so discovery runs once per source.
 _discovered: set[str] = set()
 
@@ -51,21 +63,41 @@ class LoadProblem:
     message: str
 
 
+def make_importable(folder: str | Path) -> None:
+    """Put ``folder`` first on ``sys.path`` (once), as Python does for the folder of a script."""
+    entry = str(Path(folder).resolve())
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+        _added_paths.append(entry)
+
+
+def cwd_importable() -> None:
+    """Make the current directory importable, as ``python -m`` does."""
+    if "" not in sys.path:
+        make_importable(os.getcwd())
+
+
+def registered_by(env_id: str) -> str | None:
+    """The file or module whose import registered ``env_id``, when ppo-envkit imported it."""
+    return _registered_by.get(env_id)
+
+
 def user_location(tb: types.TracebackType | None) -> str | None:
     """``file:line in function`` of the innermost traceback frame in the user's own code.
 
     Frames inside ppo-envkit, Gymnasium, the standard library and installed packages
-    are skipped; if nothing is left, the innermost frame outside ppo-envkit and
-    Gymnasium is used (an installed user package); None if there is none.
+    are skipped; if nothing is left, the innermost frame in an installed package other
+    than those (a user's installed package) is used; None if there is none: a line of
+    the standard library or of ppo-envkit is never the user's to fix.
     """
     import sysconfig
 
     frames = traceback.extract_tb(tb)
     if not frames:
         return None
-    library = {
-        Path(p).resolve() for k, p in sysconfig.get_paths().items() if k in ("stdlib", "purelib", "platlib")
-    }
+    paths = sysconfig.get_paths()
+    stdlib = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib") if k in paths}
+    library = stdlib | {Path(paths[k]).resolve() for k in ("purelib", "platlib") if k in paths}
     gym_dir = Path(importlib.util.find_spec("gymnasium").origin or ".").resolve().parent  # type: ignore[union-attr]
 
     def inside(path: Path, dirs: set[Path]) -> bool:
@@ -79,7 +111,7 @@ def user_location(tb: types.TracebackType | None) -> str | None:
                 return frame
         return None
 
-    frame = pick(library | {_PACKAGE_DIR, gym_dir}) or pick({_PACKAGE_DIR, gym_dir})
+    frame = pick(library | {_PACKAGE_DIR, gym_dir}) or pick(stdlib | {_PACKAGE_DIR, gym_dir})
     return f"{display_path(frame.filename)}:{frame.lineno} in {frame.name}" if frame else None
 
 
@@ -152,22 +184,8 @@ def _python_files(folder: Path) -> list[Path]:
 
 
 def _import_module(name: str) -> types.ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        cwd = os.getcwd()
-        top = name.split(".")[0]
-        if exc.name not in (name, top) or cwd in sys.path or "" in sys.path:
-            raise
-        # `ppo-envkit` runs from a console script, whose sys.path lacks the current
-        # directory; `python -m` has it. Let modules next to the user resolve either way.
-        sys.path.append(cwd)
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as exc2:
-            if exc2.name in (name, top):
-                sys.path.remove(cwd)
-            raise
+    cwd_importable()  # modules next to the user resolve as under `python -m`
+    return importlib.import_module(name)
 
 
 def load_env_module(target: str) -> None:
@@ -180,12 +198,14 @@ def load_env_module(target: str) -> None:
     """
     path = Path(target)
     module_name = target.partition(":")[0]
+    before = set(gym.registry)
     try:
         if target.endswith(".py") or path.exists():
             path = path.resolve()
             if not path.exists():
                 raise FileNotFoundError(f"environment module file not found: {target}")
             key = str(path)
+            make_importable(path if path.is_dir() else path.parent)  # as `python FILE.py` would
             files = _python_files(path) if path.is_dir() else [path]
             if path.is_dir() and (path / "__init__.py").is_file():
                 files.insert(0, path / "__init__.py")
@@ -213,6 +233,9 @@ def load_env_module(target: str) -> None:
     except Exception as exc:
         raise _import_error(target, exc) from exc
     _loaded[key] = None
+    shown = display_path(key) if key.endswith(".py") or Path(key).is_dir() else key
+    for env_id in set(gym.registry) - before:
+        _registered_by.setdefault(env_id, shown)
 
 
 def user_modules() -> list[str]:
@@ -257,17 +280,30 @@ def discover_envs(
     return problems
 
 
-def loader_state() -> tuple[dict[str, None], set[str], set[str]]:
+def loader_state() -> tuple[Any, ...]:
     """A copy of what was loaded and discovered (see :func:`restore_loader_state`)."""
-    return dict(_loaded), set(_discovered), set(sys.modules)
+    return dict(_loaded), set(_discovered), set(sys.modules), dict(_registered_by), len(_added_paths)
 
 
-def restore_loader_state(state: tuple[dict[str, None], set[str], set[str]]) -> None:
+def restore_loader_state(state: tuple[Any, ...]) -> None:
     """Forget loads made since :func:`loader_state`, so that they can happen again (tests)."""
-    loaded, discovered, modules = state
+    loaded, discovered, modules, registered, paths = state
     _loaded.clear()
     _loaded.update(loaded)
     _discovered.clear()
     _discovered.update(discovered)
-    for name in [n for n in sys.modules if n not in modules and n.startswith("ppo_envkit_user_")]:
-        del sys.modules[name]
+    _registered_by.clear()
+    _registered_by.update(registered)
+    removed = [Path(entry) for entry in _added_paths[paths:]]
+    for entry in _added_paths[paths:]:
+        if entry in sys.path:
+            sys.path.remove(entry)
+    del _added_paths[paths:]
+
+    def from_removed_folder(module: types.ModuleType) -> bool:
+        file = getattr(module, "__file__", None)
+        return bool(file) and any(Path(file).resolve().is_relative_to(folder) for folder in removed)
+
+    for name in [n for n in sys.modules if n not in modules]:
+        if name.startswith("ppo_envkit_user_") or from_removed_folder(sys.modules[name]):
+            del sys.modules[name]

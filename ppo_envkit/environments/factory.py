@@ -9,17 +9,26 @@ that a step that ends an episode reports the episode's real final observation in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
-from .discovery import load_env_module, user_modules
+from .discovery import EnvModuleError, cwd_importable, load_env_module, registered_by, user_modules
 from .episodes import ReplayableEpisodes
-from .registry import BUILTIN_IDS, EnvNotFoundError, ensure_registered
+from .registry import EnvNotFoundError, ensure_registered, is_gymnasium_env
 
-__all__ = ["make_env", "make_vec_env"]
+__all__ = ["EntryPointError", "make_env", "make_vec_env"]
+
+
+class EntryPointError(EnvModuleError):
+    """An environment's ``module:Class`` entry point cannot be imported; ``fix`` says what to do."""
+
+    def __init__(self, message: str, fix: str):
+        super().__init__(f"{message}; {fix}")
+        self.problem, self.fix = message, fix
 
 
 def make_env(
@@ -28,15 +37,55 @@ def make_env(
     *,
     render_mode: str | None = None,
     max_episode_steps: int | None = None,
+    **make_kwargs: Any,
 ) -> gym.Env:
-    """One environment instance (no ppo-envkit wrappers)."""
+    """One environment instance (no ppo-envkit wrappers). ``make_kwargs`` go to ``gym.make``
+    (``disable_env_checker=True``, say). An entry point that cannot be imported raises
+    :class:`EntryPointError`, which names it, the id, who registered it and the likely fix."""
     ensure_registered(env_id)
-    extra: dict[str, Any] = dict(kwargs or {})
+    cwd_importable()  # as under `python -m`: modules next to the user import
+    extra: dict[str, Any] = {**(kwargs or {}), **make_kwargs}
     if max_episode_steps is not None:
         extra["max_episode_steps"] = max_episode_steps
     if render_mode is not None:
         extra["render_mode"] = render_mode
-    return gym.make(env_id, **extra)
+    try:
+        return gym.make(env_id, **extra)
+    except (ImportError, AttributeError) as exc:
+        error = _entry_point_error(env_id, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _entry_point_error(env_id: str, exc: BaseException) -> EntryPointError | None:
+    """A readable error when ``exc`` came from importing ``env_id``'s string entry point."""
+    spec = gym.registry.get(env_id)
+    entry_point = getattr(spec, "entry_point", None)
+    if not isinstance(entry_point, str) or ":" not in entry_point:
+        return None
+    module, _, attr = entry_point.partition(":")
+    by = registered_by(env_id)
+    registered = f" (registered by {by})" if by else ""
+    what = f"environment {env_id}: cannot import its entry point '{entry_point}'{registered}"
+    folder = "the current directory" if by is None or not by.endswith(".py") else f"the folder of {by}"
+    if by is not None and by.endswith(".py") and str(Path(by).resolve().parent) == str(Path.cwd().resolve()):
+        folder = "the current directory"
+    elif by is not None and by.endswith(".py"):
+        folder += " or the current directory"
+    if isinstance(exc, ModuleNotFoundError) and exc.name and module.startswith(exc.name):
+        path = exc.name.replace(".", "/")
+        return EntryPointError(
+            f"{what}: No module named '{exc.name}'",
+            f"is {path}.py (or a package {path}/) in {folder}? Those are importable, as they are "
+            f"when Python runs the registering file; or correct the entry point string",
+        )
+    if isinstance(exc, AttributeError) and f"'{attr.split('.')[0]}'" in str(exc):
+        return EntryPointError(
+            f"{what}: module '{module}' has no attribute '{attr}'",
+            f"define {attr} in {module}, or correct the entry point string",
+        )
+    return None
 
 
 class _EnvFactory:
@@ -76,7 +125,7 @@ def _worker_modules(env_id: str, modules: Sequence[str]) -> list[str]:
     that defines its entry point (when the user imported it themselves rather than through us)."""
     out = list(modules) or user_modules()
     spec = gym.registry.get(env_id)
-    if spec is not None and not isinstance(spec.entry_point, str) and env_id not in BUILTIN_IDS:
+    if spec is not None and not isinstance(spec.entry_point, str) and not is_gymnasium_env(env_id):
         module = getattr(spec.entry_point, "__module__", None)
         if module and not module.startswith(("__main__", "__mp_main__", "ppo_envkit_user_")):
             if module not in out:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from .factory import make_env
 from .registry import (
     ACTION_SPACE_KINDS,
     BUILTIN_ACTION_NAMES,
-    BUILTIN_IDS,
     BUILTIN_VARIANTS,
     USER_ENVS,
     EnvInfo,
@@ -29,6 +29,7 @@ from .registry import (
     VariantError,
     ensure_registered,
     entry_point_name,
+    is_gymnasium_env,
     normalize_variants,
     warn_problems,
 )
@@ -47,7 +48,7 @@ __all__ = [
 
 def is_user_env(env_id: str) -> bool:
     """Registered by user code (through :func:`register_env` or ``gym.register``), not by Gymnasium."""
-    return env_id in USER_ENVS or (env_id in gym.registry and env_id not in BUILTIN_IDS)
+    return env_id in USER_ENVS or (env_id in gym.registry and not is_gymnasium_env(env_id))
 
 
 def modules_providing(env_id: str) -> list[str]:
@@ -68,22 +69,68 @@ def modules_providing(env_id: str) -> list[str]:
     return [t for t in loaded if provides(t)] or loaded
 
 
+#: The constructor argument that selects continuous actions by convention (LunarLander, CarRacing).
+CONTINUOUS_ARGUMENT = "continuous"
+
+
 def env_info(id: str) -> EnvInfo:
-    """ppo-envkit's knowledge of ``id`` (user or built-in)."""
-    if id in USER_ENVS:
-        return USER_ENVS[id]
+    """ppo-envkit's knowledge of ``id`` (user or built-in).
+
+    Variants come from ``register_env(..., variants=...)``, from ppo-envkit's list of
+    built-in environments, or, for user environments, by convention: an entry point whose
+    constructor takes a boolean ``continuous`` argument (as Gymnasium's LunarLander and
+    CarRacing do) has a discrete (``continuous=False``) and a continuous
+    (``continuous=True``) variant.
+    """
     spec = gym.registry.get(id)
-    base = id.split("/")[-1].split("-v")[0]
-    flag = BUILTIN_VARIANTS.get(id)
-    return EnvInfo(
-        id=id,
-        user=is_user_env(id),
-        action_names=BUILTIN_ACTION_NAMES.get(base),
-        module=entry_point_name(spec.entry_point) if spec is not None and spec.entry_point else None,
-        variants=normalize_variants(id, flag) if flag else {},
-        reward_threshold=spec.reward_threshold if spec is not None else None,
-        max_episode_steps=spec.max_episode_steps if spec is not None else None,
-    )
+    if id in USER_ENVS:
+        info = USER_ENVS[id]
+    else:
+        base = id.split("/")[-1].split("-v")[0]
+        flag = BUILTIN_VARIANTS.get(id)
+        info = EnvInfo(
+            id=id,
+            user=is_user_env(id),
+            action_names=BUILTIN_ACTION_NAMES.get(base),
+            module=entry_point_name(spec.entry_point) if spec is not None and spec.entry_point else None,
+            variants=normalize_variants(id, flag) if flag else {},
+            variants_from="built in (a boolean 'continuous' argument)" if flag else None,
+            reward_threshold=spec.reward_threshold if spec is not None else None,
+            max_episode_steps=spec.max_episode_steps if spec is not None else None,
+        )
+    # (Gymnasium's own environments are not imported to look: that would import all of them.)
+    convention = info.user and not info.variants and spec is not None
+    if convention and _takes_boolean_flag(spec.entry_point, CONTINUOUS_ARGUMENT):
+        info = replace(
+            info,
+            variants=normalize_variants(id, CONTINUOUS_ARGUMENT),
+            variants_from=f"by convention: {_callable_name(spec.entry_point)} takes a boolean "
+            f"'{CONTINUOUS_ARGUMENT}' argument",
+        )
+    return info
+
+
+def _entry_point_callable(entry_point: Any) -> Any:
+    if isinstance(entry_point, str):
+        return gym.envs.registration.load_env_creator(entry_point)
+    return entry_point
+
+
+def _callable_name(entry_point: Any) -> str:
+    if isinstance(entry_point, str):
+        return entry_point.partition(":")[2] or entry_point
+    return getattr(entry_point, "__qualname__", str(entry_point))
+
+
+def _takes_boolean_flag(entry_point: Any, name: str) -> bool:
+    """Whether ``entry_point(...)`` accepts ``name`` as a bool (by default value or annotation)."""
+    try:
+        parameter = inspect.signature(_entry_point_callable(entry_point)).parameters.get(name)
+    except Exception:  # an entry point that does not import: no variants (make_env explains)
+        return False
+    if parameter is None:
+        return False
+    return isinstance(parameter.default, bool) or parameter.annotation in (bool, "bool")
 
 
 def list_envs(user_only: bool = False, *, discover: bool = True) -> list[EnvInfo]:
@@ -123,9 +170,10 @@ def resolve_variant(env_id: str, action_space: str) -> Variant:
     variants = env_info(env_id).variants
     if not variants:
         raise VariantError(
-            f"--action-space {action_space}: {env_id} declares no discrete/continuous variants; drop "
-            f"--action-space, or declare them with register_env('{env_id}', ..., variants='continuous') "
-            "(a boolean constructor argument) or variants={'continuous': 'OtherId-v0'}"
+            f"--action-space {action_space}: {env_id} has no discrete/continuous variants; drop "
+            "--action-space, give its constructor a boolean 'continuous' argument (the LunarLander "
+            f"convention), or declare them with register_env('{env_id}', ..., variants='continuous') "
+            "or variants={'continuous': 'OtherId-v0'}"
         )
     variant = variants[action_space]
     if variant.env_id not in gym.registry:
@@ -138,9 +186,7 @@ def resolve_variant(env_id: str, action_space: str) -> Variant:
 
 def _signature_defaults(entry_point: Any) -> dict[str, Any]:
     try:
-        if isinstance(entry_point, str):
-            entry_point = gym.envs.registration.load_env_creator(entry_point)
-        params = inspect.signature(entry_point).parameters.values()
+        params = inspect.signature(_entry_point_callable(entry_point)).parameters.values()
     except Exception:
         return {}
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}

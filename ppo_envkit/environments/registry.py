@@ -83,14 +83,27 @@ class EnvInfo:
     #: The file that defines the entry point, when known.
     source: str | None = None
     variants: dict[str, Variant] = field(default_factory=dict)
+    #: How the variants were found: declared, built in, or by convention (None without variants).
+    variants_from: str | None = None
     reward_threshold: float | None = None
     max_episode_steps: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 USER_ENVS: dict[str, EnvInfo] = {}
-#: Ids that Gymnasium registers by itself (everything else came from user code).
-BUILTIN_IDS = frozenset(gym.registry)
+
+
+def is_gymnasium_env(env_id: str) -> bool:
+    """Whether Gymnasium registered ``env_id`` itself: its entry point lives in ``gymnasium``.
+    (Decided from the registration, not from when ppo-envkit was imported, so that an id a
+    user registered before importing ppo-envkit is still theirs.)"""
+    spec = gym.registry.get(env_id)
+    if spec is None or env_id in USER_ENVS:
+        return False
+    entry_point = spec.entry_point
+    module = entry_point if isinstance(entry_point, str) else getattr(entry_point, "__module__", "") or ""
+    return module.startswith("gymnasium.")
+
 
 #: Action names of built-in environments, for the viewer.
 BUILTIN_ACTION_NAMES: dict[str, list[str]] = {
@@ -299,7 +312,7 @@ def register_env(
 
     existing = gym.registry.get(id)
     if existing is not None and not overwrite and not _same_code(existing.entry_point, entry_point):
-        by = "Gymnasium itself" if id in BUILTIN_IDS else entry_point_name(existing.entry_point)
+        by = "Gymnasium itself" if is_gymnasium_env(id) else entry_point_name(existing.entry_point)
         match = ENV_ID_PATTERN.match(id)
         assert match is not None
         bumped = f"{id[: match.start('version')]}{int(match['version']) + 1}"
@@ -324,6 +337,7 @@ def register_env(
         module=entry_point_name(entry_point),
         source=source_file(entry_point),
         variants=normalized_variants,
+        variants_from="declared: register_env(..., variants=...)" if normalized_variants else None,
         reward_threshold=reward_threshold,
         max_episode_steps=max_episode_steps,
     )
