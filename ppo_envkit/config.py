@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -177,6 +178,30 @@ class RunConfig(_Section):
     log_window: int = Field(
         20, ge=1, description="Episodes averaged for the 'recent return' shown while training."
     )
+    eval_interval: int | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Evaluate (deterministic episodes on separate copies, fixed seeds) every this many steps, "
+            "and once at the end; the best agent goes to RUN_DIR/best/. 0: never. auto: evaluation "
+            "steps kept to about 5% of training steps (every 20 x eval_episodes x the recent mean "
+            "episode length, at least 10,000 steps)."
+        ),
+    )
+    eval_episodes: int = Field(5, ge=1, le=10_000, description="Episodes per evaluation.")
+    stop_at: float | Literal["threshold"] | None = Field(
+        None,
+        description=(
+            "Stop training once an evaluation's mean return reaches this value; threshold: the "
+            "environment's reward_threshold. None: train for total_timesteps."
+        ),
+    )
+
+    @field_validator("eval_interval")
+    @classmethod
+    def _check_eval_interval(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and (isinstance(value, bool) or value < 0):
+            raise ValueError("must be a number of steps >= 0, or auto")
+        return value
 
 
 class TrainConfig(BaseModel):
@@ -344,10 +369,33 @@ def _allowed_range(info: Any) -> str:
     return " and ".join(bounds)
 
 
+def _union_branch(loc: tuple[Any, ...]) -> bool:
+    """Whether ``loc`` ends in the name of one alternative of a union field (``run.stop_at.float``)."""
+    if len(loc) < 2:
+        return False
+    field = _field_info(loc[:-1])
+    model = _field_info(loc[:-2]).annotation if len(loc) > 2 else TrainConfig
+    names = getattr(model, "model_fields", {})
+    return field is not None and loc[-2] in names and get_origin(field.annotation) in (Union, UnionType)
+
+
 def format_validation_error(exc: ValidationError, data: dict[str, Any] | None = None) -> str:
-    """One line per problem: ``ppo.gamma = 2: must be <= 1 (allowed: >= 0 and <= 1)``."""
+    """One line per problem: ``ppo.gamma = 2: must be <= 1 (allowed: >= 0 and <= 1)``. A value
+    that fits none of a field's alternatives is one problem listing what each expects."""
     lines = []
+    errors: list[dict[str, Any]] = []
     for err in exc.errors():
+        loc = tuple(err["loc"])
+        if _union_branch(loc):
+            merged = next((e for e in errors if tuple(e["loc"]) == loc[:-1]), None)
+            msg = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ").split(",")[0]
+            if merged is None:
+                errors.append({**err, "loc": loc[:-1], "msg": f"should be {msg}"})
+            else:
+                merged["msg"] += f" or {msg}"
+            continue
+        errors.append(err)
+    for err in errors:
         loc = tuple(err["loc"])
         name = ".".join(str(p) for p in loc) or "config"
         msg = err["msg"]

@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..environments.lookup import env_info
 from ..errors import NonFiniteError, TrainingInterrupted
 from ..parallel.collectives import Collectives
 from ..parallel.ranks import share_training_state
 from ..parallel.shm import RankFailed, SharedMemoryCollectives
 from .collector import Collector
 from .context import RankContext
+from .evaluation import EvalSchedule
 from .fastpath import FastPath
 from .learner import Learner
 
@@ -110,17 +112,23 @@ class Trainer:
     # ----------------------------------------------------------------------------- the loop
 
     def train(self, callback: Callback | None = None, logger: RunLogger | None = None) -> None:
-        """Train until ``agent.target_timesteps``, or until ``callback`` returns False."""
+        """Train until ``agent.target_timesteps``, until ``callback`` returns False, or until an
+        evaluation reaches ``run.stop_at``."""
         agent = self.agent
         self.prepare()
+        evaluation = self._evaluation()
         if logger is not None:
             logger.start(agent)
         try:
             while agent.num_timesteps < agent.target_timesteps:
                 metrics = self._iterate()
+                if evaluation is not None:
+                    final = agent.num_timesteps >= agent.target_timesteps
+                    metrics.update(evaluation.after_iteration(agent, metrics, final))
                 if logger is not None:
                     logger.log_iteration(agent, metrics)
                 stop = callback is not None and callback(agent, metrics) is False
+                stop = stop or (evaluation is not None and evaluation.reached)
                 if self.collectives.rank0_decides(stop):  # every rank stops at the same iteration
                     break
         except (NonFiniteError, RankFailed) as exc:
@@ -132,15 +140,24 @@ class Trainer:
             raise NonFiniteError(f"{message}{where}") from None
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.save_captured(logger)) from None
+        finally:
+            if evaluation is not None:
+                evaluation.close()
         if self.collectives.size > 1:
             identical = self.collectives.weights_identical(agent.policy)
             agent.metadata["distributed"]["weights_identical_across_ranks"] = identical
             if not identical:
-                raise RuntimeError(
-                    "ranks ended with different weights: distributed training went out of step"
-                )
+                raise RuntimeError("ranks ended with different weights: training went out of step")
         if logger is not None:
             logger.finish(agent)
+
+    def _evaluation(self) -> EvalSchedule | None:
+        """This call's evaluations: rank 0's, when ``run.eval_interval`` is not 0."""
+        config = self.agent.config
+        if self.collectives.rank != 0 or config.run.eval_interval == 0:
+            return None
+        threshold = env_info(config.env.id).reward_threshold
+        return EvalSchedule(config, threshold, self.agent.num_timesteps)
 
     def _iterate(self) -> dict[str, float]:
         """One iteration: collect, advantages, update; returns the metrics to log."""

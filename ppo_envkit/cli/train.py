@@ -210,6 +210,18 @@ def run(args: argparse.Namespace) -> int:
         f"done: {agent.num_timesteps} steps in {wall:.0f}s; recent training return {ret:.1f}; "
         f"agent saved to {Path(run_dir) / 'agent'}"
     )
+    if "eval_return" in agent.last_metrics:
+        m = agent.last_metrics
+        stop_at = cfg.run.stop_at
+        reached = (
+            " (reached run.stop_at)"
+            if stop_at is not None and agent.num_timesteps < agent.target_timesteps
+            else ""
+        )
+        console.print(
+            f"final evaluation: mean return {m['eval_return']:.1f} +- {m['eval_return_std']:.1f} over "
+            f"{cfg.run.eval_episodes} episodes{reached}; best agent: {Path(run_dir) / 'best'}"
+        )
     console.print(f"evaluate: ppo-envkit eval {run_dir} --episodes 100")
     console.print(f"watch it:  ppo-envkit replay {run_dir}")
     if world_size > 1:

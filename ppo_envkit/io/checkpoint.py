@@ -41,6 +41,7 @@ TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_META = "trainer.json"
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_AGENT_DIR = "agent"
+BEST_AGENT_DIR = "best"
 
 
 def library_versions() -> dict[str, str]:

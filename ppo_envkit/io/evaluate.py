@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from ..config import EnvConfig
 from ..environments.factory import make_env
+
+#: Copies an evaluation steps at most (episodes are split among them).
+MAX_EVAL_COPIES = 16
 
 if TYPE_CHECKING:
     from ..agent import PPO
@@ -37,28 +41,29 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate(
-    agent: PPO,
-    episodes: int = 10,
-    *,
-    deterministic: bool = True,
-    seed: int = 0,
-    num_envs: int | None = None,
-) -> EvalResult:
-    """Play ``episodes`` full episodes with the agent's stored normalization statistics."""
-    if episodes < 1:
-        raise ValueError("episodes must be >= 1")
-    cfg = agent.config.env
-    n = max(1, min(episodes, num_envs or 16))
-    quota = np.full(n, episodes // n)
-    quota[: episodes % n] += 1
+class Evaluator:
+    """Plays whole episodes with an agent on copies of its environment, which stay open
+    between evaluations (evaluation during training reuses them)."""
 
-    def factory() -> Any:
-        return make_env(cfg.id, cfg.kwargs, max_episode_steps=cfg.max_episode_steps)
+    def __init__(self, env: EnvConfig, episodes: int, num_envs: int | None = None):
+        if episodes < 1:
+            raise ValueError("episodes must be >= 1")
+        self.env, self.episodes = env, episodes
+        n = max(1, min(episodes, num_envs or MAX_EVAL_COPIES))
 
-    envs = SyncVectorEnv([factory] * n, autoreset_mode=AutoresetMode.SAME_STEP)
-    try:
+        def factory() -> Any:
+            return make_env(env.id, env.kwargs, max_episode_steps=env.max_episode_steps)
+
+        self.envs = SyncVectorEnv([factory] * n, autoreset_mode=AutoresetMode.SAME_STEP)
+
+    def run(self, agent: PPO, *, deterministic: bool = True, seed: int = 0) -> EvalResult:
+        """``episodes`` episodes; copy ``i`` starts from seed ``seed + i``, so every call with
+        the same seed plays the same episodes (as far as the agent acts the same)."""
+        envs, episodes = self.envs, self.episodes
+        n = envs.num_envs
         agent.check_env_compatible(envs)
+        quota = np.full(n, episodes // n)
+        quota[: episodes % n] += 1
         obs, _ = envs.reset(seed=seed)
         running = np.zeros(n)
         steps = np.zeros(n, dtype=np.int64)
@@ -76,19 +81,36 @@ def evaluate(
                     lengths.append(int(steps[i]))
                     done_count[i] += 1
                 running[i], steps[i] = 0.0, 0
+        arr = np.asarray(returns)
+        return EvalResult(
+            mean_return=float(arr.mean()),
+            std_return=float(arr.std()),
+            min_return=float(arr.min()),
+            max_return=float(arr.max()),
+            mean_length=float(np.mean(lengths)),
+            episodes=len(returns),
+            deterministic=deterministic,
+            seed=seed,
+            env_id=self.env.id,
+            returns=returns,
+            lengths=lengths,
+        )
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def evaluate(
+    agent: PPO,
+    episodes: int = 10,
+    *,
+    deterministic: bool = True,
+    seed: int = 0,
+    num_envs: int | None = None,
+) -> EvalResult:
+    """Play ``episodes`` full episodes with the agent's stored normalization statistics."""
+    evaluator = Evaluator(agent.config.env, episodes, num_envs)
+    try:
+        return evaluator.run(agent, deterministic=deterministic, seed=seed)
     finally:
-        envs.close()
-    arr = np.asarray(returns)
-    return EvalResult(
-        mean_return=float(arr.mean()),
-        std_return=float(arr.std()),
-        min_return=float(arr.min()),
-        max_return=float(arr.max()),
-        mean_length=float(np.mean(lengths)),
-        episodes=len(returns),
-        deterministic=deterministic,
-        seed=seed,
-        env_id=cfg.id,
-        returns=returns,
-        lengths=lengths,
-    )
+        evaluator.close()

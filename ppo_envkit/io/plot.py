@@ -18,6 +18,7 @@ PROGRESS_FILE = "progress.csv"
 #: (column, panel title, log scale) in drawing order; panels whose column no run has are left out.
 PANELS: tuple[tuple[str, str, bool], ...] = (
     ("episode_return", "episode return", False),
+    ("eval_return", "evaluation return (deterministic)", False),
     ("episode_length", "episode length", False),
     ("policy_loss", "policy loss", False),
     ("value_loss", "value loss", True),
@@ -93,7 +94,10 @@ def plot_runs(
             keep = np.isfinite(x) & np.isfinite(y)
             if log:
                 keep &= y > 0
-            ax.plot(x[keep], y[keep], linewidth=1.4, label=_run_label(run_dir, paths))
+            marker = "o" if column.startswith("eval_") else None  # a point per evaluation
+            ax.plot(
+                x[keep], y[keep], linewidth=1.4, marker=marker, markersize=3, label=_run_label(run_dir, paths)
+            )
         ax.set_title(panel_title, fontsize=11)
         ax.set_xlabel("environment steps", fontsize=9)
         ax.tick_params(labelsize=8)

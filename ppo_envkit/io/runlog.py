@@ -6,7 +6,8 @@ A run directory holds:
 * ``progress.csv``: one row per iteration (steps, returns, losses, KL, SPS, ...);
 * ``tb/``: TensorBoard event files with the same scalars;
 * ``checkpoints/step_NNNNNNNNNN/``: periodic checkpoints (agent + trainer state);
-* ``agent/``: the final agent directory.
+* ``agent/``: the final agent directory;
+* ``best/``: the agent of the best evaluation so far (``run.eval_interval``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .checkpoint import CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs
+from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs
 
 if TYPE_CHECKING:
     from ..agent import PPO
@@ -40,6 +41,9 @@ CSV_COLUMNS = [
     "episode_return",
     "episode_length",
     "episodes",
+    "eval_return",
+    "eval_return_std",
+    "eval_length",
     "policy_loss",
     "value_loss",
     "entropy",
@@ -83,6 +87,7 @@ class RunLogger:
         self._csv: csv.DictWriter | None = None
         self._tb = None
         self._tb_purge_step: int | None = None
+        self._last_eval = "-"
         self._next_checkpoint = None
         self._resume = resume
         self._tensorboard = tensorboard
@@ -108,6 +113,7 @@ class RunLogger:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[sps]:>6} steps/s"),
                 TextColumn("return {task.fields[ret]}"),
+                TextColumn("eval {task.fields[evl]}"),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
@@ -121,6 +127,7 @@ class RunLogger:
                 completed=agent.num_timesteps,
                 sps="-",
                 ret="-",
+                evl="-",
             )
         else:
             self.console.print(f"training {agent.config.env.id} to {agent.target_timesteps} steps")
@@ -139,16 +146,29 @@ class RunLogger:
         writer = self._tensorboard_writer()
         if writer is not None:
             for key, value in metrics.items():
-                if isinstance(value, (int, float)) and math.isfinite(value):
-                    writer.add_scalar(_tb_name(key), value, agent.num_timesteps)
+                name = _tb_name(key)
+                if name is not None and isinstance(value, (int, float)) and math.isfinite(value):
+                    writer.add_scalar(name, value, agent.num_timesteps)
         ret = metrics.get("episode_return", float("nan"))
         ret_text = "-" if not math.isfinite(ret) else f"{ret:8.1f}"
+        evaluated = "eval_return" in metrics
+        if evaluated:
+            self._last_eval = f"{metrics['eval_return']:.1f}"
+            if metrics.get("eval_best"):
+                self._save_best(agent)
         if self._progress is not None:
             self._progress.update(
                 self._task,
                 completed=min(agent.num_timesteps, agent.target_timesteps),
                 sps=f"{metrics['sps']:.0f}",
                 ret=ret_text,
+                evl=self._last_eval,
+            )
+        elif self._show_progress and evaluated:
+            best = " (best so far)" if metrics.get("eval_best") else ""
+            self.console.print(
+                f"evaluation at step {agent.num_timesteps}: mean return {self._last_eval} "
+                f"+- {metrics['eval_return_std']:.1f} over {agent.config.run.eval_episodes} episodes{best}"
             )
         elif self._show_progress and time.perf_counter() - self._last_plain > 10:
             self._last_plain = time.perf_counter()
@@ -196,6 +216,11 @@ class RunLogger:
             shutil.rmtree(old, ignore_errors=True)
         return path
 
+    def _save_best(self, agent: PPO) -> None:
+        """The agent of the best evaluation so far, as an agent directory (atomic)."""
+        if self.run_dir is not None:
+            agent.save(self.run_dir / BEST_AGENT_DIR)
+
     def finish(self, agent: PPO) -> None:
         if self.run_dir is not None:
             self.save_checkpoint(agent)
@@ -224,12 +249,17 @@ def _fmt(value: Any) -> Any:
 _TB_GROUPS = {
     "episode_return": "rollout/episode_return",
     "episode_length": "rollout/episode_length",
+    "eval_return": "eval/return",
+    "eval_return_std": "eval/return_std",
+    "eval_length": "eval/episode_length",
+    "eval_best": None,
     "sps": "time/sps",
     "collect_sps": "time/collect_sps",
+    "eval_seconds": "time/eval_seconds",
 }
 
 
-def _tb_name(key: str) -> str:
+def _tb_name(key: str) -> str | None:
     return _TB_GROUPS.get(key, f"train/{key}")
 
 

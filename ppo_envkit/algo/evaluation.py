@@ -1,0 +1,94 @@
+"""Evaluation during training: when to evaluate, what it reports, and when it stops training.
+
+Evaluations play ``run.eval_episodes`` deterministic episodes on copies of the environment
+kept apart from the training copies, with the same seeds every time, so that successive
+evaluations compare the same episodes. Acting deterministically draws nothing from the
+training generator and updates no statistics: a run's weights are the same with or
+without evaluations.
+
+``run.eval_interval: auto`` keeps evaluation to about 5% of the training steps: the next
+evaluation comes after ``20 * eval_episodes * (recent mean episode length)`` steps, at
+least :data:`MIN_AUTO_INTERVAL`. There is always one at the end of a training call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+from ..config import TrainConfig
+from ..io.evaluate import Evaluator
+
+if TYPE_CHECKING:
+    from ..agent import PPO
+
+#: ``auto`` evaluates after at least this many steps.
+MIN_AUTO_INTERVAL = 10_000
+#: ``auto``: training steps per evaluation step (evaluation is then ~5% of the steps).
+AUTO_STEPS_PER_EVAL_STEP = 20
+#: Evaluation episode ``k`` of copy ``i`` resets from ``run.seed + EVAL_SEED_OFFSET + i``,
+#: far from the training copies' seeds (``run.seed + copy index``).
+EVAL_SEED_OFFSET = 1_000_000
+
+
+class EvalSchedule:
+    """Runs the evaluations of one training call (in rank 0) and tracks the best one."""
+
+    def __init__(self, config: TrainConfig, reward_threshold: float | None, start_step: int):
+        run = config.run
+        self.config = config
+        self.episodes = run.eval_episodes
+        self.seed = run.seed + EVAL_SEED_OFFSET
+        self.target = reward_threshold if run.stop_at == "threshold" else run.stop_at
+        if run.stop_at == "threshold" and reward_threshold is None:
+            raise ValueError(
+                f"run.stop_at=threshold, but {config.env.id} declares no reward_threshold; "
+                "give a number instead (run.stop_at=200)"
+            )
+        self.next_at = start_step + (MIN_AUTO_INTERVAL if run.eval_interval == "auto" else run.eval_interval)
+        self.last_at: int | None = None
+        self.best = -math.inf
+        self.reached = False
+        self._evaluator: Evaluator | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.run.eval_interval != 0
+
+    def after_iteration(self, agent: PPO, metrics: dict[str, float], final: bool) -> dict[str, float]:
+        """The evaluation metrics of this iteration (none when no evaluation is due)."""
+        steps = agent.num_timesteps
+        if not self.enabled or (steps < self.next_at and not final) or self.last_at == steps:
+            return {}
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.config.env, self.episodes)
+        start = time.perf_counter()
+        result = self._evaluator.run(agent, deterministic=True, seed=self.seed)
+        self.last_at = steps
+        self.next_at = steps + self._interval(metrics.get("episode_length", math.nan))
+        improved = result.mean_return > self.best
+        self.best = max(self.best, result.mean_return)
+        self.reached = self.target is not None and result.mean_return >= self.target
+        return {
+            "eval_return": result.mean_return,
+            "eval_return_std": result.std_return,
+            "eval_length": result.mean_length,
+            "eval_best": float(improved),
+            "eval_seconds": time.perf_counter() - start,
+        }
+
+    def _interval(self, episode_length: float) -> int:
+        interval = self.config.run.eval_interval
+        if interval != "auto":
+            return int(interval)
+        length = episode_length if math.isfinite(episode_length) else 0.0
+        return max(MIN_AUTO_INTERVAL, int(AUTO_STEPS_PER_EVAL_STEP * self.episodes * length))
+
+    def close(self) -> None:
+        if self._evaluator is not None:
+            self._evaluator.close()
+            self._evaluator = None
+
+
+__all__ = ["EVAL_SEED_OFFSET", "MIN_AUTO_INTERVAL", "EvalSchedule"]
