@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConfigError
-from . import bench, envs, evaluate, new_env, plot, replay, train
+from . import bench, envs, evaluate, new_env, plot, replay, train, tune
 from .common import console, debugging, known_errors
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS = {module.NAME: module for module in (train, evaluate, replay, plot, envs, new_env, bench)}
+COMMANDS = {module.NAME: module for module in (train, evaluate, replay, plot, tune, envs, new_env, bench)}
 
 
 def build_parser() -> argparse.ArgumentParser:
