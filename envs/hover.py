@@ -90,4 +90,4 @@ class Hover(gym.Env):
         return frame
 
 
-gym.register("Hover-v0", entry_point=Hover, max_episode_steps=MAX_STEPS)
+gym.register("Hover2D-v0", entry_point=Hover, max_episode_steps=MAX_STEPS)

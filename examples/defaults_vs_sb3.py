@@ -8,7 +8,7 @@ actions, the same reset seeds), outside the timing.
 
     pip install -e ".[compare]"              # stable-baselines3, never a runtime dependency
     python examples/defaults_vs_sb3.py                        # the whole suite, one seed
-    python examples/defaults_vs_sb3.py --envs CartPole-v1 Hover-v0 --seeds 0 1 2
+    python examples/defaults_vs_sb3.py --envs CartPole-v1 Hover2D-v0 --seeds 0 1 2
     python examples/defaults_vs_sb3.py --learners ours --set ppo.n_epochs=5   # try other settings
 
 SB3 is ``PPO("MlpPolicy", make_vec_env(ID, n_envs=1, seed=SEED))`` (``MultiInputPolicy``
@@ -38,8 +38,8 @@ SUITE: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "Pendulum-v1": ("Pendulum-v1", {}, None),
     "LunarLander-v3": ("LunarLander-v3", {}, None),
     "LunarLander-v3 continuous": ("LunarLander-v3", {"continuous": True}, None),
-    "Hover-v0": ("Hover-v0", {}, "envs/hover.py"),
-    "Hover-v0 continuous": ("Hover-v0", {"continuous": True}, "envs/hover.py"),
+    "Hover2D-v0": ("Hover2D-v0", {}, "envs/hover.py"),
+    "Hover2D-v0 continuous": ("Hover2D-v0", {"continuous": True}, "envs/hover.py"),
     "Reservoir-v0": ("Reservoir-v0", {}, "envs/reservoir.py"),
     "KeyDoor-v0": ("KeyDoor-v0", {}, "envs/key_door.py"),
     "Docking-v0": ("Docking-v0", {}, "envs/docking.py"),

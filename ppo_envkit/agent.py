@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .algo.optim import FlatAdam
 from .algo.policy import ActorCritic, resolve_device
 from .algo.trainer import Trainer
 from .config import TrainConfig
@@ -157,7 +158,7 @@ class PPO:
         return self._trainer
 
     @property
-    def optimizer(self) -> torch.optim.Optimizer:
+    def optimizer(self) -> FlatAdam:
         return self.trainer.learner.optimizer
 
     @property

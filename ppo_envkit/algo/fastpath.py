@@ -10,7 +10,7 @@ closed-form gradients, so this module computes the forward pass and the gradient
 
 (exactly :func:`ppo_envkit.algo.losses.ppo_losses`, including how ``max`` and ``clamp``
 pass gradients at ties and bounds) in numpy, on views of the parameters' memory, and
-writes it into each parameter's ``.grad`` for the usual torch optimizer.
+writes it into each parameter's ``.grad`` (the optimizer's flat gradient buffer).
 
 It serves trunks of Linear layers with tanh or ReLU, and the heads registered below with
 :func:`head_gradient` (categorical and plain Gaussian), on the CPU. Anything else
@@ -125,29 +125,39 @@ def _layers(trunk: nn.Sequential | None) -> Layers | None:
     return pairs
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b``. Large products go through torch: numpy's BLAS would start threads of its own,
-    which fight the other training process for the cores (torch keeps to ``run.torch_threads``);
-    small ones (a row per environment copy) stay below BLAS's threading threshold and skip
-    torch's call overhead."""
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` (into ``out`` when given). Large products go through torch: numpy's BLAS would
+    start threads of its own, which fight the other training process for the cores (torch keeps
+    to ``run.torch_threads``); small ones (a row per environment copy) stay below BLAS's
+    threading threshold and skip torch's call overhead."""
     if a.shape[0] * a.shape[1] * b.shape[1] <= _NUMPY_MATMUL_LIMIT:
-        return a @ b
-    return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+        return np.matmul(a, b, out=out)
+    target = None if out is None else torch.from_numpy(out)
+    return torch.mm(torch.from_numpy(a), torch.from_numpy(b), out=target).numpy()
 
 
-def _set_grad(param: torch.Tensor, grad: np.ndarray) -> None:
-    param.grad = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32).reshape(param.shape))
+def _grad_view(param: torch.Tensor) -> np.ndarray | None:
+    """The parameter's gradient buffer as numpy (the optimizer's flat buffer), if it has one."""
+    return param.grad.detach().numpy() if param.grad is not None else None
+
+
+def _set_grad(param: torch.Tensor, grad: np.ndarray, view: np.ndarray | None = None) -> None:
+    if view is not None:
+        view[...] = grad.reshape(view.shape)
+    else:
+        param.grad = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32).reshape(param.shape))
 
 
 class _Dense:
-    """A Linear layer's weight and bias as numpy views of the parameters' memory."""
+    """A Linear layer's weight and bias, and their gradients, as numpy views of their memory."""
 
-    __slots__ = ("act", "bias", "linear", "weight")
+    __slots__ = ("act", "bias", "bias_grad", "linear", "weight", "weight_grad")
 
     def __init__(self, linear: nn.Linear, act: type[nn.Module] | None = None):
         self.linear, self.act = linear, act
         self.weight = linear.weight.detach().numpy()
         self.bias = linear.bias.detach().numpy()
+        self.weight_grad, self.bias_grad = _grad_view(linear.weight), _grad_view(linear.bias)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = _matmul(x, self.weight.T)
@@ -156,8 +166,12 @@ class _Dense:
 
     def backward(self, inputs: np.ndarray, grad_out: np.ndarray, need_input: bool = True) -> Any:
         """Set the layer's gradients; return the gradient with respect to its input."""
-        _set_grad(self.linear.weight, _matmul(grad_out.T, inputs))
-        _set_grad(self.linear.bias, grad_out.sum(0))
+        if self.weight_grad is not None and self.bias_grad is not None:  # straight into the buffer
+            _matmul(grad_out.T, inputs, out=self.weight_grad)
+            np.sum(grad_out, axis=0, out=self.bias_grad)
+        else:
+            _set_grad(self.linear.weight, _matmul(grad_out.T, inputs))
+            _set_grad(self.linear.bias, grad_out.sum(0))
         return _matmul(grad_out, self.weight) if need_input else None
 
 
@@ -173,6 +187,16 @@ def _trunk_backward(layers: list[_Dense], outs: list[np.ndarray], grad: np.ndarr
     for i in range(len(layers) - 1, -1, -1):
         layer = layers[i]
         grad = layer.backward(outs[i], grad * _DERIVATIVES[layer.act](outs[i + 1]), need_input=i > 0)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.numpy()
+
+
+def _mean(x: np.ndarray, dtype: Any = None) -> Any:
+    """``x.mean()``, the same number, without ``np.mean``'s ~5 us of bookkeeping: the
+    pairwise sum divided by the count (as ``np.mean`` does in the array's own precision)."""
+    return x.sum(dtype=dtype) / x.size
 
 
 def _max_weights(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +219,7 @@ class NumpyPolicy:
         self.critic = None if policy.critic_trunk is None else [_Dense(linear, act) for linear, act in critic]
         self.head, self.value = _Dense(policy.head.out), _Dense(policy.value_out)
         self.head_gradient = _HEAD_GRADIENTS[type(policy.head)]
+        self.head_grads = {name: _grad_view(p) for name, p in policy.head.named_parameters(recurse=False)}
         self.pointers = _pointers(policy)
 
     @staticmethod
@@ -229,9 +254,7 @@ class NumpyPolicy:
 
     def ppo_gradients(self, batch: Minibatch, settings: LossSettings, normalize: Normalizer) -> LossStats:
         """:func:`~ppo_envkit.algo.losses.ppo_losses`'s values; the loss's gradient is left in ``.grad``."""
-        x, actions_np = batch.obs.numpy(), batch.actions.numpy()
-        old_logp, returns = batch.old_logprobs.numpy(), batch.returns.numpy()
-        old_values = batch.old_values.numpy()
+        x, actions_np, old_logp, advantages, returns, old_values = (_numpy(field) for field in batch)
         n = x.shape[0]
         head = self.policy.head
         clip, vclip, ent_coef, vf_coef = settings.clip, settings.vclip, settings.ent_coef, settings.vf_coef
@@ -244,28 +267,28 @@ class NumpyPolicy:
         new_logp, entropy, head_backward = self.head_gradient(head, params, actions_np)
 
         # ----- the loss, as in ppo_losses
-        adv = loss_advantages(batch.advantages, settings.norm_adv, normalize).numpy()
+        adv = loss_advantages(advantages, settings.norm_adv, normalize)
         log_ratio = new_logp - old_logp
         ratio = np.exp(log_ratio)
         low, high = np.float32(1.0 - clip), np.float32(1.0 + clip)
         unclipped, clipped = -adv * ratio, -adv * np.clip(ratio, low, high)
-        policy_loss = np.maximum(unclipped, clipped).mean()
+        policy_loss = _mean(np.maximum(unclipped, clipped))
         err = values - returns
         if vclip is None:
-            value_loss = 0.5 * (err * err).mean()
+            value_loss = 0.5 * _mean(err * err)
             g_values = err
         else:
             delta = values - old_values
             clipped_err = old_values + np.clip(delta, -vclip, vclip) - returns
             sq, clipped_sq = err * err, clipped_err * clipped_err
-            value_loss = 0.5 * np.maximum(sq, clipped_sq).mean()
+            value_loss = 0.5 * _mean(np.maximum(sq, clipped_sq))
             w_plain, w_clipped = _max_weights(sq, clipped_sq)
             passes = (delta >= -vclip) & (delta <= vclip)
             g_values = w_plain * err + w_clipped * clipped_err * passes
-        entropy_mean = entropy.mean()
+        entropy_mean = _mean(entropy)
         loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
-        approx_kl = ((ratio - 1.0) - log_ratio).mean()
-        clip_fraction = (np.abs(ratio - 1.0) > clip).mean()
+        approx_kl = _mean((ratio - 1.0) - log_ratio)
+        clip_fraction = _mean(np.abs(ratio - 1.0) > clip, np.float32)
 
         # ----- its gradient, back to every parameter
         w_unclipped, w_clipped = _max_weights(unclipped, clipped)
@@ -275,18 +298,22 @@ class NumpyPolicy:
         g_features = self.head.backward(features, g_params)
         g_critic = self.value.backward(critic_features, (g_values * (vf_coef / n))[:, None])
         for name, grad in head_grads.items():
-            _set_grad(getattr(head, name), grad)
+            _set_grad(getattr(head, name), grad, self.head_grads.get(name))
         if self.critic is None:
             _trunk_backward(self.actor, actor_outs, g_features + g_critic)
         else:
             _trunk_backward(self.actor, actor_outs, g_features)
             _trunk_backward(self.critic, critic_outs, g_critic)
-        stats = np.array([policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction, loss], np.float32)
-        return LossStats(*torch.from_numpy(stats).unbind())
+        return LossStats(
+            *(float(v) for v in (policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction, loss))
+        )
 
 
 def _pointers(policy: nn.Module) -> list[int]:
-    return [p.data_ptr() for p in policy.parameters()]
+    """Where the parameters and their gradient buffers live (the views must follow them)."""
+    return [p.data_ptr() for p in policy.parameters()] + [
+        p.grad.data_ptr() if p.grad is not None else 0 for p in policy.parameters()
+    ]
 
 
 class FastPath:

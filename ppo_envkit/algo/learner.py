@@ -9,10 +9,12 @@ norm and steps Adam.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..config import PPOConfig
@@ -20,6 +22,7 @@ from ..errors import NonFiniteError
 from ..io.checkpoint import load_optimizer_state, optimizer_state
 from .context import RankContext
 from .losses import LossSettings, LossStats, ppo_losses
+from .optim import FlatAdam
 from .policy import ActorCritic
 from .rollout import RolloutBuffer
 
@@ -50,16 +53,15 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float("nan") if var == 0 else float(1.0 - (target - pred).var() / var)
 
 
-def make_optimizer(policy: ActorCritic, cfg: PPOConfig) -> torch.optim.Optimizer:
-    # fused: one kernel for every parameter (a third of a small-network step otherwise)
-    return torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
+def make_optimizer(policy: ActorCritic, cfg: PPOConfig) -> FlatAdam:
+    return FlatAdam(policy, lr=cfg.learning_rate, eps=cfg.adam_eps)
 
 
 class Learner:
-    """Updates the policy from rollouts; owns the Adam optimizer (created on first use:
-    creating one imports ``torch._dynamo``, about 0.8 s, which acting never needs)."""
+    """Updates the policy from rollouts; owns the optimizer (:class:`FlatAdam`, created at the
+    first update: it makes the policy's parameters views of one buffer)."""
 
-    def __init__(self, context: RankContext, optimizer: torch.optim.Optimizer | None = None):
+    def __init__(self, context: RankContext, optimizer: FlatAdam | None = None):
         self.context = context
         self.policy = context.policy
         self._optimizer = optimizer
@@ -74,12 +76,12 @@ class Learner:
         return self._compiled_losses
 
     @property
-    def created_optimizer(self) -> torch.optim.Optimizer | None:
+    def created_optimizer(self) -> FlatAdam | None:
         """The optimizer if it exists already (before the first update it need not)."""
         return self._optimizer
 
     @property
-    def optimizer(self) -> torch.optim.Optimizer:
+    def optimizer(self) -> FlatAdam:
         if self._optimizer is None:
             self._optimizer = make_optimizer(self.policy, self.context.config.ppo)
         return self._optimizer
@@ -115,39 +117,40 @@ class Learner:
         if cfg.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = max(0.0, 1.0 - progress) * cfg.learning_rate
-        params = list(policy.parameters())
         settings = LossSettings.from_config(cfg)
         normalize = collectives.normalize_advantages
         batch_size = rollout.size
         mb_size = context.config.minibatch_size // collectives.size  # this rank's share
         numpy_policy = context.fast.plan()
         losses = self._loss_function()
-        history: list[torch.Tensor] = []
+        history: list[list[float]] = []
         stopped_early = False
         for _epoch in range(cfg.n_epochs):
             perm = torch.randperm(batch_size, generator=gen, device=policy.device)
+            order = perm.numpy() if numpy_policy is not None else perm  # numpy: gathered in numpy
             for start in range(0, batch_size, mb_size):
-                batch = rollout.minibatch(perm[start : start + mb_size])
+                batch = rollout.minibatch(order[start : start + mb_size])
                 if numpy_policy is not None:  # same loss and gradient, without autograd's per-op cost
                     stats = numpy_policy.ppo_gradients(batch, settings, normalize)
                 else:
                     stats = losses(policy, batch, settings, normalize, gen)
-                    optimizer.zero_grad(set_to_none=True)
-                    stats.loss.backward()
-                loss, kl = collectives.average_gradients(params, (stats.loss, stats.approx_kl))
+                    optimizer.set_grads(torch.autograd.grad(stats.loss, optimizer.params, allow_unused=True))
+                loss, kl = collectives.average_gradients(
+                    optimizer.grad_and_extras, (stats.loss, stats.approx_kl)
+                )
                 stats = stats._replace(loss=loss, approx_kl=kl)
-                if not bool(torch.isfinite(stats.loss)):
+                if not math.isfinite(float(stats.loss)):
                     values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats._asdict().items())
                     raise NonFiniteError(f"non-finite loss {where}: {values}")
                 if cfg.target_kl is not None and float(stats.approx_kl) > cfg.target_kl:
                     stopped_early = True  # SB3's rule: this minibatch's step is not taken
                     break
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
+                optimizer.clip_grad_norm(cfg.max_grad_norm)
                 optimizer.step()
-                history.append(torch.stack([v.detach() for v in stats]))
+                history.append([float(v) for v in stats])
             if stopped_early:
                 break
-        means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * len(LossStats._fields)
+        means = np.mean(history, axis=0).tolist() if history else [float("nan")] * len(LossStats._fields)
         head = policy.head
         return UpdateStats(
             *means,

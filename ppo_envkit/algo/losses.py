@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -18,11 +18,12 @@ from ..config import PPOConfig
 from .policy import ActorCritic
 from .rollout import Minibatch
 
-Normalizer = Callable[[torch.Tensor], torch.Tensor]
+Normalizer = Callable[[Any], Any]  # tensor -> tensor, or numpy array -> numpy array
 
 
 class LossStats(NamedTuple):
-    """One minibatch's losses and diagnostics (0-d tensors). ``loss`` carries the gradient."""
+    """One minibatch's losses and diagnostics: 0-d tensors (``loss`` carries the gradient), or
+    floats from the numpy fast path (which leaves the gradient in the parameters' ``.grad``)."""
 
     policy_loss: torch.Tensor
     value_loss: torch.Tensor
@@ -48,7 +49,7 @@ class LossSettings:
         return cls(cfg.clip_coef, vclip if cfg.clip_vloss else None, cfg.ent_coef, cfg.vf_coef, cfg.norm_adv)
 
 
-def loss_advantages(advantages: torch.Tensor, norm_adv: bool, normalize: Normalizer) -> torch.Tensor:
+def loss_advantages(advantages: Any, norm_adv: bool, normalize: Normalizer) -> Any:
     """A minibatch's advantages as the loss uses them: ``normalize``-d when ``norm_adv``
     (by the minibatch's own moments, or by every rank's: see ``Collectives.normalize_advantages``)."""
     return normalize(advantages) if norm_adv else advantages

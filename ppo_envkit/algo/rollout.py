@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -45,14 +46,15 @@ def compute_gae(
 
 
 class Minibatch(NamedTuple):
-    """What one gradient step needs; every field has one row per sample."""
+    """What one gradient step needs; every field has one row per sample (tensors, or numpy
+    arrays for the numpy fast path)."""
 
-    obs: torch.Tensor
-    actions: torch.Tensor
-    old_logprobs: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
-    old_values: torch.Tensor
+    obs: torch.Tensor | np.ndarray
+    actions: torch.Tensor | np.ndarray
+    old_logprobs: torch.Tensor | np.ndarray
+    advantages: torch.Tensor | np.ndarray
+    returns: torch.Tensor | np.ndarray
+    old_values: torch.Tensor | np.ndarray
 
 
 class RolloutBuffer:
@@ -107,9 +109,13 @@ class RolloutBuffer:
         packed[:, d + a + 2] = self.returns.reshape(-1)
         packed[:, d + a + 3] = self.values.reshape(-1)
 
-    def minibatch(self, indices: torch.Tensor) -> Minibatch:
-        """The samples at ``indices`` (into the flattened rollout), after :meth:`compute_advantages`."""
-        batch = self.packed.index_select(0, indices)
+    def minibatch(self, indices: torch.Tensor | np.ndarray) -> Minibatch:
+        """The samples at ``indices`` (into the flattened rollout), after :meth:`compute_advantages`:
+        tensors, or numpy arrays when ``indices`` is one (the numpy fast path; CPU only)."""
+        if isinstance(indices, np.ndarray):
+            batch = np.take(self.packed.numpy(), indices, axis=0)
+        else:
+            batch = self.packed.index_select(0, indices)
         d, a = self.obs_dim, self.action_dim
         return Minibatch(
             batch[:, :d],

@@ -34,6 +34,7 @@ from .context import RankContext
 from .evaluation import EvalSchedule
 from .fastpath import FastPath
 from .learner import Learner
+from .optim import FlatAdam
 
 if TYPE_CHECKING:
     from ..agent import PPO
@@ -50,7 +51,7 @@ ITERATION_SEED_STRIDE = 104729
 class Trainer:
     """Trains ``agent`` as one rank of ``collectives``: environments, loop, checkpoint state."""
 
-    def __init__(self, agent: PPO, collectives: Collectives, optimizer: torch.optim.Optimizer | None = None):
+    def __init__(self, agent: PPO, collectives: Collectives, optimizer: FlatAdam | None = None):
         # A weak reference: the agent owns its trainer, and a cycle would keep both (and the
         # other training processes they end with the agent) alive until the garbage collector runs.
         self._agent = weakref.ref(agent)
@@ -235,7 +236,7 @@ class Trainer:
         self.collector.close()
 
 
-def serve_as_rank(agent: PPO, collectives: SharedMemoryCollectives, optimizer: torch.optim.Optimizer) -> None:
+def serve_as_rank(agent: PPO, collectives: SharedMemoryCollectives, optimizer: FlatAdam) -> None:
     """The body of a forked ``run.processes`` rank (in its own process): train in step with
     rank 0 with environment copies of its own, then wait for rank 0's next training call,
     until rank 0 ends the ranks. ``optimizer`` is rank 0's as forked, so that its state

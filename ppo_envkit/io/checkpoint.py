@@ -262,7 +262,8 @@ def resolve_agent_path(path: str | Path) -> Path:
 # ------------------------------------------------------------------- optimizer and RNG
 
 
-def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def optimizer_state(optimizer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """An optimizer with torch.optim's state-dict layout, as (JSON-ready part, tensors)."""
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -275,9 +276,7 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], d
     return {"param_groups": sd["param_groups"], "scalars": scalars}, tensors
 
 
-def load_optimizer_state(
-    optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
-) -> None:
+def load_optimizer_state(optimizer: Any, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 ReduceOp = Literal["sum", "min", "max"]
@@ -69,23 +70,23 @@ class Collectives(ABC):
         return self.all_reduce(values.clone())
 
     def average_gradients(
-        self, params: Iterable[torch.nn.Parameter], values: Sequence[torch.Tensor]
+        self, grads_and_extras: torch.Tensor, values: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, ...]:
-        """Average the gradients of ``params`` and the scalars in ``values`` over ranks, in one call."""
-        params = [p for p in params if p.grad is not None]
-        extras = torch.stack([v.detach() for v in values]).to(params[0].grad.dtype)
-        flat = torch.cat([p.grad.reshape(-1) for p in params] + [extras])
-        self.all_reduce(flat)
-        flat /= self.size
-        offset = 0
-        for p in params:
-            n = p.grad.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-            offset += n
-        return tuple(flat[offset:].unbind())
+        """Average a flat gradient buffer and the scalars in ``values`` over ranks, in one call.
 
-    def normalize_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
-        """Normalize with the mean and std of the combined minibatch of all ranks."""
+        ``grads_and_extras`` ends in ``len(values)`` spare slots, which carry the values."""
+        with torch.no_grad():
+            n = len(values)
+            grads_and_extras[-n:] = torch.tensor([float(v) for v in values], dtype=grads_and_extras.dtype)
+            self.all_reduce(grads_and_extras)
+            grads_and_extras /= self.size
+        return tuple(grads_and_extras[-n:].clone().unbind())
+
+    def normalize_advantages(self, advantages: Any) -> Any:
+        """Normalize with the mean and std of the combined minibatch of all ranks (a tensor, or a
+        numpy array for the numpy fast path)."""
+        if isinstance(advantages, np.ndarray):
+            return self.normalize_advantages(torch.from_numpy(advantages)).numpy()
         moments = torch.stack(
             [advantages.sum(), advantages.square().sum(), advantages.new_tensor(advantages.numel())]
         )
@@ -123,12 +124,17 @@ class SingleProcess(Collectives):
         return tensor
 
     def average_gradients(
-        self, params: Iterable[torch.nn.Parameter], values: Sequence[torch.Tensor]
+        self, grads_and_extras: torch.Tensor, values: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, ...]:
         return tuple(values)
 
-    def normalize_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
-        """The minibatch's own mean and (unbiased) std; a single sample is left as it is."""
+    def normalize_advantages(self, advantages: Any) -> Any:
+        """The minibatch's own mean and (unbiased) std; a single sample is left as it is.
+        Works on tensors and on numpy arrays (the numpy fast path: no torch calls per step)."""
+        if isinstance(advantages, np.ndarray):
+            if advantages.size > 1:
+                return (advantages - advantages.mean()) / (advantages.std(ddof=1) + np.float32(ADVANTAGE_EPS))
+            return advantages
         if advantages.numel() > 1:
             return (advantages - advantages.mean()) / (advantages.std() + ADVANTAGE_EPS)
         return advantages

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .shm import LocalGroup, RankFailed, SharedMemoryCollectives
+
+if TYPE_CHECKING:
+    from ..algo.optim import FlatAdam
 
 #: Rank 0's commands to ranks waiting between training calls.
 TRAIN, EXIT = 1, 0
@@ -69,7 +72,7 @@ class ForkedRanks:
 
 
 def share_training_state(
-    collectives: SharedMemoryCollectives, agent: Any, optimizer: torch.optim.Optimizer, command: int = TRAIN
+    collectives: SharedMemoryCollectives, agent: Any, optimizer: FlatAdam, command: int = TRAIN
 ) -> bool:
     """Rank 0's ``command`` and, to train, its counters, weights, statistics and optimizer
     state, on every rank (every rank calls it; what the other ranks pass is ignored).

@@ -49,14 +49,16 @@ def autograd_step(policy, batch, normalize=LOCAL, **kw):
         p.grad = None
     losses = ppo_losses(policy, batch, LossSettings(**kw), normalize)
     losses.loss.backward()
-    return [v.detach() for v in losses], [p.grad.clone() for p in policy.parameters()]
+    return [v.detach().to(torch.float64) for v in losses], [p.grad.clone() for p in policy.parameters()]
 
 
 def analytic_step(policy, batch, normalize=LOCAL, **kw):
     for p in policy.parameters():
         p.grad = None
     losses = NumpyPolicy(policy).ppo_gradients(batch, LossSettings(**kw), normalize)
-    return list(losses), [p.grad.clone() for p in policy.parameters()]
+    return [torch.tensor(v, dtype=torch.float64) for v in losses], [
+        p.grad.clone() for p in policy.parameters()
+    ]
 
 
 SETTINGS = [
@@ -85,7 +87,7 @@ def test_analytic_gradient_matches_autograd(space, policy_kw, kw):
 def test_advantages_normalized_by_the_caller_are_used():
     policy = make_policy(DISCRETE)
     batch = make_batch(policy)
-    kw = dict(SETTINGS[0], normalize=lambda a: (a - 1.0) * 3.0)
+    kw = dict(SETTINGS[0], normalize=lambda a: (a - 1.0) * 3.0)  # works on tensors and arrays
     _, want = autograd_step(policy, batch, **kw)
     _, got = analytic_step(policy, batch, **kw)
     for w, g in zip(want, got, strict=True):
