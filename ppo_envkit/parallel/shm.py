@@ -249,11 +249,12 @@ class LocalGroup:
             self._raise_failure()
         return [bank[r, : raw.nbytes].view(array.dtype).reshape(array.shape) for r in range(self.size)]
 
-    def reduce(self, array: np.ndarray, op: str = "sum") -> np.ndarray:
-        """Element-wise ``sum``, ``min`` or ``max`` over ranks (a new array, identical on every rank)."""
+    def reduce(self, array: np.ndarray, op: str = "sum", out: np.ndarray | None = None) -> np.ndarray:
+        """Element-wise ``sum``, ``min`` or ``max`` over ranks, identical on every rank: a new
+        array, or ``out`` (contiguous; it may be ``array`` itself: each piece is sent first)."""
         array = np.ascontiguousarray(array)
         flat = array.reshape(-1)
-        out = np.empty_like(flat)
+        out = np.empty_like(flat) if out is None else out.reshape(-1)
         step = max(1, self.capacity // max(1, flat.itemsize))
         combine = {"sum": np.add, "min": np.minimum, "max": np.maximum}[op]
         for start in range(0, max(1, flat.size), step):
@@ -290,6 +291,10 @@ class SharedMemoryCollectives(Collectives):
         return self.group.rank  # set in each forked process
 
     def all_reduce(self, tensor: torch.Tensor, op: ReduceOp = "sum") -> torch.Tensor:
+        if tensor.device.type == "cpu" and tensor.is_contiguous():  # in place, no copies
+            array = tensor.detach().numpy()
+            self.group.reduce(array, op, out=array)
+            return tensor
         with torch.no_grad():
             return tensor.copy_(_as_tensor(self.group.reduce(_as_numpy(tensor), op), tensor))
 
