@@ -41,7 +41,7 @@ class EnvConfig(_Section):
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments passed to the environment constructor."
     )
-    num_envs: int = Field(8, ge=1, le=4096, description="Number of environment copies stepped together.")
+    num_envs: int = Field(16, ge=1, le=4096, description="Number of environment copies stepped together.")
     vectorization: Literal["sync", "async"] = Field(
         "sync",
         description="sync: all copies in this process. async: copies step in worker processes.",
@@ -57,9 +57,9 @@ class EnvConfig(_Section):
     max_episode_steps: int | None = Field(
         None, ge=1, description="Override the environment's time limit (truncation)."
     )
-    normalize_obs: bool = Field(False, description="Normalize observations with running mean/std.")
+    normalize_obs: bool = Field(True, description="Normalize observations with running mean/std.")
     normalize_reward: bool = Field(
-        False, description="Scale rewards by the running std of the discounted return."
+        True, description="Scale rewards by the running std of the discounted return."
     )
     clip_obs: float = Field(10.0, gt=0, description="Clip normalized observations to +-clip_obs.")
     clip_reward: float = Field(10.0, gt=0, description="Clip scaled rewards to +-clip_reward.")
@@ -105,14 +105,14 @@ class PPOConfig(_Section):
 
     n_steps: int = Field(128, ge=1, description="Steps per environment copy in each rollout.")
     minibatch_size: int = Field(
-        256, ge=1, description="Samples per gradient step (SB3 calls this batch_size)."
+        64, ge=1, description="Samples per gradient step (SB3 calls this batch_size)."
     )
-    n_epochs: int = Field(4, ge=1, le=1000, description="Passes over each rollout.")
+    n_epochs: int = Field(10, ge=1, le=1000, description="Passes over each rollout.")
     learning_rate: float = Field(3e-4, gt=0, le=1, description="Adam step size.")
     anneal_lr: bool = Field(False, description="Decay the learning rate linearly to 0 over total_timesteps.")
     adam_eps: float = Field(1e-5, gt=0, le=1, description="Adam epsilon.")
     gamma: float = Field(0.99, ge=0, le=1, description="Discount factor.")
-    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    gae_lambda: float = Field(0.98, ge=0, le=1, description="GAE lambda.")
     clip_coef: float = Field(0.2, gt=0, le=10, description="PPO ratio clip range epsilon.")
     clip_vloss: bool = Field(
         False, description="Clip the value update to +-vf_clip_coef around the old value."

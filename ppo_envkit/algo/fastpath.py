@@ -13,7 +13,8 @@ pass gradients at ties and bounds) in numpy, on views of the parameters' memory,
 writes it into each parameter's ``.grad`` (the optimizer's flat gradient buffer).
 
 It serves trunks of Linear layers with tanh or ReLU, and the heads registered below with
-:func:`head_gradient` (categorical and plain Gaussian), on the CPU. Anything else
+:func:`head_gradient` (categorical, multi-categorical, Bernoulli and plain Gaussian), on the
+CPU. Anything else
 (:meth:`NumpyPolicy.supports` is False) trains through autograd: a new head or encoder
 needs nothing here. ``tests/unit/test_fastpath.py`` checks that both give the same losses
 and gradients; the README's performance section measures what it earns.
@@ -21,6 +22,7 @@ and gradients; the README's performance section measures what it earns.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .heads import ActionHead, CategoricalHead, GaussianHead
+from .heads import ActionHead, BernoulliHead, CategoricalHead, GaussianHead, MultiCategoricalHead
 from .losses import LossSettings, LossStats, Normalizer, loss_advantages
 from .policy import ActorCritic
 from .rollout import Minibatch
@@ -83,6 +85,39 @@ def _categorical(head: CategoricalHead, params: np.ndarray, actions: np.ndarray)
         grad = probs * -(g_logp[:, None] + g_ent[:, None] * (logp_all + entropy[:, None]))
         grad[rows, idx] += g_logp
         return grad, {}
+
+    return logp, entropy, backward
+
+
+@head_gradient(MultiCategoricalHead)
+def _multi_categorical(head: MultiCategoricalHead, params: np.ndarray, actions: np.ndarray):
+    """Independent categoricals, one per segment of the logits: log-probabilities and
+    entropies add up over the segments, and each segment's gradient is the categorical one."""
+    bounds = np.cumsum([0, *head.nvec])
+    parts = [
+        _categorical(head, params[:, lo:hi], actions[:, i : i + 1])
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
+    ]
+    logp = sum(part[0] for part in parts)
+    entropy = sum(part[1] for part in parts)
+
+    def backward(g_logp, g_ent):
+        return np.concatenate([part[2](g_logp, g_ent)[0] for part in parts], axis=1), {}
+
+    return logp, entropy, backward
+
+
+@head_gradient(BernoulliHead)
+def _bernoulli(head: BernoulliHead, params: np.ndarray, actions: np.ndarray):
+    """Independent Bernoullis with logits ``l``: ``log p(a) = a l - softplus(l)``, summed."""
+    prob = 1.0 / (1.0 + np.exp(-params))
+    softplus = np.logaddexp(0.0, params)
+    logp = (actions * params - softplus).sum(-1)
+    entropy = (softplus - params * prob).sum(-1)
+
+    def backward(g_logp, g_ent):
+        # d logp / d l = a - p;  d H / d l = -l p (1 - p)
+        return g_logp[:, None] * (actions - prob) - g_ent[:, None] * params * prob * (1.0 - prob), {}
 
     return logp, entropy, backward
 

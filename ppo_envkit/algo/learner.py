@@ -135,6 +135,7 @@ class Learner:
                 else:
                     stats = losses(policy, batch, settings, normalize, gen)
                     optimizer.set_grads(torch.autograd.grad(stats.loss, optimizer.params, allow_unused=True))
+                    stats = LossStats(*(v.detach() for v in stats))
                 loss, kl = collectives.average_gradients(
                     optimizer.grad_and_extras, (stats.loss, stats.approx_kl)
                 )

@@ -76,6 +76,7 @@ def _collect_countdown(env_id, n_steps=23, num_envs=3, iterations=2):
             "ppo.gamma": GAMMA,
             "ppo.gae_lambda": LAM,
             "run.seed": 3,
+            "env.normalize_obs": False,  # the checks read raw observations
         }
     )
     agent = PPO(config=config)

@@ -52,10 +52,12 @@ def test_a_collector_restored_from_state_replays_the_same_episodes():
     first.collect(0)
     meta, tensors = first.state()
     generator_state = agent.generator.get_state()
+    policy_state = {k: v.clone() for k, v in agent.policy.state_dict().items()}  # statistics too
     expected = first.collect(96).obs.clone()
     first.close()
 
     agent.generator.set_state(generator_state)
+    agent.policy.load_state_dict(policy_state)
     second = Collector(context)
     second.load_state(meta, tensors)
     second.start(1, 96)
