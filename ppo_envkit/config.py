@@ -183,8 +183,8 @@ class RunConfig(_Section):
         description=(
             "Evaluate (deterministic episodes on separate copies, fixed seeds) every this many steps, "
             "and once at the end; the best agent goes to RUN_DIR/best/. 0: never. auto: evaluation "
-            "steps kept to about 5% of training steps (every 20 x eval_episodes x the recent mean "
-            "episode length, at least 10,000 steps)."
+            "steps kept to about 2.5% of training steps (every 40 x eval_episodes x the mean length of "
+            "the last evaluation's episodes, at least 10,000 steps)."
         ),
     )
     eval_episodes: int = Field(5, ge=1, le=10_000, description="Episodes per evaluation.")

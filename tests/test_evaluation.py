@@ -69,9 +69,20 @@ def test_stop_at_threshold_needs_a_reward_threshold(toy_env_ids):
         PPO(config=config).learn(128)
 
 
-def test_auto_interval_keeps_evaluation_near_five_percent_of_the_steps():
+def test_auto_interval_keeps_evaluation_steps_near_two_and_a_half_percent():
     schedule = EvalSchedule(_config(**{"run.eval_episodes": 10}), None, start_step=0)
     assert schedule.next_at == MIN_AUTO_INTERVAL
-    assert schedule._interval(episode_length=500.0) == 20 * 10 * 500
-    assert schedule._interval(episode_length=3.0) == MIN_AUTO_INTERVAL
-    assert schedule._interval(episode_length=float("nan")) == MIN_AUTO_INTERVAL
+    # 10 evaluation episodes of 500 steps: the next evaluation 40 x 5,000 steps later.
+    assert schedule._interval(500.0) == 40 * 10 * 500
+    assert schedule._interval(3.0) == MIN_AUTO_INTERVAL
+
+
+def test_auto_interval_follows_the_evaluation_episodes():
+    agent = PPO(config=_config(**{"run.eval_episodes": 2}))
+    schedule = EvalSchedule(agent.config, None, start_step=0)
+    agent.num_timesteps = MIN_AUTO_INTERVAL
+    metrics = schedule.after_iteration(agent, {"episode_length": 1.0}, final=False)
+    assert metrics["eval_length"] > 0
+    expected = max(MIN_AUTO_INTERVAL, int(40 * 2 * metrics["eval_length"]))
+    assert schedule.next_at == MIN_AUTO_INTERVAL + expected
+    schedule.close()

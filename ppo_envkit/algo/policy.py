@@ -117,7 +117,9 @@ class ActorCritic(nn.Module):
         """Environment action(s) for raw observation(s): one for one observation, a batch for a batch."""
         batched = self.flattener.is_batched(raw_obs)
         x = self.obs_norm(self.obs_to_tensor(raw_obs, batched=batched))
-        action = self.act(x, deterministic=deterministic, generator=generator)[0]
+        # Acting needs only the actor: no critic, no log-probability (a third of the time).
+        params = self.head(self.actor_trunk(x))
+        action = self.head.mode(params) if deterministic else self.head.sample(params, generator)
         env_action = self.head.to_env(action)
         return env_action if batched else env_action[0]
 
