@@ -11,7 +11,8 @@ engine (up), left, right; continuous: a horizontal and a vertical thrust in [-1,
 Observation: position, velocity, and the offset to the target. Reward each step:
 ``1 - distance`` (at most 1 near the target, negative far from it), minus a little fuel;
 touching the ground ends the episode with -10. Episodes last at most 300 steps. A
-random policy scores about -190; flying to the target and hovering there, about 250.
+random policy scores about -11 (it soon falls); ppo-envkit's defaults reach about 280 in
+100,000 steps (README, "The defaults").
 """
 
 from __future__ import annotations

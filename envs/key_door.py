@@ -5,8 +5,8 @@ at random. Only opening the door pays (+1, and the episode ends); every step cos
 so the fastest path is best. Picking up the key gives nothing by itself: the learner has
 to find the sequence by exploring. Episodes end unopened after 100 steps (truncation).
 Observation: the agent's, key's and door's positions (scaled to [0, 1]) and whether the
-agent holds the key. A random walk scores about -0.9; going straight for the key and
-then the door, about 0.88.
+agent holds the key. A random walk scores about -0.7; going straight for the key and
+then the door, about 0.9 (ppo-envkit's defaults reach 0.90 in 100,000 steps).
 """
 
 from __future__ import annotations

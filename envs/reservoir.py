@@ -9,7 +9,9 @@ outflow valve in [-1, 1] (mapped to 0..100% open). Observation: level, last infl
 time of day (as sine and cosine). Reward: ``2000 - 20000 * (level - 0.5)**2`` (the
 revenue of a well-kept level), minus the cost of opening the valve; an overflow or an
 empty reservoir ends the episode with -100,000. Episodes last at most 250 steps. A
-random valve scores about -130,000; following the inflow, about 480,000.
+random valve scores about 50,000 (+- 150,000: it often empties or floods the tank);
+following the inflow, about 490,000 (ppo-envkit's defaults reach 492,600 in 100,000
+steps).
 """
 
 from __future__ import annotations
@@ -34,12 +36,16 @@ DAY = 50  # steps per inflow cycle
 class Reservoir(gym.Env):
     """Keep the level near 0.5 with an outflow valve."""
 
-    def __init__(self):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+
+    def __init__(self, render_mode: str | None = None):
+        self.render_mode = render_mode
         self.observation_space = spaces.Box(-2.0, 2.0, shape=(4,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self._level = 0.5
         self._inflow = 0.0
         self._t = 0
+        self._valve = 0.0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -60,6 +66,7 @@ class Reservoir(gym.Env):
 
     def step(self, action):
         valve = (float(np.clip(np.asarray(action).reshape(-1)[0], -1.0, 1.0)) + 1.0) / 2.0
+        self._valve = valve
         self._level += self._inflow - CAPACITY_OUT * valve
         self._t += 1
         self._inflow = self._next_inflow()
@@ -69,3 +76,15 @@ class Reservoir(gym.Env):
             reward -= FAILURE_PENALTY
             self._level = float(np.clip(self._level, 0.0, 1.0))
         return self._obs(), reward, failed, False, {}
+
+    def render(self):
+        """A tank (water blue, target level a green line) and the valve opening as a red bar."""
+        height, width = 96, 64
+        frame = np.full((height, width, 3), 25, np.uint8)
+        frame[4:92, 8:40] = 60  # tank walls
+        water_top = 92 - round(self._level * 86)
+        frame[water_top:91, 10:38] = (50, 110, 220)
+        frame[92 - 43, 6:42] = (60, 200, 90)  # the target level, 0.5
+        bar = round(self._valve * 86)
+        frame[92 - bar : 92, 48:58] = (220, 70, 60)
+        return frame

@@ -50,13 +50,25 @@ def test_examples_cover_variants_and_other_spaces():
     courier = gym.make("Courier-v0")
     assert isinstance(courier.observation_space, spaces.Dict)
     assert isinstance(courier.action_space, spaces.MultiDiscrete)
+    hover = env_info("Hover2D-v0")  # plain gymnasium.register, a boolean 'continuous' argument
+    assert set(hover.variants) == {"discrete", "continuous"}
+    assert isinstance(gym.make("Hover2D-v0", continuous=True).action_space, spaces.Box)
     for env_id in ("Docking-v0", "Courier-v0"):
         assert "rgb_array" in gym.make(env_id).metadata["render_modes"]
         assert gym.spec(env_id).reward_threshold is not None
 
 
 @pytest.mark.parametrize(
-    ("env_id", "kwargs"), [("Docking-v0", {}), ("Docking-v0", {"continuous": True}), ("Courier-v0", {})]
+    ("env_id", "kwargs"),
+    [
+        ("Docking-v0", {}),
+        ("Docking-v0", {"continuous": True}),
+        ("Courier-v0", {}),
+        ("Hover2D-v0", {}),
+        ("Hover2D-v0", {"continuous": True}),
+        ("Reservoir-v0", {}),
+        ("KeyDoor-v0", {}),
+    ],
 )
 def test_examples_pass_the_checker_without_warnings(env_id, kwargs):
     report = check_environment(env_id, kwargs)
