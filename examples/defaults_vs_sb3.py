@@ -153,6 +153,13 @@ def main() -> None:
         args.json.write_text(json.dumps(cache, indent=1))
 
 
+def _number(value: float, scale: float) -> str:
+    """``value`` with as many decimals as the size of ``scale`` calls for (0.903, 187.1, 492603)."""
+    size = abs(scale)
+    decimals = 0 if size >= 1000 else 1 if size >= 10 else 3
+    return f"{value:.{decimals}f}"
+
+
 def _print_table(args: argparse.Namespace, cache: dict[str, dict]) -> None:
     print(f"\n{args.steps:,} steps, {EVAL_EPISODES} deterministic evaluation episodes, seeds {args.seeds}")
     print("| environment | SB3 defaults | ppo-envkit defaults | SB3 time | ppo-envkit time | time ratio |")
@@ -166,7 +173,9 @@ def _print_table(args: argparse.Namespace, cache: dict[str, dict]) -> None:
             runs = [r for r in runs if r]
             found[learner] = runs
             if runs:
-                means = ", ".join(f"{r['mean']:.1f} +- {r['std']:.1f}" for r in runs)
+                means = ", ".join(
+                    f"{_number(r['mean'], r['mean'])} +- {_number(r['std'], r['mean'])}" for r in runs
+                )
                 cells.append(means)
             else:
                 cells.append("-")
@@ -184,7 +193,7 @@ def _print_table(args: argparse.Namespace, cache: dict[str, dict]) -> None:
             ties += ours <= sb3 <= ours + spread
     print(
         f"\nppo-envkit's mean above SB3's on {wins} of {len(args.envs)}; "
-        f"below but within SB3's standard deviation on {ties}"
+        f"equal or below but within SB3's standard deviation on {ties}"
     )
 
 
