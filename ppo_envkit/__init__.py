@@ -24,6 +24,8 @@ _EXPORTS = {
     "NonFiniteError": "ppo_envkit.errors",
     "TrainingInterrupted": "ppo_envkit.errors",
     "AgentFileError": "ppo_envkit.errors",
+    "EnvironmentFailed": "ppo_envkit.errors",
+    "RunDirError": "ppo_envkit.errors",
     "evaluate": "ppo_envkit.io.evaluate",
     "register_env": "ppo_envkit.environments.registry",
     "list_envs": "ppo_envkit.environments.lookup",
@@ -41,7 +43,14 @@ if TYPE_CHECKING:
     from .environments.factory import make_env
     from .environments.lookup import list_envs
     from .environments.registry import register_env
-    from .errors import AgentFileError, ConfigError, NonFiniteError, TrainingInterrupted
+    from .errors import (
+        AgentFileError,
+        ConfigError,
+        EnvironmentFailed,
+        NonFiniteError,
+        RunDirError,
+        TrainingInterrupted,
+    )
     from .io.evaluate import evaluate
     from .viewer import Viewer
 
@@ -70,7 +79,9 @@ __all__ = [
     "PPO",
     "AgentFileError",
     "ConfigError",
+    "EnvironmentFailed",
     "NonFiniteError",
+    "RunDirError",
     "TrainConfig",
     "TrainingInterrupted",
     "Viewer",

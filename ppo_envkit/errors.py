@@ -21,6 +21,43 @@ class AgentFileError(ValueError):
     """An agent directory that is missing, corrupt, unsafe or incompatible."""
 
 
+class EnvWorkerError(RuntimeError):
+    """An environment worker process raised or died. The message is one line; ``trace`` holds
+    the worker's traceback, when there is one."""
+
+    def __init__(self, message: str, trace: str | None = None):
+        super().__init__(message)
+        self.trace = trace
+
+
+class EnvironmentFailed(RuntimeError):
+    """The environment raised (or its worker died) during training. ``checkpoint`` is the last
+    good state, saved before this was raised (None without a run directory)."""
+
+    def __init__(self, message: str, checkpoint: Path | None = None):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+class ObservationError(ValueError):
+    """An observation that does not fit the environment's declared observation space."""
+
+
+class RunDirError(RuntimeError):
+    """A run directory that is in use by another run, or that holds another run."""
+
+
+class StorageError(OSError):
+    """Writing or reading a file failed (disk full, read-only, permissions); one line."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(code, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; a checkpoint was saved first (``checkpoint`` attribute)."""
 
@@ -29,4 +66,14 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
-__all__ = ["AgentFileError", "ConfigError", "NonFiniteError", "TrainingInterrupted"]
+__all__ = [
+    "AgentFileError",
+    "ConfigError",
+    "EnvWorkerError",
+    "EnvironmentFailed",
+    "NonFiniteError",
+    "ObservationError",
+    "RunDirError",
+    "StorageError",
+    "TrainingInterrupted",
+]

@@ -13,6 +13,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
+import gymnasium as gym
 import pytest
 
 from ppo_envkit.environments.registry import unregister_env
@@ -26,6 +27,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(item.path).is_relative_to(_SLOW):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def fault_env_ids():
+    """The failing environments of tests/fault_envs.py, for one test."""
+    from . import fault_envs
+
+    ids = fault_envs.register_all()
+    yield ids
+    for env_id in ids.values():
+        gym.registry.pop(env_id, None)
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import concatenate, create_empty_array
 
-from ..config import TrainConfig
+from ..config import ConfigError, TrainConfig
 from ..environments.episodes import EpisodeTracker
 from ..environments.factory import make_vec_env
-from ..errors import NonFiniteError
+from ..environments.failures import describe
+from ..errors import EnvironmentFailed, NonFiniteError, ObservationError
 from ..parallel import copies_per_rank
 from ..parallel.collectives import Collectives
 from ..spaces import require_same_spaces
@@ -80,7 +81,12 @@ class Collector:
         if self.envs is not None:
             return
         cfg = self.config
-        self.envs = make_vec_env(cfg.env.model_copy(update={"num_envs": n}))
+        try:
+            self.envs = make_vec_env(cfg.env.model_copy(update={"num_envs": n}))
+        except (ConfigError, ObservationError):
+            raise
+        except Exception as exc:
+            raise EnvironmentFailed(describe(exc, cfg.env.id, "while being built")) from exc
         try:
             require_same_spaces(
                 cfg.env.id,
@@ -90,13 +96,20 @@ class Collector:
         except ValueError:
             self.close()
             raise
-        if self.episodes is None:
-            rank, size = self.context.collectives.rank, self.context.collectives.size
-            first_seed = cfg.run.seed + rank * n + iteration * n * size
-            self.episodes = self._new_tracker(first_seed)
-            obs, _ = self.envs.reset(seed=first_seed)
-        else:
-            obs = self._replay_episodes()
+        try:
+            if self.episodes is None:
+                rank, size = self.context.collectives.rank, self.context.collectives.size
+                first_seed = cfg.run.seed + rank * n + iteration * n * size
+                self.episodes = self._new_tracker(first_seed)
+                obs, _ = self.envs.reset(seed=first_seed)
+            else:
+                obs = self._replay_episodes()
+        except ObservationError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise EnvironmentFailed(describe(exc, cfg.env.id, "in reset()")) from exc
         raw = self._obs_tensor(obs, num_timesteps)
         if self.reward_returns is None:
             self.reward_returns = torch.zeros(n, device=self.policy.device)
@@ -138,12 +151,24 @@ class Collector:
         which costs a fraction of the torch check on a small batch)."""
         flat = self.policy.flattener(obs)
         if not np.isfinite(flat).all():
-            bad = np.flatnonzero(~np.isfinite(flat).all(1)).tolist()
             raise NonFiniteError(
                 f"environment {self.config.env.id} returned a non-finite observation at training step "
-                f"{obs_step} (environment copies {bad})"
+                f"{obs_step:,} ({self._copies(~np.isfinite(flat).all(1))})"
             )
         return torch.from_numpy(np.ascontiguousarray(flat)).to(self.policy.device)
+
+    def _copies(self, mask: np.ndarray) -> str:
+        """``environment copies 8-15 of 16`` for this rank's ``mask``, numbered across all ranks."""
+        collectives = self.context.collectives
+        first = collectives.rank * self.num_envs
+        index = (first + np.flatnonzero(mask)).tolist()
+        total = self.num_envs * collectives.size
+        if len(index) > 1 and index == list(range(index[0], index[-1] + 1)):
+            named = f"{index[0]}-{index[-1]}"
+        else:
+            named = ", ".join(map(str, index[:10])) + (", ..." if len(index) > 10 else "")
+        copy = "copy" if len(index) == 1 else "copies"
+        return f"environment {copy} {named} of {total}"
 
     def _add_obs_stats(self, raw: torch.Tensor) -> None:
         """Add observations to the normalization statistics (and to this rank's rows to share)."""
@@ -171,15 +196,21 @@ class Collector:
             else:
                 action, logp, value, _ = policy.act(obs, generator=gen)
             env_action = head.to_env(action)
-            next_obs, reward, terminated, truncated, info = envs.step(env_action)
+            step = num_timesteps + (t + 1) * n * self.context.collectives.size  # all ranks' copies
+            try:
+                next_obs, reward, terminated, truncated, info = envs.step(env_action)
+            except ObservationError:
+                raise
+            except Exception as exc:
+                raise EnvironmentFailed(
+                    describe(exc, self.config.env.id, f"in step() at training step {step:,}")
+                ) from exc
             done = terminated | truncated
             episodes.record(env_action, reward, done)
-            step = num_timesteps + (t + 1) * n
             if not np.isfinite(reward).all():
-                bad = np.flatnonzero(~np.isfinite(reward)).tolist()
                 raise NonFiniteError(
-                    f"environment {self.config.env.id} returned a non-finite reward at training step {step} "
-                    f"(environment copies {bad})"
+                    f"environment {self.config.env.id} returned a non-finite reward at training step "
+                    f"{step:,} ({self._copies(~np.isfinite(reward))})"
                 )
             raw = self._obs_tensor(next_obs, step)
             self._add_obs_stats(raw)

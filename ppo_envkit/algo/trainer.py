@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..environments.lookup import env_info
-from ..errors import NonFiniteError, TrainingInterrupted
+from ..errors import EnvironmentFailed, NonFiniteError, ObservationError, TrainingInterrupted
 from ..parallel.collectives import Collectives
 from ..parallel.ranks import share_training_state
 from ..parallel.shm import RankFailed, SharedMemoryCollectives
@@ -132,15 +132,25 @@ class Trainer:
                 stop = stop or (evaluation is not None and evaluation.reached)
                 if self.collectives.rank0_decides(stop):  # every rank stops at the same iteration
                     break
-        except (NonFiniteError, RankFailed) as exc:
-            if isinstance(exc, RankFailed) and exc.kind != NonFiniteError.__name__:
-                raise
-            saved = self.save_captured(logger)
-            where = f"; last good checkpoint: {saved}" if saved else ""
-            message = exc.text if isinstance(exc, RankFailed) else str(exc)
-            raise NonFiniteError(f"{message}{where}") from None
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.save_captured(logger)) from None
+        except (NonFiniteError, EnvironmentFailed, ObservationError, RankFailed) as exc:
+            saved = self._save_after_failure(logger)
+            where = f"; last good checkpoint: {saved}" if saved else ""
+            if isinstance(exc, RankFailed):
+                if exc.kind == NonFiniteError.__name__:
+                    raise NonFiniteError(f"{exc.text}{where}") from exc
+                if exc.kind in (EnvironmentFailed.__name__, ObservationError.__name__):
+                    text = f"{exc.text} (in training process {exc.rank}){where}"
+                    raise EnvironmentFailed(text, saved) from exc
+                raise RankFailed(exc.rank, exc.kind, f"{exc.text}{where}", exc.trace) from None
+            if isinstance(exc, NonFiniteError):
+                raise NonFiniteError(f"{exc}{where}") from None
+            raise EnvironmentFailed(f"{exc}{where}", saved) from (exc.__cause__ or exc)
+        except Exception as exc:  # a bug, most likely: keep its traceback, but lose no work
+            saved = self._save_after_failure(logger)
+            _note(exc, f"ppo-envkit saved the last good checkpoint: {saved}")
+            raise
         finally:
             if evaluation is not None:
                 evaluation.close()
@@ -222,6 +232,16 @@ class Trainer:
         policy = {k: v.detach().clone() for k, v in self.agent.policy.state_dict().items()}
         return {"policy": policy, "trainer": self.state()}
 
+    def _save_after_failure(self, logger: RunLogger | None) -> Path | None:
+        """:meth:`save_captured`, for a failed iteration; a failure to save is reported, not raised
+        over the error that stopped training."""
+        try:
+            return self.save_captured(logger)
+        except Exception as exc:
+            if logger is not None:
+                logger.console.print(f"[red]could not save the last good checkpoint[/]: {exc}")
+            return None
+
     def save_captured(self, logger: RunLogger | None) -> Path | None:
         """Restore the state captured at the start of the failed iteration, and save it."""
         if self._captured is None:
@@ -234,6 +254,12 @@ class Trainer:
 
     def close(self) -> None:
         self.collector.close()
+
+
+def _note(exc: BaseException, text: str) -> None:
+    """Add ``text`` to the traceback's end (Python 3.11+; 3.10 shows the traceback alone)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(text)
 
 
 def serve_as_rank(agent: PPO, collectives: SharedMemoryCollectives, optimizer: FlatAdam) -> None:

@@ -14,6 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from ..errors import ConfigError
 from . import bench, envs, evaluate, new_env, plot, replay, train, tune
 from .common import console, debugging, known_errors
@@ -50,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debugging(args) or not isinstance(exc, known_errors()):
             raise
         kind = "invalid settings" if isinstance(exc, ConfigError) else "error"
-        console.print(f"[red]{kind}[/]: {exc}", soft_wrap=True)
+        text = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever the message
+        console.print(f"[red]{kind}[/]: {escape(text)}", soft_wrap=True)
         return 2 if isinstance(exc, ConfigError) else 1
 
 

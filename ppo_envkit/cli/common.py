@@ -118,17 +118,31 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from gymnasium.error import Error as GymError
 
     from ..environments.registry import EnvNotFoundError
-    from ..errors import AgentFileError, ConfigError, NonFiniteError
+    from ..errors import (
+        AgentFileError,
+        ConfigError,
+        EnvironmentFailed,
+        EnvWorkerError,
+        NonFiniteError,
+        RunDirError,
+        StorageError,
+    )
+    from ..parallel.shm import RankFailed
     from ..spaces import UnsupportedSpaceError
 
     return (
         ConfigError,
         AgentFileError,
         NonFiniteError,
+        EnvironmentFailed,
+        EnvWorkerError,
+        RankFailed,
+        RunDirError,
+        StorageError,
         EnvNotFoundError,
         UnsupportedSpaceError,
         GymError,
-        FileNotFoundError,
+        OSError,
         ValueError,
     )
 

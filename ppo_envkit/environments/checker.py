@@ -23,6 +23,7 @@ from gymnasium import spaces
 
 from ..algo.heads import SUPPORTED_ACTION_SPACES, check_action_space
 from ..spaces import SUPPORTED_OBSERVATION_SPACES, ObsFlattener, UnsupportedSpaceError, describe_space
+from . import findings
 from .checks import (
     flag_problems,
     frame_problems,
@@ -32,7 +33,16 @@ from .checks import (
     same_observation,
 )
 from .factory import EntryPointError, make_env
-from .findings import CheckReport, Findings, ReturnLine, exception_finding, method_location
+from .findings import (
+    CheckReport,
+    EnvCallTimeout,
+    Findings,
+    ReturnLine,
+    TimeLimited,
+    exception_finding,
+    method_location,
+    time_limit,
+)
 
 QUICK_STEPS = 64
 FULL_STEPS = 1000
@@ -349,22 +359,32 @@ def check_environment(
     found = Findings()
     report = CheckReport(env_id, kwargs, quick=quick)
     extra = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
-    env = _make(found, env_id, kwargs, **extra)
-    if env is not None:
+    with time_limit(findings.CALL_TIME_LIMIT_S, "building the environment"):
+        made = _make(found, env_id, kwargs, **extra)
+    if made is not None:
+        env = TimeLimited(made)  # a hanging call becomes a finding, not a hung checker
+        hung = False
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Gymnasium's own warnings are reported by its checker
                 if _check_spaces(found, env, expect) and _check_seeding(found, env, seed):
                     report.steps, report.episodes = _run_steps(found, env, steps, seed)
+        except EnvCallTimeout as exc:
+            exception_finding(found, "hang", "the environment", exc)
+            hung = True
         finally:
             try:
                 env.close()
             except Exception as exc:
                 exception_finding(found, "close-exception", "close()", exc)
-        if not quick:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _check_render(found, env_id, kwargs, seed)
-            _run_gymnasium_checker(found, env_id, kwargs)
+        if not quick and not (hung or env.timed_out):
+            try:
+                with warnings.catch_warnings(), time_limit(4 * findings.CALL_TIME_LIMIT_S, "rendering"):
+                    warnings.simplefilter("ignore")
+                    _check_render(found, env_id, kwargs, seed)
+                with time_limit(4 * findings.CALL_TIME_LIMIT_S, "Gymnasium's checker"):
+                    _run_gymnasium_checker(found, env_id, kwargs)
+            except EnvCallTimeout as exc:
+                exception_finding(found, "hang", "the environment", exc)
     report.findings = found.items
     return report

@@ -82,8 +82,9 @@ def registered_by(env_id: str) -> str | None:
     return _registered_by.get(env_id)
 
 
-def user_location(tb: types.TracebackType | None) -> str | None:
-    """``file:line in function`` of the innermost traceback frame in the user's own code.
+def user_location(tb: types.TracebackType | list[traceback.FrameSummary] | None) -> str | None:
+    """``file:line in function`` of the innermost traceback frame in the user's own code
+    (``tb`` is a traceback, or its frames, e.g. parsed from another process's traceback).
 
     Frames inside ppo-envkit, Gymnasium, the standard library and installed packages
     are skipped; if nothing is left, the innermost frame in an installed package other
@@ -92,7 +93,7 @@ def user_location(tb: types.TracebackType | None) -> str | None:
     """
     import sysconfig
 
-    frames = traceback.extract_tb(tb)
+    frames = tb if isinstance(tb, list) else traceback.extract_tb(tb)
     if not frames:
         return None
     paths = sysconfig.get_paths()

@@ -19,6 +19,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import ObservationError
+
 #: Episodes longer than this are not kept for replay; such a copy restarts its episode on resume.
 MAX_REPLAY_STEPS = 100_000
 
@@ -37,7 +39,12 @@ class ReplayableEpisodes(gym.Wrapper):
         super().__init__(env)
         self.base_seed: int | None = None
         self.episode = -1
+        self.steps = 0
         self.pending_replay: tuple[int, int, np.ndarray] | None = None
+        space = env.observation_space
+        # Box observations are checked on every step (a tuple compare): a wrong shape would
+        # otherwise surface as "Output array is the wrong shape" deep inside the vector env.
+        self._shape = space.shape if isinstance(space, gym.spaces.Box) else None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
@@ -46,7 +53,28 @@ class ReplayableEpisodes(gym.Wrapper):
             if self.base_seed is None:
                 self.base_seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
             self.episode += 1
-        return self.env.reset(seed=episode_seed(self.base_seed, self.episode), options=options)
+        self.steps = 0
+        obs, info = self.env.reset(seed=episode_seed(self.base_seed, self.episode), options=options)
+        self._check(obs, "reset()")
+        return obs, info
+
+    def step(self, action: Any):
+        result = self.env.step(action)
+        self.steps += 1
+        if self._shape is not None and np.shape(result[0]) != self._shape:
+            self._check(result[0], "step()")
+        return result
+
+    def _check(self, obs: Any, call: str) -> None:
+        if self._shape is not None and np.shape(obs) != self._shape:
+            spec = self.env.spec
+            name = spec.id if spec is not None else type(self.env.unwrapped).__name__
+            raise ObservationError(
+                f"environment {name}: {call} returned an observation of shape {np.shape(obs)} "
+                f"(step {self.steps} of episode {self.episode}), but its observation_space is "
+                f"{self.env.observation_space} (shape {self._shape}); return arrays of that shape "
+                "on every step"
+            )
 
     def replay_pending(self) -> Any:
         """Reset to the pending ``(base_seed, episode, actions)`` and replay; returns the observation."""
@@ -56,8 +84,9 @@ class ReplayableEpisodes(gym.Wrapper):
         self.pending_replay = None
         self.base_seed, self.episode = int(base_seed), int(episode)
         obs, _ = self.env.reset(seed=episode_seed(self.base_seed, self.episode))
+        self.steps = 0
         for step, action in enumerate(actions):
-            obs, _, terminated, truncated, _ = self.env.step(action)
+            obs, _, terminated, truncated, _ = self.step(action)
             if (terminated or truncated) and step != len(actions) - 1:
                 raise RuntimeError(
                     "replaying the saved episode ended it early: the environment is not "

@@ -8,14 +8,17 @@ that a step that ends an episode reports the episode's real final observation in
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
+from ..errors import ConfigError, EnvWorkerError
 from .discovery import EnvModuleError, cwd_importable, load_env_module, registered_by, user_modules
 from .episodes import ReplayableEpisodes
 from .registry import EnvNotFoundError, ensure_registered, is_gymnasium_env
@@ -56,6 +59,40 @@ def make_env(
         if error is None:
             raise
         raise error from exc
+    except TypeError as exc:
+        unknown = _unknown_argument(env_id, kwargs or {}, exc)
+        if unknown is None:
+            raise
+        raise unknown from exc
+
+
+def _unknown_argument(env_id: str, kwargs: dict[str, Any], exc: TypeError) -> ConfigError | None:
+    """A one-line error when ``exc`` says the constructor does not take one of ``env.kwargs``."""
+    text = str(exc)
+    if "unexpected keyword argument" not in text and "got multiple values" not in text:
+        return None
+    bad = [key for key in kwargs if f"'{key}'" in text]
+    if not bad:
+        return None
+    spec = gym.registry.get(env_id)
+    accepted = ""
+    try:
+        target = spec.entry_point if spec is not None and callable(spec.entry_point) else None
+        if target is None and spec is not None:
+            from gymnasium.envs.registration import load_env_creator
+
+            target = load_env_creator(spec.entry_point)
+        if target is not None:
+            keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            names = [
+                p.name
+                for p in inspect.signature(target).parameters.values()
+                if p.kind in keyword and p.name not in ("self", "render_mode")
+            ]
+            accepted = f" (it takes: {', '.join(names) or 'no arguments'})"
+    except (TypeError, ValueError, ImportError, AttributeError):
+        pass
+    return ConfigError(f"environment {env_id} does not accept env.kwargs '{bad[0]}'{accepted}")
 
 
 def _entry_point_error(env_id: str, exc: BaseException) -> EntryPointError | None:
@@ -102,8 +139,13 @@ class _EnvFactory:
         self.kwargs = kwargs
         self.max_episode_steps = max_episode_steps
         self.modules = list(modules)
+        self.creator_pid = os.getpid()
 
     def __call__(self) -> gym.Env:
+        if os.getpid() != self.creator_pid:  # in a worker process: end with the trainer
+            from ..parallel.lifeline import die_with_parent
+
+            die_with_parent(self.creator_pid)
         for module in self.modules:
             load_env_module(module)
         try:
@@ -151,5 +193,13 @@ def make_vec_env(
             from ..parallel.vector import ShardedVectorEnv
 
             return ShardedVectorEnv(fns, config.num_workers, context=context)
-        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP, context=context)
+        from ..parallel.async_env import GuardedAsyncVectorEnv
+
+        try:
+            return GuardedAsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP, context=context)
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise EnvWorkerError(
+                f"an environment worker died while building {config.id} (its error is printed above); "
+                "env.vectorization=sync shows it as a traceback"
+            ) from None
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -7,19 +7,34 @@ user's file: at the ``return`` that produced a bad value, or at the line that ra
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
+from ..errors import ConfigError
 from .checks import Problem
 from .discovery import display_path, user_location
 
-__all__ = ["CheckReport", "Finding", "Findings", "ReturnLine", "exception_finding", "method_location"]
+__all__ = [
+    "CheckReport",
+    "EnvCallTimeout",
+    "Finding",
+    "Findings",
+    "ReturnLine",
+    "TimeLimited",
+    "exception_finding",
+    "method_location",
+    "time_limit",
+]
 
 
 @dataclass(frozen=True)
@@ -155,8 +170,67 @@ class ReturnLine:
         return f"{self.name} returned at {self.file}:{self.line}" if self.line is not None else fallback
 
 
+#: Seconds the checker waits for one call of the environment (reset, step, render, close).
+CALL_TIME_LIMIT_S = 20.0
+
+
+class TimeLimited(gym.Wrapper):
+    """Each call of the wrapped environment under :func:`time_limit` (the checker's copy);
+    :attr:`timed_out` tells whether one did not return (the checks may catch the error)."""
+
+    timed_out = False
+
+    def _limited(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with time_limit(CALL_TIME_LIMIT_S, what):
+                return fn(*args, **kwargs)
+        except EnvCallTimeout:
+            self.timed_out = True
+            raise
+
+    def reset(self, **kwargs: Any) -> Any:
+        return self._limited("reset()", self.env.reset, **kwargs)
+
+    def step(self, action: Any) -> Any:
+        return self._limited("step()", self.env.step, action)
+
+    def render(self) -> Any:
+        return self._limited("render()", self.env.render)
+
+    def close(self) -> None:
+        self._limited("close()", self.env.close)
+
+
+class EnvCallTimeout(TimeoutError):
+    """A call of the environment did not return within :data:`CALL_TIME_LIMIT_S`."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise :class:`EnvCallTimeout` inside the block after ``seconds`` (a hanging environment
+    becomes a finding instead of a hung checker). POSIX main thread only; elsewhere no limit."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expired(_signum: int, _frame: Any) -> None:
+        raise EnvCallTimeout(f"{what} did not return within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    remaining, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if remaining:  # an outer limit was running: give it back what is left of it
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+
+
 def exception_finding(found: Findings, code: str, call: str, exc: BaseException, at: str = "") -> None:
     """An exception raised by the environment, located in the user's file."""
+    if isinstance(exc, ConfigError) and isinstance(exc.__cause__, TypeError):
+        exc = exc.__cause__  # make_env's one-line form of the constructor's TypeError
     loc = user_location(exc.__traceback__)
     text = str(exc)
     fix = f"fix the code at {loc}" if loc else "fix the exception"

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .collectives import Collectives, ReduceOp
+from .lifeline import describe_exit, die_with_parent
 
 _MESSAGE_BYTES = 16384
 # Waiting for another rank: spin briefly (ranks in step arrive within microseconds), then
@@ -51,9 +52,8 @@ class RankFailed(RuntimeError):
     """Another training process raised; ``kind`` is its exception's class name."""
 
     def __init__(self, rank: int, kind: str, text: str, trace: str = ""):
-        super().__init__(
-            f"training process {rank} failed with {kind}: {text}" + (f"\n{trace}" if trace else "")
-        )
+        # One line; the other process's traceback is in ``trace`` (the CLI shows it with --debug).
+        super().__init__(f"training process {rank} failed with {kind}: {text}")
         self.rank, self.kind, self.text, self.trace = rank, kind, text, trace
 
 
@@ -102,6 +102,7 @@ class LocalGroup:
             self._children[rank] = pid
 
     def _run_child(self, rank: int, target: Callable[[int], None]) -> None:
+        die_with_parent(self._parent)  # even while it steps its environments for a long time
         self.rank = rank
         self._children = {}
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's to handle
@@ -174,7 +175,7 @@ class LocalGroup:
         if self.rank == 0:
             for rank, status in self._reap().items():
                 if not self._failure[0]:
-                    raise RankFailed(rank, "exit", f"it ended unexpectedly ({_describe_status(status)})")
+                    raise RankFailed(rank, "exit", f"it died ({_describe_status(status)})")
         elif os.getppid() != self._parent:
             os._exit(1)  # rank 0 is gone
 
@@ -317,5 +318,5 @@ def _as_tensor(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
 
 def _describe_status(status: int) -> str:
     if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit code {os.WEXITSTATUS(status)}"
+        return describe_exit(-os.WTERMSIG(status))
+    return describe_exit(os.WEXITSTATUS(status))

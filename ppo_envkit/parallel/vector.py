@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import os
 import sys
 import time
 import traceback
@@ -36,11 +37,10 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from ..errors import EnvWorkerError
+from .lifeline import describe_exit, die_with_parent, parent_alive
+
 _REQUEST, _DONE, _FAILED = 0, 1, 2
-
-
-class EnvWorkerError(RuntimeError):
-    """An environment raised inside a worker process (the message holds its traceback)."""
 
 
 class _Shared:
@@ -98,13 +98,23 @@ def _write_step(shared: _Shared, result: tuple[Any, ...]) -> None:
             shared.final_obs[i] = info["final_obs"][i]
 
 
-def _worker(conn: Any, env_fns: list[Callable[[], gym.Env]], shared: _Shared | None) -> None:
+def _next_message(conn: Any) -> Any:
+    """The next message from the parent; EOFError when the parent is gone (a sibling may hold
+    the parent's end of the pipe, so end-of-file alone does not say it)."""
+    while not conn.poll(1.0):
+        if not parent_alive():
+            raise EOFError
+    return conn.recv()
+
+
+def _worker(conn: Any, env_fns: list[Callable[[], gym.Env]], shared: _Shared | None, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     envs = None
     try:
         envs = SyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)
         conn.send(("ok", None))
         while True:
-            message = conn.recv()
+            message = _next_message(conn)
             if message == "step":  # fast path: data in shared memory
                 seq = int(shared.ctrl_view[_REQUEST])
                 try:
@@ -186,7 +196,9 @@ class ShardedVectorEnv(VectorEnv):
                 act_batch = np.asarray(create_empty_array(self.single_action_space, m))
                 shared = _Shared(ctx, m, self.single_observation_space, act_batch)
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, list(env_fns[sl]), shared), daemon=True)
+            proc = ctx.Process(
+                target=_worker, args=(child, list(env_fns[sl]), shared, os.getpid()), daemon=True
+            )
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -198,21 +210,27 @@ class ShardedVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, trace: str | None = None) -> None:
         self.close(terminate=True)
-        raise EnvWorkerError(message)
+        raise EnvWorkerError(message, trace)
+
+    def _died(self, k: int) -> None:
+        proc = self._procs[k]
+        proc.join(timeout=0.1)
+        self._fail(f"environment worker process {k + 1} died ({describe_exit(proc.exitcode)})")
 
     def _receive(self, k: int) -> Any:
         conn, proc = self._conns[k], self._procs[k]
-        while not conn.poll(1.0):
+        while not conn.poll(0.5):
             if not proc.is_alive():
-                self._fail(f"environment worker {k + 1} died (exit code {proc.exitcode})")
+                self._died(k)
         try:
             status, payload = conn.recv()
         except (EOFError, ConnectionResetError):
-            self._fail(f"environment worker {k + 1} closed its pipe unexpectedly")
+            self._died(k)
         if status == "error":
-            self._fail(f"an environment in worker process {k + 1} raised:\n{payload}")
+            last = [line for line in payload.strip().splitlines() if line.strip()][-1:] or ["?"]
+            self._fail(f"the environment in worker process {k + 1} raised {last[0].strip()}", payload)
         return payload
 
     def _wait_step(self, k: int) -> None:
@@ -223,8 +241,8 @@ class ShardedVectorEnv(VectorEnv):
             spins += 1
             if spins > 2000:  # the worker is slow: stop spinning, check it is alive
                 time.sleep(0.0001)
-                if spins % 10000 == 0 and not proc.is_alive():
-                    self._fail(f"environment worker {k + 1} died (exit code {proc.exitcode})")
+                if spins % 5000 == 0 and not proc.is_alive():
+                    self._died(k)
         if ctrl[_FAILED]:
             self._receive(k)
 

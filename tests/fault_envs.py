@@ -1,0 +1,113 @@
+"""Environments that fail on purpose, for the fault-injection tests.
+
+Each takes ``fail_at`` (the step, counted over the copy's lifetime, at which it fails) and
+is registered at import, so that forked and spawned workers know them too (they import
+this module by name).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+MAIN_PID = os.getpid()
+
+
+class _Counting(gym.Env):
+    """A 4-value observation, two actions, 20-step episodes; counts its steps."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, fail_at: int = 50):
+        self.fail_at = fail_at
+        self.steps = 0
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.uniform(-1, 1, 4).astype(np.float32), {}
+
+    def step(self, action):
+        self.steps += 1
+        self.t += 1
+        if self.steps >= self.fail_at:
+            self.fail()
+        obs = self.np_random.uniform(-1, 1, 4).astype(np.float32)
+        return obs, float(action), self.t >= 20, False, {}
+
+    def fail(self) -> None:
+        raise NotImplementedError
+
+
+class StepRaises(_Counting):
+    def fail(self) -> None:
+        value = 100
+        raise ValueError(f"the valve is at {value}% (injected fault)")  # a '%' in the failing line
+
+
+class ShapeChanges(_Counting):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.steps >= self.fail_at:
+            obs = np.zeros(5, np.float32)
+        return obs, reward, terminated, truncated, info
+
+    def fail(self) -> None:
+        pass
+
+
+class RewardNaN(_Counting):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, (float("nan") if self.steps >= self.fail_at else reward), terminated, truncated, info
+
+    def fail(self) -> None:
+        pass
+
+
+class KillsItsWorker(_Counting):
+    """Dies by SIGKILL at ``fail_at``, in a worker process only (the trainer's copies go on)."""
+
+    def fail(self) -> None:
+        if os.getpid() != MAIN_PID:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Hangs(_Counting):
+    def fail(self) -> None:
+        time.sleep(3600)
+
+
+IDS = {
+    "raises": "faults/StepRaises-v0",
+    "shape": "faults/ShapeChanges-v0",
+    "nan": "faults/RewardNaN-v0",
+    "kill": "faults/KillsItsWorker-v0",
+    "hang": "faults/Hangs-v0",
+}
+_CLASSES = {
+    "raises": StepRaises,
+    "shape": ShapeChanges,
+    "nan": RewardNaN,
+    "kill": KillsItsWorker,
+    "hang": Hangs,
+}
+
+
+def register_all() -> dict[str, str]:
+    """Register the faulty environments (idempotent); the ``fault_env_ids`` fixture removes them
+    again, so that no other test (``envs check`` of every environment, say) meets them."""
+    for key, cls in _CLASSES.items():
+        if IDS[key] not in gym.registry:
+            gym.register(IDS[key], entry_point=cls)
+    return IDS
+
+
+register_all()  # at import too: forked and spawned workers import this module by name
