@@ -197,19 +197,31 @@ class PPO:
         config = stored.config.with_overrides(config_overrides) if config_overrides else stored.config
         # Nothing named by the file is imported: the spaces are stored as data, and the
         # environment (needed only to act in it) comes from the user's own registrations.
-        agent = cls(
-            config=config,
-            observation_space=space_from_data(stored.meta["observation_space"]),
-            action_space=space_from_data(stored.meta["action_space"]),
-            device=device,
-        )
         try:
-            agent.policy.load_state_dict(stored.tensors)
-        except RuntimeError as exc:
+            observation_space = space_from_data(stored.meta["observation_space"])
+            action_space = space_from_data(stored.meta["action_space"])
+        except (
+            TypeError,
+            KeyError,
+            ValueError,
+            AttributeError,
+            IndexError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
             raise ckpt.AgentFileError(
-                f"{stored.path}: weights do not fit the stored policy config: {exc}"
+                f"{stored.path / ckpt.META_FILE}: the stored spaces are malformed "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
             ) from None
-        agent.num_timesteps = int(stored.meta.get("num_timesteps", 0))
+        agent = cls(
+            config=config, observation_space=observation_space, action_space=action_space, device=device
+        )
+        ckpt.check_weights(stored.path, stored.tensors, agent.policy.state_dict())
+        agent.policy.load_state_dict(stored.tensors)
+        steps = stored.meta.get("num_timesteps", 0)
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps < 2**62:
+            raise ckpt.AgentFileError(f"{stored.path / ckpt.META_FILE}: num_timesteps must be a count")
+        agent.num_timesteps = steps
         agent.metadata = {k: stored.meta[k] for k in ("provenance", "evaluation") if k in stored.meta}
         agent.path = stored.path
         agent._stored_action_names = stored.meta["env"].get("action_names")

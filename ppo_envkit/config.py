@@ -10,10 +10,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -32,6 +40,16 @@ __all__ = [
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true`` is not 1: pydantic's lax mode would take a boolean for an int or float."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and bool not in get_args(annotation) and annotation is not Any:
+                raise ValueError("expects a number, not true/false")
+        return value
 
 
 class EnvConfig(_Section):
@@ -318,15 +336,30 @@ def validate_config(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(format_validation_error(exc, data)) from None
 
 
+#: Largest config file read (configs are a few hundred bytes).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Load a YAML file into a TrainConfig (unknown keys are errors)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not path.is_file():
+            what = "a directory" if path.is_dir() else "not a regular file"
+            raise ConfigError(
+                f"config file {path} is {what}" if path.exists() else f"config file not found: {path}"
+            )
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes; is it a config?"
+            )
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (expected YAML)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (env, policy, ppo, run)")
     data.pop("preset", None)

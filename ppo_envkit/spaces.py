@@ -165,11 +165,29 @@ def space_to_data(space: spaces.Space) -> dict[str, Any]:
     raise UnsupportedSpaceError(f"cannot serialize space {space}")
 
 
-def space_from_data(data: dict[str, Any]) -> spaces.Space:
-    """Inverse of :func:`space_to_data`."""
+#: Largest space read from a file: elements of a Box or MultiBinary, actions of a Discrete or
+#: MultiDiscrete (checked before anything of that size is allocated), and nesting depth.
+MAX_SPACE_ELEMENTS = 1 << 24
+MAX_SPACE_DEPTH = 16
+
+
+def _bounded(count: int, what: str) -> int:
+    if not 0 <= count <= MAX_SPACE_ELEMENTS:
+        raise ValueError(f"{what} {count:,} is outside 0..{MAX_SPACE_ELEMENTS:,}")
+    return count
+
+
+def space_from_data(data: dict[str, Any], _depth: int = 0) -> spaces.Space:
+    """Inverse of :func:`space_to_data`. Sizes are checked against :data:`MAX_SPACE_ELEMENTS`
+    before anything is allocated (the data may come from a stranger's file)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a space must be an object, not {type(data).__name__}")
+    if _depth > MAX_SPACE_DEPTH:
+        raise ValueError(f"spaces nested deeper than {MAX_SPACE_DEPTH}")
     kind = data.get("type")
     if kind == "Box":
-        shape = tuple(data["shape"])
+        shape = tuple(int(d) for d in data["shape"])
+        _bounded(int(np.prod(shape, dtype=np.float64)) if all(d >= 0 for d in shape) else -1, "Box size")
         dtype = np.dtype(data["dtype"])
         return spaces.Box(
             low=_data_to_array(data["low"], shape, dtype),
@@ -178,17 +196,22 @@ def space_from_data(data: dict[str, Any]) -> spaces.Space:
             dtype=dtype,
         )
     if kind == "Discrete":
-        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+        return spaces.Discrete(_bounded(int(data["n"]), "Discrete n"), start=int(data.get("start", 0)))
     if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(
-            np.asarray(data["nvec"]), start=np.asarray(data["start"]), dtype=data.get("dtype", "int64")
-        )
+        nvec = np.asarray(data["nvec"], dtype=np.int64)
+        _bounded(int(nvec.size), "MultiDiscrete size")
+        _bounded(int(nvec.sum(dtype=np.float64)), "MultiDiscrete total of nvec")
+        return spaces.MultiDiscrete(nvec, start=np.asarray(data["start"]), dtype=data.get("dtype", "int64"))
     if kind == "MultiBinary":
-        return spaces.MultiBinary(data["n"])
+        n = data["n"]
+        _bounded(int(np.prod(n, dtype=np.float64)), "MultiBinary size")
+        return spaces.MultiBinary(n)
     if kind == "Dict":
-        return spaces.Dict({k: space_from_data(v) for k, v in data["spaces"].items()})
+        _bounded(len(data["spaces"]), "number of Dict entries")
+        return spaces.Dict({k: space_from_data(v, _depth + 1) for k, v in data["spaces"].items()})
     if kind == "Tuple":
-        return spaces.Tuple([space_from_data(v) for v in data["spaces"]])
+        _bounded(len(data["spaces"]), "number of Tuple entries")
+        return spaces.Tuple([space_from_data(v, _depth + 1) for v in data["spaces"]])
     raise ValueError(f"unknown space type in agent file: {kind!r}")
 
 

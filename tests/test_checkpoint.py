@@ -93,7 +93,7 @@ def test_weights_that_do_not_fit_the_config_are_a_clear_error(tmp_path):
     meta = json.loads((path / "agent.json").read_text())
     meta["config"]["policy"]["hidden_sizes"] = [32]
     (path / "agent.json").write_text(json.dumps(meta))
-    with pytest.raises(AgentFileError, match="do not fit the stored policy config"):
+    with pytest.raises(AgentFileError, match="stored policy settings"):
         load_agent(str(path))
 
 

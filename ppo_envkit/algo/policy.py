@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from typing import Any
@@ -12,6 +13,7 @@ from gymnasium import spaces
 from torch import nn
 
 from ..config import EnvConfig, PolicyConfig
+from ..errors import ConfigError
 from ..spaces import ObsFlattener
 from .heads import ActionHead, init_layer, make_head
 from .normalize import ObsNormalizer, RewardScaler
@@ -48,6 +50,24 @@ def mlp(in_dim: int, hidden: list[int], activation: str, ortho_init: bool) -> nn
     return nn.Sequential(*layers)
 
 
+#: Most parameters a policy may have (float32: 400 MB of weights, three times that to train).
+MAX_PARAMETERS = 100_000_000
+
+
+def _check_size(obs_dim: int, action_space: spaces.Space, policy: PolicyConfig) -> None:
+    """Refuse, before allocating, a policy too large to build: sizes may come from a file."""
+    widths = [obs_dim, *policy.hidden_sizes]
+    trunk = sum(a * b + b for a, b in itertools.pairwise(widths))
+    out = 2 * spaces.flatdim(action_space) + 1
+    total = trunk * (1 if policy.shared_trunk else 2) + policy.hidden_sizes[-1] * out
+    if total > MAX_PARAMETERS:
+        raise ConfigError(
+            f"policy.hidden_sizes {policy.hidden_sizes} with {obs_dim} observation values would make "
+            f"about {total:,} parameters ({4 * total / 2**30:.1f} GiB), more than the "
+            f"{MAX_PARAMETERS:,} ppo-envkit builds"
+        )
+
+
 class ActorCritic(nn.Module):
     """Maps normalized flat observations to action-distribution parameters and a value.
 
@@ -68,6 +88,7 @@ class ActorCritic(nn.Module):
         self.action_space = action_space
         self.flattener = ObsFlattener(observation_space)
         obs_dim = self.flattener.flat_dim
+        _check_size(obs_dim, action_space, policy)
         self.obs_norm = ObsNormalizer(
             obs_dim, torch.as_tensor(self.flattener.normalize_mask), env.clip_obs, env.normalize_obs
         )

@@ -18,6 +18,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 
 @torch.no_grad()
 def compute_gae(
@@ -57,6 +59,34 @@ class Minibatch(NamedTuple):
     old_values: torch.Tensor | np.ndarray
 
 
+def rollout_bytes(n_steps: int, num_envs: int, obs_dim: int, action_dim: int) -> int:
+    """Bytes a :class:`RolloutBuffer` allocates (observations and actions twice: stored and packed)."""
+    return 4 * n_steps * num_envs * (2 * (obs_dim + action_dim) + 13)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), if known."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(n_steps: int, num_envs: int, obs_dim: int, action_dim: int) -> None:
+    """A rollout that cannot fit is a settings error, said before torch fails to allocate it."""
+    need, have = rollout_bytes(n_steps, num_envs, obs_dim, action_dim), available_memory()
+    if have is not None and need > 0.8 * have:
+        raise ConfigError(
+            f"a rollout of ppo.n_steps={n_steps:,} x {num_envs} environment copies x {obs_dim} observation "
+            f"values needs about {need / 2**30:.1f} GiB, but {have / 2**30:.1f} GiB of memory is available; "
+            "lower ppo.n_steps or env.num_envs"
+        )
+
+
 class RolloutBuffer:
     """Preallocated ``[n_steps, num_envs, ...]`` storage for one rollout.
 
@@ -68,6 +98,7 @@ class RolloutBuffer:
     PACKED = ("logprobs", "advantages", "returns", "values")  # after obs and actions
 
     def __init__(self, n_steps: int, num_envs: int, obs_dim: int, action_dim: int, device: torch.device):
+        _check_memory(n_steps, num_envs, obs_dim, action_dim)
         self.n_steps, self.num_envs = n_steps, num_envs
         self.obs_dim, self.action_dim = obs_dim, action_dim
         shape = (n_steps, num_envs)

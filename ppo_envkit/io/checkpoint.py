@@ -5,16 +5,31 @@ are read with safetensors (no pickle, no code), metadata with ``json``. A
 training checkpoint is an agent directory plus ``trainer.safetensors`` and
 ``trainer.json`` (optimizer, RNG, environment replay data, counters).
 
-Writes are atomic: everything is written into a temporary sibling directory
-that is renamed into place, so a crash mid-save leaves the previous version.
+Writes are atomic: everything is written into a temporary sibling directory that
+replaces the target in one step (Linux: ``renameat2(RENAME_EXCHANGE)``; elsewhere two
+renames, and :func:`~ppo_envkit.io.rundir.recover` restores the previous version if a
+kill falls between them), so a crash mid-save leaves the previous version. Old
+directories are renamed away before they are deleted, so a kill never leaves half a
+checkpoint under its name.
+
+Reading trusts nothing: only regular files are read (not a FIFO, not a device), each up
+to a stated size, before anything is allocated; every tensor's SHA-256 recorded in
+``agent.json`` is verified; weights must be finite and have the dtypes and shapes the
+stored policy settings give.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
+import hashlib
 import json
 import os
 import platform
 import shutil
+import stat
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,7 +43,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import ConfigError, TrainConfig, validate_config
-from ..errors import AgentFileError
+from ..errors import AgentFileError, StorageError
 from ..spaces import space_to_data
 
 if TYPE_CHECKING:
@@ -42,6 +57,10 @@ TRAINER_META = "trainer.json"
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_AGENT_DIR = "agent"
 BEST_AGENT_DIR = "best"
+#: Largest ``agent.json``/``trainer.json`` read (they are a few kB).
+MAX_JSON_BYTES = 16 << 20
+#: Largest tensor file read: the weights, or a checkpoint's optimizer and episode data.
+MAX_TENSOR_FILE_BYTES = 4 << 30
 
 
 def library_versions() -> dict[str, str]:
@@ -61,15 +80,16 @@ def _to_saveable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def atomic_write_dir(
     target: Path, files: dict[str, bytes | tuple[dict[str, torch.Tensor], dict[str, str]]]
 ) -> Path:
-    """Write ``files`` into ``target`` atomically (temporary sibling + rename).
+    """Write ``files`` into ``target`` atomically (temporary sibling, then one exchange).
 
-    Values are raw bytes, or ``(tensors, metadata)`` for a safetensors file.
+    Values are raw bytes, or ``(tensors, metadata)`` for a safetensors file. A failure to
+    write (disk full, read-only, permissions) raises :class:`StorageError`, one line.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
         for name, content in files.items():
             if isinstance(content, bytes):
                 (tmp / name).write_bytes(content)
@@ -78,6 +98,9 @@ def atomic_write_dir(
                 save_file(_to_saveable(tensors), str(tmp / name), metadata=meta)
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
+        if target.exists() and _exchange(tmp, target):
+            discard_dir(tmp)  # now the previous version
+            return target
         old = None
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -85,10 +108,72 @@ def atomic_write_dir(
         os.rename(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, (OSError, SafetensorError)):
+            raise StorageError(_errno(exc), f"could not save {target}: {_reason(exc)}") from None
         raise
     return target
+
+
+def discard_dir(path: Path) -> None:
+    """Delete a directory so that no kill leaves part of it under its name: rename, then delete."""
+    doomed = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(path, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_renameat2: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux ``renameat2``); False where that is unavailable."""
+    global _renameat2
+    if not sys.platform.startswith("linux"):
+        return False
+    if _renameat2 is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _renameat2 = libc.renameat2
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if _renameat2 is False:
+        return False
+    result = _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False  # kernel or file system without it: two renames instead
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _errno(exc: BaseException) -> int:
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    text = str(exc)
+    if "StorageFull" in text or "No space left" in text:
+        return errno.ENOSPC
+    if "FileTooLarge" in text or "File too large" in text:
+        return errno.EFBIG
+    if "ReadOnly" in text or "Read-only" in text:
+        return errno.EROFS
+    if "PermissionDenied" in text:
+        return errno.EACCES
+    return errno.EIO
+
+
+def _reason(exc: BaseException) -> str:
+    """``No space left on device`` rather than safetensors' 34-line ``IoError(Os { ... })``."""
+    code = _errno(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return os.strerror(code) if code != errno.EIO else " ".join(str(exc).split())[:200]
 
 
 def agent_meta(agent: PPO) -> dict[str, Any]:
@@ -119,6 +204,7 @@ def agent_files(agent: PPO) -> dict[str, Any]:
     meta = {
         "format_version": FORMAT_VERSION,
         **agent_meta(agent),
+        "tensors_sha256": tensors_digest(tensors),
         "versions": library_versions(),
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -138,29 +224,67 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order). safetensors
+    has no checksum; this one is recorded in ``agent.json`` and verified on load."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].detach().to("cpu")
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        if value.numel():
+            digest.update(value.reshape(-1).clone().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _regular_file(path: Path, limit: int, what: str) -> int:
+    """The size of ``path``, which must be a regular file of at most ``limit`` bytes (a FIFO
+    would hang the reader, ``/dev/zero`` would fill memory)."""
     try:
-        data = json.loads(path.read_text())
+        info = path.stat()  # follows a symlink: what it points to must be a regular file
     except FileNotFoundError:
-        raise AgentFileError(f"{path.parent} is not an agent directory: {path.name} is missing") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AgentFileError(f"{path} is not valid JSON ({exc})") from None
+        raise AgentFileError(f"{path.parent} is not a complete {what}: {path.name} is missing") from None
+    except OSError as exc:
+        raise AgentFileError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise AgentFileError(f"{path} is not a regular file; refusing to read it")
+    if info.st_size > limit:
+        raise AgentFileError(
+            f"{path} is {info.st_size:,} bytes, more than the {limit:,} this reader accepts; "
+            "refusing to read it"
+        )
+    return info.st_size
+
+
+def _read_json(path: Path, what: str = "agent directory") -> dict[str, Any]:
+    _regular_file(path, MAX_JSON_BYTES, what)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise AgentFileError(f"{path} is not valid JSON ({' '.join(str(exc).split())[:200]})") from None
+    except OSError as exc:
+        raise AgentFileError(f"cannot read {path}: {exc.strerror}") from None
     if not isinstance(data, dict):
         raise AgentFileError(f"{path} does not hold a JSON object")
     return data
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; anything else (a pickle, say) is refused without being run."""
-    if not path.exists():
-        raise AgentFileError(f"{path} is missing")
+def read_tensors(path: Path, expected_digest: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; anything else (a pickle, say) is refused without being run.
+    With ``expected_digest`` (from ``agent.json``), the tensors must match it."""
+    _regular_file(path, MAX_TENSOR_FILE_BYTES, "agent directory")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
         raise AgentFileError(
             f"{path} is not a valid safetensors file, refusing to load it "
-            f"(agent files never contain pickled objects): {exc}"
+            f"(agent files never contain pickled objects): {' '.join(str(exc).split())[:200]}"
         ) from None
+    if expected_digest is not None and tensors_digest(tensors) != expected_digest:
+        raise AgentFileError(
+            f"{path} is corrupt: its tensors do not match the SHA-256 recorded in {META_FILE} "
+            "(damaged in transfer or storage, or edited); refusing to load it"
+        )
+    return tensors
 
 
 def load_agent_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -176,9 +300,31 @@ def load_agent_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Te
             f"(reads up to {FORMAT_VERSION}); upgrade ppo-envkit"
         )
     for key in ("env", "observation_space", "action_space", "config"):
-        if key not in meta:
-            raise AgentFileError(f"{path / META_FILE} lacks the '{key}' entry")
-    return meta, read_tensors(path / MODEL_FILE)
+        if not isinstance(meta.get(key), dict):
+            raise AgentFileError(f"{path / META_FILE} lacks the '{key}' entry (an object)")
+    digest = meta.get("tensors_sha256")
+    if digest is not None and not isinstance(digest, str):
+        raise AgentFileError(f"{path / META_FILE}: tensors_sha256 must be a string")
+    return meta, read_tensors(path / MODEL_FILE, digest)
+
+
+def check_weights(path: Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """The stored tensors must be exactly the policy's: the same names, dtypes and shapes (a
+    dtype changed in the header would otherwise be cast silently), and finite."""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise AgentFileError(f"{path}: the weights do not fit the stored policy settings ({what})")
+    for name, want in expected.items():
+        got = tensors[name]
+        if got.dtype != want.dtype or got.shape != want.shape:
+            raise AgentFileError(
+                f"{path}: tensor '{name}' is {got.dtype} {tuple(got.shape)}, but the stored policy "
+                f"settings give {want.dtype} {tuple(want.shape)}"
+            )
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise AgentFileError(f"{path}: tensor '{name}' holds NaN or infinite values; refusing to load it")
 
 
 @dataclass
@@ -217,13 +363,16 @@ def save_checkpoint(
 ) -> Path:
     files = dict(agent)
     files[TRAINER_TENSORS] = (trainer_tensors, {"format": "pt"})
+    trainer_meta = {**trainer_meta, "tensors_sha256": tensors_digest(trainer_tensors)}
     files[TRAINER_META] = (json.dumps(trainer_meta, indent=2, default=_json_default) + "\n").encode()
     return atomic_write_dir(path, files)
 
 
 def load_trainer_state(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     path = Path(path)
-    return _read_json(path / TRAINER_META), read_tensors(path / TRAINER_TENSORS)
+    meta = _read_json(path / TRAINER_META, "checkpoint")
+    digest = meta.get("tensors_sha256")
+    return meta, read_tensors(path / TRAINER_TENSORS, digest if isinstance(digest, str) else None)
 
 
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
@@ -236,8 +385,7 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
         for p in root.iterdir()
         if p.is_dir()
         and not p.name.startswith(".")
-        and (p / TRAINER_META).exists()
-        and (p / META_FILE).exists()
+        and all((p / name).is_file() for name in (META_FILE, MODEL_FILE, TRAINER_META, TRAINER_TENSORS))
     ]
     return sorted(found, key=lambda p: p.name)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import math
-import shutil
+import os
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs
+from ..errors import RunDirError, StorageError
+from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs, discard_dir
+from .rundir import RunDirLock, existing_run, recover
 
 if TYPE_CHECKING:
     from ..agent import PPO
@@ -91,8 +94,33 @@ class RunLogger:
         self._next_checkpoint = None
         self._resume = resume
         self._tensorboard = tensorboard
+        self._lock: RunDirLock | None = None
         if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._claim(self.run_dir)
+
+    def _claim(self, run_dir: Path) -> None:
+        """Create and lock the run directory; refuse one that holds another run (unless resuming);
+        finish what kills interrupted there."""
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot create the run directory {run_dir}: {exc.strerror}"
+            raise StorageError(exc.errno, message) from None
+        self._lock = RunDirLock(run_dir)
+        if self._lock.previous_owner is not None:
+            self.console.print(
+                f"taking over {run_dir}: the run that held it (process {self._lock.previous_owner}) "
+                "is no longer running"
+            )
+        held = None if self._resume else existing_run(run_dir)
+        if held is not None:
+            self._lock.release()
+            raise RunDirError(
+                f"run directory {run_dir} already holds a run ({held}): continue it with "
+                f"`ppo-envkit train --resume {run_dir}`, or choose another --run-dir"
+            )
+        for line in recover(run_dir):
+            self.console.print(line)
 
     # ---------------------------------------------------------------- progress display
 
@@ -182,17 +210,25 @@ class RunLogger:
                 self._next_checkpoint += self.checkpoint_interval
 
     def _open_outputs(self, timesteps: int) -> None:
+        """Open ``progress.csv`` for appending. On resume, rows written after the checkpoint
+        describe lost work: the file is rewritten without them first, into a temporary file
+        that replaces it (a kill leaves the old file or the new one, never a partial one)."""
         assert self.run_dir is not None
         path = self.run_dir / "progress.csv"
         rows = _read_rows(path) if self._resume else []
-        # Rows written after the checkpoint we resume from describe lost work: drop them.
-        rows = [r for r in rows if int(float(r.get("timesteps") or 0)) <= timesteps]
-        self.elapsed_before = float(rows[-1]["time_elapsed"]) if rows else 0.0
-        self._csv_file = open(path, "w", newline="")
+        kept = [r for r in rows if _int(r.get("timesteps")) <= timesteps]
+        self.elapsed_before = _float(kept[-1].get("time_elapsed")) if kept else 0.0
+        if not self._resume or len(kept) != len(rows) or not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(kept)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        self._csv_file = open(path, "a", newline="")
         self._csv = csv.DictWriter(self._csv_file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        self._csv.writeheader()
-        self._csv.writerows(rows)
-        self._csv_file.flush()
         self._tb_purge_step = timesteps + 1 if self._resume else None
 
     def _tensorboard_writer(self) -> Any:
@@ -213,7 +249,7 @@ class RunLogger:
         path = self.run_dir / CHECKPOINTS_DIR / f"step_{agent.num_timesteps:010d}"
         agent.save_checkpoint(path)
         for old in checkpoint_dirs(self.run_dir)[: -self.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+            discard_dir(old)  # renamed away first: never half-deleted under its name
         return path
 
     def _save_best(self, agent: PPO) -> None:
@@ -238,6 +274,9 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def _fmt(value: Any) -> Any:
@@ -263,9 +302,24 @@ def _tb_name(key: str) -> str | None:
     return _TB_GROUPS.get(key, f"train/{key}")
 
 
+def _int(value: str | None) -> int:
+    try:
+        return int(float(value or 0))
+    except ValueError:
+        return 0
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value or 0.0)
+    except ValueError:
+        return 0.0
+
+
 def _read_rows(path: Path) -> list[dict[str, str]]:
+    """The complete rows of ``progress.csv`` (a row torn by a kill has too few or too many fields)."""
     try:
         with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
-    except OSError:
+            return [r for r in csv.DictReader(fh) if None not in r and None not in r.values()]
+    except (OSError, csv.Error, UnicodeDecodeError):
         return []

@@ -1,0 +1,506 @@
+"""Faults lose nothing and hang nothing (the fast cases; kills at random points are in slow/).
+
+Each case asserts what the README's "What survives what" promises: the error type and
+one clear line, no process left behind, no hang (every wait here is bounded), files
+either complete and loadable or absent, and a checkpoint where one is promised.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ppo_envkit import PPO, TrainConfig, load_agent
+from ppo_envkit.cli import main
+from ppo_envkit.config import load_config
+from ppo_envkit.errors import (
+    AgentFileError,
+    ConfigError,
+    EnvironmentFailed,
+    NonFiniteError,
+    RunDirError,
+    StorageError,
+)
+from ppo_envkit.io.checkpoint import (
+    MODEL_FILE,
+    atomic_write_dir,
+    checkpoint_dirs,
+    discard_dir,
+    tensors_digest,
+)
+from ppo_envkit.io.rundir import recover
+from ppo_envkit.io.runlog import RunLogger
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(env_id: str = "CartPole-v1", **extra) -> TrainConfig:
+    overrides = {
+        "env.id": env_id,
+        "env.num_envs": 4,
+        "ppo.n_steps": 16,
+        "ppo.minibatch_size": 32,
+        "ppo.n_epochs": 2,
+        "run.seed": 3,
+        "run.eval_interval": 0,
+        **extra,
+    }
+    return TrainConfig().with_overrides(overrides)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (dead, not reaped by its parent) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children() -> set[int]:
+    pid = os.getpid()
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in pids if _alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The command line in a fresh process, as a user runs it, with a watchdog."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "ppo_envkit", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("error", "invalid settings"))]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+@pytest.mark.parametrize("backend", ["gymnasium", "sharded"])
+def test_a_dead_environment_worker_is_an_error_not_a_hang(backend, fault_env_ids):
+    config = _config(
+        fault_env_ids["kill"],
+        **{"env.vectorization": "async", "env.kwargs": {"fail_at": 30}},
+        **({"env.num_workers": 2} if backend == "sharded" else {}),
+    )
+    before = _children()
+    agent = PPO(config=config)
+    start = time.monotonic()
+    with pytest.raises(EnvironmentFailed, match=r"died \(killed by signal 9 \(SIGKILL\)\)"):
+        agent.learn(256)
+    assert time.monotonic() - start < 30
+    agent.close()
+    assert _wait_gone(sorted(_children() - before)) == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"env.vectorization": "async"}, {"env.vectorization": "async", "env.num_workers": 2}],
+    ids=["sync", "async", "sharded"],
+)
+def test_an_exception_in_step_saves_a_checkpoint_and_names_the_line(tmp_path, extra, fault_env_ids):
+    config = _config(fault_env_ids["raises"], **{"env.kwargs": {"fail_at": 40}}, **extra)
+    agent = PPO(config=config)
+    logger = RunLogger(tmp_path / "run", progress=False, tensorboard=False, checkpoint_interval=0)
+    with pytest.raises(EnvironmentFailed) as info:
+        agent.learn(1024, logger=logger)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "ValueError: the valve is at 100% (injected fault)" in message
+    assert "fault_envs.py:" in message and "in step() at training step" in message
+    assert info.value.checkpoint is not None and info.value.checkpoint.exists()
+    assert checkpoint_dirs(tmp_path / "run") == [info.value.checkpoint]
+    resumed = PPO.resume(info.value.checkpoint)  # complete and loadable
+    assert resumed.num_timesteps == 64 * (39 // 16)  # the iterations before the failing one
+    agent.close()
+
+
+def test_an_observation_of_the_wrong_shape_says_which_and_what(fault_env_ids):
+    agent = PPO(config=_config(fault_env_ids["shape"], **{"env.kwargs": {"fail_at": 20}}))
+    with pytest.raises(EnvironmentFailed, match=r"shape \(5,\).*observation_space is Box.*\(shape \(4,\)\)"):
+        agent.learn(256)
+    agent.close()
+
+
+def test_a_nan_reward_names_the_step_and_copies_across_processes(tmp_path, fault_env_ids):
+    config = _config(fault_env_ids["nan"], **{"env.kwargs": {"fail_at": 5}, "run.processes": 2})
+    agent = PPO(config=config)
+    with pytest.raises(NonFiniteError) as info:
+        agent.learn(256)
+    agent.close()
+    # Every copy of both processes fails at its 5th step: 5 steps x 4 copies in all.
+    assert "training step 20 " in str(info.value)
+    assert "environment copies 0-1 of 4" in str(info.value) or "copies 2-3 of 4" in str(info.value)
+
+
+def test_unknown_env_kwargs_are_one_line(tmp_path):
+    result = _cli("train", "CartPole-v1", "--set", "env.kwargs.colour=red", cwd=tmp_path)
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert "does not accept env.kwargs 'colour' (it takes: sutton_barto_reward)" in line
+
+
+# ----------------------------------------------------------------------------- run directories
+
+
+def test_two_runs_cannot_share_a_run_directory(tmp_path):
+    first = RunLogger(tmp_path / "run", progress=False, tensorboard=False)
+    with pytest.raises(RunDirError, match=rf"in use by another training run \(process {os.getpid()}\)"):
+        RunLogger(tmp_path / "run", progress=False, tensorboard=False)
+    first.close()
+    RunLogger(tmp_path / "run", progress=False, tensorboard=False).close()
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / ".lock").write_text(f"{dead.pid}\n")
+    logger = RunLogger(run, progress=False, tensorboard=False)
+    assert f"the run that held it (process {dead.pid}) is no longer running" in capsys.readouterr().err
+    assert (run / ".lock").read_text().strip() == str(os.getpid())
+    logger.close()
+
+
+def test_a_new_run_refuses_a_directory_that_holds_another(tmp_path):
+    run = tmp_path / "run"
+    agent = PPO(config=_config())
+    agent.learn(64, logger=RunLogger(run, progress=False, tensorboard=False))
+    agent.close()
+    with pytest.raises(
+        RunDirError, match=r"already holds a run \(1 checkpoint up to step_0000000064.*--resume"
+    ):
+        RunLogger(run, progress=False, tensorboard=False)
+    RunLogger(run, progress=False, tensorboard=False, resume=True).close()  # resuming is fine
+
+
+def test_concurrent_cli_runs_in_one_directory(tmp_path):
+    """The second run stops at once with one line; the first goes on, and Ctrl-C saves it."""
+    args = ["train", "CartPole-v1", "--total-timesteps", "5000000", "--run-dir", "run", "--no-progress"]
+    args += ["--set", "run.stop_at=null", "--set", "run.checkpoint_interval=0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ppo_envkit", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / "progress.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = _cli(*args, cwd=tmp_path)
+        assert second.returncode == 1
+        assert "in use by another training run" in _one_error_line(second.stderr)
+        assert first.poll() is None  # undisturbed
+        first.send_signal(signal.SIGINT)
+        _, stderr = first.communicate(timeout=60)
+        assert first.returncode == 130, stderr
+    finally:
+        first.kill()
+    assert "continue with: ppo-envkit train --resume run" in stderr
+    (checkpoint,) = checkpoint_dirs(tmp_path / "run")
+    PPO.resume(checkpoint).close()
+
+
+def test_pruning_renames_before_deleting_and_incomplete_checkpoints_do_not_count(tmp_path):
+    run = tmp_path / "run"
+    agent = PPO(config=_config())
+    agent.learn(64, logger=RunLogger(run, progress=False, tensorboard=False))
+    agent.close()
+    (only,) = checkpoint_dirs(run)
+    half = only.parent / "step_0000009999"  # what a kill in the middle of rmtree used to leave
+    half.mkdir()
+    (half / "agent.json").write_text((only / "agent.json").read_text())
+    assert checkpoint_dirs(run) == [only]
+    discard_dir(only)
+    assert not only.exists() and not any(p.name.startswith(".step") for p in only.parent.iterdir())
+
+
+def test_recover_restores_an_agent_caught_between_two_renames_and_removes_leftovers(tmp_path):
+    run = tmp_path / "run"
+    agent_dir = PPO(config=_config()).save(run / "agent")
+    os.rename(agent_dir, run / ".agent.old-0123abcd")  # killed after the first rename
+    (run / ".agent.tmp-4567cdef").mkdir()  # ... and its half-written replacement
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / ".step_0000000064.tmp-89abcdef").mkdir()
+    done = recover(run)
+    assert len(done) == 3
+    assert load_agent(str(run / "agent")).num_timesteps == 0
+    assert sorted(p.name for p in run.iterdir()) == ["agent", "checkpoints"]
+    assert list((run / "checkpoints").iterdir()) == []
+
+
+def test_replacing_an_agent_directory_never_leaves_it_missing(tmp_path, monkeypatch):
+    target = PPO(config=_config()).save(tmp_path / "agent")
+    before = (target / MODEL_FILE).read_bytes()
+    # The replacement fails half-way: the previous version is still there, whole.
+    import ppo_envkit.io.checkpoint as ckpt
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(StorageError, match=r"could not save .*agent: No space left on device"):
+        atomic_write_dir(target, ckpt.agent_files(PPO(config=_config())))
+    assert (target / MODEL_FILE).read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["agent"]
+
+
+def test_resume_rewrites_progress_without_losing_rows_or_keeping_a_torn_one(tmp_path):
+    run = tmp_path / "run"
+    agent = PPO(config=_config(**{"run.total_timesteps": 64 * 5, "run.checkpoint_interval": 128}))
+    agent.learn(logger=RunLogger(run, progress=False, tensorboard=False, checkpoint_interval=128))
+    agent.close()
+    with open(run / "progress.csv", "a") as fh:
+        fh.write("384,6,1.0,")  # a row torn by a kill
+    logger = RunLogger(run, progress=False, tensorboard=False, resume=True)
+    logger._open_outputs(256)
+    logger.close()
+    rows = list(csv.DictReader(open(run / "progress.csv")))
+    assert [int(r["timesteps"]) for r in rows] == [64, 128, 192, 256]
+    assert not [p for p in run.iterdir() if p.name.startswith(".progress")]
+
+
+# ----------------------------------------------------------------------------- agent files
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    agent = PPO(config=_config())
+    agent.learn(64)
+    agent.close()
+    return agent.save(tmp_path / "agent")
+
+
+def test_an_agent_file_that_is_a_fifo_or_a_device_is_refused_at_once(saved):
+    (saved / "agent.json").unlink()
+    os.mkfifo(saved / "agent.json")
+    with pytest.raises(AgentFileError, match="is not a regular file"):
+        load_agent(str(saved))
+    (saved / "agent.json").unlink()
+    (saved / "agent.json").symlink_to("/dev/zero")
+    with pytest.raises(AgentFileError, match="is not a regular file"):
+        load_agent(str(saved))
+
+
+def test_sizes_from_a_file_are_limited_before_anything_is_allocated(saved):
+    meta = json.loads((saved / "agent.json").read_text())
+    meta["config"]["policy"]["hidden_sizes"] = [65536, 65536]
+    (saved / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"parameters \(\d+\.\d GiB\), more than the 100,000,000"):
+        load_agent(str(saved))
+    meta["config"]["policy"]["hidden_sizes"] = [64, 64]
+    meta["observation_space"]["shape"] = [1 << 30]
+    (saved / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(AgentFileError, match=r"stored spaces are malformed .*Box size"):
+        load_agent(str(saved))
+
+
+def test_flipped_bytes_in_the_weights_are_caught_by_the_checksum(saved):
+    data = bytearray((saved / MODEL_FILE).read_bytes())
+    rng = np.random.default_rng(0)
+    header = 8 + int.from_bytes(data[:8], "little")
+    for i in rng.choice(np.arange(header, len(data)), 200, replace=False):
+        data[i] ^= 0xFF
+    (saved / MODEL_FILE).write_bytes(bytes(data))
+    with pytest.raises(AgentFileError, match="corrupt: its tensors do not match the SHA-256"):
+        load_agent(str(saved))
+
+
+def test_nan_weights_and_changed_dtypes_are_refused_even_with_a_matching_checksum(saved):
+    tensors = load_file(str(saved / MODEL_FILE))
+    meta = json.loads((saved / "agent.json").read_text())
+    for name, mutate, message in (
+        ("actor_trunk.0.weight", lambda t: t.fill_(float("nan")), "holds NaN or infinite values"),
+        (
+            "actor_trunk.0.weight",
+            lambda t: t.to(torch.int32),
+            "is torch.int32 .* settings give torch.float32",
+        ),
+    ):
+        changed = dict(tensors)
+        changed[name] = mutate(tensors[name].clone())
+        save_file(changed, str(saved / MODEL_FILE))
+        meta["tensors_sha256"] = tensors_digest(changed)  # a forger can recompute it
+        (saved / "agent.json").write_text(json.dumps(meta))
+        with pytest.raises(AgentFileError, match=message):
+            load_agent(str(saved))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("observation_space", [1, 2]),
+        ("action_space", {"type": "Discrete", "n": "many"}),
+        ("num_timesteps", 1e30),
+        ("env", "CartPole-v1"),
+        ("observation_space", {"type": "Dict", "spaces": {"a": {"type": "Box", "shape": [[2]]}}}),
+    ],
+)
+def test_type_errors_in_agent_json_are_one_line(saved, field, value):
+    meta = json.loads((saved / "agent.json").read_text())
+    meta[field] = value
+    (saved / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(AgentFileError) as info:
+        load_agent(str(saved))
+    assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- settings and storage
+
+
+@pytest.mark.parametrize("setting", ["env.num_envs=true", "ppo.n_epochs=false", "run.eval_interval=true"])
+def test_true_is_not_a_number(setting):
+    with pytest.raises(ConfigError, match="expects a number, not true/false"):
+        TrainConfig().with_overrides([setting])
+
+
+def test_a_directory_or_a_binary_file_as_config_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    (tmp_path / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="is not text"):
+        load_config(tmp_path / "weights.bin")
+
+
+def test_a_rollout_larger_than_memory_is_a_settings_error():
+    config = _config(**{"ppo.n_steps": 10**9 // 4, "ppo.minibatch_size": 64})
+    agent = PPO(config=config)
+    with pytest.raises(ConfigError, match=r"needs about \d+\.\d GiB, but .* available; lower ppo.n_steps"):
+        agent.learn(64)
+    agent.close()
+
+
+def test_a_full_disk_during_training_is_one_line_and_loses_no_earlier_checkpoint(tmp_path):
+    """RLIMIT_FSIZE stands in for a full disk: writes past it fail with EFBIG."""
+    script = textwrap.dedent(
+        """
+        import resource, sys
+        from ppo_envkit.cli import main
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    train = ["train", "CartPole-v1", "--total-timesteps", "4096", "--run-dir", "run", "--no-progress"]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *train, "--set", "run.checkpoint_interval=1024"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "File too large" in _one_error_line(result.stderr)
+    for checkpoint in checkpoint_dirs(tmp_path / "run"):
+        PPO.resume(checkpoint).close()  # whatever was saved is complete
+    leftovers = [p for p in (tmp_path / "run").rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+    assert leftovers == []
+
+
+def test_a_read_only_run_directory_is_one_line(tmp_path, monkeypatch, capsys):
+    import ppo_envkit.io.runlog as runlog
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system", str(self))
+
+    monkeypatch.setattr(runlog.Path, "mkdir", read_only)
+    code = main(["train", "CartPole-v1", "--total-timesteps", "64", "--run-dir", str(tmp_path / "ro")])
+    assert code == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cannot create the run directory" in line and "Read-only file system" in line
+
+
+def test_the_sharded_worker_dies_with_its_trainer(tmp_path):
+    script = textwrap.dedent(
+        """
+        import os, sys, time
+        from ppo_envkit.environments.factory import make_env
+        from ppo_envkit.parallel.vector import ShardedVectorEnv
+        envs = ShardedVectorEnv([lambda: make_env("CartPole-v1")] * 4, num_workers=2)
+        envs.reset(seed=0)
+        print(" ".join(str(p.pid) for p in envs._procs), flush=True)
+        time.sleep(60)
+        """
+    )
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    workers = [int(p) for p in trainer.stdout.readline().split()]
+    assert workers and all(_alive(p) for p in workers)
+    os.kill(trainer.pid, signal.SIGKILL)
+    trainer.wait(timeout=10)
+    assert _wait_gone(workers) == []
+
+
+def test_the_checker_reports_a_hanging_environment_instead_of_hanging(fault_env_ids, monkeypatch):
+    import ppo_envkit.environments.findings as findings
+    from ppo_envkit import check_environment
+
+    monkeypatch.setattr(findings, "CALL_TIME_LIMIT_S", 0.5)
+    start = time.monotonic()
+    report = check_environment(fault_env_ids["hang"], {"fail_at": 3})
+    assert time.monotonic() - start < 10
+    (error,) = report.errors
+    assert "did not return within 0.5 s" in error.what and "fault_envs.py:" in error.fix
+
+
+def test_ctrl_c_while_the_environment_hangs_saves_the_last_good_checkpoint(tmp_path):
+    """A hung step cannot be told from a slow one; Ctrl-C is the way out, and it loses nothing."""
+    module = Path(__file__).with_name("fault_envs.py")
+    args = ["train", "faults/Hangs-v0", "--env-module", str(module), "--set", "env.kwargs.fail_at=300"]
+    args += ["--num-envs", "4", "--run-dir", "run", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ppo_envkit", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / "progress.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)  # the 300th step of each copy comes after the first logged iteration
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    (checkpoint,) = checkpoint_dirs(tmp_path / "run")
+    assert checkpoint.name == "step_0000001024"  # 2 iterations of 4 copies x 128 steps; the 3rd hung
+    PPO.resume(checkpoint).close()
