@@ -60,6 +60,8 @@ class Trainer:
         self.collector = Collector(self.context)
         self.learner = Learner(self.context, optimizer)
         self._captured: dict[str, Any] | None = None
+        #: Other ranks' episodes and random streams from a loaded checkpoint, for the forked ranks.
+        self.rank_states: dict[int, tuple[dict[str, Any], dict[str, torch.Tensor]]] = {}
         self.attach(collectives)
 
     @property
@@ -117,6 +119,7 @@ class Trainer:
         evaluation reaches ``run.stop_at``."""
         agent = self.agent
         self.prepare()
+        self._post_state()
         evaluation = self._evaluation()
         if logger is not None:
             logger.start(agent)
@@ -193,13 +196,15 @@ class Trainer:
             **self.collector.episode_metrics(),
         )
         agent.last_metrics = metrics
+        self._post_state()
         return metrics
 
     # ----------------------------------------------------------------------------- state
 
-    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    def state(self, ranks: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """Everything besides the weights needed to resume exactly: counters, optimizer,
-        random stream, episodes and reward-scaling returns (``trainer.json`` + tensors)."""
+        random stream, episodes and reward-scaling returns (``trainer.json`` + tensors); with
+        ``ranks``, also the other forked ranks' episodes and streams at this iteration."""
         agent = self.agent
         optimizer_meta, tensors = self.learner.optimizer_state()
         episodes_meta, episode_tensors = self.collector.state()
@@ -211,7 +216,43 @@ class Trainer:
             "optimizer": optimizer_meta,
             "episodes": episodes_meta,
         }
+        if ranks:
+            meta["ranks"] = {}
+            for rank, (rank_meta, rank_tensors) in self._other_ranks_states().items():
+                meta["ranks"][str(rank)] = rank_meta
+                tensors.update({f"rank{rank}.{name}": value for name, value in rank_tensors.items()})
         return meta, tensors
+
+    def _mailboxes(self) -> Any:
+        group = getattr(self.collectives, "group", None)
+        return getattr(group, "mailboxes", None)
+
+    def _post_state(self) -> None:
+        """A forked rank other than 0 posts its episodes and random stream at this iteration
+        boundary, where rank 0 can read them for a checkpoint (:mod:`..parallel.mailbox`)."""
+        mailboxes = self._mailboxes()
+        rank = self.collectives.rank
+        if mailboxes is None or rank == 0:
+            return
+        episodes_meta, tensors = self.collector.state()
+        tensors = {**tensors, "rng": self.agent.generator.get_state().clone()}
+        mailboxes.post(rank, self.agent.iteration, {"episodes": episodes_meta}, tensors)
+
+    def _other_ranks_states(self) -> dict[int, tuple[dict[str, Any], dict[str, torch.Tensor]]]:
+        """Rank 0: each forked rank's state at the current iteration boundary, from its mailbox
+        (even if the rank has died since), else as loaded from a checkpoint. A rank whose state
+        is in neither is left out: its copies then start fresh episodes on resume."""
+        mailboxes = self._mailboxes()
+        if mailboxes is None or self.collectives.rank != 0:
+            return dict(self.rank_states)
+        group, found = self.collectives.group, {}
+        for rank in range(1, self.collectives.size):
+            state = mailboxes.read(rank, self.agent.iteration, lambda: group.alive)
+            if state is None:
+                state = self.rank_states.get(rank)
+            if state is not None:
+                found[rank] = state
+        return found
 
     def load_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`state`. The random stream and episodes in it are rank 0's; another
@@ -224,13 +265,28 @@ class Trainer:
         if self.collectives.rank == 0:
             agent.generator.set_state(tensors["rng"])
             self.collector.load_state(meta["episodes"], tensors)
+            self.rank_states = {}
+            for rank, rank_meta in (meta.get("ranks") or {}).items():
+                prefix = f"rank{rank}."
+                own = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+                self.rank_states[int(rank)] = (rank_meta, own)
         else:
             self.reseed()
+
+    def take_rank_state(self) -> None:
+        """A forked rank: continue from its own episodes and random stream of the loaded
+        checkpoint (inherited from rank 0's trainer), if it holds them."""
+        state = self.rank_states.pop(self.collectives.rank, None)
+        self.rank_states = {}
+        if state is not None:
+            meta, tensors = state
+            self.collector.load_state(meta["episodes"], tensors)
+            self.agent.generator.set_state(tensors["rng"])
 
     def capture(self) -> dict[str, Any]:
         """Everything needed to resume exactly from the start of the coming iteration."""
         policy = {k: v.detach().clone() for k, v in self.agent.policy.state_dict().items()}
-        return {"policy": policy, "trainer": self.state()}
+        return {"policy": policy, "trainer": self.state(ranks=False)}
 
     def _save_after_failure(self, logger: RunLogger | None) -> Path | None:
         """:meth:`save_captured`, for a failed iteration; a failure to save is reported, not raised
@@ -262,12 +318,19 @@ def _note(exc: BaseException, text: str) -> None:
         exc.add_note(text)
 
 
-def serve_as_rank(agent: PPO, collectives: SharedMemoryCollectives, optimizer: FlatAdam) -> None:
+def serve_as_rank(
+    agent: PPO,
+    collectives: SharedMemoryCollectives,
+    optimizer: FlatAdam,
+    rank_states: dict[int, tuple[dict[str, Any], dict[str, torch.Tensor]]] | None = None,
+) -> None:
     """The body of a forked ``run.processes`` rank (in its own process): train in step with
     rank 0 with environment copies of its own, then wait for rank 0's next training call,
     until rank 0 ends the ranks. ``optimizer`` is rank 0's as forked, so that its state
     matches (that of a resumed run, say)."""
     trainer = Trainer(agent, collectives, optimizer)
+    trainer.rank_states = dict(rank_states or {})
+    trainer.take_rank_state()
     try:
         trainer.train()
         while share_training_state(collectives, agent, trainer.learner.optimizer):

@@ -73,7 +73,8 @@ class TrainingGroup:
             # Rank 0's optimizer as forked (None before the first update: each rank then creates
             # the same fresh one after its first rollout, in parallel, off the start-up path).
             optimizer = learner.created_optimizer
-            forked.start(lambda collectives: serve_as_rank(agent, collectives, optimizer))
+            states, trainer.rank_states = trainer.rank_states, {}  # a resumed run's other ranks
+            forked.start(lambda collectives: serve_as_rank(agent, collectives, optimizer, states))
         else:
             share_training_state(forked.collectives, agent, learner.optimizer)
 

@@ -35,6 +35,7 @@ import torch
 
 from .collectives import Collectives, ReduceOp
 from .lifeline import describe_exit, die_with_parent
+from .mailbox import Mailboxes
 
 _MESSAGE_BYTES = 16384
 # Waiting for another rank: spin briefly (ranks in step arrive within microseconds), then
@@ -88,6 +89,7 @@ class LocalGroup:
         self._calls = 0
         self._children: dict[int, int] = {}  # rank -> pid
         self._parent = os.getpid()
+        self.mailboxes = Mailboxes(size) if size > 1 else None  # each rank's state, for checkpoints
 
     # ------------------------------------------------------------------ processes
 

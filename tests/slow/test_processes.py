@@ -325,3 +325,58 @@ def test_observation_statistics_count_every_rank_once():
     # 8 copies' first observations plus one observation per step of each copy, all ranks
     assert float(agent.policy.obs_norm.rms.count) == pytest.approx(8 + 16 * 8 * 3 + 1e-4)
     assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "checkpoint"])
+def test_resume_with_two_processes_equals_an_unbroken_run(tmp_path, stop):
+    """Every rank's episodes, reward-scaling returns and random stream are in the checkpoint:
+    stopped (Ctrl-C, or the process ends after a periodic checkpoint) and resumed, a
+    two-process run ends with the unbroken run's weights, bit for bit."""
+    from ppo_envkit.errors import TrainingInterrupted
+    from ppo_envkit.io.checkpoint import checkpoint_dirs
+    from ppo_envkit.io.runlog import RunLogger
+
+    config = TrainConfig().with_overrides(
+        {
+            "env.id": "CartPole-v1",
+            "env.num_envs": 4,
+            "ppo.n_steps": 32,
+            "ppo.minibatch_size": 32,
+            "ppo.n_epochs": 2,
+            "env.normalize_obs": True,
+            "env.normalize_reward": True,
+            "run.processes": 2,
+            "run.eval_interval": 0,
+            "run.total_timesteps": 128 * 8,
+        }
+    )
+    unbroken = PPO(config=config).learn()
+    unbroken.close()
+
+    stopped = PPO(config=config)
+    logger = RunLogger(tmp_path / "run", progress=False, tensorboard=False, checkpoint_interval=128 * 3)
+    if stop == "ctrl-c":
+
+        def interrupt(agent, metrics):
+            if agent.iteration == 5:  # Ctrl-C during the sixth iteration: five are kept
+                raise KeyboardInterrupt
+
+        with pytest.raises(TrainingInterrupted) as info:
+            stopped.learn(callback=interrupt, logger=logger)
+        checkpoint = info.value.checkpoint
+        assert checkpoint.name == f"step_{4 * 128:010d}"
+    else:
+        stopped.learn(callback=lambda agent, metrics: agent.iteration < 4, logger=logger)
+        checkpoint = checkpoint_dirs(tmp_path / "run")[0]
+        assert checkpoint.name == f"step_{3 * 128:010d}"
+    stopped.close()
+    logger.close()
+
+    resumed = PPO.resume(checkpoint)
+    resumed.train()
+    resumed.close()
+    assert resumed.num_timesteps == unbroken.num_timesteps
+    for (name, a), b in zip(
+        unbroken.policy.state_dict().items(), resumed.policy.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
