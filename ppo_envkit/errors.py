@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: Control characters (from a user's input echoed in a message) written as escapes.
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in (*range(32), 127)}
+
+
+def one_line(text: str) -> str:
+    """``text`` with newlines and other control characters escaped: always one line."""
+    return text.translate(_ESCAPES)
+
 
 class ConfigError(ValueError):
-    """A setting is invalid; the message is one readable line."""
+    """A setting is invalid; the message is one readable line (whatever the input echoed)."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(one_line(str(message)))
 
 
 class NonFiniteError(RuntimeError):
@@ -18,7 +29,10 @@ class NonFiniteError(RuntimeError):
 
 
 class AgentFileError(ValueError):
-    """An agent directory that is missing, corrupt, unsafe or incompatible."""
+    """An agent directory that is missing, corrupt, unsafe or incompatible; one line."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(one_line(str(message)))
 
 
 class EnvWorkerError(RuntimeError):

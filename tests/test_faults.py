@@ -43,29 +43,18 @@ from ppo_envkit.io.checkpoint import (
 from ppo_envkit.io.rundir import recover
 from ppo_envkit.io.runlog import RunLogger
 
+from .test_checkpoint import small_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(env_id: str = "CartPole-v1", **extra) -> TrainConfig:
-    overrides = {
-        "env.id": env_id,
-        "env.num_envs": 4,
-        "ppo.n_steps": 16,
-        "ppo.minibatch_size": 32,
-        "ppo.n_epochs": 2,
-        "run.seed": 3,
-        "run.eval_interval": 0,
-        **extra,
-    }
-    return TrainConfig().with_overrides(overrides)
+    return small_config(env_id, **{"run.seed": 3, "run.eval_interval": 0, **extra})
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (dead, not reaped by its parent) is not alive
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
@@ -80,11 +69,11 @@ def _children() -> set[int]:
 def _wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        left = [p for p in pids if _alive(p)]
+        left = [p for p in pids if alive(p)]
         if not left:
             return []
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -98,6 +87,18 @@ def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPro
         text=True,
         timeout=timeout,
     )
+
+
+def _start_training(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``ppo-envkit ARGS`` in the background; returns once it has logged its first iteration."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ppo_envkit", *args], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not (cwd / "run" / "progress.csv").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
 
 
 def _one_error_line(stderr: str) -> str:
@@ -214,14 +215,8 @@ def test_concurrent_cli_runs_in_one_directory(tmp_path):
     """The second run stops at once with one line; the first goes on, and Ctrl-C saves it."""
     args = ["train", "CartPole-v1", "--total-timesteps", "5000000", "--run-dir", "run", "--no-progress"]
     args += ["--set", "run.stop_at=null", "--set", "run.checkpoint_interval=0"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "ppo_envkit", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
-    )
+    first = _start_training(args, tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "run" / "progress.csv").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
         second = _cli(*args, cwd=tmp_path)
         assert second.returncode == 1
         assert "in use by another training run" in _one_error_line(second.stderr)
@@ -248,6 +243,8 @@ def test_pruning_renames_before_deleting_and_incomplete_checkpoints_do_not_count
     assert checkpoint_dirs(run) == [only]
     discard_dir(only)
     assert not only.exists() and not any(p.name.startswith(".step") for p in only.parent.iterdir())
+    (only.parent / ".step_0000000064.del-0123abcd").mkdir()  # a deletion killed half-way
+    assert recover(run) and not any(p.name.startswith(".") for p in only.parent.iterdir())
 
 
 def test_recover_restores_an_agent_caught_between_two_renames_and_removes_leftovers(tmp_path):
@@ -428,7 +425,9 @@ def test_a_full_disk_during_training_is_one_line_and_loses_no_earlier_checkpoint
     assert "File too large" in _one_error_line(result.stderr)
     for checkpoint in checkpoint_dirs(tmp_path / "run"):
         PPO.resume(checkpoint).close()  # whatever was saved is complete
-    leftovers = [p for p in (tmp_path / "run").rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+    leftovers = [
+        p for p in (tmp_path / "run").rglob(".*") if any(k in p.name for k in (".tmp-", ".old-", ".del-"))
+    ]
     assert leftovers == []
 
 
@@ -464,7 +463,7 @@ def test_the_sharded_worker_dies_with_its_trainer(tmp_path):
         text=True,
     )
     workers = [int(p) for p in trainer.stdout.readline().split()]
-    assert workers and all(_alive(p) for p in workers)
+    assert workers and all(alive(p) for p in workers)
     os.kill(trainer.pid, signal.SIGKILL)
     trainer.wait(timeout=10)
     assert _wait_gone(workers) == []
@@ -487,14 +486,8 @@ def test_ctrl_c_while_the_environment_hangs_saves_the_last_good_checkpoint(tmp_p
     module = Path(__file__).with_name("fault_envs.py")
     args = ["train", "faults/Hangs-v0", "--env-module", str(module), "--set", "env.kwargs.fail_at=300"]
     args += ["--num-envs", "4", "--run-dir", "run", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ppo_envkit", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
-    )
+    proc = _start_training(args, tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "run" / "progress.csv").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
         time.sleep(2.0)  # the 300th step of each copy comes after the first logged iteration
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
@@ -504,3 +497,54 @@ def test_ctrl_c_while_the_environment_hangs_saves_the_last_good_checkpoint(tmp_p
     (checkpoint,) = checkpoint_dirs(tmp_path / "run")
     assert checkpoint.name == "step_0000001024"  # 2 iterations of 4 copies x 128 steps; the 3rd hung
     PPO.resume(checkpoint).close()
+
+
+def test_the_checkers_fix_line_never_points_into_the_standard_library(tmp_path, monkeypatch):
+    import sysconfig
+
+    from ppo_envkit import check_environment
+    from ppo_envkit.environments.registry import unregister_env
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken_env.py").write_text(
+        textwrap.dedent(
+            """
+            import json
+            import gymnasium as gym
+            import numpy as np
+            from gymnasium import spaces
+
+            class Broken(gym.Env):
+                observation_space = spaces.Box(-1, 1, (2,), np.float32)
+                action_space = spaces.Discrete(2)
+
+                def reset(self, *, seed=None, options=None):
+                    super().reset(seed=seed)
+                    json.loads("{not json")  # raises deep inside the json module
+                    return np.zeros(2, np.float32), {}
+
+                def step(self, action):
+                    return np.zeros(2, np.float32), 0.0, False, False, {}
+
+            gym.register("faults/StdlibRaises-v0", entry_point=Broken)
+            gym.register("faults/NoSuchModule-v0", entry_point="no_such_module_here:Env")
+            """
+        )
+    )
+    from ppo_envkit import load_env_module
+
+    load_env_module(str(tmp_path / "broken_env.py"))
+    stdlib = sysconfig.get_paths()["stdlib"]
+    try:
+        for env_id, expected in (
+            ("faults/StdlibRaises-v0", "broken_env.py:13"),
+            ("faults/NoSuchModule-v0", None),
+        ):
+            report = check_environment(env_id)
+            assert report.errors
+            for finding in report.errors:
+                assert stdlib not in finding.fix and "importlib" not in finding.fix, finding.fix
+                assert expected is None or expected in finding.fix, finding.fix
+    finally:
+        unregister_env("faults/StdlibRaises-v0")
+        unregister_env("faults/NoSuchModule-v0")

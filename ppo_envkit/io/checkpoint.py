@@ -117,8 +117,9 @@ def atomic_write_dir(
 
 
 def discard_dir(path: Path) -> None:
-    """Delete a directory so that no kill leaves part of it under its name: rename, then delete."""
-    doomed = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+    """Delete a directory so that no kill leaves part of it under its name: rename (to
+    ``.NAME.del-*``, which :func:`~ppo_envkit.io.rundir.recover` removes), then delete."""
+    doomed = path.parent / f".{path.name}.del-{uuid.uuid4().hex[:8]}"
     try:
         os.rename(path, doomed)
     except FileNotFoundError:

@@ -8,8 +8,9 @@
   write its checkpoints between an older run's (and a later ``--resume`` does not
   silently continue the old one).
 * :func:`recover` finishes what a kill interrupted: an agent directory caught between
-  the two renames of a replacement comes back from its ``.old-*`` copy, and the
-  ``.tmp-*``/``.old-*`` directories that kills leave behind are removed. It runs under
+  the two renames of a replacement (where ``renameat2`` is missing) comes back from its
+  complete ``.old-*`` copy, and the ``.tmp-*`` (half-written), ``.del-*`` (half-deleted)
+  and other ``.old-*`` directories that kills leave behind are removed. It runs under
   the lock, when no other process can be writing there.
 """
 
@@ -23,10 +24,17 @@ import shutil
 from pathlib import Path
 
 from ..errors import RunDirError, StorageError
-from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs
+from .checkpoint import (
+    BEST_AGENT_DIR,
+    CHECKPOINTS_DIR,
+    FINAL_AGENT_DIR,
+    META_FILE,
+    MODEL_FILE,
+    checkpoint_dirs,
+)
 
 LOCK_FILE = ".lock"
-_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[0-9a-f]{8}$")
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|del)-[0-9a-f]{8}$")
 
 
 class RunDirLock:
@@ -106,13 +114,18 @@ def recover(run_dir: str | Path) -> list[str]:
             match = _LEFTOVER.match(path.name)
             assert match is not None
             target = folder / match["name"]
-            if match["kind"] == "old" and not target.exists() and path.is_dir():
+            if match["kind"] == "old" and not target.exists() and _complete(path):
                 os.rename(path, target)  # the previous version, complete: the new one never arrived
                 done.append(f"restored {target} from an interrupted replacement")
                 continue
             _remove(path)
             done.append(f"removed {path.name}, left by an interrupted write")
     return done
+
+
+def _complete(path: Path) -> bool:
+    """Whether ``path`` is a whole agent directory (the previous version of one being replaced)."""
+    return path.is_dir() and (path / META_FILE).is_file() and (path / MODEL_FILE).is_file()
 
 
 def _remove(path: Path) -> None:
