@@ -548,3 +548,11 @@ def test_the_checkers_fix_line_never_points_into_the_standard_library(tmp_path, 
     finally:
         unregister_env("faults/StdlibRaises-v0")
         unregister_env("faults/NoSuchModule-v0")
+
+
+def test_recording_where_nothing_can_be_written_is_one_line(saved, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    target = tmp_path / "a_file" / "video.mp4"  # its folder is a file: nothing can go there
+    code = main(["replay", str(saved), "--headless", "--record", str(target), "--episodes", "1"])
+    assert code == 1
+    assert "cannot record to" in _one_error_line(capsys.readouterr().err)

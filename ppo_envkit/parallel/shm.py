@@ -54,7 +54,8 @@ class RankFailed(RuntimeError):
 
     def __init__(self, rank: int, kind: str, text: str, trace: str = ""):
         # One line; the other process's traceback is in ``trace`` (the CLI shows it with --debug).
-        super().__init__(f"training process {rank} failed with {kind}: {text}")
+        what = text if kind == "exit" else f"failed with {kind}: {text}"
+        super().__init__(f"training process {rank} {what}")
         self.rank, self.kind, self.text, self.trace = rank, kind, text, trace
 
 
@@ -177,7 +178,7 @@ class LocalGroup:
         if self.rank == 0:
             for rank, status in self._reap().items():
                 if not self._failure[0]:
-                    raise RankFailed(rank, "exit", f"it died ({_describe_status(status)})")
+                    raise RankFailed(rank, "exit", f"died ({_describe_status(status)})")
         elif os.getppid() != self._parent:
             os._exit(1)  # rank 0 is gone
 

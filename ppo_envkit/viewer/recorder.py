@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import StorageError
+
 #: File name endings ``--record`` understands.
 RECORD_FORMATS = (".mp4", ".gif")
 
@@ -54,7 +56,12 @@ def check_record_path(path: str | Path) -> Path:
 def open_recorder(path: str | Path, fps: float) -> Recorder:
     """A recorder for ``path``, chosen by its extension (``.mp4`` or ``.gif``)."""
     path = check_record_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # find out now, in one line, rather than from ffmpeg after the first frame
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise StorageError(exc.errno or 0, f"cannot record to {path}: {exc.strerror}") from None
     if path.suffix.lower() == ".gif":
         return GifRecorder(path, fps)
     return Mp4Recorder(path, fps)
