@@ -45,6 +45,7 @@ from ppo_envkit.io.runlog import RunLogger
 
 from .test_checkpoint import small_config
 
+pytestmark = pytest.mark.timeout(120)  # the watchdog: a hang is a failure
 ROOT = Path(__file__).resolve().parents[1]
 
 

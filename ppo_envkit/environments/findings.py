@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -218,13 +219,14 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
 
     previous = signal.signal(signal.SIGALRM, expired)
     remaining, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        if remaining:  # an outer limit was running: give it back what is left of it
-            signal.setitimer(signal.ITIMER_REAL, remaining)
+        if remaining:  # an outer limit was running (a test's watchdog): give it back what is left
+            signal.setitimer(signal.ITIMER_REAL, max(remaining - (time.monotonic() - started), 0.001))
 
 
 def exception_finding(found: Findings, code: str, call: str, exc: BaseException, at: str = "") -> None:

@@ -32,7 +32,7 @@ from ppo_envkit.io.checkpoint import checkpoint_dirs
 
 from ..test_faults import alive
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]  # the watchdog
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 16 * 64 * 32  # 32 iterations of the cartpole preset: about 2.3 s after start-up
