@@ -557,3 +557,18 @@ def test_recording_where_nothing_can_be_written_is_one_line(saved, tmp_path, cap
     code = main(["replay", str(saved), "--headless", "--record", str(target), "--episodes", "1"])
     assert code == 1
     assert "cannot record to" in _one_error_line(capsys.readouterr().err)
+
+
+def test_resume_skips_a_corrupt_latest_checkpoint_with_a_warning(tmp_path, capsys):
+    args = ["train", "CartPole-v1", "--total-timesteps", "3072", "--run-dir", str(tmp_path / "run")]
+    args += ["--no-progress", "--set", "run.checkpoint_interval=1024", "--set", "run.keep_checkpoints=3"]
+    assert main(args) == 0
+    *_, previous, latest = checkpoint_dirs(tmp_path / "run")
+    data = bytearray((latest / MODEL_FILE).read_bytes())
+    data[-10] ^= 0xFF  # damaged on disk
+    (latest / MODEL_FILE).write_bytes(bytes(data))
+    capsys.readouterr()
+    resume = ["train", "--resume", str(tmp_path / "run"), "--total-timesteps", "4096", "--no-progress"]
+    assert main(resume) == 0
+    err = capsys.readouterr().err
+    assert f"skipping checkpoint {latest.name}" in err and f"from {previous}" in err

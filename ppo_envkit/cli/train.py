@@ -129,6 +129,22 @@ def _default_run_dir(env_id: str) -> str:
     return str(Path("runs") / f"{env_id.replace('/', '_')}-{stamp}")
 
 
+def _resume_latest_good(checkpoints: list[Path], device: str | None) -> tuple[Any, list[Path]]:
+    """The newest checkpoint that loads; a corrupt one (damaged on disk, say) is reported and
+    the one before it is tried. Returns the agent and the checkpoints up to the one used."""
+    from ..agent import PPO
+    from ..errors import AgentFileError
+
+    for i in range(len(checkpoints) - 1, -1, -1):
+        try:
+            return PPO.resume(checkpoints[i], device=device), checkpoints[: i + 1]
+        except AgentFileError as exc:
+            if i == 0:
+                raise
+            console.print(f"[yellow]warning[/]: skipping checkpoint {checkpoints[i].name}: {exc}")
+    raise AssertionError("unreachable")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
     from ..errors import TrainingInterrupted
@@ -144,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoints = checkpoint_dirs(args.resume)
         if not checkpoints:
             raise ConfigError(f"--resume {args.resume}: no checkpoint found in {args.resume}/checkpoints")
-        agent = PPO.resume(checkpoints[-1], device=args.device)
+        agent, checkpoints = _resume_latest_good(checkpoints, args.device)
         if args.total_timesteps is not None:
             agent.target_timesteps = args.total_timesteps
             agent.config = agent.config.with_overrides({"run.total_timesteps": args.total_timesteps})
