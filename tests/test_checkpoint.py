@@ -11,7 +11,8 @@ import torch
 
 from ppo_envkit import PPO, TrainConfig, load_agent
 from ppo_envkit.errors import TrainingInterrupted
-from ppo_envkit.io.checkpoint import AgentFileError, atomic_write_dir
+from ppo_envkit.io.atomic import atomic_write_dir
+from ppo_envkit.io.checkpoint import AgentFileError
 from ppo_envkit.io.runlog import RunLogger
 
 
@@ -114,12 +115,12 @@ def test_atomic_write_keeps_previous_version_on_crash(tmp_path, monkeypatch):
     agent = PPO(config=small_config())
     path = agent.save(tmp_path / "agent")
     before = (path / "model.safetensors").read_bytes()
-    import ppo_envkit.io.checkpoint as ckpt
+    import ppo_envkit.io.atomic as atomic
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt, "save_file", crash)
+    monkeypatch.setattr(atomic, "save_file", crash)
     with torch.no_grad():
         agent.policy.value_out.bias.fill_(3.0)
     with pytest.raises(OSError, match="disk full"):

@@ -33,13 +33,8 @@ from ppo_envkit.errors import (
     RunDirError,
     StorageError,
 )
-from ppo_envkit.io.checkpoint import (
-    MODEL_FILE,
-    atomic_write_dir,
-    checkpoint_dirs,
-    discard_dir,
-    tensors_digest,
-)
+from ppo_envkit.io.atomic import atomic_write_dir, discard_dir
+from ppo_envkit.io.checkpoint import MODEL_FILE, checkpoint_dirs, tensors_digest
 from ppo_envkit.io.rundir import recover
 from ppo_envkit.io.runlog import RunLogger
 
@@ -266,12 +261,13 @@ def test_replacing_an_agent_directory_never_leaves_it_missing(tmp_path, monkeypa
     target = PPO(config=_config()).save(tmp_path / "agent")
     before = (target / MODEL_FILE).read_bytes()
     # The replacement fails half-way: the previous version is still there, whole.
+    import ppo_envkit.io.atomic as atomic
     import ppo_envkit.io.checkpoint as ckpt
 
     def full_disk(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    monkeypatch.setattr(atomic, "save_file", full_disk)
     with pytest.raises(StorageError, match=r"could not save .*agent: No space left on device"):
         atomic_write_dir(target, ckpt.agent_files(PPO(config=_config())))
     assert (target / MODEL_FILE).read_bytes() == before

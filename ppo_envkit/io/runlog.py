@@ -31,7 +31,8 @@ from rich.progress import (
 )
 
 from ..errors import RunDirError, StorageError
-from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs, discard_dir
+from .atomic import discard_dir
+from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs
 from .rundir import RunDirLock, existing_run, recover
 
 if TYPE_CHECKING:

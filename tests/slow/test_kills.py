@@ -44,7 +44,7 @@ CHILD = textwrap.dedent(
     """
     import os, shutil, signal, sys, threading, time
     kind, k = sys.argv[1], int(sys.argv[2])
-    import ppo_envkit.io.checkpoint as ckpt
+    import ppo_envkit.io.atomic as atomic
     from ppo_envkit.cli import main
 
     def die():
@@ -74,7 +74,7 @@ CHILD = textwrap.dedent(
     if kind == "time":
         threading.Timer(k / 1000, die).start()
     elif kind == "save":
-        on_call(ckpt, "save_file")  # after a tensor file is written, before the rest
+        on_call(atomic, "save_file")  # after a tensor file is written, before the rest
     elif kind == "rename":
         on_call(os, "rename", before=True)  # between the steps of a replacement
     elif kind == "prune":
