@@ -217,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         agent.close()
+        if logger is not None:
+            logger.close()  # unlocks the run directory (a killed run leaves its PID in the lock)
         shutdown()
     if world_size > 1 and rank != 0:
         exit_now(0)

@@ -65,7 +65,12 @@ class RunDirLock:
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
+        """Unlock. The PID is cleared first: only a run that was killed leaves its PID behind."""
         if self._fd >= 0:
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass
             os.close(self._fd)  # closing drops the flock (forked copies of the fd keep it)
             self._fd = -1
 
