@@ -208,7 +208,7 @@ def test_a_new_run_refuses_a_directory_that_holds_another(tmp_path):
 
 
 def test_concurrent_cli_runs_in_one_directory(tmp_path):
-    """The second run stops at once with one line; the first goes on, and Ctrl-C saves it."""
+    """The second run stops at once with one line; the first goes on, and SIGTERM saves it."""
     args = ["train", "CartPole-v1", "--total-timesteps", "5000000", "--run-dir", "run", "--no-progress"]
     args += ["--set", "run.stop_at=null", "--set", "run.checkpoint_interval=0"]
     first = _start_training(args, tmp_path)
@@ -217,7 +217,7 @@ def test_concurrent_cli_runs_in_one_directory(tmp_path):
         assert second.returncode == 1
         assert "in use by another training run" in _one_error_line(second.stderr)
         assert first.poll() is None  # undisturbed
-        first.send_signal(signal.SIGINT)
+        first.send_signal(signal.SIGTERM)  # as kill, docker stop or a scheduler would
         _, stderr = first.communicate(timeout=60)
         assert first.returncode == 130, stderr
     finally:
@@ -478,15 +478,16 @@ def test_the_checker_reports_a_hanging_environment_instead_of_hanging(fault_env_
     assert "did not return within 0.5 s" in error.what and "fault_envs.py:" in error.fix
 
 
-def test_ctrl_c_while_the_environment_hangs_saves_the_last_good_checkpoint(tmp_path):
-    """A hung step cannot be told from a slow one; Ctrl-C is the way out, and it loses nothing."""
+def test_stopping_while_the_environment_hangs_saves_the_last_good_checkpoint(tmp_path):
+    """A hung step cannot be told from a slow one; Ctrl-C or SIGTERM is the way out, and it
+    loses nothing."""
     module = Path(__file__).with_name("fault_envs.py")
     args = ["train", "faults/Hangs-v0", "--env-module", str(module), "--set", "env.kwargs.fail_at=300"]
     args += ["--num-envs", "4", "--run-dir", "run", "--no-progress"]
     proc = _start_training(args, tmp_path)
     try:
         time.sleep(2.0)  # the 300th step of each copy comes after the first logged iteration
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # Ctrl-C is ignored in background jobs; SIGTERM is not
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +147,18 @@ def _resume_latest_good(checkpoints: list[Path], device: str | None) -> tuple[An
     raise AssertionError("unreachable")
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``docker stop``, a scheduler preempting the job) stops training the
+    way Ctrl-C does: the last good checkpoint is saved and the resume command printed. Ctrl-C
+    itself keeps Python's handling (it is ignored in jobs started in the background)."""
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
     from ..errors import TrainingInterrupted
@@ -154,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     from ..parallel.torchrun import shutdown, world
 
     rank, world_size = world()  # under torchrun, rank 0 alone logs and saves
+    _stop_on_sigterm()
     console.quiet = rank != 0
     load_user_envs(args.env_module)
     if args.resume:
