@@ -38,6 +38,13 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS = 16 * 64 * 32  # 32 iterations of the cartpole preset: about 2.3 s after start-up
 TRAIN = ["train", "CartPole-v1", "--total-timesteps", str(STEPS), "--run-dir", "run", "--no-progress"]
 TRAIN += ["--set", "run.checkpoint_interval=2048", "--set", "run.keep_checkpoints=2"]
+#: How the run is spread: one process, two training processes, or one process whose
+#: environment copies step in two shards (one in a worker process).
+MODES = {
+    "1": ["--processes", "1"],
+    "2": ["--processes", "2"],
+    "sharded": ["--processes", "1", "--set", "env.vectorization=async", "--set", "env.num_workers=2"],
+}
 
 #: Runs ppo-envkit's main() after arranging to SIGKILL this process at the chosen point.
 CHILD = textwrap.dedent(
@@ -121,30 +128,32 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory) -> dict[str, dict[str, torch.Tensor]]:
-    """The unbroken runs' final weights, for one and two processes."""
+    """The unbroken runs' final weights, for one and two processes (sharded environment
+    workers give one process's weights, bit for bit)."""
     out = {}
     for processes in ("1", "2"):
         cwd = tmp_path_factory.mktemp(f"unbroken{processes}")
-        _train(cwd, *TRAIN, "--processes", processes)
+        _train(cwd, *TRAIN, *MODES[processes])
         out[processes] = _weights(cwd / "run")
+    out["sharded"] = out["1"]
     return out
 
 
 def _schedule(seed: int = 2026) -> list[tuple[str, int, str]]:
-    """(kind, k, processes) for each trial: k is milliseconds for ``time``, else the call."""
+    """(kind, k, mode) for each trial: k is milliseconds for ``time``, else the call."""
     rng = np.random.default_rng(seed)
     trials = []
     for kind, n in (("time", 8), ("save", 4), ("rename", 4), ("prune", 4)):
         for _ in range(n):
             k = int(rng.integers(900, 3300)) if kind == "time" else int(rng.integers(1, 12))
-            trials.append((kind, k, str(rng.choice(["1", "2"]))))
+            trials.append((kind, k, str(rng.choice(list(MODES)))))
     return trials
 
 
-@pytest.mark.parametrize(("kind", "k", "processes"), _schedule())
-def test_a_kill_loses_nothing_and_resume_is_exact(tmp_path, unbroken, kind, k, processes):
+@pytest.mark.parametrize(("kind", "k", "mode"), _schedule())
+def test_a_kill_loses_nothing_and_resume_is_exact(tmp_path, unbroken, kind, k, mode):
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, kind, str(k), *TRAIN, "--processes", processes],
+        [sys.executable, "-c", CHILD, kind, str(k), *TRAIN, *MODES[mode]],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.DEVNULL,
@@ -159,8 +168,8 @@ def test_a_kill_loses_nothing_and_resume_is_exact(tmp_path, unbroken, kind, k, p
     _, stderr = child.communicate(timeout=10)
     run = tmp_path / "run"
     if child.returncode == 0:  # the point was never reached: the run simply finished
-        print(f"[{kind} {k} p{processes}] not reached")
-        assert torch_equal(_weights(run), unbroken[processes])
+        print(f"[{kind} {k} {mode}] not reached")
+        assert torch_equal(_weights(run), unbroken[mode])
         return
     assert child.returncode == -9, stderr
     deadline = time.monotonic() + 10
@@ -172,14 +181,14 @@ def test_a_kill_loses_nothing_and_resume_is_exact(tmp_path, unbroken, kind, k, p
         PPO.resume(checkpoint).close()  # complete and loadable
     if (run / "agent").exists():
         load_agent(str(run / "agent"))
-    print(f"[{kind} {k} p{processes}] killed; checkpoints {[c.name for c in checkpoint_dirs(run)]}")
+    print(f"[{kind} {k} {mode}] killed; checkpoints {[c.name for c in checkpoint_dirs(run)]}")
     if not checkpoint_dirs(run):
         return  # killed before the first checkpoint: nothing to resume, nothing promised
 
     _train(tmp_path, "train", "--resume", "run", "--no-progress")
     leftovers = [p for p in run.rglob(".*") if any(k in p.name for k in (".tmp-", ".old-", ".del-"))]
     assert leftovers == []
-    assert torch_equal(_weights(run), unbroken[processes])
+    assert torch_equal(_weights(run), unbroken[mode])
 
 
 def torch_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
