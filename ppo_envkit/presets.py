@@ -34,8 +34,15 @@ def preset_paths() -> dict[str, Path]:
     return found
 
 
+#: The preset name that means "no preset": the library's defaults, even for an environment
+#: that has a preset written for it.
+DEFAULTS = "defaults"
+
+
 def load_preset(name: str) -> TrainConfig:
-    """A preset by name (``lunarlander``) or by YAML path."""
+    """A preset by name (``lunarlander``; ``defaults`` is the library's defaults) or by YAML path."""
+    if name == DEFAULTS:
+        return TrainConfig()
     if name.endswith((".yaml", ".yml")) or Path(name).is_file():
         return load_config(name)
     paths = preset_paths()

@@ -162,3 +162,15 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path, capsys, monkeypatch):
     rows = (run / "progress.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [64 * k for k in range(1, 6)]
     assert (run / "agent" / "agent.json").exists()
+
+
+def test_preset_defaults_means_the_library_defaults_even_where_a_preset_exists():
+    from ppo_envkit import TrainConfig
+    from ppo_envkit.cli import build_parser
+    from ppo_envkit.cli.train import resolve_train_config
+
+    parser = build_parser()
+    config, chosen = resolve_train_config(parser.parse_args(["train", "CartPole-v1"]))
+    assert chosen == "cartpole" and config.ppo.n_epochs == 20
+    config, chosen = resolve_train_config(parser.parse_args(["train", "CartPole-v1", "--preset", "defaults"]))
+    assert chosen is None and config == TrainConfig().with_overrides({"env.id": "CartPole-v1"})

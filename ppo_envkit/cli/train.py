@@ -23,7 +23,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train an agent; writes a run directory")
     p.add_argument("env_id", nargs="?", help="environment id, e.g. LunarLander-v3 (optional with --resume)")
     p.add_argument(
-        "--preset", help="named preset from agents/ (default: the preset written for ENV_ID, if any)"
+        "--preset",
+        help="named preset from agents/ (default: the preset written for ENV_ID, if any; "
+        "'defaults': the library's defaults even so)",
     )
     p.add_argument("--config", help="YAML config file (sections env, policy, ppo, run)")
     add_set_arg(p, "override one setting, e.g. --set ppo.learning_rate=1e-3 (repeatable)")
@@ -51,7 +53,7 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | N
     """Defaults < preset < --config file < flags < --set. Returns (config, preset name used)."""
     from ..config import TrainConfig
     from ..environments.lookup import registered_preset, resolve_variant
-    from ..presets import load_preset, preset_for_env
+    from ..presets import DEFAULTS, load_preset, preset_for_env
 
     env_id: str | None = args.env_id
     env_kwargs: dict[str, Any] = {}
@@ -62,6 +64,8 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | N
     preset = args.preset
     if preset is None and args.config is None and env_id:
         preset = registered_preset(env_id, args.action_space) or preset_for_env(env_id, env_kwargs)
+    if preset == DEFAULTS:
+        preset = None  # the library's defaults, even where a preset exists for ENV_ID
     config = load_preset(preset) if preset else TrainConfig()
     if args.config:
         from ..config import load_config
