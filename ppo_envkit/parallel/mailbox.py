@@ -27,7 +27,7 @@ from safetensors.torch import save as save_tensors
 
 #: Bytes of one slot (virtual memory: pages are backed only when written).
 SLOT_BYTES = 32 << 20
-_HEADER = 2  # int64: boundary (-1 while writing), payload bytes
+_HEADER = 2  # int64: boundary (-1 while writing), payload bytes (-1: the state did not fit)
 
 
 class Mailboxes:
@@ -51,12 +51,12 @@ class Mailboxes:
         payload = len(meta_bytes).to_bytes(8, "little") + meta_bytes + save_tensors(tensors)
         header, body = self._slot(rank, boundary)
         header[0] = -1  # being written: a reader never sees half a state
-        if len(payload) > len(body):
-            return False
-        body[: len(payload)] = payload
-        header[1] = len(payload)
+        fits = len(payload) <= len(body)
+        if fits:
+            body[: len(payload)] = payload
+        header[1] = len(payload) if fits else -1  # posted either way: no reader waits for it
         header[0] = boundary
-        return True
+        return fits
 
     def read(
         self, rank: int, boundary: int, alive: Callable[[], bool], timeout_s: float = 30.0
@@ -69,6 +69,8 @@ class Mailboxes:
             if not alive() or time.monotonic() > deadline:
                 return None
             time.sleep(0.0005)
+        if header[1] < 0:
+            return None
         payload = bytes(body[: int(header[1])])
         n = int.from_bytes(payload[:8], "little")
         return json.loads(payload[8 : 8 + n]), load_tensors(payload[8 + n :])

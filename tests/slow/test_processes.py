@@ -380,3 +380,15 @@ def test_resume_with_two_processes_equals_an_unbroken_run(tmp_path, stop):
         unbroken.policy.state_dict().items(), resumed.policy.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+def test_a_rank_state_too_large_for_its_mailbox_is_reported_at_once():
+    from ppo_envkit.parallel.mailbox import Mailboxes
+
+    boxes = Mailboxes(2, slot_bytes=1024)
+    assert boxes.post(1, 3, {"episodes": {}}, {"big": torch.zeros(1000)}) is False
+    # posted as "did not fit": read answers without waiting (it would ask alive() while waiting)
+    assert boxes.read(1, 3, alive=lambda: pytest.fail("read waited for a state that cannot come")) is None
+    assert boxes.post(1, 4, {"episodes": {"n": 1}}, {"small": torch.ones(2)}) is True
+    meta, tensors = boxes.read(1, 4, alive=lambda: True)
+    assert meta == {"episodes": {"n": 1}} and torch.equal(tensors["small"], torch.ones(2))
