@@ -363,7 +363,6 @@ def check_environment(
         made = _make(found, env_id, kwargs, **extra)
     if made is not None:
         env = TimeLimited(made)  # a hanging call becomes a finding, not a hung checker
-        hung = False
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Gymnasium's own warnings are reported by its checker
@@ -371,13 +370,12 @@ def check_environment(
                     report.steps, report.episodes = _run_steps(found, env, steps, seed)
         except EnvCallTimeout as exc:
             exception_finding(found, "hang", "the environment", exc)
-            hung = True
         finally:
             try:
                 env.close()
             except Exception as exc:
                 exception_finding(found, "close-exception", "close()", exc)
-        if not quick and not (hung or env.timed_out):
+        if not quick and not env.timed_out:  # a hung environment would hang the rest too
             try:
                 with warnings.catch_warnings(), time_limit(4 * findings.CALL_TIME_LIMIT_S, "rendering"):
                     warnings.simplefilter("ignore")

@@ -21,7 +21,7 @@ from ..config import EnvConfig
 from ..errors import ConfigError, EnvWorkerError
 from .discovery import EnvModuleError, cwd_importable, load_env_module, registered_by, user_modules
 from .episodes import ReplayableEpisodes
-from .registry import EnvNotFoundError, ensure_registered, is_gymnasium_env
+from .registry import EnvNotFoundError, ensure_registered, entry_point_callable, is_gymnasium_env
 
 __all__ = ["EntryPointError", "make_env", "make_vec_env"]
 
@@ -74,23 +74,13 @@ def _unknown_argument(env_id: str, kwargs: dict[str, Any], exc: TypeError) -> Co
     bad = [key for key in kwargs if f"'{key}'" in text]
     if not bad:
         return None
-    spec = gym.registry.get(env_id)
     accepted = ""
     try:
-        target = spec.entry_point if spec is not None and callable(spec.entry_point) else None
-        if target is None and spec is not None:
-            from gymnasium.envs.registration import load_env_creator
-
-            target = load_env_creator(spec.entry_point)
-        if target is not None:
-            keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-            names = [
-                p.name
-                for p in inspect.signature(target).parameters.values()
-                if p.kind in keyword and p.name not in ("self", "render_mode")
-            ]
-            accepted = f" (it takes: {', '.join(names) or 'no arguments'})"
-    except (TypeError, ValueError, ImportError, AttributeError):
+        parameters = inspect.signature(entry_point_callable(gym.spec(env_id).entry_point)).parameters
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names = [p.name for p in parameters.values() if p.kind in keyword and p.name != "render_mode"]
+        accepted = f" (it takes: {', '.join(names) or 'no arguments'})"
+    except Exception:  # the entry point cannot be inspected: the error says less, nothing more
         pass
     return ConfigError(f"environment {env_id} does not accept env.kwargs '{bad[0]}'{accepted}")
 

@@ -28,6 +28,7 @@ from .registry import (
     Variant,
     VariantError,
     ensure_registered,
+    entry_point_callable,
     entry_point_name,
     is_gymnasium_env,
     normalize_variants,
@@ -110,12 +111,6 @@ def env_info(id: str) -> EnvInfo:
     return info
 
 
-def _entry_point_callable(entry_point: Any) -> Any:
-    if isinstance(entry_point, str):
-        return gym.envs.registration.load_env_creator(entry_point)
-    return entry_point
-
-
 def _callable_name(entry_point: Any) -> str:
     if isinstance(entry_point, str):
         return entry_point.partition(":")[2] or entry_point
@@ -125,7 +120,7 @@ def _callable_name(entry_point: Any) -> str:
 def _takes_boolean_flag(entry_point: Any, name: str) -> bool:
     """Whether ``entry_point(...)`` accepts ``name`` as a bool (by default value or annotation)."""
     try:
-        parameter = inspect.signature(_entry_point_callable(entry_point)).parameters.get(name)
+        parameter = inspect.signature(entry_point_callable(entry_point)).parameters.get(name)
     except Exception:  # an entry point that does not import: no variants (make_env explains)
         return False
     if parameter is None:
@@ -186,7 +181,7 @@ def resolve_variant(env_id: str, action_space: str) -> Variant:
 
 def _signature_defaults(entry_point: Any) -> dict[str, Any]:
     try:
-        params = inspect.signature(_entry_point_callable(entry_point)).parameters.values()
+        params = inspect.signature(entry_point_callable(entry_point)).parameters.values()
     except Exception:
         return {}
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}

@@ -32,6 +32,7 @@ __all__ = [
     "Variant",
     "VariantError",
     "ensure_registered",
+    "entry_point_callable",
     "register_env",
     "temporary_registrations",
     "unregister_env",
@@ -182,6 +183,13 @@ def source_file(entry_point: Any) -> str | None:
     except TypeError:
         return None
     return str(Path(file).resolve()) if file and not file.startswith("<") else None
+
+
+def entry_point_callable(entry_point: Any) -> Any:
+    """The class or function an entry point names (a ``module:Class`` string is imported)."""
+    if isinstance(entry_point, str):
+        return gym.envs.registration.load_env_creator(entry_point)
+    return entry_point
 
 
 def entry_point_name(entry_point: Any) -> str:

@@ -50,11 +50,10 @@ class RenderError(ViewerError):
 
 def _declared_render_modes(env_id: str) -> list[str] | None:
     """``metadata["render_modes"]`` of the registered class, or None when it cannot be known."""
-    from gymnasium.envs.registration import load_env_creator
+    from ..environments.registry import entry_point_callable
 
     try:
-        entry = gym.spec(env_id).entry_point
-        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        creator = entry_point_callable(gym.spec(env_id).entry_point)
     except Exception:
         return None
     metadata = getattr(creator, "metadata", None)
