@@ -24,6 +24,7 @@ from .algo.trainer import Trainer
 from .config import TrainConfig
 from .environments.factory import make_env
 from .environments.lookup import env_info
+from .errors import brief
 from .io import checkpoint as ckpt
 from .parallel import copies_per_rank
 from .parallel.group import TrainingGroup
@@ -211,7 +212,7 @@ class PPO:
         ) as exc:
             raise ckpt.AgentFileError(
                 f"{stored.path / ckpt.META_FILE}: the stored spaces are malformed "
-                f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+                f"({type(exc).__name__}: {brief(exc, 160)})"
             ) from None
         agent = cls(
             config=config, observation_space=observation_space, action_space=action_space, device=device

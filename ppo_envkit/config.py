@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from .config_messages import format_validation_error
-from .errors import ConfigError
+from .errors import ConfigError, brief
 
 __all__ = [
     "ConfigError",
@@ -359,7 +359,7 @@ def load_config(path: str | Path) -> TrainConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except (yaml.YAMLError, RecursionError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({brief(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (env, policy, ppo, run)")
     data.pop("preset", None)

@@ -17,6 +17,11 @@ def one_line(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
+def brief(exc: BaseException | str, limit: int | None = 200) -> str:
+    """A (often multi-line) message, its whitespace collapsed, cut at ``limit`` characters."""
+    return " ".join(str(exc).split())[:limit]
+
+
 class ConfigError(ValueError):
     """A setting is invalid; the message is one readable line (whatever the input echoed)."""
 

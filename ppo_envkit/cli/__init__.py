@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
-from ..errors import ConfigError
+from ..errors import ConfigError, brief
 from . import bench, envs, evaluate, new_env, plot, replay, train, tune
 from .common import console, debugging, known_errors
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debugging(args) or not isinstance(exc, known_errors()):
             raise
         kind = "invalid settings" if isinstance(exc, ConfigError) else "error"
-        text = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever the message
+        text = brief(exc, limit=None) or type(exc).__name__  # one line, whatever the message
         console.print(f"[red]{kind}[/]: {escape(text)}", soft_wrap=True)
         return 2 if isinstance(exc, ConfigError) else 1
 

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from ..errors import StorageError
+from ..errors import StorageError, brief
 
 
 def _to_saveable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -127,7 +127,7 @@ def _reason(exc: BaseException) -> str:
     code = _errno(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    return os.strerror(code) if code != errno.EIO else " ".join(str(exc).split())[:200]
+    return os.strerror(code) if code != errno.EIO else brief(exc)
 
 
 __all__ = ["atomic_write_dir", "discard_dir"]

@@ -34,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..config import ConfigError, TrainConfig, validate_config
-from ..errors import AgentFileError
+from ..errors import AgentFileError, brief
 from ..spaces import space_to_data
 from .atomic import atomic_write_dir
 
@@ -149,7 +149,7 @@ def _read_json(path: Path, what: str = "agent directory") -> dict[str, Any]:
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise AgentFileError(f"{path} is not valid JSON ({' '.join(str(exc).split())[:200]})") from None
+        raise AgentFileError(f"{path} is not valid JSON ({brief(exc)})") from None
     except OSError as exc:
         raise AgentFileError(f"cannot read {path}: {exc.strerror}") from None
     if not isinstance(data, dict):
@@ -166,7 +166,7 @@ def read_tensors(path: Path, expected_digest: str | None = None) -> dict[str, to
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
         raise AgentFileError(
             f"{path} is not a valid safetensors file, refusing to load it "
-            f"(agent files never contain pickled objects): {' '.join(str(exc).split())[:200]}"
+            f"(agent files never contain pickled objects): {brief(exc)}"
         ) from None
     if expected_digest is not None and tensors_digest(tensors) != expected_digest:
         raise AgentFileError(

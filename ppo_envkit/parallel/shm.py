@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .collectives import Collectives, ReduceOp
-from .lifeline import describe_exit, die_with_parent
+from .lifeline import describe_exit, die_with_parent, parent_alive
 from .mailbox import Mailboxes
 
 _MESSAGE_BYTES = 16384
@@ -179,7 +179,7 @@ class LocalGroup:
             for rank, status in self._reap().items():
                 if not self._failure[0]:
                     raise RankFailed(rank, "exit", f"died ({_describe_status(status)})")
-        elif os.getppid() != self._parent:
+        elif not parent_alive():
             os._exit(1)  # rank 0 is gone
 
     def __enter__(self) -> LocalGroup:
