@@ -37,6 +37,7 @@ from ppo_envkit.io.checkpoint import MODEL_FILE, checkpoint_dirs, tensors_digest
 from ppo_envkit.io.rundir import recover
 from ppo_envkit.io.runlog import RunLogger
 
+from .processes import alive, children, wait_gone
 from .test_checkpoint import small_config
 
 pytestmark = pytest.mark.timeout(120)  # the watchdog: a hang is a failure
@@ -45,30 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _config(env_id: str = "CartPole-v1", **extra) -> TrainConfig:
     return small_config(env_id, **{"run.seed": 3, "run.eval_interval": 0, **extra})
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _children() -> set[int]:
-    pid = os.getpid()
-    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-
-
-def _wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = [p for p in pids if alive(p)]
-        if not left:
-            return []
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -114,14 +91,14 @@ def test_a_dead_environment_worker_is_an_error_not_a_hang(backend, fault_env_ids
         **{"env.vectorization": "async", "env.kwargs": {"fail_at": 30}},
         **({"env.num_workers": 2} if backend == "sharded" else {}),
     )
-    before = _children()
+    before = children()
     agent = PPO(config=config)
     start = time.monotonic()
     with pytest.raises(EnvironmentFailed, match=r"died \(killed by signal 9 \(SIGKILL\)\)"):
         agent.learn(256)
     assert time.monotonic() - start < 30
     agent.close()
-    assert _wait_gone(sorted(_children() - before)) == []
+    assert wait_gone(children() - before) == []
 
 
 @pytest.mark.parametrize(
@@ -445,7 +422,7 @@ def test_the_sharded_worker_dies_with_its_trainer(tmp_path):
     assert workers and all(alive(p) for p in workers)
     os.kill(trainer.pid, signal.SIGKILL)
     trainer.wait(timeout=10)
-    assert _wait_gone(workers) == []
+    assert wait_gone(workers) == []
 
 
 def test_the_checker_reports_a_hanging_environment_instead_of_hanging(fault_env_ids, monkeypatch):

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from ppo_envkit import PPO, load_agent
 from ppo_envkit.io.checkpoint import checkpoint_dirs
 
-from ..test_faults import alive
+from ..processes import descendants, wait_gone
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]  # the watchdog
 
@@ -91,20 +91,6 @@ CHILD = textwrap.dedent(
 )
 
 
-def _descendants(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        for path in Path(f"/proc/{p}/task").glob("*/children"):
-            try:
-                kids = {int(c) for c in path.read_text().split()}
-            except OSError:
-                continue
-            todo.extend(kids - found)
-            found |= kids
-    return found
-
-
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -163,7 +149,7 @@ def test_a_kill_loses_nothing_and_resume_is_exact(tmp_path, unbroken, kind, k, m
     family: set[int] = set()
     deadline = time.monotonic() + 120
     while child.poll() is None and time.monotonic() < deadline:
-        family |= _descendants(child.pid)
+        family |= descendants(child.pid)
         time.sleep(0.02)
     _, stderr = child.communicate(timeout=10)
     run = tmp_path / "run"
@@ -172,10 +158,7 @@ def test_a_kill_loses_nothing_and_resume_is_exact(tmp_path, unbroken, kind, k, m
         assert torch_equal(_weights(run), unbroken[mode])
         return
     assert child.returncode == -9, stderr
-    deadline = time.monotonic() + 10
-    while any(alive(p) for p in family) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [p for p in family if alive(p)], "processes left behind"
+    assert wait_gone(family, timeout=10) == [], "processes left behind"
 
     for checkpoint in checkpoint_dirs(run):
         PPO.resume(checkpoint).close()  # complete and loadable

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -18,21 +17,15 @@ from ppo_envkit.config import ConfigError
 from ppo_envkit.errors import NonFiniteError
 from ppo_envkit.parallel.shm import LocalGroup, RankFailed, SharedMemoryCollectives
 
-
-def _children() -> set[int]:
-    """Process ids of this process's children, running or not yet reaped (Linux /proc)."""
-    pids: set[int] = set()
-    for path in Path("/proc/self/task").glob("*/children"):
-        pids.update(int(pid) for pid in path.read_text().split())
-    return pids
+from ..processes import children
 
 
 @pytest.fixture(autouse=True)
 def no_process_left_behind():
     """Every test here must end with the ranks it started gone (none running, none unreaped)."""
-    before = _children()
+    before = children()
     yield
-    assert _children() <= before
+    assert children() <= before
 
 
 # ----------------------------------------------------------------------------- the group
@@ -234,37 +227,37 @@ def test_training_in_pieces_equals_one_call():
 
 
 def test_the_other_ranks_wait_between_calls_and_end_with_the_agent():
-    before = _children()
+    before = children()
     agent = _cartpole(2, **{"ppo.n_steps": 16})
     agent.learn(128)
-    helpers = _children() - before
+    helpers = children() - before
     assert len(helpers) == 1
     agent.learn(128)
-    assert _children() - before == helpers  # the same process trained again
+    assert children() - before == helpers  # the same process trained again
     agent.close()
-    assert _children() == before  # ended and reaped
+    assert children() == before  # ended and reaped
 
     agent.learn(128)  # forks again after close()
-    assert len(_children() - before) == 1
+    assert len(children() - before) == 1
     del agent
     gc.collect()
-    assert _children() == before
+    assert children() == before
 
 
 def test_changed_weights_or_settings_reach_the_other_ranks():
-    base = _children()
+    base = children()
     agent = _cartpole(2, **{"ppo.n_steps": 16})
     agent.learn(128)
-    first = _children() - base
+    first = children() - base
     with torch.no_grad():  # weights changed between calls: rank 0's are sent to the others
         for param in agent.policy.parameters():
             param.mul_(0.5)
     agent.learn(128)
-    assert _children() - base == first
+    assert children() - base == first
     assert agent.metadata["distributed"]["weights_identical_across_ranks"]
     agent.config.ppo.n_epochs = 2  # settings changed: the other ranks are forked anew
     agent.learn(128)
-    second = _children() - base
+    second = children() - base
     assert len(second) == 1 and second != first
     assert agent.metadata["distributed"]["weights_identical_across_ranks"]
     agent.close()
