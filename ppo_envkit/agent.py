@@ -22,7 +22,7 @@ from .algo.optim import FlatAdam
 from .algo.policy import ActorCritic, resolve_device
 from .algo.trainer import Trainer
 from .config import TrainConfig
-from .environments.factory import make_env
+from .environments.factory import make_configured_env
 from .environments.lookup import env_info
 from .errors import brief
 from .io import checkpoint as ckpt
@@ -57,7 +57,7 @@ class PPO:
         if config.run.torch_threads:
             torch.set_num_threads(config.run.torch_threads)
         if observation_space is None or action_space is None:
-            probe = make_env(config.env.id, config.env.kwargs, max_episode_steps=config.env.max_episode_steps)
+            probe = make_configured_env(config.env)
             observation_space, action_space = probe.observation_space, probe.action_space
             probe.close()
         self.observation_space, self.action_space = observation_space, action_space
@@ -97,16 +97,18 @@ class PPO:
 
     # ----------------------------------------------------------------------------- acting
 
-    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+    def predict(self, obs: Any, deterministic: bool = True, action_mask: Any = None) -> np.ndarray:
         """Action(s) for raw environment observation(s), in the environment's format.
 
-        A single observation gives a single action; a batch gives a batch.
+        A single observation gives a single action; a batch gives a batch. ``action_mask``
+        (one per observation, the layout of :mod:`ppo_envkit.environments.masks`: what
+        ``action_masks()`` or ``info["action_mask"]`` give) restricts the choice to legal actions.
         """
-        return self.policy.predict(obs, deterministic, self.generator)
+        return self.policy.predict(obs, deterministic, self.generator, action_mask=action_mask)
 
-    def policy_step(self, obs: Any, deterministic: bool = True) -> dict[str, Any]:
+    def policy_step(self, obs: Any, deterministic: bool = True, action_mask: Any = None) -> dict[str, Any]:
         """One single-observation decision with what the policy thinks (for viewers)."""
-        return self.policy.decide(obs, deterministic, self.generator)
+        return self.policy.decide(obs, deterministic, self.generator, action_mask=action_mask)
 
     # ----------------------------------------------------------------------------- training
 

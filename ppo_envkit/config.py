@@ -75,6 +75,18 @@ class EnvConfig(_Section):
     max_episode_steps: int | None = Field(
         None, ge=1, description="Override the environment's time limit (truncation)."
     )
+    frame_stack: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Observe the last N observations stacked (Gymnasium's FrameStackObservation; "
+        "1: no stacking). Remembered in the agent file, so eval and replay stack the same way.",
+    )
+    action_masks: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: use the environment's action masks (action_masks() or "
+        'info["action_mask"]) when it gives them. off: ignore them (the policy may choose any action).',
+    )
     normalize_obs: bool = Field(True, description="Normalize observations with running mean/std.")
     normalize_reward: bool = Field(
         True, description="Scale rewards by the running std of the discounted return."
@@ -106,6 +118,16 @@ class PolicyConfig(_Section):
         False,
         description="Gaussian heads: squash samples with tanh into the Box bounds "
         "(log-probabilities carry the log-det correction).",
+    )
+
+    image_encoder: Literal["auto", "nature", "small", "none"] = Field(
+        "auto",
+        description="Encoder of image observations (uint8 Box, 0..255, (H, W, C) or (C, H, W)): "
+        "nature (NatureCNN, for 36 px and up), small (3 small convolutions, any size), auto "
+        "(nature from 36 px, else small), none (flatten images into the MLP like any Box).",
+    )
+    cnn_features: int = Field(
+        256, ge=1, le=8192, description="Output width of the image encoder's last (linear) layer."
     )
 
     @field_validator("hidden_sizes")

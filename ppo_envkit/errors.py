@@ -62,6 +62,13 @@ class ObservationError(ValueError):
     """An observation that does not fit the environment's declared observation space."""
 
 
+class ActionMaskError(ValueError):
+    """An action mask of the wrong size or dtype, or one that allows no action; one line."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(one_line(str(message)))
+
+
 class RunDirError(RuntimeError):
     """A run directory that is in use by another run, or that holds another run."""
 
@@ -86,6 +93,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 __all__ = [
+    "ActionMaskError",
     "AgentFileError",
     "ConfigError",
     "EnvWorkerError",

@@ -24,15 +24,65 @@ class UnsupportedSpaceError(TypeError):
 
 @dataclass(frozen=True)
 class _Part:
-    kind: str  # "box" | "onehot" | "multionehot" | "binary"
+    kind: str  # "box" | "image" | "onehot" | "multionehot" | "binary"
     path: tuple[Any, ...]
     size: int
     space: spaces.Space
 
 
-def _parts(space: spaces.Space, path: tuple[Any, ...] = ()) -> list[_Part]:
+#: Smallest height and width of an image observation (smaller uint8 arrays go to the MLP).
+MIN_IMAGE_SIDE = 8
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """How a flat image part becomes ``[batch, channels, height, width]``.
+
+    ``shape`` is the observation's; ``stacked`` is True for a frame stack ``(N, ...)``
+    of images, whose frames become channels (frame-major).
+    """
+
+    shape: tuple[int, ...]
+    channels_last: bool
+    stacked: bool
+
+    @property
+    def chw(self) -> tuple[int, int, int]:
+        frame = self.shape[1:] if self.stacked else self.shape
+        frames = self.shape[0] if self.stacked else 1
+        if len(frame) == 2:
+            return frames, frame[0], frame[1]
+        c, h, w = (frame[2], frame[0], frame[1]) if self.channels_last else frame
+        return frames * c, h, w
+
+
+def image_layout(space: spaces.Space) -> ImageLayout | None:
+    """The layout of an image observation, or None when ``space`` is not one.
+
+    An image is a ``uint8`` Box with bounds 0..255 of shape ``(H, W)``, ``(H, W, C)`` or
+    ``(C, H, W)`` (channels are the smaller of the first and last sizes; channel-last on a
+    tie), or a stack ``(N, ...)`` of color images (``env.frame_stack``; a stack of grey
+    ``(H, W)`` frames is already ``(C, H, W)``), with sides of at least
+    :data:`MIN_IMAGE_SIDE` pixels. As Stable-Baselines3 decides for its ``CnnPolicy``.
+    """
+    if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) not in (2, 3, 4):
+        return None
+    if not (np.all(space.low == 0) and np.all(space.high == 255)):
+        return None
+    shape = tuple(int(d) for d in space.shape)
+    stacked = len(shape) == 4
+    frame = shape[1:] if stacked else shape
+    channels_last = len(frame) == 2 or frame[2] <= frame[0]
+    sides = frame[:2] if channels_last else frame[1:]
+    if min(sides) < MIN_IMAGE_SIDE:
+        return None
+    return ImageLayout(shape, channels_last, stacked)
+
+
+def _parts(space: spaces.Space, path: tuple[Any, ...] = (), images: bool = True) -> list[_Part]:
     if isinstance(space, spaces.Box):
-        return [_Part("box", path, int(np.prod(space.shape, dtype=np.int64)), space)]
+        kind = "image" if images and image_layout(space) is not None else "box"
+        return [_Part(kind, path, int(np.prod(space.shape, dtype=np.int64)), space)]
     if isinstance(space, spaces.Discrete):
         return [_Part("onehot", path, int(space.n), space)]
     if isinstance(space, spaces.MultiDiscrete):
@@ -40,9 +90,9 @@ def _parts(space: spaces.Space, path: tuple[Any, ...] = ()) -> list[_Part]:
     if isinstance(space, spaces.MultiBinary):
         return [_Part("binary", path, int(np.prod(space.shape, dtype=np.int64)), space)]
     if isinstance(space, spaces.Dict):
-        return [p for key, sub in space.spaces.items() for p in _parts(sub, (*path, key))]
+        return [p for key, sub in space.spaces.items() for p in _parts(sub, (*path, key), images)]
     if isinstance(space, spaces.Tuple):
-        return [p for i, sub in enumerate(space.spaces) for p in _parts(sub, (*path, i))]
+        return [p for i, sub in enumerate(space.spaces) for p in _parts(sub, (*path, i), images)]
     where = "" if not path else f" at {'/'.join(map(str, path))}"
     raise UnsupportedSpaceError(
         f"observation space {space}{where} is not supported; supported: {SUPPORTED_OBSERVATION_SPACES}"
@@ -56,16 +106,20 @@ def _get(obs: Any, path: tuple[Any, ...]) -> Any:
 
 
 class ObsFlattener:
-    """Turns batched (or single) observations of a space into a float32 matrix."""
+    """Turns batched (or single) observations of a space into a float32 matrix.
 
-    def __init__(self, space: spaces.Space) -> None:
+    With ``images``, image parts (:func:`image_layout`) are marked as such: they are
+    flattened like any Box, but left out of normalization (an image encoder scales them).
+    """
+
+    def __init__(self, space: spaces.Space, images: bool = False) -> None:
         self.space = space
-        self.parts = _parts(space)
+        self.parts = _parts(space, images=images)
         self.flat_dim = sum(p.size for p in self.parts)
-        # Only continuous parts are normalized; one-hot codes are already on a fixed scale.
+        # Only continuous parts are normalized; one-hot codes and pixels are on a fixed scale.
         mask = [np.full(p.size, p.kind == "box") for p in self.parts]
         self.normalize_mask = np.concatenate(mask) if mask else np.zeros(0, bool)
-        self._simple_box = len(self.parts) == 1 and self.parts[0].kind == "box"
+        self._simple_box = len(self.parts) == 1 and self.parts[0].kind in ("box", "image")
         self._offsets = []
         for part in self.parts:
             if part.kind == "multionehot":
@@ -74,11 +128,22 @@ class ObsFlattener:
             else:
                 self._offsets.append(None)
 
+    def images(self) -> list[tuple[int, ImageLayout]]:
+        """``(first column, layout)`` of each image part, in order."""
+        out, start = [], 0
+        for part in self.parts:
+            if part.kind == "image":
+                layout = image_layout(part.space)
+                assert layout is not None
+                out.append((start, layout))
+            start += part.size
+        return out
+
     def is_batched(self, obs: Any) -> bool:
         """True when ``obs`` holds a leading batch dimension."""
         part = self.parts[0]
         leaf = np.asarray(_get(obs, part.path))
-        single_ndim = {"box": len(part.space.shape), "onehot": 0}.get(
+        single_ndim = {"box": len(part.space.shape), "image": len(part.space.shape), "onehot": 0}.get(
             part.kind, len(getattr(part.space, "shape", ()) or ())
         )
         return leaf.ndim == single_ndim + 1
@@ -94,7 +159,7 @@ class ObsFlattener:
             if not batched:
                 leaf = leaf[None]
             n = leaf.shape[0]
-            if part.kind == "box" or part.kind == "binary":
+            if part.kind in ("box", "image", "binary"):
                 columns.append(leaf.reshape(n, -1).astype(np.float32, copy=False))
             elif part.kind == "onehot":
                 start = int(part.space.start)

@@ -24,7 +24,8 @@ from ..config import ConfigError, TrainConfig
 from ..environments.episodes import EpisodeTracker
 from ..environments.factory import make_vec_env
 from ..environments.failures import describe
-from ..errors import EnvironmentFailed, NonFiniteError, ObservationError
+from ..environments.masks import vector_masks
+from ..errors import ActionMaskError, EnvironmentFailed, NonFiniteError, ObservationError
 from ..parallel import copies_per_rank
 from ..parallel.collectives import Collectives
 from ..spaces import require_same_spaces
@@ -43,6 +44,7 @@ class Collector:
         self.episodes: EpisodeTracker | None = None
         self.reward_returns: torch.Tensor | None = None  # per copy, for reward scaling
         self.next_obs: torch.Tensor | None = None  # normalized; where the next rollout starts
+        self.next_masks: torch.Tensor | None = None  # the action masks in force there (None: no masks)
         self.rollout: RolloutBuffer | None = None
         self._obs_sync: _SharedObsStats | None = None
         self.share_obs_stats()
@@ -104,7 +106,8 @@ class Collector:
                 obs, _ = self.envs.reset(seed=first_seed)
             else:
                 obs = self._replay_episodes()
-        except ObservationError:
+            self.next_masks = self._current_masks()
+        except (ObservationError, ActionMaskError):
             self.close()
             raise
         except Exception as exc:
@@ -121,7 +124,23 @@ class Collector:
             self.policy.flattener.flat_dim,
             self.policy.head.storage_dim,
             self.policy.device,
+            mask_dim=0 if self.next_masks is None else self.next_masks.shape[1],
         )
+
+    def _current_masks(self) -> torch.Tensor | None:
+        """The action masks of the copies' current observations (after a reset or a replay),
+        or None when the environment gives none (or ``env.action_masks`` is off)."""
+        assert self.envs is not None
+        if self.config.env.action_masks == "off":
+            return None
+        masks = list(self.envs.get_attr("current_action_mask"))
+        if all(m is None for m in masks):
+            return None
+        if any(m is None for m in masks):
+            raise ActionMaskError(f"environment {self.config.env.id} gave action masks to some copies only")
+        if self.policy.head.mask_size is None:
+            self.policy.head.apply_mask(torch.empty(0), torch.empty(0))  # raises: cannot be masked
+        return torch.from_numpy(np.stack(masks)).to(self.policy.device)
 
     def _new_tracker(self, first_seed: int) -> EpisodeTracker:
         head = self.policy.head
@@ -186,21 +205,25 @@ class Collector:
         assert envs is not None and buf is not None and episodes is not None and self.next_obs is not None
         head, gen, device = policy.head, self.context.generator, policy.device
         n = self.num_envs
-        obs = self.next_obs
+        obs, masks = self.next_obs, self.next_masks
         gather_returns = self.context.collectives.gather_rows
         buf.truncated.zero_()
         numpy_policy = self.context.fast.plan()  # the same computation at a fraction of the per-step overhead
         for t in range(buf.n_steps):
             if numpy_policy is not None:
-                action, logp, value = numpy_policy.act(obs, gen)
+                action, logp, value = numpy_policy.act(obs, gen, masks)
             else:
-                action, logp, value, _ = policy.act(obs, generator=gen)
+                action, logp, value, _ = policy.act(obs, generator=gen, mask=masks)
             env_action = head.to_env(action)
             step = num_timesteps + (t + 1) * n * self.context.collectives.size  # all ranks' copies
             try:
                 next_obs, reward, terminated, truncated, info = envs.step(env_action)
             except ObservationError:
                 raise
+            except ActionMaskError as exc:
+                raise ActionMaskError(
+                    f"environment {self.config.env.id}: {exc} at training step {step:,}"
+                ) from None
             except Exception as exc:
                 raise EnvironmentFailed(
                     describe(exc, self.config.env.id, f"in step() at training step {step:,}")
@@ -218,6 +241,9 @@ class Collector:
             done_t = torch.from_numpy(done).to(device)
             buf.obs[t] = obs
             buf.actions[t] = action
+            if masks is not None:
+                buf.masks[t] = masks
+                masks = self._step_masks(info, step)
             buf.logprobs[t] = logp
             buf.values[t] = value
             buf.rewards[t] = policy.reward_scaler(reward_t, self.reward_returns, done_t, gather_returns)
@@ -234,9 +260,24 @@ class Collector:
         if self._obs_sync is not None:  # the next rollout starts with the shared statistics
             self._obs_sync.merge()
             obs = policy.obs_norm(raw)
-        self.next_obs = obs
+        self.next_obs, self.next_masks = obs, masks
         buf.last_values.copy_(policy.value(obs))
         return buf
+
+    def _step_masks(self, info: dict[str, Any], step: int) -> torch.Tensor:
+        """The masks of the observations a step returned (a copy whose episode ended: its reset's)."""
+        try:
+            masks = vector_masks(info, self.num_envs, self.policy.head.mask_size or 0)
+        except ActionMaskError as exc:
+            raise ActionMaskError(
+                f"environment {self.config.env.id}: {exc} at training step {step:,}"
+            ) from None
+        if masks is None:
+            raise ActionMaskError(
+                f"environment {self.config.env.id} gave no action mask at training step {step:,}, "
+                "but did before; give one with every reset and step"
+            )
+        return torch.from_numpy(masks).to(self.policy.device)
 
     def episode_metrics(self) -> dict[str, float]:
         """Recent episode return and length, and finished episodes, over every rank's copies."""

@@ -110,7 +110,8 @@ def _multi_categorical(head: MultiCategoricalHead, params: np.ndarray, actions: 
 @head_gradient(BernoulliHead)
 def _bernoulli(head: BernoulliHead, params: np.ndarray, actions: np.ndarray):
     """Independent Bernoullis with logits ``l``: ``log p(a) = a l - softplus(l)``, summed."""
-    prob = 1.0 / (1.0 + np.exp(-params))
+    with np.errstate(over="ignore"):  # a masked entry's logit of -1e8: exp overflows, prob is 0
+        prob = 1.0 / (1.0 + np.exp(-params))
     softplus = np.logaddexp(0.0, params)
     logp = (actions * params - softplus).sum(-1)
     entropy = (softplus - params * prob).sum(-1)
@@ -266,11 +267,12 @@ class NumpyPolicy:
             and _layers(policy.actor_trunk) is not None
             and _layers(policy.critic_trunk) is not None
             and type(policy.value_out) is nn.Linear
+            and policy.encoder is None
         )
 
     @torch.no_grad()
     def act(
-        self, obs: torch.Tensor, generator: torch.Generator | None = None
+        self, obs: torch.Tensor, generator: torch.Generator | None = None, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`ActorCritic.act`'s (stored action, log-prob, value) with the MLP forward in numpy.
 
@@ -284,12 +286,14 @@ class NumpyPolicy:
         params = torch.from_numpy(self.head(features))
         values = torch.from_numpy(self.value(critic_features)[:, 0])
         head = self.policy.head
+        if mask is not None:
+            params = head.apply_mask(params, mask)
         action = head.sample(params, generator)
         return action, head.log_prob(params, action), values
 
     def ppo_gradients(self, batch: Minibatch, settings: LossSettings, normalize: Normalizer) -> LossStats:
         """:func:`~ppo_envkit.algo.losses.ppo_losses`'s values; the loss's gradient is left in ``.grad``."""
-        x, actions_np, old_logp, advantages, returns, old_values = (_numpy(field) for field in batch)
+        x, actions_np, old_logp, advantages, returns, old_values = (_numpy(field) for field in batch[:6])
         n = x.shape[0]
         head = self.policy.head
         clip, vclip, ent_coef, vf_coef = settings.clip, settings.vclip, settings.ent_coef, settings.vf_coef
@@ -298,6 +302,11 @@ class NumpyPolicy:
         critic_outs = actor_outs if self.critic is None else _forward(self.critic, x)
         features, critic_features = actor_outs[-1], critic_outs[-1]
         params = self.head(features)
+        keeps = None
+        if batch.masks is not None:  # the head's own masking; masked parameters get no gradient
+            masks = torch.from_numpy(_numpy(batch.masks))
+            params = head.apply_mask(torch.from_numpy(params), masks).numpy()
+            keeps = head.mask_keeps(masks).numpy()
         values = self.value(critic_features)[:, 0]
         new_logp, entropy, head_backward = self.head_gradient(head, params, actions_np)
 
@@ -330,6 +339,8 @@ class NumpyPolicy:
         in_range = (ratio >= low) & (ratio <= high)
         g_logp = -adv * (w_unclipped + w_clipped * in_range) * ratio / n
         g_params, head_grads = head_backward(g_logp, np.full_like(entropy, -ent_coef / n))
+        if keeps is not None:
+            g_params = np.where(keeps, g_params, np.float32(0.0))
         g_features = self.head.backward(features, g_params)
         g_critic = self.value.backward(critic_features, (g_values * (vf_coef / n))[:, None])
         for name, grad in head_grads.items():

@@ -23,11 +23,18 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from ..environments.masks import MASKABLE_ACTION_SPACES, mask_size
+from ..errors import ActionMaskError
 from ..spaces import UnsupportedSpaceError
 
 SUPPORTED_ACTION_SPACES = "Discrete, Box (Gaussian, optionally tanh-squashed), MultiDiscrete, MultiBinary"
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+#: The logit of an illegal action. Finite, so that ``0 * logit`` is 0 in the entropy (an
+#: infinite one gives NaN), and low enough that ``exp`` of it is exactly 0 in float32:
+#: an illegal action has probability 0 and contributes nothing to the entropy.
+MASKED_LOGIT = -1e8
 
 
 def init_layer(layer: nn.Linear, gain: float, enabled: bool = True) -> nn.Linear:
@@ -50,6 +57,23 @@ class ActionHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.out(features)
+
+    @property
+    def mask_size(self) -> int | None:
+        """Values of an action mask for this head (None: its actions cannot be masked)."""
+        return mask_size(self.space)
+
+    def apply_mask(self, params: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The parameters of the distribution restricted to the actions ``mask`` allows
+        (``[batch, mask_size]`` booleans): sampling, the mode, log-probabilities and the
+        entropy of the result are those of the legal set, renormalised."""
+        raise ActionMaskError(
+            f"actions of {self.space} cannot be masked; masks work for {MASKABLE_ACTION_SPACES} actions"
+        )
+
+    def mask_keeps(self, mask: torch.Tensor) -> torch.Tensor:
+        """Which parameters :meth:`apply_mask` passes through (the others get no gradient)."""
+        return mask
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -97,6 +121,9 @@ class CategoricalHead(ActionHead):
         logp = params.log_softmax(-1)
         return -(logp.exp() * logp).sum(-1)
 
+    def apply_mask(self, params, mask):
+        return torch.where(mask, params, MASKED_LOGIT)
+
     def to_env(self, actions):
         return actions[:, 0].to(torch.int64).detach().cpu().numpy() + self.start
 
@@ -140,6 +167,9 @@ class MultiCategoricalHead(ActionHead):
             total = total - (logp.exp() * logp).sum(-1)
         return total
 
+    def apply_mask(self, params, mask):
+        return torch.where(mask, params, MASKED_LOGIT)
+
     def to_env(self, actions):
         out = (actions.to(torch.int64) + self.start).detach().cpu().numpy()
         return out.reshape(-1, *self.space.shape).astype(self.space.dtype, copy=False)
@@ -169,6 +199,17 @@ class BernoulliHead(ActionHead):
     def entropy(self, params, generator=None):
         p = params.sigmoid()
         return (p * F.softplus(-params) + (1 - p) * F.softplus(params)).sum(-1)
+
+    def apply_mask(self, params, mask):
+        """An entry with one legal value gets a logit that makes it certain (probability 1,
+        log-probability 0, entropy 0); an entry with both keeps its logit."""
+        pairs = mask.reshape(*mask.shape[:-1], -1, 2)
+        zero_ok, one_ok = pairs[..., 0], pairs[..., 1]
+        forced = torch.where(one_ok, -MASKED_LOGIT, MASKED_LOGIT)
+        return torch.where(zero_ok & one_ok, params, forced)
+
+    def mask_keeps(self, mask):
+        return mask.reshape(*mask.shape[:-1], -1, 2).all(-1)
 
     def to_env(self, actions):
         return actions.detach().cpu().numpy().astype(np.int8).reshape(-1, *self.space.shape)
@@ -293,6 +334,7 @@ def check_action_space(space: spaces.Space) -> None:
 
 
 __all__ = [
+    "MASKED_LOGIT",
     "SUPPORTED_ACTION_SPACES",
     "ActionHead",
     "BernoulliHead",

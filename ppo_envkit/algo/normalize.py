@@ -133,7 +133,11 @@ class ObsNormalizer(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return obs
-        return ((obs - self._shift) * self._scale).clamp_(-self.clip, self.clip)
+        out = (obs - self._shift) * self._scale
+        if self._all_columns:
+            return out.clamp_(-self.clip, self.clip)
+        # Columns left unnormalized (one-hot codes, image pixels) keep their values.
+        return torch.where(self.mask, out.clamp(-self.clip, self.clip), out)
 
 
 class RewardScaler(nn.Module):

@@ -13,8 +13,10 @@ from gymnasium import spaces
 from torch import nn
 
 from ..config import EnvConfig, PolicyConfig
-from ..errors import ConfigError
+from ..environments.masks import to_flat_mask
+from ..errors import ActionMaskError, ConfigError
 from ..spaces import ObsFlattener
+from .encoders import ImageEncoder, cnn_parameters, encoder_kind
 from .heads import ActionHead, init_layer, make_head
 from .normalize import ObsNormalizer, RewardScaler
 
@@ -54,18 +56,32 @@ def mlp(in_dim: int, hidden: list[int], activation: str, ortho_init: bool) -> nn
 MAX_PARAMETERS = 100_000_000
 
 
-def _check_size(obs_dim: int, action_space: spaces.Space, policy: PolicyConfig) -> None:
-    """Refuse, before allocating, a policy too large to build: sizes may come from a file."""
-    widths = [obs_dim, *policy.hidden_sizes]
+def _check_size(flattener: ObsFlattener, action_space: spaces.Space, policy: PolicyConfig) -> int:
+    """Refuse, before allocating, a policy too large to build (sizes may come from a file);
+    returns the width of the trunks' input."""
+    images = flattener.images()
+    total = 0
+    trunk_in = flattener.flat_dim
+    for _, layout in images:
+        kind = encoder_kind(policy.image_encoder, layout)
+        if kind == "nature" and min(layout.chw[1:]) < 36:
+            raise ConfigError(
+                f"policy.image_encoder=nature needs images of at least 36 x 36 pixels, not {layout.chw[1:]}; "
+                "use small or auto"
+            )
+        total += cnn_parameters(kind, *layout.chw, policy.cnn_features)
+        trunk_in += policy.cnn_features - math.prod(layout.shape)
+    widths = [trunk_in, *policy.hidden_sizes]
     trunk = sum(a * b + b for a, b in itertools.pairwise(widths))
     out = 2 * spaces.flatdim(action_space) + 1
-    total = trunk * (1 if policy.shared_trunk else 2) + policy.hidden_sizes[-1] * out
+    total += trunk * (1 if policy.shared_trunk else 2) + policy.hidden_sizes[-1] * out
     if total > MAX_PARAMETERS:
         raise ConfigError(
-            f"policy.hidden_sizes {policy.hidden_sizes} with {obs_dim} observation values would make "
-            f"about {total:,} parameters ({4 * total / 2**30:.1f} GiB), more than the "
-            f"{MAX_PARAMETERS:,} ppo-envkit builds"
+            f"policy settings (hidden_sizes {policy.hidden_sizes}, cnn_features {policy.cnn_features}) "
+            f"with {flattener.flat_dim} observation values would make about {total:,} parameters "
+            f"({4 * total / 2**30:.1f} GiB), more than the {MAX_PARAMETERS:,} ppo-envkit builds"
         )
+    return trunk_in
 
 
 class ActorCritic(nn.Module):
@@ -86,18 +102,21 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
-        self.flattener = ObsFlattener(observation_space)
+        self.flattener = ObsFlattener(observation_space, images=policy.image_encoder != "none")
         obs_dim = self.flattener.flat_dim
-        _check_size(obs_dim, action_space, policy)
+        trunk_in = _check_size(self.flattener, action_space, policy)
         self.obs_norm = ObsNormalizer(
             obs_dim, torch.as_tensor(self.flattener.normalize_mask), env.clip_obs, env.normalize_obs
         )
         self.reward_scaler = RewardScaler(gamma, env.clip_reward, env.normalize_reward)
         hidden, act, ortho = policy.hidden_sizes, policy.activation, policy.ortho_init
         self.shared = policy.shared_trunk
-        self.actor_trunk = mlp(obs_dim, hidden, act, ortho)
+        # Image parts go through a CNN shared by actor and critic (None without images, so that
+        # the weights of an MLP policy keep their names).
+        self.encoder = ImageEncoder(self.flattener, policy) if self.flattener.images() else None
+        self.actor_trunk = mlp(trunk_in, hidden, act, ortho)
         # A shared trunk is registered once, so that every weight has exactly one name.
-        self.critic_trunk = None if self.shared else mlp(obs_dim, hidden, act, ortho)
+        self.critic_trunk = None if self.shared else mlp(trunk_in, hidden, act, ortho)
         self.head: ActionHead = make_head(
             action_space, hidden[-1], ortho_init=ortho, log_std_init=policy.log_std_init, squash=policy.squash
         )
@@ -112,57 +131,126 @@ class ActorCritic(nn.Module):
         flat = self.flattener(obs, batched=batched)
         return torch.from_numpy(np.ascontiguousarray(flat)).to(self.device)
 
+    def mask_tensor(self, mask: Any, batch: int | None) -> torch.Tensor | None:
+        """A user's action mask(s) as ``[batch, mask_size]`` booleans on the device (``batch``
+        None: one observation's mask), checked; None stays None."""
+        if mask is None:
+            return None
+        space, size = self.action_space, self.head.mask_size
+        if batch is None:
+            flat = to_flat_mask(mask, space, "given to predict()")[None]
+        else:
+            array = np.asarray(mask)
+            if array.dtype != np.bool_ or size is None or array.shape != (batch, size):
+                rows = [to_flat_mask(row, space, f"{i} given to predict()") for i, row in enumerate(array)]
+                if len(rows) != batch:
+                    raise ActionMaskError(
+                        f"predict() was given {len(rows)} action masks for {batch} observations"
+                    )
+                array = np.stack(rows)
+            elif not self._groups_legal(array):
+                for i, row in enumerate(array):  # raises for the first row without a legal action
+                    to_flat_mask(row, space, f"{i} given to predict()")
+            flat = array
+        return torch.from_numpy(np.ascontiguousarray(flat, dtype=np.bool_)).to(self.device)
+
+    def _groups_legal(self, masks: np.ndarray) -> bool:
+        """Every row leaves a legal choice in every dimension (the quick check of a batch)."""
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            return bool(masks.any(1).all())
+        if isinstance(space, spaces.MultiBinary):
+            return bool(masks.reshape(len(masks), -1, 2).any(2).all())
+        bounds = np.cumsum([0, *np.asarray(space.nvec).reshape(-1)])[:-1]
+        return bool(np.logical_or.reduceat(masks, bounds, axis=1).all())
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalized flat observations -> the trunks' input (image parts through the CNN)."""
+        return obs if self.encoder is None else self.encoder(obs)
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized flat observations -> (distribution parameters, values ``[batch]``)."""
+        x = self.features(obs)
         if self.shared:
-            features = self.actor_trunk(obs)
+            features = self.actor_trunk(x)
             return self.head(features), self.value_out(features).squeeze(-1)
-        return self.head(self.actor_trunk(obs)), self.value_out(self.critic_trunk(obs)).squeeze(-1)
+        return self.head(self.actor_trunk(x)), self.value_out(self.critic_trunk(x)).squeeze(-1)
+
+    def actor_params(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized flat observations -> the action distribution's parameters (masked)."""
+        params = self.head(self.actor_trunk(self.features(obs)))
+        return params if mask is None else self.head.apply_mask(params, mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         trunk = self.actor_trunk if self.critic_trunk is None else self.critic_trunk
-        return self.value_out(trunk(obs)).squeeze(-1)
+        return self.value_out(trunk(self.features(obs))).squeeze(-1)
 
     def act(
-        self, obs: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(stored action, log-prob, value, distribution parameters) for normalized observations."""
+        """(stored action, log-prob, value, distribution parameters) for normalized observations;
+        ``mask`` (``[batch, mask_size]`` booleans) restricts the actions to the legal ones."""
         params, value = self(obs)
+        if mask is not None:
+            params = self.head.apply_mask(params, mask)
         action = self.head.mode(params) if deterministic else self.head.sample(params, generator)
         return action, self.head.log_prob(params, action), value, params
 
     @torch.inference_mode()
     def predict(
-        self, raw_obs: Any, deterministic: bool = True, generator: torch.Generator | None = None
+        self,
+        raw_obs: Any,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+        action_mask: Any = None,
     ) -> Any:
         """Environment action(s) for raw observation(s): one for one observation, a batch for a batch."""
         batched = self.flattener.is_batched(raw_obs)
         x = self.obs_norm(self.obs_to_tensor(raw_obs, batched=batched))
+        mask = self.mask_tensor(action_mask, x.shape[0] if batched else None)
         # Acting needs only the actor: no critic, no log-probability (a third of the time).
-        params = self.head(self.actor_trunk(x))
+        params = self.actor_params(x, mask)
         action = self.head.mode(params) if deterministic else self.head.sample(params, generator)
         env_action = self.head.to_env(action)
         return env_action if batched else env_action[0]
 
     @torch.inference_mode()
     def decide(
-        self, raw_obs: Any, deterministic: bool = True, generator: torch.Generator | None = None
+        self,
+        raw_obs: Any,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+        action_mask: Any = None,
     ) -> dict[str, Any]:
         """One raw observation's action, with what the policy thinks (for viewers): the stored
-        action, its log-probability, the value, and the head's description (probabilities, ...)."""
+        action, its log-probability, the value, the head's description (probabilities, ...),
+        and the action mask in force (None without one)."""
         x = self.obs_norm(self.obs_to_tensor(raw_obs, batched=False))
-        action, logp, value, params = self.act(x, deterministic=deterministic, generator=generator)
+        mask = self.mask_tensor(action_mask, None)
+        action, logp, value, params = self.act(x, deterministic=deterministic, generator=generator, mask=mask)
         return {
             "action": self.head.to_env(action)[0],
             "raw_action": action[0].cpu().numpy(),
             "log_prob": float(logp[0]),
             "value": float(value[0]),
+            "action_mask": None if mask is None else mask[0].cpu().numpy(),
             **{k: v[0] for k, v in self.head.describe(params).items()},
         }
 
     def evaluate(
-        self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        generator: torch.Generator | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log-prob, entropy, value) of stored ``actions`` under the current parameters."""
+        """(log-prob, entropy, value) of stored ``actions`` under the current parameters, with
+        the action mask that was in force when they were taken."""
         params, value = self(obs)
+        if mask is not None:
+            params = self.head.apply_mask(params, mask)
         return self.head.log_prob(params, actions), self.head.entropy(params, generator), value

@@ -57,11 +57,13 @@ class Minibatch(NamedTuple):
     advantages: torch.Tensor | np.ndarray
     returns: torch.Tensor | np.ndarray
     old_values: torch.Tensor | np.ndarray
+    masks: torch.Tensor | np.ndarray | None = None  # the action masks in force (booleans), if any
 
 
-def rollout_bytes(n_steps: int, num_envs: int, obs_dim: int, action_dim: int) -> int:
-    """Bytes a :class:`RolloutBuffer` allocates (observations and actions twice: stored and packed)."""
-    return 4 * n_steps * num_envs * (2 * (obs_dim + action_dim) + 13)
+def rollout_bytes(n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int = 0) -> int:
+    """Bytes a :class:`RolloutBuffer` allocates (observations, actions and masks twice: stored
+    and packed)."""
+    return n_steps * num_envs * (4 * (2 * (obs_dim + action_dim) + 13) + 5 * mask_dim)
 
 
 def available_memory() -> int | None:
@@ -76,9 +78,9 @@ def available_memory() -> int | None:
     return None
 
 
-def _check_memory(n_steps: int, num_envs: int, obs_dim: int, action_dim: int) -> None:
+def _check_memory(n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int) -> None:
     """A rollout that cannot fit is a settings error, said before torch fails to allocate it."""
-    need, have = rollout_bytes(n_steps, num_envs, obs_dim, action_dim), available_memory()
+    need, have = rollout_bytes(n_steps, num_envs, obs_dim, action_dim, mask_dim), available_memory()
     if have is not None and need > 0.8 * have:
         raise ConfigError(
             f"a rollout of ppo.n_steps={n_steps:,} x {num_envs} environment copies x {obs_dim} observation "
@@ -97,14 +99,24 @@ class RolloutBuffer:
 
     PACKED = ("logprobs", "advantages", "returns", "values")  # after obs and actions
 
-    def __init__(self, n_steps: int, num_envs: int, obs_dim: int, action_dim: int, device: torch.device):
-        _check_memory(n_steps, num_envs, obs_dim, action_dim)
+    def __init__(
+        self,
+        n_steps: int,
+        num_envs: int,
+        obs_dim: int,
+        action_dim: int,
+        device: torch.device,
+        mask_dim: int = 0,
+    ):
+        _check_memory(n_steps, num_envs, obs_dim, action_dim, mask_dim)
         self.n_steps, self.num_envs = n_steps, num_envs
-        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.obs_dim, self.action_dim, self.mask_dim = obs_dim, action_dim, mask_dim
         shape = (n_steps, num_envs)
         f32 = {"dtype": torch.float32, "device": device}
         self.obs = torch.zeros((*shape, obs_dim), **f32)
         self.actions = torch.zeros((*shape, action_dim), **f32)
+        # The mask in force at each step (mask_dim 0: the environment gives none)
+        self.masks = torch.ones((*shape, mask_dim), dtype=torch.bool, device=device)
         self.logprobs = torch.zeros(shape, **f32)
         self.values = torch.zeros(shape, **f32)
         self.rewards = torch.zeros(shape, **f32)
@@ -115,7 +127,7 @@ class RolloutBuffer:
         self.last_values = torch.zeros(num_envs, **f32)  # V(observation after the last step)
         self.advantages = torch.zeros(shape, **f32)
         self.returns = torch.zeros(shape, **f32)
-        width = obs_dim + action_dim + len(self.PACKED)
+        width = obs_dim + action_dim + len(self.PACKED) + mask_dim
         self.packed = torch.zeros((n_steps * num_envs, width), **f32)
 
     @property
@@ -139,6 +151,8 @@ class RolloutBuffer:
         packed[:, d + a + 1] = self.advantages.reshape(-1)
         packed[:, d + a + 2] = self.returns.reshape(-1)
         packed[:, d + a + 3] = self.values.reshape(-1)
+        if self.mask_dim:
+            packed[:, d + a + 4 :] = self.masks.reshape(-1, self.mask_dim)
 
     def minibatch(self, indices: torch.Tensor | np.ndarray) -> Minibatch:
         """The samples at ``indices`` (into the flattened rollout), after :meth:`compute_advantages`:
@@ -148,6 +162,7 @@ class RolloutBuffer:
         else:
             batch = self.packed.index_select(0, indices)
         d, a = self.obs_dim, self.action_dim
+        masks = batch[:, d + a + 4 :] > 0.5 if self.mask_dim else None
         return Minibatch(
             batch[:, :d],
             batch[:, d : d + a],
@@ -155,4 +170,5 @@ class RolloutBuffer:
             batch[:, d + a + 1],
             batch[:, d + a + 2],
             batch[:, d + a + 3],
+            masks,
         )

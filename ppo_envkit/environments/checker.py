@@ -22,7 +22,15 @@ import numpy as np
 from gymnasium import spaces
 
 from ..algo.heads import SUPPORTED_ACTION_SPACES, check_action_space
-from ..spaces import SUPPORTED_OBSERVATION_SPACES, ObsFlattener, UnsupportedSpaceError, describe_space
+from ..errors import ActionMaskError
+from ..spaces import (
+    MIN_IMAGE_SIDE,
+    SUPPORTED_OBSERVATION_SPACES,
+    ObsFlattener,
+    UnsupportedSpaceError,
+    describe_space,
+    image_layout,
+)
 from . import findings
 from .checks import (
     flag_problems,
@@ -43,6 +51,7 @@ from .findings import (
     method_location,
     time_limit,
 )
+from .masks import has_mask_method, sample_legal, to_flat_mask
 
 QUICK_STEPS = 64
 FULL_STEPS = 1000
@@ -90,6 +99,7 @@ def _check_spaces(found: Findings, env: gym.Env, expect: str | None) -> bool:
             f"use one of: {SUPPORTED_OBSERVATION_SPACES}",
         )
         ok = False
+    _check_images(found, env)
     action_space = env.action_space
     try:
         check_action_space(action_space)
@@ -128,6 +138,76 @@ def _check_spaces(found: Findings, env: gym.Env, expect: str | None) -> bool:
     return ok
 
 
+def _pictures(space: spaces.Space, name: str = "") -> list[tuple[str, spaces.Box, tuple[int, ...]]]:
+    """``(name, space, (height, width))`` of each Box part shaped like a picture: (H, W, C) or
+    (C, H, W) with 1-4 channels."""
+    if isinstance(space, spaces.Dict):
+        return [p for key, sub in space.spaces.items() for p in _pictures(sub, f"{name}/{key}".strip("/"))]
+    if not isinstance(space, spaces.Box) or len(space.shape) != 3 or min(space.shape[0], space.shape[2]) > 4:
+        return []
+    shape = space.shape
+    return [(name, space, shape[:2] if shape[2] <= shape[0] else shape[1:])]
+
+
+def _check_images(found: Findings, env: gym.Env) -> None:
+    """Picture-shaped observations that will not reach the CNN, said with why."""
+    for name, space, sides in _pictures(env.observation_space):
+        if image_layout(space) is not None:
+            continue
+        part = f"the observation{f' {name!r}' if name else ''} ({describe_space(space)})"
+        pixels = space.dtype == np.uint8 and np.all(space.low == 0) and np.all(space.high == 255)
+        if not pixels and min(sides) >= MIN_IMAGE_SIDE:
+            found.add(
+                "warning",
+                "image-not-uint8",
+                f"{part} is shaped like an image but is not uint8 with bounds 0..255, so it is "
+                "flattened into the MLP instead of going through the convolutional encoder",
+                method_location(env, "__init__"),
+                "declare it spaces.Box(0, 255, (H, W, C), np.uint8) and return uint8 pixels "
+                "(ppo-envkit scales them to [0, 1] inside the model)",
+            )
+        elif pixels:
+            found.add(
+                "warning",
+                "image-too-small",
+                f"{part} is an image smaller than {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels, so it is "
+                "flattened into the MLP rather than convolved",
+                method_location(env, "__init__"),
+                "nothing, if that is intended; render at least 8 x 8 pixels to use the CNN",
+            )
+
+
+class _BadMask(Exception):
+    """The action mask is wrong (a finding says how): stepping on could send an illegal action."""
+
+
+def _mask(found: Findings, env: gym.Env, info: Any, where: str) -> np.ndarray | None:
+    """The action mask after a reset or step (None without one), checked as training checks it;
+    :class:`_BadMask` when it is wrong."""
+    if has_mask_method(env):
+        try:
+            raw, source = env.get_wrapper_attr("action_masks")(), "from action_masks()"
+        except Exception as exc:
+            exception_finding(found, "mask-exception", "action_masks()", exc, f" {where}")
+            raise _BadMask from exc
+    elif isinstance(info, dict) and "action_mask" in info:
+        raw, source = info["action_mask"], 'in info["action_mask"]'
+    else:
+        return None
+    try:
+        return to_flat_mask(raw, env.action_space, f"{source} {where}")
+    except ActionMaskError as exc:
+        found.add(
+            "error",
+            "action-mask",
+            str(exc),
+            f"{where}, {method_location(env, 'action_masks' if has_mask_method(env) else 'step')}",
+            "return a boolean numpy array, True for each legal action, in the layout the README's "
+            "'Action masking' section gives for this action space, with at least one legal action",
+        )
+        raise _BadMask from exc
+
+
 def _reset(found: Findings, env: gym.Env, seed: int | None, at: str) -> tuple[bool, Any]:
     """One reset, checked. Returns (ok, observation)."""
     tracer = ReturnLine(env, "reset")
@@ -153,6 +233,10 @@ def _reset(found: Findings, env: gym.Env, seed: int | None, at: str) -> tuple[bo
     obs, info = result
     found.problems(observation_problems(obs, env.observation_space), where)
     found.problems(info_problems(info, "reset"), where)
+    try:
+        env.last_mask = _mask(found, env, info, f"after reset(){at}")
+    except _BadMask:
+        return False, None
     return True, obs
 
 
@@ -165,9 +249,12 @@ def _check_seeding(found: Findings, env: gym.Env, seed: int) -> bool:
     if spec is not None and spec.nondeterministic:
         return True
     env.action_space.seed(seed)
+    rng = np.random.default_rng(seed)
     try:
         for _ in range(5):
-            if any(env.step(env.action_space.sample())[2:4]):
+            result = env.step(sample_legal(env.action_space, env.last_mask, rng))
+            env.last_mask = _mask(Findings(), env, result[4], "")  # reported by the step checks
+            if any(result[2:4]):
                 break
     except Exception:
         pass  # reported by the step checks
@@ -188,11 +275,12 @@ def _check_seeding(found: Findings, env: gym.Env, seed: int) -> bool:
 def _run_steps(found: Findings, env: gym.Env, steps: int, seed: int) -> tuple[int, int]:
     """Random actions for ``steps`` steps, resetting at episode ends. Returns (steps, episodes)."""
     env.action_space.seed(seed + 1)
+    rng = np.random.default_rng(seed + 1)
     step_at = method_location(env, "step")
     tracer = ReturnLine(env, "step")
     done_steps = episodes = 0
     for t in range(1, steps + 1):
-        action = env.action_space.sample()
+        action = sample_legal(env.action_space, env.last_mask, rng)  # never an illegal one
         try:
             result = tracer.call(env.step, action)
         except Exception as exc:
@@ -219,6 +307,10 @@ def _run_steps(found: Findings, env: gym.Env, steps: int, seed: int) -> tuple[in
         found.problems(reward_problems(reward), where)
         found.problems(flag_problems(terminated, "terminated") + flag_problems(truncated, "truncated"), where)
         found.problems(info_problems(info, "step"), where)
+        try:
+            env.last_mask = _mask(found, env, info, f"after step {t}")
+        except _BadMask:
+            break
         if bool(np.any(terminated)) or bool(np.any(truncated)):
             episodes += 1
             if not _reset(found, env, None, f" after step {t}")[0]:
@@ -257,7 +349,8 @@ def _check_render(found: Findings, env_id: str, kwargs: dict[str, Any], seed: in
         return
     at = method_location(env, "render")
     try:
-        env.reset(seed=seed)
+        _, info = env.reset(seed=seed)
+        mask = _mask(Findings(), env, info, "")
         for label in ("after reset()", "after one step"):
             try:
                 frame = env.render()
@@ -269,7 +362,8 @@ def _check_render(found: Findings, env_id: str, kwargs: dict[str, Any], seed: in
             if problems:
                 return
             env.action_space.seed(seed)
-            env.step(env.action_space.sample())
+            info = env.step(sample_legal(env.action_space, mask, np.random.default_rng(seed)))[4]
+            mask = _mask(Findings(), env, info, "")
     except Exception:
         pass  # reset/step failures are reported by the other checks
     finally:
@@ -279,6 +373,17 @@ def _check_render(found: Findings, env_id: str, kwargs: dict[str, Any], seed: in
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def _gives_masks(env: gym.Env) -> bool:
+    """Whether ``env`` gives action masks (by method, or in the info of its first reset)."""
+    if has_mask_method(env):
+        return True
+    try:
+        info = env.reset(seed=0)[1]
+    except Exception:  # reported by the other checks
+        return False
+    return isinstance(info, dict) and "action_mask" in info
+
+
 def _run_gymnasium_checker(found: Findings, env_id: str, kwargs: dict[str, Any]) -> None:
     """``gymnasium.utils.env_checker.check_env`` with its warnings and errors as findings."""
     from gymnasium.utils.env_checker import check_env
@@ -286,6 +391,9 @@ def _run_gymnasium_checker(found: Findings, env_id: str, kwargs: dict[str, Any])
     had_findings = bool(found.items)
     env = _make(found, env_id, kwargs)
     if env is None:
+        return
+    if _gives_masks(env):
+        env.close()  # its checks step with random actions, illegal ones included: not run
         return
     collected: list[tuple[str, str]] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -363,6 +471,7 @@ def check_environment(
         made = _make(found, env_id, kwargs, **extra)
     if made is not None:
         env = TimeLimited(made)  # a hanging call becomes a finding, not a hung checker
+        env.last_mask = None  # the action mask in force: random steps take legal actions only
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Gymnasium's own warnings are reported by its checker

@@ -21,9 +21,10 @@ from ..config import EnvConfig
 from ..errors import ConfigError, EnvWorkerError
 from .discovery import EnvModuleError, cwd_importable, load_env_module, registered_by, user_modules
 from .episodes import ReplayableEpisodes
+from .masks import ActionMasks
 from .registry import EnvNotFoundError, ensure_registered, entry_point_callable, is_gymnasium_env
 
-__all__ = ["EntryPointError", "make_env", "make_vec_env"]
+__all__ = ["EntryPointError", "make_configured_env", "make_env", "make_vec_env", "wrap_env"]
 
 
 class EntryPointError(EnvModuleError):
@@ -64,6 +65,29 @@ def make_env(
         if unknown is None:
             raise
         raise unknown from exc
+
+
+def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
+    """``env`` with what the settings add to every environment ppo-envkit steps (training,
+    evaluation, replay): frame stacking, and action masks read into ``info["action_mask"]``."""
+    if config.frame_stack > 1:
+        env = gym.wrappers.FrameStackObservation(env, config.frame_stack)
+    if config.action_masks == "auto":
+        env = ActionMasks(env)
+    return env
+
+
+def make_configured_env(config: EnvConfig, *, render_mode: str | None = None, **make_kwargs: Any) -> gym.Env:
+    """One environment as the settings describe it: ``env.id`` with ``env.kwargs``, its time
+    limit, and :func:`wrap_env`'s wrappers; the observations are the ones the agent sees."""
+    env = make_env(
+        config.id,
+        config.kwargs,
+        render_mode=render_mode,
+        max_episode_steps=config.max_episode_steps,
+        **make_kwargs,
+    )
+    return wrap_env(env, config)
 
 
 def _unknown_argument(env_id: str, kwargs: dict[str, Any], exc: TypeError) -> ConfigError | None:
@@ -122,12 +146,9 @@ class _EnvFactory:
     with ``spawn`` could not unpickle a class from a user file before importing it.
     """
 
-    def __init__(
-        self, env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, modules: Sequence[str]
-    ):
-        self.env_id = env_id
-        self.kwargs = kwargs
-        self.max_episode_steps = max_episode_steps
+    def __init__(self, config: EnvConfig, modules: Sequence[str]):
+        self.config = config
+        self.env_id = config.id
         self.modules = list(modules)
         self.creator_pid = os.getpid()
 
@@ -148,8 +169,7 @@ class _EnvFactory:
                 "with --env-module (or put it in ./envs), not under `if __name__ == '__main__':`; "
                 "or use env.vectorization=sync"
             ) from None
-        env = make_env(self.env_id, self.kwargs, max_episode_steps=self.max_episode_steps)
-        return ReplayableEpisodes(env)
+        return ReplayableEpisodes(make_configured_env(self.config))
 
 
 def _worker_modules(env_id: str, modules: Sequence[str]) -> list[str]:
@@ -174,9 +194,7 @@ def make_vec_env(
     (``fork``, ``spawn``, ``forkserver``; default: the platform's).
     """
     ensure_registered(config.id)
-    factory = _EnvFactory(
-        config.id, dict(config.kwargs), config.max_episode_steps, _worker_modules(config.id, modules)
-    )
+    factory = _EnvFactory(config, _worker_modules(config.id, modules))
     fns = [factory] * config.num_envs
     if config.vectorization == "async":
         if config.num_workers is not None:  # shards of copies, one per process, this one included

@@ -14,7 +14,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
-from ..environments.factory import make_env
+from ..environments.factory import make_configured_env
+from ..environments.masks import vector_masks
 
 #: Copies an evaluation steps at most (episodes are split among them).
 MAX_EVAL_COPIES = 16
@@ -52,7 +53,7 @@ class Evaluator:
         n = max(1, min(episodes, num_envs or MAX_EVAL_COPIES))
 
         def factory() -> Any:
-            return make_env(env.id, env.kwargs, max_episode_steps=env.max_episode_steps)
+            return make_configured_env(env)
 
         self.envs = SyncVectorEnv([factory] * n, autoreset_mode=AutoresetMode.SAME_STEP)
 
@@ -64,15 +65,18 @@ class Evaluator:
         agent.check_env_compatible(envs)
         quota = np.full(n, episodes // n)
         quota[: episodes % n] += 1
-        obs, _ = envs.reset(seed=seed)
+        obs, info = envs.reset(seed=seed)
+        mask_size = agent.policy.head.mask_size or 0
+        masks = vector_masks(info, n, mask_size)
         running = np.zeros(n)
         steps = np.zeros(n, dtype=np.int64)
         returns: list[float] = []
         lengths: list[int] = []
         done_count = np.zeros(n, dtype=np.int64)
         while (done_count < quota).any():
-            actions = agent.predict(obs, deterministic=deterministic)
-            obs, reward, terminated, truncated, _ = envs.step(actions)
+            actions = agent.predict(obs, deterministic=deterministic, action_mask=masks)
+            obs, reward, terminated, truncated, info = envs.step(actions)
+            masks = vector_masks(info, n, mask_size)
             running += reward
             steps += 1
             for i in np.flatnonzero(terminated | truncated):

@@ -27,34 +27,55 @@ def peak_rss_mb() -> float:
 
 
 def raw_env_rate(env_id: str, kwargs: dict[str, Any], num_envs: int, steps: int, seed: int) -> dict[str, Any]:
-    """Random actions, resets included; ``num_envs == 1`` is a plain env, else a sync vector env."""
+    """Random actions, resets included; ``num_envs == 1`` is a plain env, else a sync vector env.
+
+    An environment with action masks gets random *legal* actions, drawn at each step from its
+    mask (that costs a little more than replaying pre-drawn actions, and is never illegal).
+    """
     import gymnasium as gym
+    import numpy as np
 
     from ..environments.factory import make_env
+    from ..environments.masks import ActionMasks, sample_legal
+
+    rng = np.random.default_rng(seed)
+
+    def build() -> gym.Env:
+        return ActionMasks(make_env(env_id, kwargs))
 
     if num_envs == 1:
-        env = make_env(env_id, kwargs)
+        env = build()
         env.action_space.seed(seed)
-        actions = [env.action_space.sample() for _ in range(min(steps, 10_000))]
-        env.reset(seed=seed)
+        _, info = env.reset(seed=seed)
+        masked = "action_mask" in info
+        actions = [] if masked else [env.action_space.sample() for _ in range(min(steps, 10_000))]
         start = time.perf_counter()
         for i in range(steps):
-            _, _, terminated, truncated, _ = env.step(actions[i % len(actions)])
+            action = (
+                sample_legal(env.action_space, info["action_mask"], rng)
+                if masked
+                else actions[i % len(actions)]
+            )
+            _, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
-                env.reset()
+                _, info = env.reset()
         elapsed = time.perf_counter() - start
         env.close()
     else:
-        envs = gym.vector.SyncVectorEnv(
-            [lambda: make_env(env_id, kwargs)] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
-        )
+        envs = gym.vector.SyncVectorEnv([build] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         envs.action_space.seed(seed)
-        actions = [envs.action_space.sample() for _ in range(256)]
-        envs.reset(seed=seed)
+        _, info = envs.reset(seed=seed)
+        masked = "action_mask" in info
+        space = envs.single_action_space
+        actions = [] if masked else [envs.action_space.sample() for _ in range(256)]
         n_calls = max(1, steps // num_envs)
         start = time.perf_counter()
         for i in range(n_calls):
-            envs.step(actions[i % len(actions)])
+            if masked:
+                batch = np.stack([sample_legal(space, m, rng) for m in info["action_mask"]])
+                info = envs.step(batch)[4]
+            else:
+                envs.step(actions[i % len(actions)])
         elapsed = time.perf_counter() - start
         steps = n_calls * num_envs
         envs.close()

@@ -14,7 +14,8 @@ worker (a blocked worker burns no CPU while the learner updates). Other calls
 
 Each shard is a ``SyncVectorEnv`` with same-step autoreset, so a step that ends an
 episode returns the reset observation and puts the episode's last observation in
-``info["final_obs"]`` (the only info key carried across processes).
+``info["final_obs"]``. That and ``info["action_mask"]`` (the action masks of the returned
+observations) are the info keys carried across processes.
 
 An exception in a worker is raised in the caller with the worker's traceback; a
 worker that dies is reported instead of waited for.
@@ -37,6 +38,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from ..environments.masks import mask_size
 from ..errors import EnvWorkerError
 from .lifeline import describe_exit, die_with_parent, parent_alive
 
@@ -46,9 +48,11 @@ _REQUEST, _DONE, _FAILED = 0, 1, 2
 class _Shared:
     """Numpy views over shared memory for one shard's step data."""
 
-    def __init__(self, ctx: Any, n: int, obs_space: spaces.Box, act_batch: np.ndarray):
+    def __init__(self, ctx: Any, n: int, obs_space: spaces.Box, act_batch: np.ndarray, masks: int):
         obs_shape, obs_dtype = (n, *obs_space.shape), obs_space.dtype
         self.specs = {
+            "action_mask": ((n, masks), np.bool_),
+            "has_mask": ((n,), np.bool_),
             "obs": (obs_shape, obs_dtype),
             "final_obs": (obs_shape, obs_dtype),
             "final_mask": ((n,), np.bool_),
@@ -80,9 +84,15 @@ class _Shared:
 
 
 def _slim_info(info: dict[str, Any], n: int) -> dict[str, Any]:
-    if "final_obs" not in info:
-        return {}
-    return {"final_obs": info["final_obs"], "_final_obs": info.get("_final_obs", np.zeros(n, bool))}
+    """The info keys that travel: final observations and action masks."""
+    out = {}
+    for key in ("final_obs", "action_mask"):
+        if key in info:
+            out[key] = info[key]
+            out[f"_{key}"] = info.get(
+                f"_{key}", np.ones(n, bool) if key == "action_mask" else np.zeros(n, bool)
+            )
+    return out
 
 
 def _write_step(shared: _Shared, result: tuple[Any, ...]) -> None:
@@ -96,6 +106,10 @@ def _write_step(shared: _Shared, result: tuple[Any, ...]) -> None:
     if mask is not None:
         for i in np.flatnonzero(mask):
             shared.final_obs[i] = info["final_obs"][i]
+    present = info.get("_action_mask")
+    shared.has_mask[...] = False if present is None else present
+    if present is not None:
+        shared.action_mask[...] = info["action_mask"]
 
 
 def _next_message(conn: Any) -> Any:
@@ -130,7 +144,8 @@ def _worker(conn: Any, env_fns: list[Callable[[], gym.Env]], shared: _Shared | N
                     obs, reward, terminated, truncated, info = envs.step(data)
                     result: Any = (obs, reward, terminated, truncated, _slim_info(info, envs.num_envs))
                 elif cmd == "reset":
-                    result = envs.reset(seed=data)[0]
+                    obs, info = envs.reset(seed=data)
+                    result = (obs, _slim_info(info, envs.num_envs))
                 elif cmd == "call":
                     name, args, kwargs = data
                     result = envs.call(name, *args, **kwargs)
@@ -194,7 +209,8 @@ class ShardedVectorEnv(VectorEnv):
             shared = None
             if fast:
                 act_batch = np.asarray(create_empty_array(self.single_action_space, m))
-                shared = _Shared(ctx, m, self.single_observation_space, act_batch)
+                masks = mask_size(self.single_action_space) or 0
+                shared = _Shared(ctx, m, self.single_observation_space, act_batch, masks)
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker, args=(child, list(env_fns[sl]), shared, os.getpid()), daemon=True
@@ -265,9 +281,10 @@ class ShardedVectorEnv(VectorEnv):
         seeds = _split_seeds(seed, self.num_envs)
         self._broadcast("reset", [None if seeds is None else seeds[sl] for sl in self._slices[1:]])
         local_seed = None if seeds is None else seeds[self._slices[0]]
-        local_obs, _ = self._local.reset(seed=local_seed, options=options)
-        parts = [local_obs] + [self._receive(k) for k in range(len(self._conns))]
-        return self._gather_obs(parts), {}
+        local_obs, local_info = self._local.reset(seed=local_seed, options=options)
+        results = [(local_obs, _slim_info(local_info, self._local.num_envs))]
+        results += [self._receive(k) for k in range(len(self._conns))]
+        return self._gather_obs([r[0] for r in results]), self._merge_info([r[1] for r in results])
 
     def step(self, actions: Any):
         actions = np.asarray(actions)
@@ -295,6 +312,8 @@ class ShardedVectorEnv(VectorEnv):
                 for i in np.flatnonzero(shared.final_mask):
                     final[i] = shared.final_obs[i].copy()
                 info = {"final_obs": final, "_final_obs": shared.final_mask.copy()}
+            if shared.has_mask.any():
+                info["action_mask"], info["_action_mask"] = shared.action_mask.copy(), shared.has_mask.copy()
             results.append((shared.obs, shared.reward, shared.terminated, shared.truncated, info))
         return self._merge(results)
 
@@ -303,16 +322,30 @@ class ShardedVectorEnv(VectorEnv):
         reward = np.concatenate([r[1] for r in results])
         terminated = np.concatenate([r[2] for r in results])
         truncated = np.concatenate([r[3] for r in results])
+        return obs, reward, terminated, truncated, self._merge_info([r[4] for r in results])
+
+    def _merge_info(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
+        """The shards' slim infos as one vector info (with the ``_key`` presence arrays)."""
         info: dict[str, Any] = {}
-        if any("final_obs" in r[4] for r in results):
-            final = np.full(self.num_envs, None, dtype=object)
-            mask = np.zeros(self.num_envs, dtype=bool)
-            for r, sl in zip(results, self._slices, strict=True):
-                if "final_obs" in r[4]:
-                    final[sl] = r[4]["final_obs"]
-                    mask[sl] = r[4]["_final_obs"]
-            info = {"final_obs": final, "_final_obs": mask}
-        return obs, reward, terminated, truncated, info
+        for key in ("final_obs", "action_mask"):
+            parts = [
+                (part[key], part[f"_{key}"], sl)
+                for part, sl in zip(infos, self._slices, strict=True)
+                if key in part
+            ]
+            if not parts:
+                continue
+            first = np.asarray(parts[0][0])
+            if key == "final_obs":
+                values = np.full(self.num_envs, None, dtype=object)
+            else:
+                values = np.zeros((self.num_envs, *first.shape[1:]), first.dtype)
+            present = np.zeros(self.num_envs, dtype=bool)
+            for value, there, sl in parts:
+                values[sl] = value
+                present[sl] = there
+            info[key], info[f"_{key}"] = values, present
+        return info
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         self._broadcast("call", [(name, args, kwargs)] * len(self._conns))

@@ -17,12 +17,14 @@ from gymnasium import spaces
 
 @dataclass
 class BarGroup:
-    """Probabilities of one categorical choice; ``chosen`` is highlighted."""
+    """Probabilities of one categorical choice; ``chosen`` is highlighted, and choices that
+    ``legal`` (booleans, None: all) excludes are shown greyed out."""
 
     labels: list[str]
     probs: np.ndarray
     chosen: int | None = None
     title: str | None = None
+    legal: np.ndarray | None = None
 
 
 @dataclass
@@ -69,20 +71,24 @@ def decision_view(
     (ignored when its length does not fit).
     """
     action = np.asarray(decision["action"])
+    mask = decision.get("action_mask")
+    mask = None if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
     if isinstance(space, spaces.Discrete):
         n, start = int(space.n), int(space.start)
         labels = list(names) if names is not None and len(names) == n else [str(start + i) for i in range(n)]
         chosen = int(action) - start
         text = f"{int(action)}: {labels[chosen]}" if labels[chosen] != str(int(action)) else str(int(action))
-        return text, [BarGroup(labels, np.asarray(decision["probs"]), chosen)], []
+        return text, [BarGroup(labels, np.asarray(decision["probs"]), chosen, legal=mask)], []
     if isinstance(space, spaces.MultiDiscrete):
         flat = action.reshape(-1)
         starts = np.asarray(space.start).reshape(-1)
-        groups = []
+        groups, offset = [], 0
         for i in range(len(flat)):
             probs = np.asarray(decision[f"probs_{i}"])
             labels = [str(int(starts[i]) + j) for j in range(len(probs))]
-            groups.append(BarGroup(labels, probs, int(flat[i] - starts[i]), title=f"[{i}]"))
+            legal = None if mask is None else mask[offset : offset + len(probs)]
+            offset += len(probs)
+            groups.append(BarGroup(labels, probs, int(flat[i] - starts[i]), title=f"[{i}]", legal=legal))
         return str(flat.tolist()), groups, []
     if isinstance(space, spaces.MultiBinary):
         flat = action.reshape(-1)
@@ -90,10 +96,15 @@ def decision_view(
         labels = (
             list(names) if names is not None and len(names) == size else [f"bit {i}" for i in range(size)]
         )
-        # One bar per bit: the probability that it is 1; the bits sent as 1 are highlighted.
+        # One bar per bit: the probability that it is 1; the bits sent as 1 are highlighted, and
+        # a bit the mask fixes (only one value legal) is greyed out.
+        free = None if mask is None else mask.reshape(-1, 2).all(1)
         groups = [
             BarGroup(
-                [labels[i]], np.asarray(decision["probs"]).reshape(-1)[i : i + 1], 0 if flat[i] else None
+                [labels[i]],
+                np.asarray(decision["probs"]).reshape(-1)[i : i + 1],
+                0 if flat[i] else None,
+                legal=None if free is None else free[i : i + 1],
             )
             for i in range(size)
         ]

@@ -25,6 +25,7 @@ DIM = (150, 156, 168)
 BAR = (84, 148, 255)
 BAR_BG = (52, 56, 70)
 CHOSEN = (255, 196, 40)
+ILLEGAL = (92, 96, 108)  # labels of actions the mask excludes
 VALUE = (80, 210, 255)
 REWARD = (255, 140, 60)
 GOOD = (110, 220, 120)
@@ -160,13 +161,20 @@ def _draw_bars(surface: pygame.Surface, group: BarGroup, x0: int, x1: int, y: in
     label_w = min(120, (x1 - x0) // 2)
     bar_x, bar_w = x0 + label_w + 8, x1 - x0 - label_w - 8 - 44
     order = range(len(group.labels))
-    if len(group.labels) > MAX_BARS:  # show the most likely ones
-        order = sorted(np.argsort(-group.probs)[:MAX_BARS].tolist())
+    if len(group.labels) > MAX_BARS:  # show the most likely ones (legal ones first)
+        rank = np.where(group.legal, group.probs, -1.0) if group.legal is not None else group.probs
+        order = sorted(np.argsort(-rank, kind="stable")[:MAX_BARS].tolist())
     for i in order:
         p = float(group.probs[i])
         chosen = i == group.chosen
-        shade = TEXT if chosen else DIM
+        legal = group.legal is None or bool(group.legal[i])
+        shade = TEXT if chosen else DIM if legal else ILLEGAL
         text(surface, fonts.small, group.labels[i], (x0 + label_w, y + 3), shade, "right", max_width=label_w)
+        if not legal:  # masked: an empty outline, no probability
+            pygame.draw.rect(surface, BAR_BG, (bar_x, y + 3, bar_w, BAR_ROW - 6), width=1, border_radius=3)
+            text(surface, fonts.small, "masked", (x1, y + 3), ILLEGAL, "right")
+            y += BAR_ROW
+            continue
         pygame.draw.rect(surface, BAR_BG, (bar_x, y + 3, bar_w, BAR_ROW - 6), border_radius=3)
         fill = round(bar_w * min(max(p, 0.0), 1.0))
         if fill > 0:

@@ -17,7 +17,7 @@ import numpy as np
 import pygame
 
 from ..agent import PPO
-from ..environments.factory import make_env
+from ..environments.factory import make_env, wrap_env
 from . import overlay
 from .decision import PaneView, decision_view
 
@@ -132,7 +132,8 @@ class Pane:
         self.label = label or agent_label(agent)
         cfg = agent.config.env
         self.env_id = cfg.id
-        self.env = make_render_env(cfg.id, dict(cfg.kwargs), cfg.max_episode_steps)
+        # The agent's own wrappers (frame stacking, action masks), as in training
+        self.env = wrap_env(make_render_env(cfg.id, dict(cfg.kwargs), cfg.max_episode_steps), cfg)
         try:
             agent.check_env_compatible(self.env)
         except BaseException:
@@ -151,6 +152,7 @@ class Pane:
         self.decision: dict[str, Any] | None = None
         self.outcome: str | None = None
         self.obs: Any = None
+        self.action_mask: np.ndarray | None = None  # legal actions now (None: no masks)
         self.frame = np.zeros((1, 1, 3), np.uint8)
         self.rect = pygame.Rect(0, 0, 0, 0)
         self.frame_rect = pygame.Rect(0, 0, 0, 0)
@@ -161,7 +163,8 @@ class Pane:
         return self.outcome is not None
 
     def reset(self, seed: int, episode: int, deterministic: bool) -> None:
-        self.obs, _ = self.env.reset(seed=seed)
+        self.obs, info = self.env.reset(seed=seed)
+        self.action_mask = info.get("action_mask")
         self.seed, self.episode = seed, episode
         self.step, self.episode_return, self.outcome = 0, 0.0, None
         self.values, self.rewards = [], []
@@ -169,7 +172,9 @@ class Pane:
         self._decide(deterministic)
 
     def _decide(self, deterministic: bool, new_state: bool = True) -> None:
-        self.decision = self.agent.policy_step(self.obs, deterministic=deterministic)
+        self.decision = self.agent.policy_step(
+            self.obs, deterministic=deterministic, action_mask=self.action_mask
+        )
         value = self.decision["value"] * self.value_scale
         if new_state:
             self.values.append(value)
@@ -185,7 +190,8 @@ class Pane:
         """Take the decided action; then decide for the new state unless the episode ended."""
         if self.done or self.decision is None:
             return
-        self.obs, reward, terminated, truncated, _ = self.env.step(self.decision["action"])
+        self.obs, reward, terminated, truncated, info = self.env.step(self.decision["action"])
+        self.action_mask = info.get("action_mask")
         self.step += 1
         self.episode_return += float(reward)
         self.rewards.append(float(reward))

@@ -1,0 +1,204 @@
+"""Invalid-action masks: where they come from, their one layout, and legal random actions.
+
+An environment declares which actions are legal in two ways, and ppo-envkit reads both:
+
+* a method ``action_masks()`` returning a boolean array (sb3-contrib's convention), or
+* ``info["action_mask"]`` from ``reset`` and ``step``.
+
+When an environment has both, the method wins: it is asked after every reset and step
+(the info key is then overwritten). :class:`ActionMasks`, a wrapper on every environment
+ppo-envkit builds, turns either form into one flat boolean vector per observation and
+puts it in ``info["action_mask"]``, so that vector environments (in worker processes,
+too) carry it with no extra round trip.
+
+The flat layout, for each action space (sb3-contrib's):
+
+* ``Discrete(n)``: ``n`` values, one per action.
+* ``MultiDiscrete(nvec)``: the per-dimension masks concatenated (``sum(nvec)`` values);
+  a list or tuple of per-dimension arrays is accepted too.
+* ``MultiBinary(n)``: two values per entry, ``[0 allowed, 1 allowed]``, in the order of
+  the flattened entries (``2 * n``); an array of shape ``(*shape, 2)`` is accepted too.
+
+A mask must be boolean (or integers that are all 0 or 1), of that size, and leave at
+least one legal choice in every dimension: anything else is :class:`ActionMaskError`,
+one line naming the step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ..errors import ActionMaskError
+
+MASKABLE_ACTION_SPACES = "Discrete, MultiDiscrete and MultiBinary"
+
+
+def mask_size(space: spaces.Space) -> int | None:
+    """Values in the flat mask of ``space``; None when actions of ``space`` cannot be masked."""
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    if isinstance(space, spaces.MultiBinary):
+        return 2 * int(np.prod(space.shape))
+    return None
+
+
+def _groups(space: spaces.Space) -> list[int]:
+    """Sizes of the mask's independent choices (each needs one legal value)."""
+    if isinstance(space, spaces.Discrete):
+        return [int(space.n)]
+    if isinstance(space, spaces.MultiDiscrete):
+        return [int(n) for n in np.asarray(space.nvec).reshape(-1)]
+    return [2] * int(np.prod(space.shape))
+
+
+def _describe_size(space: spaces.Space) -> str:
+    if isinstance(space, spaces.MultiDiscrete):
+        return f"{mask_size(space)} values (the masks of its {len(_groups(space))} dimensions, concatenated)"
+    if isinstance(space, spaces.MultiBinary):
+        return f"{mask_size(space)} values (for each entry: 0 allowed, 1 allowed)"
+    return f"{mask_size(space)} values"
+
+
+def to_flat_mask(mask: Any, space: spaces.Space, where: str) -> np.ndarray:
+    """``mask`` in the flat boolean layout of ``space``, validated; ``where`` ends messages
+    ("from action_masks() after step 3 of the episode")."""
+    size = mask_size(space)
+    if size is None:
+        raise ActionMaskError(
+            f"the environment gives an action mask {where}, but its action space {space} cannot be "
+            f"masked; masks work for {MASKABLE_ACTION_SPACES} actions"
+        )
+    if isinstance(mask, list | tuple) and isinstance(space, spaces.MultiDiscrete):
+        parts = [np.asarray(m) for m in mask]
+        if any(p.dtype == object for p in parts):
+            raise ActionMaskError(f"action mask {where} is not an array of booleans")
+        mask = np.concatenate([p.reshape(-1) for p in parts]) if parts else np.zeros(0, bool)
+    array = np.asarray(mask)
+    if array.dtype != np.bool_:
+        integer = np.issubdtype(array.dtype, np.integer)
+        if not integer or (array.size and not np.isin(array, (0, 1)).all()):
+            kind = f"dtype {array.dtype}" if not integer else "integers other than 0 and 1"
+            raise ActionMaskError(f"action mask {where} has {kind}; it must hold booleans (True = legal)")
+        array = array.astype(bool)
+    if array.size != size:
+        raise ActionMaskError(
+            f"action mask {where} has shape {array.shape}, but action space {space} needs "
+            f"{_describe_size(space)}"
+        )
+    flat = array.reshape(-1)
+    start = 0
+    for dim, n in enumerate(_groups(space)):
+        if not flat[start : start + n].any():
+            which = "" if isinstance(space, spaces.Discrete) else f" in dimension {dim}"
+            raise ActionMaskError(f"action mask {where} allows no action{which}; at least one must be legal")
+        start += n
+    return flat
+
+
+def has_mask_method(env: gym.Env) -> bool:
+    """Whether ``env`` (or an environment it wraps) defines ``action_masks()``."""
+    while True:
+        if callable(getattr(type(env), "action_masks", None)):
+            return True
+        if not isinstance(env, gym.Wrapper):
+            return False
+        env = env.env
+
+
+class ActionMasks(gym.Wrapper):
+    """Puts the current action mask, flat and validated, in ``info["action_mask"]``.
+
+    :attr:`current_action_mask` holds the mask of the latest observation (None for an
+    environment without masks), for code that resets or replays without reading the info.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._method = has_mask_method(env)
+        self.current_action_mask: np.ndarray | None = None
+        self._steps = 0
+
+    def _mask(self, info: dict[str, Any], call: str) -> dict[str, Any]:
+        where = f"{call} (step {self._steps} of the episode)"
+        if self._method:
+            raw, source = self.env.get_wrapper_attr("action_masks")(), "from action_masks()"
+        elif "action_mask" in info:
+            raw, source = info["action_mask"], 'in info["action_mask"]'
+        else:
+            if self.current_action_mask is not None:
+                raise ActionMaskError(
+                    f'info["action_mask"] is missing after {where}, but earlier steps had one; '
+                    "give it with every reset and step"
+                )
+            return info
+        if self.current_action_mask is None and call != "reset()":
+            raise ActionMaskError(
+                f'info["action_mask"] appears after {where}, but reset() gave none; '
+                "give it with every reset and step"
+            )
+        self.current_action_mask = to_flat_mask(raw, self.env.action_space, f"{source} after {where}")
+        return {**info, "action_mask": self.current_action_mask}
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self._steps = 0
+        self.current_action_mask = None
+        return obs, self._mask(info, "reset()")
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._steps += 1
+        return obs, reward, terminated, truncated, self._mask(info, "step()")
+
+
+def vector_masks(info: dict[str, Any], num_envs: int, size: int) -> np.ndarray | None:
+    """``[num_envs, size]`` masks from a vector environment's info, or None without masks.
+
+    With same-step autoreset, a copy whose episode ended reports its reset's info, so its
+    mask is the new episode's first one: the mask of the observation returned.
+    """
+    if "action_mask" not in info:
+        return None
+    present = info.get("_action_mask")
+    masks = np.asarray(info["action_mask"])
+    if (present is not None and not np.all(present)) or masks.shape != (num_envs, size):
+        missing = "" if present is None else f" (copies {np.flatnonzero(~np.asarray(present)).tolist()})"
+        raise ActionMaskError(
+            f"some environment copies gave no action mask{missing}; give one with every reset and step"
+        )
+    return masks.astype(bool, copy=False)
+
+
+def sample_legal(space: spaces.Space, mask: np.ndarray | None, rng: np.random.Generator) -> Any:
+    """A random action of ``space`` that ``mask`` (flat layout; None: any) allows."""
+    if mask is None:
+        return space.sample()
+    if isinstance(space, spaces.Discrete):
+        return space.start + int(rng.choice(np.flatnonzero(mask)))
+    if isinstance(space, spaces.MultiDiscrete):
+        out, start = [], 0
+        for n in _groups(space):
+            out.append(int(rng.choice(np.flatnonzero(mask[start : start + n]))))
+            start += n
+        values = np.asarray(out).reshape(space.shape) + np.asarray(space.start)
+        return values.astype(space.dtype)
+    pairs = mask.reshape(-1, 2)
+    ones = np.where(pairs.all(1), rng.integers(0, 2, len(pairs)), pairs[:, 1].astype(np.int64))
+    return ones.reshape(space.shape).astype(space.dtype)
+
+
+__all__ = [
+    "MASKABLE_ACTION_SPACES",
+    "ActionMasks",
+    "has_mask_method",
+    "mask_size",
+    "sample_legal",
+    "to_flat_mask",
+    "vector_masks",
+]
