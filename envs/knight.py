@@ -19,12 +19,11 @@ Two registered ids with the same game, for comparing learning with and without m
   a bool array of shape ``(size * size,)``. At a terminal state the mask is all False.
 * ``KnightTourNoMask-v0`` has no mask at all (no ``action_masks`` attribute, no info key).
 
-An illegal action costs -1, the knight stays put, and the 10th illegal action of an
-episode ends it (terminates), so every episode ends within 24 + 10 steps. A masked policy
-never pays this. ``illegal="raise"`` (``KnightTour-v0`` only) treats an illegal action as
-a bug instead and raises ``ValueError``: for testing that a masked learner never picks
-one. It is not the default because environment checkers (Gymnasium's ``check_env``,
-``ppo-envkit envs check``) step with unmasked ``action_space.sample()``.
+On ``KnightTour-v0`` an illegal action is a bug of the player and raises ``ValueError``
+(ppo-envkit's training, evaluation, replay, checker and bench never send one). On
+``KnightTourNoMask-v0`` (or with ``illegal="penalize"``) it costs -1, the knight stays
+put, and the 10th illegal action of an episode ends it (terminates), so every episode
+ends within 24 + 10 steps.
 
 Measured over 1000 episodes (5 x 5): a uniformly random legal move scores 13.6 on
 average; Warnsdorff's heuristic (hop to the legal cell with the fewest onward moves, ties
@@ -72,7 +71,9 @@ class _KnightTourBase(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     expose_mask = False
 
-    def __init__(self, size: int = SIZE, illegal: str = "penalize", render_mode: str | None = None):
+    def __init__(self, size: int = SIZE, illegal: str | None = None, render_mode: str | None = None):
+        # With a mask, an illegal action is a bug of the player: it raises (ppo-envkit never sends one)
+        illegal = illegal or ("raise" if self.expose_mask else "penalize")
         if not isinstance(size, int) or size < 3:
             raise ValueError(f"size must be an int of at least 3, got {size!r}")
         if illegal not in ILLEGAL_MODES:

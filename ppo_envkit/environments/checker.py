@@ -253,9 +253,9 @@ def _check_seeding(found: Findings, env: gym.Env, seed: int) -> bool:
     try:
         for _ in range(5):
             result = env.step(sample_legal(env.action_space, env.last_mask, rng))
-            env.last_mask = _mask(Findings(), env, result[4], "")  # reported by the step checks
             if any(result[2:4]):
                 break
+            env.last_mask = _mask(Findings(), env, result[4], "")  # reported by the step checks
     except Exception:
         pass  # reported by the step checks
     ok, again = _reset(found, env, seed, " (second time)")
@@ -307,11 +307,12 @@ def _run_steps(found: Findings, env: gym.Env, steps: int, seed: int) -> tuple[in
         found.problems(reward_problems(reward), where)
         found.problems(flag_problems(terminated, "terminated") + flag_problems(truncated, "truncated"), where)
         found.problems(info_problems(info, "step"), where)
-        try:
-            env.last_mask = _mask(found, env, info, f"after step {t}")
+        ended = bool(np.any(terminated)) or bool(np.any(truncated))
+        try:  # (a final state's mask is not read: no action is chosen there)
+            env.last_mask = None if ended else _mask(found, env, info, f"after step {t}")
         except _BadMask:
             break
-        if bool(np.any(terminated)) or bool(np.any(truncated)):
+        if ended:
             episodes += 1
             if not _reset(found, env, None, f" after step {t}")[0]:
                 break

@@ -6,7 +6,8 @@ An environment declares which actions are legal in two ways, and ppo-envkit read
 * ``info["action_mask"]`` from ``reset`` and ``step``.
 
 When an environment has both, the method wins: it is asked after every reset and step
-(the info key is then overwritten). :class:`ActionMasks`, a wrapper on every environment
+(the info key is then overwritten). The mask of an episode's final state is not read (no
+action is chosen there; an environment may well allow none). :class:`ActionMasks`, a wrapper on every environment
 ppo-envkit builds, turns either form into one flat boolean vector per observation and
 puts it in ``info["action_mask"]``, so that vector environments (in worker processes,
 too) carry it with no extra round trip.
@@ -154,6 +155,8 @@ class ActionMasks(gym.Wrapper):
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._steps += 1
+        if terminated or truncated:  # no action is taken from a final state: its mask means nothing
+            return obs, reward, terminated, truncated, {k: v for k, v in info.items() if k != "action_mask"}
         return obs, reward, terminated, truncated, self._mask(info, "step()")
 
 
