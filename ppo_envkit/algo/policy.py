@@ -119,7 +119,15 @@ class ActorCritic(nn.Module):
             return self.head(features), self.value_out(features).squeeze(-1)
         return self.head(self.actor_trunk(obs)), self.value_out(self.critic_trunk(obs)).squeeze(-1)
 
+    def actor_params(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalized flat observations -> action-distribution parameters (no critic).
+
+        Acting and the ONNX export (:mod:`ppo_envkit.io.export`) go through this one method,
+        so that a change to the actor's network (an encoder, say) reaches both."""
+        return self.head(self.actor_trunk(obs))
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalized flat observations -> values ``[batch]`` (the critic alone)."""
         trunk = self.actor_trunk if self.critic_trunk is None else self.critic_trunk
         return self.value_out(trunk(obs)).squeeze(-1)
 
@@ -139,7 +147,7 @@ class ActorCritic(nn.Module):
         batched = self.flattener.is_batched(raw_obs)
         x = self.obs_norm(self.obs_to_tensor(raw_obs, batched=batched))
         # Acting needs only the actor: no critic, no log-probability (a third of the time).
-        params = self.head(self.actor_trunk(x))
+        params = self.actor_params(x)
         action = self.head.mode(params) if deterministic else self.head.sample(params, generator)
         env_action = self.head.to_env(action)
         return env_action if batched else env_action[0]
