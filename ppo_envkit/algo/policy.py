@@ -177,11 +177,16 @@ class ActorCritic(nn.Module):
         return self.head(self.actor_trunk(x)), self.value_out(self.critic_trunk(x)).squeeze(-1)
 
     def actor_params(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalized flat observations -> the action distribution's parameters (masked)."""
+        """Normalized flat observations -> action-distribution parameters (no critic), restricted
+        to the actions ``mask`` allows when given.
+
+        Acting and the ONNX export (:mod:`ppo_envkit.io.export`) go through this one method,
+        so that a change to the actor's network reaches both."""
         params = self.head(self.actor_trunk(self.features(obs)))
         return params if mask is None else self.head.apply_mask(params, mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalized flat observations -> values ``[batch]`` (the critic alone)."""
         trunk = self.actor_trunk if self.critic_trunk is None else self.critic_trunk
         return self.value_out(trunk(self.features(obs))).squeeze(-1)
 

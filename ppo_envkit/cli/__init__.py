@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from rich.markup import escape
 
 from ..errors import ConfigError, brief
-from . import bench, envs, evaluate, new_env, plot, replay, train, tune
+from . import bench, envs, evaluate, export, new_env, plot, replay, train, tune
 from .common import console, debugging, known_errors
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS = {module.NAME: module for module in (train, evaluate, replay, plot, tune, envs, new_env, bench)}
+COMMANDS = {
+    module.NAME: module for module in (train, evaluate, replay, export, plot, tune, envs, new_env, bench)
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

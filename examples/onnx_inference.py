@@ -1,0 +1,126 @@
+"""Play an exported agent with nothing but numpy, gymnasium and onnxruntime.
+
+    ppo-envkit export agents/lunarlander -o lunarlander.onnx
+    python examples/onnx_inference.py lunarlander.onnx --episodes 100 --seed 0
+
+The environment's id and arguments come from the model's metadata. Episodes are played
+exactly as ``ppo-envkit eval --episodes N --seed S`` plays them (the same number of
+environment copies, copy ``i`` reset with seed ``S + i``, the same split of episodes among
+the copies), so the mean return is comparable number for number. No torch, no ppo-envkit:
+this file is meant to be copied next to a deployed model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import onnxruntime as ort
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+#: ppo-envkit eval's largest number of environment copies.
+MAX_COPIES = 16
+
+
+class OnnxPolicy:
+    """The exported graph: raw (batched) observations in, environment actions out."""
+
+    def __init__(self, path: str):
+        options = ort.SessionOptions()
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.env_id: str = meta["env_id"]
+        self.env_kwargs: dict[str, Any] = json.loads(meta["env_kwargs"])
+        self.max_episode_steps: int | None = json.loads(meta["max_episode_steps"])
+        self.inputs: list[dict[str, Any]] = json.loads(meta["inputs"])
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        feeds = {}
+        for spec in self.inputs:  # one input per observation leaf (Dict key), "obs" for a plain space
+            leaf = obs
+            for key in spec["path"]:
+                leaf = leaf[key]
+            feeds[spec["name"]] = np.asarray(leaf, dtype=spec["dtype"])
+        return self.session.run(None, feeds)[0]  # the first output is the action
+
+
+def play(policy: OnnxPolicy, episodes: int, seed: int, num_envs: int | None = None) -> list[float]:
+    """Returns of ``episodes`` whole episodes, split among the copies in advance."""
+    n = max(1, min(episodes, num_envs or MAX_COPIES))
+    extra = dict(policy.env_kwargs)
+    if policy.max_episode_steps is not None:
+        extra["max_episode_steps"] = policy.max_episode_steps
+
+    def make() -> gym.Env:
+        return gym.make(policy.env_id, **extra)
+
+    envs = SyncVectorEnv([make] * n, autoreset_mode=AutoresetMode.SAME_STEP)
+    try:
+        quota = np.full(n, episodes // n)
+        quota[: episodes % n] += 1
+        finished = np.zeros(n, dtype=np.int64)
+        running = np.zeros(n)
+        returns: list[float] = []
+        obs, _ = envs.reset(seed=seed)
+        while (finished < quota).any():
+            obs, reward, terminated, truncated, _ = envs.step(policy(obs))
+            running += reward
+            for i in np.flatnonzero(terminated | truncated):
+                if finished[i] < quota[i]:
+                    returns.append(float(running[i]))
+                    finished[i] += 1
+                running[i] = 0.0
+        return returns
+    finally:
+        envs.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="an ONNX file written by ppo-envkit export")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--num-envs", type=int, default=None, help="environment copies (default min(episodes, 16))"
+    )
+    parser.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module that registers the environment (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    for module in args.modules:
+        importlib.import_module(module)
+    policy = OnnxPolicy(args.model)
+    returns = play(policy, args.episodes, args.seed, args.num_envs)
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "env_id": policy.env_id,
+                    "mean_return": mean,
+                    "std_return": std,
+                    "episodes": len(returns),
+                    "seed": args.seed,
+                    "returns": returns,
+                }
+            )
+        )
+    else:
+        print(
+            f"{policy.env_id}: mean return {mean:.2f} +- {std:.2f} "
+            f"over {len(returns)} episodes (seed {args.seed})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,377 @@
+"""ONNX export: one graph from a raw observation to the action the environment receives.
+
+The graph holds what :meth:`PPO.predict` does with ``deterministic=True``, so that a deployed
+agent needs nothing but an ONNX runtime:
+
+1. the observation's parts (one input per ``Dict``/``Tuple`` leaf, one input ``obs`` for a
+   plain space) flattened as :class:`~ppo_envkit.spaces.ObsFlattener` does: ``Box`` parts
+   reshaped, ``Discrete``/``MultiDiscrete`` parts one-hot encoded (``start`` subtracted),
+   ``MultiBinary`` parts cast to float, concatenated in the flattener's order;
+2. observation normalization with the agent's stored statistics;
+3. the actor, through :meth:`ActorCritic.actor_params` (the one method acting uses too);
+4. the deterministic action, converted as the head's ``to_env`` does (argmax per categorical
+   dimension plus ``start``; Gaussian mean clipped, or squashed and rescaled, to the bounds).
+
+Optional outputs: the distribution (``probs``, or ``mean`` and ``std``) and the ``value``.
+Every dimension but the first is fixed; the first is the dynamic ``batch``. The file's
+``metadata_props`` say which environment, spaces, agent and library versions it came from.
+
+How the action is read off each head is registered per head class with
+:func:`exported_head` (as :mod:`ppo_envkit.algo.fastpath` registers its gradients): a head
+without a registration cannot be exported, and the error says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from .. import __version__
+from ..algo.heads import (
+    ActionHead,
+    BernoulliHead,
+    CategoricalHead,
+    GaussianHead,
+    MultiCategoricalHead,
+    SquashedGaussianHead,
+)
+from ..spaces import ObsFlattener, space_to_data
+
+if TYPE_CHECKING:
+    from ..agent import PPO
+    from ..algo.policy import ActorCritic
+
+#: The ONNX operator set the graph is written for (onnxruntime >= 1.14 runs it).
+OPSET = 18
+INSTALL_HINT = 'pip install -e ".[export]"'
+
+
+class ExportError(ValueError):
+    """The agent cannot be exported, or the export disagrees with the agent (one line)."""
+
+
+def require(module: str) -> ModuleType:
+    """Import an optional export dependency, or say in one line how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExportError(f"ONNX export needs the '{module}' package: {INSTALL_HINT}") from None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One graph input: a leaf of the observation, batched."""
+
+    name: str
+    path: tuple[Any, ...]  # keys/indices from the observation to the leaf
+    kind: str  # the flattener's part kind: box | onehot | multionehot | binary
+    dtype: str  # numpy dtype name the input expects
+    shape: tuple[int, ...]  # one observation's shape (the graph adds the batch dimension)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"name": self.name, "path": list(self.path), "dtype": self.dtype, "shape": list(self.shape)}
+
+
+_INPUT_DTYPES = {"box": "float32", "onehot": "int64", "multionehot": "int64", "binary": "int8"}
+
+
+def input_specs(flattener: ObsFlattener) -> list[InputSpec]:
+    """The graph's inputs, in the flattener's order: ``obs`` for a plain space, else one per
+    leaf named by its path (``"pos"``, ``"pair/0"``)."""
+    specs = []
+    for part in flattener.parts:
+        name = "/".join(str(key) for key in part.path) or "obs"
+        shape = tuple(int(d) for d in (part.space.shape or ()))
+        specs.append(InputSpec(name, part.path, part.kind, _INPUT_DTYPES[part.kind], shape))
+    return specs
+
+
+def action_mask_inputs(policy: ActorCritic) -> list[InputSpec]:
+    """PLACE FOR ACTION MASKS (not implemented yet): the extra inputs a masked policy needs.
+
+    When heads learn to mask illegal actions, return here an ``InputSpec("action_mask", ...)``
+    (bool, ``[batch, n_logits]``) for a masked policy, and apply it in
+    :meth:`OnnxPolicy.forward` at the marked line, with the head's own masking method, before
+    the action is read off. Until then no policy has extra inputs.
+    """
+    return []
+
+
+class _Encode(nn.Module):
+    """One input leaf -> its float32 columns ``[batch, size]``, as the flattener writes them."""
+
+    def __init__(self, spec: InputSpec, space: spaces.Space):
+        super().__init__()
+        self.kind = spec.kind
+        if spec.kind == "onehot":
+            self.register_buffer("start", torch.tensor(int(space.start)))
+            self.register_buffer("classes", torch.arange(int(space.n)))
+        elif spec.kind == "multionehot":
+            nvec = np.asarray(space.nvec, dtype=np.int64).reshape(-1)
+            offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+            start = np.asarray(space.start, dtype=np.int64).reshape(-1)
+            # value v of entry j lights column v - start[j] + offset[j]
+            self.register_buffer("shift", torch.as_tensor(offsets - start))
+            self.register_buffer("classes", torch.arange(int(nvec.sum())))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind in ("box", "binary"):
+            return x.reshape(x.shape[0], -1).to(torch.float32)
+        if self.kind == "onehot":
+            return (x.reshape(-1, 1) - self.start == self.classes).to(torch.float32)
+        idx = x.reshape(x.shape[0], -1, 1) + self.shift.unsqueeze(-1)  # [batch, entries, 1]
+        # The entries light disjoint column ranges, so the sum of their one-hots is the code.
+        return (idx == self.classes).to(torch.float32).sum(1)
+
+
+# --------------------------------------------------------------------------- heads
+
+
+@dataclass(frozen=True)
+class HeadExport:
+    """How the graph reads a head's parameters: the environment's action and the distribution."""
+
+    action: Callable[[Any, torch.Tensor], torch.Tensor]
+    distribution: Callable[[Any, torch.Tensor], dict[str, torch.Tensor]]
+
+
+_HEAD_EXPORTS: dict[type[ActionHead], HeadExport] = {}
+
+
+def exported_head(head_type: type[ActionHead], distribution: Callable[[Any, torch.Tensor], Any]):
+    """Register ``action(head, params)`` (what ``to_env(mode(params))`` returns, as a tensor)
+    for exactly ``head_type``, with ``distribution(head, params) -> {output name: tensor}``."""
+
+    def register(action: Callable[[Any, torch.Tensor], torch.Tensor]) -> Callable:
+        _HEAD_EXPORTS[head_type] = HeadExport(action, distribution)
+        return action
+
+    return register
+
+
+def _torch_dtype(dtype: Any) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=np.dtype(dtype))).dtype
+
+
+def _split_probs(head: MultiCategoricalHead, params: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"probs": torch.cat([p.softmax(-1) for p in head._split(params)], -1)}
+
+
+def _gaussian(head: GaussianHead, params: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"mean": params, "std": head.log_std.exp().expand_as(params)}
+
+
+@exported_head(CategoricalHead, lambda head, params: {"probs": params.softmax(-1)})
+def _categorical_action(head: CategoricalHead, params: torch.Tensor) -> torch.Tensor:
+    return params.argmax(-1) + head.start
+
+
+@exported_head(MultiCategoricalHead, _split_probs)
+def _multi_categorical_action(head: MultiCategoricalHead, params: torch.Tensor) -> torch.Tensor:
+    action = torch.stack([p.argmax(-1) for p in head._split(params)], -1) + head.start
+    return action.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
+
+
+@exported_head(BernoulliHead, lambda head, params: {"probs": params.sigmoid()})
+def _bernoulli_action(head: BernoulliHead, params: torch.Tensor) -> torch.Tensor:
+    return (params > 0).to(torch.int8).reshape(-1, *head.space.shape)
+
+
+@exported_head(GaussianHead, _gaussian)
+def _gaussian_action(head: GaussianHead, params: torch.Tensor) -> torch.Tensor:
+    clipped = torch.maximum(torch.minimum(params, head.high), head.low)
+    return clipped.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
+
+
+@exported_head(SquashedGaussianHead, _gaussian)
+def _squashed_action(head: SquashedGaussianHead, params: torch.Tensor) -> torch.Tensor:
+    squashed = torch.maximum(torch.minimum(head.squash(params), head.high), head.low)
+    return squashed.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+def refuse_unsupported(policy: ActorCritic) -> HeadExport:
+    """The head's export, or a one-line :class:`ExportError` for what cannot be exported."""
+    if getattr(policy, "recurrent", False):
+        raise ExportError("ONNX export of recurrent policies is not supported (the state would be an input)")
+    head_export = _HEAD_EXPORTS.get(type(policy.head))
+    if head_export is None:
+        raise ExportError(f"ONNX export does not know the action head {type(policy.head).__name__}")
+    return head_export
+
+
+class OnnxPolicy(nn.Module):
+    """Raw observation leaves -> (action, [distribution...], [value]): the exported module."""
+
+    def __init__(self, policy: ActorCritic, *, distribution: bool = False, value: bool = False):
+        super().__init__()
+        self.policy = policy
+        self.head_export = refuse_unsupported(policy)
+        self.specs = input_specs(policy.flattener)
+        self.encoders = nn.ModuleList(
+            _Encode(spec, part.space) for spec, part in zip(self.specs, policy.flattener.parts, strict=True)
+        )
+        self.distribution, self.with_value = distribution, value
+        probe = self.head_export.distribution(policy.head, torch.zeros(1, policy.head.out.out_features))
+        self.output_names = ["action", *(probe if distribution else ()), *(["value"] if value else [])]
+
+    def forward(self, *leaves: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        columns = [encode(x) for encode, x in zip(self.encoders, leaves, strict=True)]
+        flat = columns[0] if len(columns) == 1 else torch.cat(columns, 1)
+        x = self.policy.obs_norm(flat)
+        params = self.policy.actor_params(x)
+        # ACTION MASKS: a masked policy would apply its mask input to ``params`` here
+        # (see action_mask_inputs).
+        head = self.policy.head
+        outputs = [self.head_export.action(head, params)]
+        if self.distribution:
+            outputs += list(self.head_export.distribution(head, params).values())
+        if self.with_value:
+            outputs.append(self.policy.value(x))
+        return tuple(outputs)
+
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        """Valid inputs (a batch of 2: torch.export specializes sizes 0 and 1)."""
+        out = []
+        for spec, part in zip(self.specs, self.policy.flattener.parts, strict=True):
+            lowest = getattr(part.space, "start", 0) if spec.kind in ("onehot", "multionehot") else 0
+            leaf = np.broadcast_to(np.asarray(lowest).astype(spec.dtype), (batch, *spec.shape))
+            out.append(torch.from_numpy(leaf.copy()))
+        return tuple(out)
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def export_metadata(agent: PPO, module: OnnxPolicy) -> dict[str, str]:
+    """``metadata_props``: strings, JSON where structured (read with ``json.loads``)."""
+    stored: dict[str, Any] = {}
+    if agent.path is not None:
+        try:
+            stored = json.loads((Path(agent.path) / "agent.json").read_text())
+        except (OSError, ValueError):
+            stored = {}
+    env = agent.config.env
+    provenance = {
+        "agent_path": str(agent.path) if agent.path is not None else None,
+        "model_sha256": _sha256(Path(agent.path) / "model.safetensors") if agent.path else None,
+        "tensors_sha256": stored.get("tensors_sha256"),
+        "saved_at": stored.get("saved_at"),
+        "training": {**stored.get("provenance", {}), **agent.metadata.get("provenance", {})},
+        "versions": stored.get("versions"),
+        "evaluation": agent.metadata.get("evaluation"),
+    }
+    data: dict[str, Any] = {
+        "env_id": env.id,
+        "env_kwargs": env.kwargs,
+        "max_episode_steps": env.max_episode_steps,
+        "observation_space": space_to_data(agent.observation_space),
+        "action_space": space_to_data(agent.action_space),
+        "inputs": [spec.to_data() for spec in module.specs],
+        "outputs": module.output_names,
+        "ppo_envkit_version": __version__,
+        "num_timesteps": agent.num_timesteps,
+        "deterministic": True,
+        "provenance": provenance,
+    }
+    return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in data.items()}
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """torch.onnx logs a warning per torchvision operator it cannot register, and torch.export
+    warnings about its own internals: none concerns an exported policy."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            # every input's first axis is the same "batch", which the exporter remarks on
+            warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_onnx(agent: PPO, path: str | Path, *, distribution: bool = False, value: bool = False) -> Path:
+    """Write ``agent``'s deterministic policy to ``path`` as one ONNX graph (see module doc)."""
+    onnx = require("onnx")
+    require("onnxscript")  # torch.onnx's exporter builds the graph with it
+    policy = agent.policy
+    if policy.device.type != "cpu":
+        import copy
+
+        policy = copy.deepcopy(policy).cpu()
+    module = OnnxPolicy(policy, distribution=distribution, value=value).eval()
+    inputs = module.example_inputs()
+    batch = torch.export.Dim("batch", min=1)
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
+        raw = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            module,
+            inputs,
+            str(raw),
+            input_names=[spec.name for spec in module.specs],
+            output_names=module.output_names,
+            dynamic_shapes=(tuple({0: batch} for _ in inputs),),  # forward(*leaves): one argument
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+        model = onnx.load(str(raw))
+    del model.metadata_props[:]
+    for key, text in export_metadata(agent, module).items():
+        model.metadata_props.add(key=key, value=text)
+    model.doc_string = f"ppo-envkit {__version__}: deterministic policy for {agent.config.env.id}"
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    onnx.save(model, str(partial))
+    os.replace(partial, path)  # never a half-written model under the real name
+    return path
+
+
+__all__ = [
+    "INSTALL_HINT",
+    "ExportError",
+    "HeadExport",
+    "InputSpec",
+    "OnnxPolicy",
+    "action_mask_inputs",
+    "export_metadata",
+    "export_onnx",
+    "exported_head",
+    "input_specs",
+    "refuse_unsupported",
+]

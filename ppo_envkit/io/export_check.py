@@ -1,0 +1,164 @@
+"""``ppo-envkit export --check``: does the exported graph act as the agent does?
+
+Observations are recorded by letting the agent play its environment (deterministic
+actions, the agent's own, one observation at a time); onnxruntime then acts on all of
+them in one batch. Discrete actions must be equal, continuous ones within
+:data:`CONTINUOUS_TOLERANCE`. A disagreement is a one-line :class:`ExportError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from gymnasium import spaces
+
+from .export import ExportError, refuse_unsupported, require
+
+if TYPE_CHECKING:
+    from ..agent import PPO
+
+#: Largest difference allowed between onnxruntime's and the agent's continuous actions.
+CONTINUOUS_TOLERANCE = 1e-5
+
+
+def stack_observations(observations: list[Any]) -> Any:
+    """A list of single observations (arrays, or dicts/tuples of them) -> one batch."""
+    first = observations[0]
+    if isinstance(first, dict):
+        return {k: stack_observations([o[k] for o in observations]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(stack_observations([o[i] for o in observations]) for i in range(len(first)))
+    return np.stack([np.asarray(o) for o in observations])
+
+
+def onnx_feeds(batch: Any, inputs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """A batch of raw observations -> the session's inputs (``inputs``: the file's metadata)."""
+    feeds = {}
+    for spec in inputs:
+        leaf = batch
+        for key in spec["path"]:
+            leaf = leaf[key]
+        feeds[spec["name"]] = np.asarray(leaf, dtype=spec["dtype"])
+    return feeds
+
+
+class OnnxAgent:
+    """An exported policy in onnxruntime: ``predict(batch)`` like the agent's, batched only."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        ort = require("onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+        self.inputs = json.loads(self.metadata["inputs"])
+
+    def run(self, batch: Any) -> list[np.ndarray]:
+        """Every output (action first) for a batch of raw observations."""
+        return self.session.run(None, onnx_feeds(batch, self.inputs))
+
+    def predict(self, batch: Any) -> np.ndarray:
+        return self.run(batch)[0]
+
+
+def record_observations(agent: PPO, steps: int, seed: int = 0) -> tuple[list[Any], list[np.ndarray]]:
+    """``steps`` observations from the agent playing its environment (episodes seeded
+    ``seed``, ``seed + 1``, ...), with the deterministic action it took at each."""
+    from ..environments.factory import make_env
+
+    env_config = agent.config.env
+    env = make_env(env_config.id, env_config.kwargs, max_episode_steps=env_config.max_episode_steps)
+    try:
+        agent.check_env_compatible(env)
+        observations, actions = [], []
+        obs, _ = env.reset(seed=seed)
+        episode = 0
+        while len(observations) < steps:
+            action = agent.predict(obs, deterministic=True)
+            observations.append(obs)
+            actions.append(np.asarray(action))
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                episode += 1
+                obs, _ = env.reset(seed=seed + episode)
+        return observations, actions
+    finally:
+        env.close()
+
+
+@dataclass
+class CheckResult:
+    observations: int
+    mismatches: int
+    max_abs_diff: float
+    exact: bool  # discrete actions: compared for equality
+    first_mismatch: int | None = None
+
+    def summary(self) -> str:
+        how = "identical actions" if self.exact else f"actions within {CONTINUOUS_TOLERANCE:g}"
+        return (
+            f"onnxruntime and the agent agree on {self.observations - self.mismatches} of "
+            f"{self.observations} observations ({how}; largest difference {self.max_abs_diff:.3g})"
+        )
+
+
+def compare_actions(expected: np.ndarray, actual: np.ndarray, action_space: spaces.Space) -> CheckResult:
+    """Row by row: equal for discrete spaces, within the tolerance for ``Box``."""
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    n = len(expected)
+    if actual.shape != expected.shape:
+        raise ExportError(
+            f"the exported model's actions have shape {actual.shape}, the agent's {expected.shape}"
+        )
+    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64)).reshape(n, -1)
+    worst = diff.max(1) if diff.size else np.zeros(n)
+    exact = not isinstance(action_space, spaces.Box)
+    bad = worst > 0 if exact else ~(worst <= CONTINUOUS_TOLERANCE)  # NaN counts as a mismatch
+    first = int(np.flatnonzero(bad)[0]) if bad.any() else None
+    return CheckResult(n, int(bad.sum()), float(np.nanmax(worst)) if n else 0.0, exact, first)
+
+
+def check_export(
+    agent: PPO,
+    path: str | Path,
+    *,
+    observations: list[Any] | None = None,
+    steps: int = 1000,
+    seed: int = 0,
+) -> CheckResult:
+    """onnxruntime's actions vs the agent's on ``observations`` (default: ``steps`` recorded in
+    the agent's environment). Raises :class:`ExportError` in one line on any mismatch."""
+    refuse_unsupported(agent.policy)
+    if observations is None:
+        observations, actions = record_observations(agent, steps, seed)
+        expected = np.stack(actions)
+    else:
+        expected = agent.predict(stack_observations(observations), deterministic=True)
+    actual = OnnxAgent(path).predict(stack_observations(observations))
+    result = compare_actions(expected, actual, agent.action_space)
+    first = result.first_mismatch
+    if first is not None:
+        raise ExportError(
+            f"{path}: the exported model disagrees with the agent on {result.mismatches} of "
+            f"{result.observations} observations (first: #{first}, agent {expected[first].tolist()}, "
+            f"onnxruntime {actual[first].tolist()}; largest difference {result.max_abs_diff:.3g})"
+        )
+    return result
+
+
+__all__ = [
+    "CONTINUOUS_TOLERANCE",
+    "CheckResult",
+    "OnnxAgent",
+    "check_export",
+    "compare_actions",
+    "onnx_feeds",
+    "record_observations",
+    "stack_observations",
+]
