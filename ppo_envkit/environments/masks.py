@@ -7,10 +7,10 @@ An environment declares which actions are legal in two ways, and ppo-envkit read
 
 When an environment has both, the method wins: it is asked after every reset and step
 (the info key is then overwritten). The mask of an episode's final state is not read (no
-action is chosen there; an environment may well allow none). :class:`ActionMasks`, a wrapper on every environment
-ppo-envkit builds, turns either form into one flat boolean vector per observation and
-puts it in ``info["action_mask"]``, so that vector environments (in worker processes,
-too) carry it with no extra round trip.
+action is chosen there; an environment may well allow none). :class:`ActionMasks`, a
+wrapper on every environment ppo-envkit builds, turns either form into one flat boolean
+vector per observation and puts it in ``info["action_mask"]``, so that vector
+environments (in worker processes, too) carry it with no extra round trip.
 
 The flat layout, for each action space (sb3-contrib's):
 
