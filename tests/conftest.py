@@ -47,3 +47,14 @@ def toy_env_ids():
     yield ids
     for env_id in ids.values():
         unregister_env(env_id)
+
+
+@pytest.fixture
+def masked_env_ids():
+    """The masked and image environments of tests/masked_envs.py, for one test."""
+    from . import masked_envs
+
+    ids = masked_envs.register_masked()
+    yield ids
+    for env_id in ids.values():
+        unregister_env(env_id)

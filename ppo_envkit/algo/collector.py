@@ -222,7 +222,7 @@ class Collector:
                 raise
             except ActionMaskError as exc:
                 raise ActionMaskError(
-                    f"environment {self.config.env.id}: {exc} at training step {step:,}"
+                    f"environment {self.config.env.id} at training step {step:,}: {exc}"
                 ) from None
             except Exception as exc:
                 raise EnvironmentFailed(
@@ -270,7 +270,7 @@ class Collector:
             masks = vector_masks(info, self.num_envs, self.policy.head.mask_size or 0)
         except ActionMaskError as exc:
             raise ActionMaskError(
-                f"environment {self.config.env.id}: {exc} at training step {step:,}"
+                f"environment {self.config.env.id} at training step {step:,}: {exc}"
             ) from None
         if masks is None:
             raise ActionMaskError(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..environments.lookup import env_info
-from ..errors import EnvironmentFailed, NonFiniteError, ObservationError, TrainingInterrupted
+from ..errors import ActionMaskError, EnvironmentFailed, NonFiniteError, ObservationError, TrainingInterrupted
 from ..parallel.collectives import Collectives
 from ..parallel.ranks import share_training_state
 from ..parallel.shm import RankFailed, SharedMemoryCollectives
@@ -137,18 +137,24 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.save_captured(logger)) from None
-        except (NonFiniteError, EnvironmentFailed, ObservationError, RankFailed) as exc:
+        except (NonFiniteError, EnvironmentFailed, ObservationError, ActionMaskError, RankFailed) as exc:
             saved = self._save_after_failure(logger)
             where = f"; last good checkpoint: {saved}" if saved else ""
             if isinstance(exc, RankFailed):
                 if exc.kind == NonFiniteError.__name__:
                     raise NonFiniteError(f"{exc.text}{where}") from exc
-                if exc.kind in (EnvironmentFailed.__name__, ObservationError.__name__):
+                if exc.kind in (
+                    EnvironmentFailed.__name__,
+                    ObservationError.__name__,
+                    ActionMaskError.__name__,
+                ):
                     text = f"{exc.text} (in training process {exc.rank}){where}"
                     raise EnvironmentFailed(text, saved) from exc
                 raise RankFailed(exc.rank, exc.kind, f"{exc.text}{where}", exc.trace) from None
             if isinstance(exc, NonFiniteError):
                 raise NonFiniteError(f"{exc}{where}") from None
+            if isinstance(exc, ActionMaskError):
+                raise ActionMaskError(f"{exc}{where}") from None
             raise EnvironmentFailed(f"{exc}{where}", saved) from (exc.__cause__ or exc)
         except Exception as exc:  # a bug, most likely: keep its traceback, but lose no work
             saved = self._save_after_failure(logger)

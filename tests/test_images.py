@@ -1,0 +1,203 @@
+"""Image observations: detected, encoded by a CNN (channel-last and channel-first alike),
+left out of normalization, mixed with vector parts in a Dict, frame-stacked, saved,
+loaded, resumed and replayed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from ppo_envkit import PPO, TrainConfig, evaluate, load_agent
+from ppo_envkit.algo.encoders import ImageEncoder
+from ppo_envkit.algo.fastpath import NumpyPolicy
+from ppo_envkit.algo.policy import ActorCritic
+from ppo_envkit.config import EnvConfig, PolicyConfig
+from ppo_envkit.environments.checker import check_environment
+from ppo_envkit.errors import ConfigError, TrainingInterrupted
+from ppo_envkit.io.runlog import RunLogger
+from ppo_envkit.spaces import image_layout
+
+
+def box(shape, dtype=np.uint8, low=0, high=255):
+    return spaces.Box(low, high, shape, dtype)
+
+
+@pytest.mark.parametrize(
+    ("space", "chw"),
+    [
+        (box((16, 16, 3)), (3, 16, 16)),
+        (box((3, 16, 16)), (3, 16, 16)),
+        (box((84, 84)), (1, 84, 84)),
+        (box((4, 84, 84)), (4, 84, 84)),  # four stacked grey frames
+        (box((4, 16, 16, 3)), (12, 16, 16)),  # four stacked colour frames
+        (box((2, 3, 16, 16)), (6, 16, 16)),
+        (box((10, 12, 1)), (1, 10, 12)),
+    ],
+)
+def test_image_layouts(space, chw):
+    layout = image_layout(space)
+    assert layout is not None and layout.chw == chw
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        box((16, 16, 3), np.float32, 0.0, 1.0),  # not uint8
+        box((16, 16, 3), np.uint8, 0, 10),  # not 0..255
+        box((4, 4, 3)),  # too small
+        box((16,)),
+        spaces.Discrete(3),
+    ],
+)
+def test_not_images(space):
+    assert image_layout(space) is None
+
+
+def policy_for(space, seed=0, **policy):
+    torch.manual_seed(seed)
+    return ActorCritic(space, spaces.Discrete(3), PolicyConfig(**policy), EnvConfig(), 0.99)
+
+
+def test_channel_last_and_channel_first_give_the_same_network():
+    last, first = policy_for(box((20, 24, 3))), policy_for(box((3, 20, 24)))
+    assert isinstance(last.encoder, ImageEncoder) and not NumpyPolicy.supports(last)
+    assert [p.shape for p in last.parameters()] == [p.shape for p in first.parameters()]
+    images = np.random.default_rng(0).integers(0, 256, (5, 20, 24, 3), dtype=np.uint8)
+    x_last = last.obs_norm(last.obs_to_tensor(images))
+    x_first = first.obs_norm(first.obs_to_tensor(images.transpose(0, 3, 1, 2).copy()))
+    params_last, value_last = last(x_last)
+    params_first, value_first = first(x_first)
+    torch.testing.assert_close(params_last, params_first)
+    torch.testing.assert_close(value_last, value_first)
+
+
+def test_encoder_sizes_follow_the_setting():
+    small = policy_for(box((16, 16, 3)))
+    assert isinstance(small.encoder.cnns[0][0], torch.nn.Conv2d) and small.encoder.cnns[0][0].kernel_size == (
+        3,
+        3,
+    )
+    nature = policy_for(box((64, 64, 3)))
+    assert nature.encoder.cnns[0][0].kernel_size == (8, 8)
+    assert policy_for(box((64, 64, 3)), image_encoder="small").encoder.cnns[0][0].kernel_size == (3, 3)
+    flat = policy_for(box((16, 16, 3)), image_encoder="none")
+    assert flat.encoder is None and flat.actor_trunk[0].in_features == 16 * 16 * 3
+    with pytest.raises(ConfigError, match="at least 36 x 36"):
+        policy_for(box((16, 16, 3)), image_encoder="nature")
+    with pytest.raises(ConfigError, match="parameters"):
+        policy_for(box((2048, 2048, 3)), cnn_features=4096)
+
+
+def test_pixels_skip_normalization_and_are_scaled_in_the_model():
+    space = spaces.Dict({"image": box((12, 12, 3)), "speed": spaces.Box(-50.0, 50.0, (2,), np.float32)})
+    policy = policy_for(space)
+    assert policy.obs_norm.mask.sum() == 2  # only the vector part is normalized
+    rng = np.random.default_rng(0)
+    obs = {
+        "image": rng.integers(0, 256, (64, 12, 12, 3), dtype=np.uint8),
+        "speed": rng.normal(20, 5, (64, 2)),
+    }
+    raw = policy.obs_to_tensor(obs)
+    policy.obs_norm.update(raw)
+    normalized = policy.obs_norm(raw)
+    assert torch.equal(normalized[:, :432], raw[:, :432])  # pixels untouched (and not clipped to +-10)
+    assert normalized[:, 432:].abs().mean() < 2.0
+    assert policy.encoder.out_features == 256 + 2  # CNN features + the vector part
+    assert policy.actor_trunk[0].in_features == 258
+
+
+def test_cnn_policy_learns_from_pixels_in_either_layout(masked_env_ids):
+    """Spot: a square on the left or the right of a 12 px image; acting on its side pays 1."""
+    for name in ("spot", "spot_cf"):
+        agent = PPO(config=TrainConfig().with_overrides(
+            {"env.id": masked_env_ids[name], "env.num_envs": 8, "ppo.n_steps": 32, "ppo.minibatch_size": 128,
+             "ppo.n_epochs": 4, "run.seed": 1, "run.eval_interval": 0}
+        ))  # fmt: skip
+        assert agent.policy.encoder is not None
+        agent.learn(3072)
+        assert evaluate(agent, 50, seed=9).mean_return >= 0.9  # chance: 0.5
+        agent.close()
+
+
+def test_frame_stack_is_remembered_and_used_by_eval_and_replay(masked_env_ids, tmp_path):
+    from ppo_envkit.viewer import Viewer
+
+    cfg = TrainConfig().with_overrides(
+        {"env.id": masked_env_ids["spot"], "env.frame_stack": 3, "env.num_envs": 4, "ppo.n_steps": 16,
+         "ppo.minibatch_size": 32, "ppo.n_epochs": 2, "run.eval_interval": 0}
+    )  # fmt: skip
+    agent = PPO(config=cfg).learn(128)
+    assert agent.observation_space.shape == (3, 12, 12, 3)
+    assert agent.policy.encoder.layouts[0].chw == (9, 12, 12)
+    path = agent.save(tmp_path / "agent")
+    agent.close()
+    loaded = load_agent(str(path))
+    assert loaded.config.env.frame_stack == 3 and loaded.observation_space.shape == (3, 12, 12, 3)
+    assert evaluate(loaded, 4).episodes == 4
+    viewer = Viewer(loaded, headless=True)
+    viewer.tick(3)
+    assert viewer.panes[0].obs.shape == (3, 12, 12, 3)
+    viewer.close()
+
+
+def test_resume_with_a_cnn_and_frame_stack_equals_an_unbroken_run(masked_env_ids, tmp_path):
+    cfg = TrainConfig().with_overrides(
+        {"env.id": masked_env_ids["spot_cf"], "env.frame_stack": 2, "env.num_envs": 4, "ppo.n_steps": 16,
+         "ppo.minibatch_size": 32, "ppo.n_epochs": 2, "run.seed": 4, "run.eval_interval": 0,
+         "run.total_timesteps": 64 * 4, "policy.cnn_features": 32}
+    )  # fmt: skip
+    unbroken = PPO(config=cfg).learn()
+    unbroken.close()
+    calls = {"n": 0}
+
+    def stop_in_third(agent, metrics):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        PPO(config=cfg).learn(
+            callback=stop_in_third, logger=RunLogger(tmp_path / "run", progress=False, tensorboard=False)
+        )
+    resumed = PPO.resume(info.value.checkpoint)
+    resumed.train()
+    resumed.close()
+    a, b = unbroken.policy.state_dict(), resumed.policy.state_dict()
+    assert any(k.startswith("encoder.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checker_explains_images_that_miss_the_cnn():
+    import gymnasium as gym
+
+    from ppo_envkit import register_env
+    from ppo_envkit.environments.registry import unregister_env
+
+    class FloatPicture(gym.Env):
+        def __init__(self, render_mode=None, dtype="float32", side=16):
+            self.observation_space = (
+                spaces.Box(0.0, 1.0, (side, side, 3), np.float32)
+                if dtype == "float32"
+                else box((side, side, 3))
+            )
+            self.action_space = spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, True, {}
+
+    register_env("FloatPicture-v0", FloatPicture, overwrite=True)
+    try:
+        codes = {f.code for f in check_environment("FloatPicture-v0", quick=True).findings}
+        assert "image-not-uint8" in codes
+        small = check_environment("FloatPicture-v0", {"dtype": "uint8", "side": 4}, quick=True).findings
+        assert "image-too-small" in {f.code for f in small}
+        fine = check_environment("FloatPicture-v0", {"dtype": "uint8"}, quick=True).findings
+        assert not {f.code for f in fine} & {"image-not-uint8", "image-too-small"}
+    finally:
+        unregister_env("FloatPicture-v0")
