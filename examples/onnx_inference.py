@@ -37,15 +37,47 @@ class OnnxPolicy:
         self.env_kwargs: dict[str, Any] = json.loads(meta["env_kwargs"])
         self.max_episode_steps: int | None = json.loads(meta["max_episode_steps"])
         self.inputs: list[dict[str, Any]] = json.loads(meta["inputs"])
+        self.frame_stack: int = json.loads(meta.get("frame_stack", "1"))
+        self.masked: bool = json.loads(meta.get("action_masks", "false"))
 
-    def __call__(self, obs: Any) -> np.ndarray:
+    def __call__(self, obs: Any, masks: np.ndarray | None = None) -> np.ndarray:
         feeds = {}
         for spec in self.inputs:  # one input per observation leaf (Dict key), "obs" for a plain space
+            if spec["name"] == "action_mask":  # a masked agent: True for each legal action
+                feeds["action_mask"] = np.asarray(masks, dtype=bool)
+                continue
             leaf = obs
             for key in spec["path"]:
                 leaf = leaf[key]
             feeds[spec["name"]] = np.asarray(leaf, dtype=spec["dtype"])
         return self.session.run(None, feeds)[0]  # the first output is the action
+
+
+class FlatActionMask(gym.Wrapper):
+    """``info["action_mask"]`` as one flat boolean row: from the environment's
+    ``action_masks()`` if it has one, else from its info (a list of per-dimension masks, as a
+    MultiDiscrete environment may give, is concatenated). Not read at an episode's end."""
+
+    def _mask(self, info: dict[str, Any]) -> dict[str, Any]:
+        method = getattr(self.env.unwrapped, "action_masks", None)
+        raw = method() if callable(method) else info.get("action_mask")
+        if raw is None:
+            return info
+        parts = raw if isinstance(raw, (list, tuple)) else [raw]
+        return {
+            **info,
+            "action_mask": np.concatenate([np.asarray(p).reshape(-1) for p in parts]).astype(bool),
+        }
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        return obs, self._mask(info)
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            return obs, reward, terminated, truncated, {k: v for k, v in info.items() if k != "action_mask"}
+        return obs, reward, terminated, truncated, self._mask(info)
 
 
 def play(policy: OnnxPolicy, episodes: int, seed: int, num_envs: int | None = None) -> list[float]:
@@ -56,7 +88,10 @@ def play(policy: OnnxPolicy, episodes: int, seed: int, num_envs: int | None = No
         extra["max_episode_steps"] = policy.max_episode_steps
 
     def make() -> gym.Env:
-        return gym.make(policy.env_id, **extra)
+        env = gym.make(policy.env_id, **extra)
+        if policy.frame_stack > 1:  # the agent was trained on stacks of observations
+            env = gym.wrappers.FrameStackObservation(env, policy.frame_stack)
+        return FlatActionMask(env) if policy.masked else env
 
     envs = SyncVectorEnv([make] * n, autoreset_mode=AutoresetMode.SAME_STEP)
     try:
@@ -65,9 +100,9 @@ def play(policy: OnnxPolicy, episodes: int, seed: int, num_envs: int | None = No
         finished = np.zeros(n, dtype=np.int64)
         running = np.zeros(n)
         returns: list[float] = []
-        obs, _ = envs.reset(seed=seed)
+        obs, info = envs.reset(seed=seed)
         while (finished < quota).any():
-            obs, reward, terminated, truncated, _ = envs.step(policy(obs))
+            obs, reward, terminated, truncated, info = envs.step(policy(obs, info.get("action_mask")))
             running += reward
             for i in np.flatnonzero(terminated | truncated):
                 if finished[i] < quota[i]:

@@ -47,7 +47,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for agent_dir in args.agents:
         agent = PPO.load(agent_dir)  # sets torch's threads to the agent's run.torch_threads
-        observations, _ = record_observations(agent, 64, seed=0)
+        observations, _, _ = record_observations(agent, 64, seed=0)
         batch64 = np.stack(observations)
         with tempfile.TemporaryDirectory() as tmp:
             model = OnnxAgent(agent.export_onnx(Path(tmp) / "m.onnx"), threads=1)

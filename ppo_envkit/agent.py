@@ -193,13 +193,20 @@ class PPO:
             raise RuntimeError("nothing to resume before training has started: use save()")
         return ckpt.save_checkpoint(Path(path), ckpt.agent_files(self), *self._trainer.state())
 
-    def export_onnx(self, path: str | Path, *, distribution: bool = False, value: bool = False) -> Path:
+    def export_onnx(
+        self,
+        path: str | Path,
+        *,
+        distribution: bool = False,
+        value: bool = False,
+        action_mask: bool | None = None,
+    ) -> Path:
         """Write the deterministic policy, preprocessing included, as one ONNX graph (needs
         ``pip install -e ".[export]"``); optionally with the distribution's and the value's
         outputs. See :mod:`ppo_envkit.io.export`."""
         from .io.export import export_onnx
 
-        return export_onnx(self, path, distribution=distribution, value=value)
+        return export_onnx(self, path, distribution=distribution, value=value, action_mask=action_mask)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = "cpu", config_overrides: Any = None) -> PPO:

@@ -4,6 +4,7 @@ combination, for the shipped agents, and in a process where torch cannot be impo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,96 @@ def test_missing_onnx_is_one_line_with_the_install_hint(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert 'pip install -e ".[export]"' in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def knight_agent(steps: int = 2048) -> PPO:
+    from ppo_envkit import load_env_module
+
+    load_env_module(str(ROOT / "envs" / "knight.py"))
+    config = TrainConfig().with_overrides(
+        {"env.id": "KnightTour-v0", "run.eval_interval": 0, "env.num_envs": 8}
+    )
+    return PPO(config=config).learn(steps)
+
+
+def test_a_masked_agent_exports_its_mask_as_an_input(tmp_path):
+    """KnightTour raises on an illegal action: the exported model must choose legal ones."""
+    agent = knight_agent()
+    assert agent.metadata["action_masks"] is True
+    path = agent.export_onnx(tmp_path / "knight.onnx")
+    model = OnnxAgent(path)
+    assert [spec["name"] for spec in model.inputs][-1] == "action_mask"
+    result = check_export(agent, path, steps=500)  # recorded with the masks in force
+    assert result.mismatches == 0 and result.exact
+    # without the mask the most likely action is often illegal; with it, never
+    observations, masks = [], []
+    import gymnasium as gym
+
+    env = gym.make("KnightTour-v0")
+    obs, info = env.reset(seed=3)
+    for _ in range(300):
+        observations.append(obs)
+        masks.append(info["action_mask"])
+        action = model.predict(stack_observations([obs]), np.asarray([info["action_mask"]]))[0]
+        obs, _, terminated, truncated, info = env.step(action)  # raises if illegal
+        if terminated or truncated:
+            obs, info = env.reset()
+    unmasked = agent.export_onnx(tmp_path / "plain.onnx", action_mask=False)
+    plain = OnnxAgent(unmasked).predict(stack_observations(observations))
+    assert (~np.stack(masks)[np.arange(len(plain)), plain]).any()
+    with pytest.raises(ExportError, match="takes an action_mask input"):
+        model.predict(stack_observations(observations))
+    agent.close()
+
+
+def test_masked_example_plays_without_torch_and_matches_eval(tmp_path):
+    agent = knight_agent(1024)
+    path = agent.export_onnx(tmp_path / "knight.onnx")
+    # envs/knight.py registers itself through ppo_envkit, which the blocked process cannot import:
+    # give it the same class, registered with plain gymnasium (as a deployment would)
+    source = (ROOT / "envs" / "knight.py").read_text().replace("from ppo_envkit import register_env", "")
+    (tmp_path / "knight.py").write_text(source.replace("@register_env(", "@(lambda *a, **k: (lambda c: c))("))
+    (tmp_path / "register_knight.py").write_text(
+        "import gymnasium as gym, knight\n"
+        "gym.register('KnightTour-v0', entry_point=knight.KnightTour, max_episode_steps=100)\n"
+    )
+    example = ROOT / "examples" / "onnx_inference.py"
+    argv = [
+        str(example),
+        str(path),
+        "--episodes",
+        "6",
+        "--seed",
+        "2",
+        "--json",
+        "--import",
+        "register_knight",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", _BLOCKED, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    played = json.loads(proc.stdout)
+    expected = evaluate(agent, 6, seed=2)
+    assert played["returns"] == pytest.approx(expected.returns, abs=1e-9)
+    agent.close()
+
+
+def test_a_cnn_agent_with_frame_stack_exports(tmp_path, masked_env_ids):
+    config = TrainConfig().with_overrides(
+        {"env.id": masked_env_ids["spot_cf"], "env.frame_stack": 2, "env.num_envs": 4, "ppo.n_steps": 16,
+         "ppo.minibatch_size": 32, "policy.cnn_features": 32, "run.eval_interval": 0}
+    )  # fmt: skip
+    agent = PPO(config=config).learn(256)
+    assert agent.policy.encoder is not None
+    path = agent.export_onnx(tmp_path / "spot.onnx", value=True)
+    model = OnnxAgent(path)
+    assert model.inputs[0]["shape"] == [2, 3, 12, 12] and model.metadata["frame_stack"] == "2"
+    result = check_export(agent, path, steps=200)
+    assert result.mismatches == 0
+    agent.close()

@@ -105,6 +105,8 @@ class Trainer:
         """Build the environment copies now (else the first :meth:`train` does)."""
         self._configure()
         self.collector.start(self.agent.iteration, self.agent.num_timesteps)
+        if self.collector.next_masks is not None:  # kept in agent.json (the ONNX export reads it)
+            self.agent.metadata["action_masks"] = True
 
     def _configure(self) -> None:
         """Take the agent's current settings (they may change between training calls)."""

@@ -12,6 +12,12 @@ agent needs nothing but an ONNX runtime:
 4. the deterministic action, converted as the head's ``to_env`` does (argmax per categorical
    dimension plus ``start``; Gaussian mean clipped, or squashed and rescaled, to the bounds).
 
+An agent trained with action masks gets one more input, ``action_mask`` (booleans
+``[batch, mask size]``, the flat layout of :mod:`ppo_envkit.environments.masks`), applied as
+acting applies it: the action is the most likely *legal* one. Image parts go through the
+agent's CNN like any other part of the network (the input is float32 pixel values 0..255).
+A frame-stacked agent's input is the stack (``env.frame_stack`` in the metadata).
+
 Optional outputs: the distribution (``probs``, or ``mean`` and ``std``) and the ``value``.
 Every dimension but the first is fixed; the first is the dynamic ``batch``. The file's
 ``metadata_props`` say which environment, spaces, agent and library versions it came from.
@@ -83,7 +89,7 @@ class InputSpec:
 
     name: str
     path: tuple[Any, ...]  # keys/indices from the observation to the leaf
-    kind: str  # the flattener's part kind: box | onehot | multionehot | binary
+    kind: str  # the flattener's part kind (box | image | onehot | multionehot | binary), or mask
     dtype: str  # numpy dtype name the input expects
     shape: tuple[int, ...]  # one observation's shape (the graph adds the batch dimension)
 
@@ -91,7 +97,13 @@ class InputSpec:
         return {"name": self.name, "path": list(self.path), "dtype": self.dtype, "shape": list(self.shape)}
 
 
-_INPUT_DTYPES = {"box": "float32", "onehot": "int64", "multionehot": "int64", "binary": "int8"}
+_INPUT_DTYPES = {
+    "box": "float32",
+    "image": "float32",
+    "onehot": "int64",
+    "multionehot": "int64",
+    "binary": "int8",
+}
 
 
 def input_specs(flattener: ObsFlattener) -> list[InputSpec]:
@@ -105,15 +117,20 @@ def input_specs(flattener: ObsFlattener) -> list[InputSpec]:
     return specs
 
 
-def action_mask_inputs(policy: ActorCritic) -> list[InputSpec]:
-    """PLACE FOR ACTION MASKS (not implemented yet): the extra inputs a masked policy needs.
+def uses_action_masks(agent: PPO) -> bool:
+    """Whether ``agent`` was trained with action masks (its environment gives them)."""
+    return bool(agent.metadata.get("action_masks"))
 
-    When heads learn to mask illegal actions, return here an ``InputSpec("action_mask", ...)``
-    (bool, ``[batch, n_logits]``) for a masked policy, and apply it in
-    :meth:`OnnxPolicy.forward` at the marked line, with the head's own masking method, before
-    the action is read off. Until then no policy has extra inputs.
-    """
-    return []
+
+def action_mask_inputs(policy: ActorCritic, masked: bool) -> list[InputSpec]:
+    """The ``action_mask`` input of a masked policy: booleans ``[batch, mask size]`` in the flat
+    layout of :mod:`ppo_envkit.environments.masks` (True = legal); none otherwise."""
+    size = policy.head.mask_size
+    if not masked:
+        return []
+    if size is None:
+        raise ExportError(f"actions of {policy.action_space} cannot be masked")
+    return [InputSpec("action_mask", (), "mask", "bool", (size,))]
 
 
 class _Encode(nn.Module):
@@ -134,7 +151,7 @@ class _Encode(nn.Module):
             self.register_buffer("classes", torch.arange(int(nvec.sum())))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind in ("box", "binary"):
+        if self.kind in ("box", "image", "binary"):
             return x.reshape(x.shape[0], -1).to(torch.float32)
         if self.kind == "onehot":
             return (x.reshape(-1, 1) - self.start == self.classes).to(torch.float32)
@@ -224,25 +241,35 @@ def refuse_unsupported(policy: ActorCritic) -> HeadExport:
 class OnnxPolicy(nn.Module):
     """Raw observation leaves -> (action, [distribution...], [value]): the exported module."""
 
-    def __init__(self, policy: ActorCritic, *, distribution: bool = False, value: bool = False):
+    def __init__(
+        self,
+        policy: ActorCritic,
+        *,
+        distribution: bool = False,
+        value: bool = False,
+        action_mask: bool = False,
+    ):
         super().__init__()
         self.policy = policy
         self.head_export = refuse_unsupported(policy)
-        self.specs = input_specs(policy.flattener)
+        self.obs_specs = input_specs(policy.flattener)
+        self.masked = action_mask
+        self.specs = self.obs_specs + action_mask_inputs(policy, action_mask)
         self.encoders = nn.ModuleList(
-            _Encode(spec, part.space) for spec, part in zip(self.specs, policy.flattener.parts, strict=True)
+            _Encode(spec, part.space)
+            for spec, part in zip(self.obs_specs, policy.flattener.parts, strict=True)
         )
         self.distribution, self.with_value = distribution, value
         probe = self.head_export.distribution(policy.head, torch.zeros(1, policy.head.out.out_features))
         self.output_names = ["action", *(probe if distribution else ()), *(["value"] if value else [])]
 
     def forward(self, *leaves: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        columns = [encode(x) for encode, x in zip(self.encoders, leaves, strict=True)]
+        mask = leaves[-1] if self.masked else None
+        obs_leaves = leaves[:-1] if self.masked else leaves
+        columns = [encode(x) for encode, x in zip(self.encoders, obs_leaves, strict=True)]
         flat = columns[0] if len(columns) == 1 else torch.cat(columns, 1)
         x = self.policy.obs_norm(flat)
-        params = self.policy.actor_params(x)
-        # ACTION MASKS: a masked policy would apply its mask input to ``params`` here
-        # (see action_mask_inputs).
+        params = self.policy.actor_params(x, mask)  # illegal actions excluded, as in acting
         head = self.policy.head
         outputs = [self.head_export.action(head, params)]
         if self.distribution:
@@ -254,10 +281,12 @@ class OnnxPolicy(nn.Module):
     def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
         """Valid inputs (a batch of 2: torch.export specializes sizes 0 and 1)."""
         out = []
-        for spec, part in zip(self.specs, self.policy.flattener.parts, strict=True):
+        for spec, part in zip(self.obs_specs, self.policy.flattener.parts, strict=True):
             lowest = getattr(part.space, "start", 0) if spec.kind in ("onehot", "multionehot") else 0
             leaf = np.broadcast_to(np.asarray(lowest).astype(spec.dtype), (batch, *spec.shape))
             out.append(torch.from_numpy(leaf.copy()))
+        if self.masked:
+            out.append(torch.ones((batch, *self.specs[-1].shape), dtype=torch.bool))
         return tuple(out)
 
 
@@ -293,6 +322,8 @@ def export_metadata(agent: PPO, module: OnnxPolicy) -> dict[str, str]:
         "env_id": env.id,
         "env_kwargs": env.kwargs,
         "max_episode_steps": env.max_episode_steps,
+        "frame_stack": env.frame_stack,
+        "action_masks": module.masked,
         "observation_space": space_to_data(agent.observation_space),
         "action_space": space_to_data(agent.action_space),
         "inputs": [spec.to_data() for spec in module.specs],
@@ -322,8 +353,17 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def export_onnx(agent: PPO, path: str | Path, *, distribution: bool = False, value: bool = False) -> Path:
-    """Write ``agent``'s deterministic policy to ``path`` as one ONNX graph (see module doc)."""
+def export_onnx(
+    agent: PPO,
+    path: str | Path,
+    *,
+    distribution: bool = False,
+    value: bool = False,
+    action_mask: bool | None = None,
+) -> Path:
+    """Write ``agent``'s deterministic policy to ``path`` as one ONNX graph (see module doc).
+
+    ``action_mask`` adds the ``action_mask`` input (default: when the agent was trained with masks)."""
     onnx = require("onnx")
     require("onnxscript")  # torch.onnx's exporter builds the graph with it
     policy = agent.policy
@@ -331,7 +371,8 @@ def export_onnx(agent: PPO, path: str | Path, *, distribution: bool = False, val
         import copy
 
         policy = copy.deepcopy(policy).cpu()
-    module = OnnxPolicy(policy, distribution=distribution, value=value).eval()
+    masked = uses_action_masks(agent) if action_mask is None else action_mask
+    module = OnnxPolicy(policy, distribution=distribution, value=value, action_mask=masked).eval()
     inputs = module.example_inputs()
     batch = torch.export.Dim("batch", min=1)
     path = Path(path)
@@ -374,4 +415,5 @@ __all__ = [
     "exported_head",
     "input_specs",
     "refuse_unsupported",
+    "uses_action_masks",
 ]

@@ -35,10 +35,18 @@ def stack_observations(observations: list[Any]) -> Any:
     return np.stack([np.asarray(o) for o in observations])
 
 
-def onnx_feeds(batch: Any, inputs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """A batch of raw observations -> the session's inputs (``inputs``: the file's metadata)."""
+def onnx_feeds(
+    batch: Any, inputs: list[dict[str, Any]], masks: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """A batch of raw observations (and their action masks, for a masked model) -> the
+    session's inputs (``inputs``: the file's metadata)."""
     feeds = {}
     for spec in inputs:
+        if spec["name"] == "action_mask":
+            if masks is None:
+                raise ExportError("this model takes an action_mask input: give the masks of the observations")
+            feeds["action_mask"] = np.asarray(masks, dtype=bool)
+            continue
         leaf = batch
         for key in spec["path"]:
             leaf = leaf[key]
@@ -59,35 +67,39 @@ class OnnxAgent:
         self.metadata = self.session.get_modelmeta().custom_metadata_map
         self.inputs = json.loads(self.metadata["inputs"])
 
-    def run(self, batch: Any) -> list[np.ndarray]:
-        """Every output (action first) for a batch of raw observations."""
-        return self.session.run(None, onnx_feeds(batch, self.inputs))
+    def run(self, batch: Any, masks: np.ndarray | None = None) -> list[np.ndarray]:
+        """Every output (action first) for a batch of raw observations (and their masks)."""
+        return self.session.run(None, onnx_feeds(batch, self.inputs, masks))
 
-    def predict(self, batch: Any) -> np.ndarray:
-        return self.run(batch)[0]
+    def predict(self, batch: Any, masks: np.ndarray | None = None) -> np.ndarray:
+        return self.run(batch, masks)[0]
 
 
-def record_observations(agent: PPO, steps: int, seed: int = 0) -> tuple[list[Any], list[np.ndarray]]:
+def record_observations(
+    agent: PPO, steps: int, seed: int = 0
+) -> tuple[list[Any], list[np.ndarray], np.ndarray | None]:
     """``steps`` observations from the agent playing its environment (episodes seeded
-    ``seed``, ``seed + 1``, ...), with the deterministic action it took at each."""
-    from ..environments.factory import make_env
+    ``seed``, ``seed + 1``, ...; its frame stacking and masks as in training), with the
+    deterministic action it took at each, and the action masks in force (None without)."""
+    from ..environments.factory import make_configured_env
 
-    env_config = agent.config.env
-    env = make_env(env_config.id, env_config.kwargs, max_episode_steps=env_config.max_episode_steps)
+    env = make_configured_env(agent.config.env)
     try:
         agent.check_env_compatible(env)
-        observations, actions = [], []
-        obs, _ = env.reset(seed=seed)
+        observations, actions, masks = [], [], []
+        obs, info = env.reset(seed=seed)
         episode = 0
         while len(observations) < steps:
-            action = agent.predict(obs, deterministic=True)
+            mask = info.get("action_mask")
+            action = agent.predict(obs, deterministic=True, action_mask=mask)
             observations.append(obs)
             actions.append(np.asarray(action))
-            obs, _, terminated, truncated, _ = env.step(action)
+            masks.append(mask)
+            obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 episode += 1
-                obs, _ = env.reset(seed=seed + episode)
-        return observations, actions
+                obs, info = env.reset(seed=seed + episode)
+        return observations, actions, None if masks[0] is None else np.stack(masks)
     finally:
         env.close()
 
@@ -135,12 +147,17 @@ def check_export(
     """onnxruntime's actions vs the agent's on ``observations`` (default: ``steps`` recorded in
     the agent's environment). Raises :class:`ExportError` in one line on any mismatch."""
     refuse_unsupported(agent.policy)
+    masks = None
     if observations is None:
-        observations, actions = record_observations(agent, steps, seed)
+        observations, actions, masks = record_observations(agent, steps, seed)
         expected = np.stack(actions)
     else:
         expected = agent.predict(stack_observations(observations), deterministic=True)
-    actual = OnnxAgent(path).predict(stack_observations(observations))
+    model = OnnxAgent(path)
+    if masks is not None and not any(spec["name"] == "action_mask" for spec in model.inputs):
+        masks = None  # exported without the mask input (action_mask=False): compare unmasked
+        expected = agent.predict(stack_observations(observations), deterministic=True)
+    actual = model.predict(stack_observations(observations), masks)
     result = compare_actions(expected, actual, agent.action_space)
     first = result.first_mismatch
     if first is not None:
