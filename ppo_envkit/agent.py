@@ -10,6 +10,7 @@ built on first use and kept between calls; which ranks train together is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from .errors import brief
 from .io import checkpoint as ckpt
 from .parallel import copies_per_rank
 from .parallel.group import TrainingGroup
-from .spaces import require_same_spaces, space_from_data
+from .spaces import ObsFlattener, require_same_spaces, space_from_data
 
 
 class PPO:
@@ -54,13 +55,20 @@ class PPO:
             config = config.with_overrides({"run.device": device})
         self.config = config
         self.device = resolve_device(config.run.device)
-        if config.run.torch_threads:
-            torch.set_num_threads(config.run.torch_threads)
         if observation_space is None or action_space is None:
             probe = make_configured_env(config.env)
             observation_space, action_space = probe.observation_space, probe.action_space
             probe.close()
         self.observation_space, self.action_space = observation_space, action_space
+        threads = config.run.torch_threads
+        if threads is None:  # the default: 1, or every core for convolutions
+            threads = (
+                0
+                if ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images()
+                else 1
+            )
+        if threads:
+            torch.set_num_threads(threads)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.run.seed)
             self.policy = ActorCritic(

@@ -180,8 +180,13 @@ class RunConfig(_Section):
             "the CPU's steps/s."
         ),
     )
-    torch_threads: int = Field(
-        1, ge=0, le=256, description="Torch CPU threads (0: torch's default). Small MLPs run best with 1."
+    torch_threads: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="Torch CPU threads (0: torch's default, one per core). Default: 1 for MLP policies "
+        "(small MLPs run best with 1), torch's default for policies with an image encoder "
+        "(convolutions use every core: 1.6x faster updates on 2 cores).",
     )
     analytic_gradients: bool = Field(
         True,
