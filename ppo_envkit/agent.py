@@ -62,11 +62,8 @@ class PPO:
         self.observation_space, self.action_space = observation_space, action_space
         threads = config.run.torch_threads
         if threads is None:  # the default: 1, or every core for convolutions
-            threads = (
-                0
-                if ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images()
-                else 1
-            )
+            images = ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images()
+            threads = len(os.sched_getaffinity(0)) if images else 1
         if threads:
             torch.set_num_threads(threads)
         with torch.random.fork_rng(devices=[]):
