@@ -162,12 +162,24 @@ class _KnightTourBase(gym.Env):
         return frame
 
 
-@register_env("KnightTourNoMask-v0", max_episode_steps=100, reward_threshold=18.0, action_names=CELL_NAMES)
+@register_env(
+    "KnightTourNoMask-v0",
+    max_episode_steps=100,
+    reward_threshold=18.0,
+    action_names=CELL_NAMES,
+    preset="knight-tour",
+)
 class KnightTourNoMask(_KnightTourBase):
     """The knight's tour without masks."""
 
 
-@register_env("KnightTour-v0", max_episode_steps=100, reward_threshold=18.0, action_names=CELL_NAMES)
+@register_env(
+    "KnightTour-v0",
+    max_episode_steps=100,
+    reward_threshold=18.0,
+    action_names=CELL_NAMES,
+    preset="knight-tour",
+)
 class KnightTour(_KnightTourBase):
     """The knight's tour with action masks (``action_masks()`` and ``info["action_mask"]``)."""
 

@@ -39,7 +39,11 @@ TARGET_COLOUR = (255, 70, 40)
 
 
 @register_env(
-    "PixelChase-v0", max_episode_steps=50, reward_threshold=0.9, action_names=["up", "down", "left", "right"]
+    "PixelChase-v0",
+    max_episode_steps=50,
+    reward_threshold=0.9,
+    action_names=["up", "down", "left", "right"],
+    preset="pixel-chase",
 )
 class PixelChase(gym.Env):
     """Walk to the target, seeing only an RGB picture of the grid."""

@@ -223,3 +223,20 @@ def test_checker_finds_mask_mistakes_and_steps_legally(masked_env_ids):
         found = [f for f in report.findings if f.code == "action-mask"]
         assert found and text in found[0].what and "step 3" in found[0].where, report.findings
         assert not [f for f in report.findings if f.code == "step-exception"], "stepped on with a bad mask"
+
+
+def test_overlay_shows_legal_actions_and_greys_or_counts_the_masked_ones():
+    from ppo_envkit.viewer.decision import decision_view
+    from ppo_envkit.viewer.overlay import MAX_BARS, _bar_rows
+
+    mask = np.zeros(25, bool)
+    mask[[3, 17]] = True
+    probs = np.where(mask, 0.5, 0.0)
+    decision = {"action": 17, "probs": probs, "action_mask": mask}
+    _, groups, _ = decision_view(decision, spaces.Discrete(25))
+    assert groups[0].legal.tolist() == mask.tolist()
+    assert _bar_rows(groups[0]) == ([3, 17], 23)  # many actions: the legal ones, and a count
+    few = {"action": 1, "probs": np.array([0.0, 1.0, 0.0]), "action_mask": np.array([False, True, True])}
+    group = decision_view(few, spaces.Discrete(3))[1][0]
+    assert _bar_rows(group) == ([0, 1, 2], 0) and not group.legal[0]  # few: all, the masked greyed
+    assert MAX_BARS < 25

@@ -106,7 +106,8 @@ def fit(font: pygame.font.Font, s: str, max_width: int) -> str:
 def info_height(view: PaneView) -> int:
     rows = 6 * LINE
     for group in view.bars[:MAX_BARS]:
-        rows += (LINE if group.title else 0) + BAR_ROW * min(len(group.labels), MAX_BARS)
+        shown, hidden = _bar_rows(group)
+        rows += (LINE if group.title else 0) + BAR_ROW * len(shown) + (LINE if hidden else 0)
     if len(view.bars) > MAX_BARS:
         rows += LINE
     rows += 2 * LINE * min(len(view.gauges), MAX_GAUGES)
@@ -160,10 +161,7 @@ def _draw_bars(surface: pygame.Surface, group: BarGroup, x0: int, x1: int, y: in
         y += LINE
     label_w = min(120, (x1 - x0) // 2)
     bar_x, bar_w = x0 + label_w + 8, x1 - x0 - label_w - 8 - 44
-    order = range(len(group.labels))
-    if len(group.labels) > MAX_BARS:  # show the most likely ones (legal ones first)
-        rank = np.where(group.legal, group.probs, -1.0) if group.legal is not None else group.probs
-        order = sorted(np.argsort(-rank, kind="stable")[:MAX_BARS].tolist())
+    order, hidden = _bar_rows(group)
     for i in order:
         p = float(group.probs[i])
         chosen = i == group.chosen
@@ -183,7 +181,23 @@ def _draw_bars(surface: pygame.Surface, group: BarGroup, x0: int, x1: int, y: in
             )
         text(surface, fonts.small, f"{p:.2f}", (x1, y + 3), shade, "right")
         y += BAR_ROW
+    if hidden:
+        text(surface, fonts.small, f"+ {hidden} masked actions (illegal here)", (x0, y + 2), ILLEGAL)
+        y += LINE
     return y
+
+
+def _bar_rows(group: BarGroup) -> tuple[list[int], int]:
+    """(the choices to draw a bar for, how many masked ones are left out). With many choices:
+    the legal ones only (a mask leaves few), the most likely first, at most :data:`MAX_BARS`."""
+    n = len(group.labels)
+    if n <= MAX_BARS:
+        return list(range(n)), 0
+    if group.legal is None:
+        return sorted(np.argsort(-group.probs, kind="stable")[:MAX_BARS].tolist()), 0
+    legal = np.flatnonzero(group.legal)
+    shown = sorted(legal[np.argsort(-group.probs[legal], kind="stable")][:MAX_BARS].tolist())
+    return shown, n - len(legal)
 
 
 def _draw_gauge(surface: pygame.Surface, g: Gauge, x0: int, x1: int, y: int, fonts: Fonts) -> int:

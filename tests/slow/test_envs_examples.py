@@ -68,6 +68,10 @@ def test_examples_cover_variants_and_other_spaces():
         ("Hover2D-v0", {"continuous": True}),
         ("Reservoir-v0", {}),
         ("KeyDoor-v0", {}),
+        ("KnightTour-v0", {}),
+        ("KnightTourNoMask-v0", {}),
+        ("PixelChase-v0", {}),
+        ("PixelChase-v0", {"channels_first": True}),
     ],
 )
 def test_examples_pass_the_checker_without_warnings(env_id, kwargs):
@@ -87,13 +91,20 @@ def test_action_space_switch_picks_the_docking_presets():
 
 @pytest.mark.parametrize(
     ("preset", "env_id"),
-    [("docking", "Docking-v0"), ("docking-continuous", "Docking-v0"), ("courier", "Courier-v0")],
+    [
+        ("docking", "Docking-v0"),
+        ("docking-continuous", "Docking-v0"),
+        ("courier", "Courier-v0"),
+        ("knight-tour", "KnightTour-v0"),
+    ],
 )
 def test_preset_reaches_the_stated_threshold(preset, env_id):
     """Each preset, as shipped (seed 0), beats the env's reward_threshold over 100 episodes.
 
     Measured here: docking 1.45, docking-continuous 1.45, courier 1.38 (thresholds 1.3), in
-    about 5, 5 and 10 seconds on 2 CPU cores.
+    about 5, 5 and 10 seconds on 2 CPU cores; knight-tour (with masks; KnightTour-v0 raises on
+    an illegal action, so the run also proves none was sent) in about 7. The pixel-chase
+    preset takes minutes: examples/masks_and_pixels.py measures it.
     """
     threshold = gym.spec(env_id).reward_threshold
     config = load_preset(preset)
@@ -105,6 +116,15 @@ def test_preset_reaches_the_stated_threshold(preset, env_id):
     after = evaluate(agent, 100, seed=1000)
     assert before < threshold - 1.0
     assert after.mean_return >= threshold, after
+
+
+def test_masks_beat_penalties_at_the_same_steps():
+    """The knight-tour preset without masks (illegal moves penalised) stays far below the masked
+    run at the same steps (README: examples/masks_and_pixels.py)."""
+    agent = PPO.from_preset("knight-tour", "KnightTourNoMask-v0")
+    agent.learn()
+    agent.close()
+    assert evaluate(agent, 100, seed=1000).mean_return < gym.spec("KnightTour-v0").reward_threshold - 3
 
 
 def test_custom_env_example_trains_past_its_threshold(capsys):
