@@ -21,6 +21,7 @@ from gymnasium import spaces
 
 from .algo.optim import FlatAdam
 from .algo.policy import ActorCritic, resolve_device
+from .algo.recurrent import Memory
 from .algo.trainer import Trainer
 from .config import TrainConfig
 from .environments.factory import make_configured_env
@@ -102,18 +103,70 @@ class PPO:
 
     # ----------------------------------------------------------------------------- acting
 
-    def predict(self, obs: Any, deterministic: bool = True, action_mask: Any = None) -> np.ndarray:
+    def predict(
+        self,
+        obs: Any,
+        deterministic: bool = True,
+        action_mask: Any = None,
+        state: np.ndarray | None = None,
+        episode_start: Any = None,
+    ) -> Any:
         """Action(s) for raw environment observation(s), in the environment's format.
 
         A single observation gives a single action; a batch gives a batch. ``action_mask``
         (one per observation, the layout of :mod:`ppo_envkit.environments.masks`: what
         ``action_masks()`` or ``info["action_mask"]`` give) restricts the choice to legal actions.
-        """
-        return self.policy.predict(obs, deterministic, self.generator, action_mask=action_mask)
 
-    def policy_step(self, obs: Any, deterministic: bool = True, action_mask: Any = None) -> dict[str, Any]:
-        """One single-observation decision with what the policy thinks (for viewers)."""
-        return self.policy.decide(obs, deterministic, self.generator, action_mask=action_mask)
+        A recurrent policy (``policy.recurrent``) returns ``(action, state)``: pass the state
+        back with the next observation, and ``episode_start`` (True where an episode begins:
+        the state is reset before that step). ``state=None`` starts every episode afresh.
+        :meth:`stateful` keeps the state for you.
+        """
+        policy = self.policy
+        if not policy.recurrent:
+            if state is not None or episode_start is not None:
+                raise ValueError(
+                    "this agent has no memory (policy.recurrent is none): predict takes no state"
+                )
+            return policy.predict(obs, deterministic, self.generator, action_mask=action_mask)
+        batched = policy.flattener.is_batched(obs)
+        memory = self._memory(state, episode_start, len(next(iter(_leaves(obs)))) if batched else 1)
+        action = policy.predict(obs, deterministic, self.generator, action_mask=action_mask, memory=memory)
+        new_state = memory.state.cpu().numpy()
+        return action, new_state if batched else new_state[0]
+
+    def _memory(self, state: np.ndarray | None, episode_start: Any, batch: int) -> Memory:
+        """A :class:`Memory` from a user's state and episode starts, checked."""
+        memory = self.policy.initial_memory(batch)
+        if state is not None:
+            array = np.asarray(state, dtype=np.float32).reshape(-1, self.policy.state_size)
+            if array.shape[0] != batch:
+                raise ValueError(
+                    f"state holds {array.shape[0]} recurrent states of {self.policy.state_size} values, "
+                    f"for {batch} observations"
+                )
+            memory.state = torch.from_numpy(array).to(self.device)
+            memory.starts = torch.zeros_like(memory.starts)
+        if episode_start is not None:
+            starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+            memory.starts = torch.from_numpy(np.broadcast_to(starts, (batch,)).copy()).to(self.device)
+        return memory
+
+    def stateful(self, deterministic: bool = True) -> StatefulActor:
+        """An actor that keeps a recurrent policy's state between calls (any policy works)."""
+        return StatefulActor(self, deterministic)
+
+    def policy_step(
+        self, obs: Any, deterministic: bool = True, action_mask: Any = None, state: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """One single-observation decision with what the policy thinks (for viewers); for a
+        recurrent policy from ``state`` (None: an episode's start), with the new ``state``."""
+        memory = self._memory(state, None, 1) if self.policy.recurrent else None
+        decision = self.policy.decide(
+            obs, deterministic, self.generator, action_mask=action_mask, memory=memory
+        )
+        decision["state"] = None if memory is None else memory.state[0].cpu().numpy()
+        return decision
 
     # ----------------------------------------------------------------------------- training
 
@@ -272,4 +325,48 @@ class PPO:
             self._trainer.close()
 
 
-__all__ = ["PPO"]
+class StatefulActor:
+    """Acts in episodes, keeping a recurrent policy's state between calls::
+
+        actor = agent.stateful()
+        obs, info = env.reset(seed=0)
+        while True:
+            obs, reward, terminated, truncated, info = env.step(actor(obs))
+            if terminated or truncated:
+                obs, info = env.reset()
+                actor.reset()
+
+    For a batch of copies, pass ``episode_start`` (True where an episode just began) instead
+    of calling :meth:`reset`. A feed-forward agent works too (there is nothing to keep).
+    """
+
+    def __init__(self, agent: PPO, deterministic: bool = True):
+        self.agent, self.deterministic = agent, deterministic
+        self.state: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """The next call starts new episodes."""
+        self.state = None
+
+    def __call__(self, obs: Any, action_mask: Any = None, episode_start: Any = None) -> Any:
+        if not self.agent.policy.recurrent:
+            return self.agent.predict(obs, self.deterministic, action_mask)
+        action, self.state = self.agent.predict(
+            obs, self.deterministic, action_mask, state=self.state, episode_start=episode_start
+        )
+        return action
+
+
+def _leaves(obs: Any) -> Any:
+    """The arrays of an observation (a Dict's or Tuple's leaves), in order."""
+    if isinstance(obs, dict):
+        for value in obs.values():
+            yield from _leaves(value)
+    elif isinstance(obs, tuple):
+        for value in obs:
+            yield from _leaves(value)
+    else:
+        yield np.asarray(obs)
+
+
+__all__ = ["PPO", "StatefulActor"]

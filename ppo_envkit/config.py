@@ -129,6 +129,12 @@ class PolicyConfig(_Section):
     cnn_features: int = Field(
         256, ge=1, le=8192, description="Output width of the image encoder's last (linear) layer."
     )
+    recurrent: Literal["none", "lstm", "gru"] = Field(
+        "none",
+        description="A recurrent core (memory) between the observation encoder and the trunks, "
+        "shared by actor and critic: lstm, gru, or none (feed-forward).",
+    )
+    recurrent_size: int = Field(64, ge=1, le=4096, description="Hidden units of the recurrent core.")
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -164,6 +170,13 @@ class PPOConfig(_Section):
     norm_adv: bool = Field(True, description="Normalize advantages per minibatch.")
     target_kl: float | None = Field(
         None, gt=0, description="Stop the epoch loop early when approx-KL exceeds this."
+    )
+    sequence_length: int = Field(
+        32,
+        ge=1,
+        le=65536,
+        description="Recurrent policies: minibatches are built from whole sequences of this many "
+        "consecutive steps of one copy (backpropagation through time over them); must divide n_steps.",
     )
 
 
@@ -271,6 +284,12 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"run.processes={n} must divide the minibatch of {self.minibatch_size} samples "
                 "(each process computes gradients on an equal share)"
+            )
+        length = self.ppo.sequence_length
+        if self.policy.recurrent != "none" and self.ppo.n_steps % length:
+            raise ValueError(
+                f"ppo.sequence_length={length} must divide ppo.n_steps={self.ppo.n_steps} for a recurrent "
+                f"policy (each copy's rollout is cut into sequences of {length} steps)"
             )
         return self
 

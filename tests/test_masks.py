@@ -19,6 +19,8 @@ from ppo_envkit.environments.masks import mask_size, sample_legal, to_flat_mask
 from ppo_envkit.errors import ActionMaskError, TrainingInterrupted
 from ppo_envkit.io.runlog import RunLogger
 
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
 
 def config(env_id: str, **extra) -> TrainConfig:
     overrides = {

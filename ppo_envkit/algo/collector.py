@@ -31,6 +31,7 @@ from ..parallel.collectives import Collectives
 from ..spaces import require_same_spaces
 from .context import RankContext
 from .normalize import ObsNormalizer, RunningMeanStd
+from .recurrent import Memory
 from .rollout import RolloutBuffer
 
 
@@ -45,6 +46,7 @@ class Collector:
         self.reward_returns: torch.Tensor | None = None  # per copy, for reward scaling
         self.next_obs: torch.Tensor | None = None  # normalized; where the next rollout starts
         self.next_masks: torch.Tensor | None = None  # the action masks in force there (None: no masks)
+        self.memory: Memory | None = None  # recurrent policies: each copy's state, and episode starts
         self.rollout: RolloutBuffer | None = None
         self._obs_sync: _SharedObsStats | None = None
         self.share_obs_stats()
@@ -79,7 +81,7 @@ class Collector:
         if self.envs is not None and self.envs.num_envs != n:
             # env.num_envs or run.processes changed between training calls: new copies, new episodes
             self.close()
-            self.episodes, self.reward_returns = None, None
+            self.episodes, self.reward_returns, self.memory = None, None, None
         if self.envs is not None:
             return
         cfg = self.config
@@ -117,6 +119,8 @@ class Collector:
         if self.reward_returns is None:
             self.reward_returns = torch.zeros(n, device=self.policy.device)
             self._add_obs_stats(raw)
+        if self.policy.recurrent and self.memory is None:  # new episodes (else: restored with them)
+            self.memory = self.policy.initial_memory(n)
         self.next_obs = self.policy.obs_norm(raw)
         self.rollout = RolloutBuffer(
             cfg.ppo.n_steps,
@@ -125,6 +129,8 @@ class Collector:
             self.policy.head.storage_dim,
             self.policy.device,
             mask_dim=0 if self.next_masks is None else self.next_masks.shape[1],
+            state_dim=self.policy.state_size,
+            sequence_length=cfg.ppo.sequence_length if self.policy.recurrent else 1,
         )
 
     def _current_masks(self) -> torch.Tensor | None:
@@ -205,15 +211,18 @@ class Collector:
         assert envs is not None and buf is not None and episodes is not None and self.next_obs is not None
         head, gen, device = policy.head, self.context.generator, policy.device
         n = self.num_envs
-        obs, masks = self.next_obs, self.next_masks
+        obs, masks, memory = self.next_obs, self.next_masks, self.memory
         gather_returns = self.context.collectives.gather_rows
         buf.truncated.zero_()
         numpy_policy = self.context.fast.plan()  # the same computation at a fraction of the per-step overhead
         for t in range(buf.n_steps):
+            if memory is not None:  # the state before this step, and whether it starts an episode
+                buf.states[t] = memory.state
+                buf.starts[t] = memory.starts
             if numpy_policy is not None:
                 action, logp, value = numpy_policy.act(obs, gen, masks)
-            else:
-                action, logp, value, _ = policy.act(obs, generator=gen, mask=masks)
+            else:  # (a recurrent policy's memory moves on by this step)
+                action, logp, value, _ = policy.act(obs, generator=gen, mask=masks, memory=memory)
             env_action = head.to_env(action)
             step = num_timesteps + (t + 1) * n * self.context.collectives.size  # all ranks' copies
             try:
@@ -255,13 +264,17 @@ class Collector:
                 final_t = self._obs_tensor(self._stack_obs([info["final_obs"][i] for i in idx]), step)
                 idx_t = torch.from_numpy(idx).to(device)
                 buf.truncated[t, idx_t] = True
-                buf.truncated_values[t, idx_t] = policy.value(policy.obs_norm(final_t))
+                # V(final observation), from the memory that has seen the episode up to it
+                final_memory = None if memory is None else memory.select(idx_t)
+                buf.truncated_values[t, idx_t] = policy.value(policy.obs_norm(final_t), final_memory)
+            if memory is not None:  # copies whose episode ended start a new one: reset before it
+                memory.starts = done_t
             obs = policy.obs_norm(raw)
         if self._obs_sync is not None:  # the next rollout starts with the shared statistics
             self._obs_sync.merge()
             obs = policy.obs_norm(raw)
         self.next_obs, self.next_masks = obs, masks
-        buf.last_values.copy_(policy.value(obs))
+        buf.last_values.copy_(policy.value(obs, memory))
         return buf
 
     def _step_masks(self, info: dict[str, Any], step: int) -> torch.Tensor:
@@ -302,12 +315,21 @@ class Collector:
         meta, arrays = self.episodes.state()
         tensors = {f"episodes.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
         tensors["reward_returns"] = self.reward_returns.clone()
+        if self.memory is not None:
+            tensors["memory.state"] = self.memory.state.clone()
+            tensors["memory.starts"] = self.memory.starts.clone()
         return meta, tensors
 
     def load_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`state`; the copies are rebuilt by replay at the next :meth:`start`."""
         self.close()
         self.reward_returns = tensors["reward_returns"].to(self.policy.device).clone()
+        self.memory = None
+        if "memory.state" in tensors:
+            device = self.policy.device
+            self.memory = Memory(
+                tensors["memory.state"].to(device).clone(), tensors["memory.starts"].to(device).clone()
+            )
         arrays = {
             k.removeprefix("episodes."): v.numpy() for k, v in tensors.items() if k.startswith("episodes.")
         }

@@ -268,6 +268,7 @@ class NumpyPolicy:
             and _layers(policy.critic_trunk) is not None
             and type(policy.value_out) is nn.Linear
             and policy.encoder is None
+            and policy.core is None
         )
 
     @torch.no_grad()

@@ -125,11 +125,16 @@ class Learner:
         losses = self._loss_function()
         history: list[list[float]] = []
         stopped_early = False
+        # Shuffled units: single steps, or whole sequences of one copy for a recurrent policy
+        units, per_batch = batch_size, mb_size
+        if policy.recurrent:
+            units, per_batch = rollout.num_sequences, max(1, mb_size // rollout.sequence_length)
         for _epoch in range(cfg.n_epochs):
-            perm = torch.randperm(batch_size, generator=gen, device=policy.device)
+            perm = torch.randperm(units, generator=gen, device=policy.device)
             order = perm.numpy() if numpy_policy is not None else perm  # numpy: gathered in numpy
-            for start in range(0, batch_size, mb_size):
-                batch = rollout.minibatch(order[start : start + mb_size])
+            for start in range(0, units, per_batch):
+                chosen = order[start : start + per_batch]
+                batch = rollout.minibatch(rollout.sequence_rows(chosen) if policy.recurrent else chosen)
                 if numpy_policy is not None:  # same loss and gradient, without autograd's per-op cost
                     stats = numpy_policy.ppo_gradients(batch, settings, normalize)
                 else:

@@ -63,7 +63,9 @@ def ppo_losses(
     generator: torch.Generator | None = None,
 ) -> LossStats:
     """The PPO loss of ``batch`` under the current parameters (autograd graph attached)."""
-    new_logp, entropy, values = policy.evaluate(batch.obs, batch.actions, generator, batch.masks)
+    new_logp, entropy, values = policy.evaluate(
+        batch.obs, batch.actions, generator, batch.masks, batch.states, batch.starts
+    )
     log_ratio = new_logp - batch.old_logprobs
     ratio = log_ratio.exp()
     clip = settings.clip

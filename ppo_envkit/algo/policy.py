@@ -13,12 +13,13 @@ from gymnasium import spaces
 from torch import nn
 
 from ..config import EnvConfig, PolicyConfig
-from ..environments.masks import to_flat_mask
-from ..errors import ActionMaskError, ConfigError
+from ..environments.masks import user_masks
+from ..errors import ConfigError
 from ..spaces import ObsFlattener
 from .encoders import ImageEncoder, cnn_parameters, encoder_kind
 from .heads import ActionHead, init_layer, make_head
 from .normalize import ObsNormalizer, RewardScaler
+from .recurrent import Memory, RecurrentCore
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -114,6 +115,11 @@ class ActorCritic(nn.Module):
         # Image parts go through a CNN shared by actor and critic (None without images, so that
         # the weights of an MLP policy keep their names).
         self.encoder = ImageEncoder(self.flattener, policy) if self.flattener.images() else None
+        # Memory, shared by actor and critic (algo/recurrent.py says why); None: feed-forward
+        self.core: RecurrentCore | None = None
+        if policy.recurrent != "none":
+            self.core = RecurrentCore(policy.recurrent, trunk_in, policy.recurrent_size, ortho)
+            trunk_in = policy.recurrent_size
         self.actor_trunk = mlp(trunk_in, hidden, act, ortho)
         # A shared trunk is registered once, so that every weight has exactly one name.
         self.critic_trunk = None if self.shared else mlp(trunk_in, hidden, act, ortho)
@@ -134,61 +140,69 @@ class ActorCritic(nn.Module):
     def mask_tensor(self, mask: Any, batch: int | None) -> torch.Tensor | None:
         """A user's action mask(s) as ``[batch, mask_size]`` booleans on the device (``batch``
         None: one observation's mask), checked; None stays None."""
-        if mask is None:
-            return None
-        space, size = self.action_space, self.head.mask_size
-        if batch is None:
-            flat = to_flat_mask(mask, space, "given to predict()")[None]
-        else:
-            array = np.asarray(mask)
-            if array.dtype != np.bool_ or size is None or array.shape != (batch, size):
-                rows = [to_flat_mask(row, space, f"{i} given to predict()") for i, row in enumerate(array)]
-                if len(rows) != batch:
-                    raise ActionMaskError(
-                        f"predict() was given {len(rows)} action masks for {batch} observations"
-                    )
-                array = np.stack(rows)
-            elif not self._groups_legal(array):
-                for i, row in enumerate(array):  # raises for the first row without a legal action
-                    to_flat_mask(row, space, f"{i} given to predict()")
-            flat = array
-        return torch.from_numpy(np.ascontiguousarray(flat, dtype=np.bool_)).to(self.device)
+        flat = user_masks(mask, self.action_space, batch)
+        return None if flat is None else torch.from_numpy(flat).to(self.device)
 
-    def _groups_legal(self, masks: np.ndarray) -> bool:
-        """Every row leaves a legal choice in every dimension (the quick check of a batch)."""
-        space = self.action_space
-        if isinstance(space, spaces.Discrete):
-            return bool(masks.any(1).all())
-        if isinstance(space, spaces.MultiBinary):
-            return bool(masks.reshape(len(masks), -1, 2).any(2).all())
-        bounds = np.cumsum([0, *np.asarray(space.nvec).reshape(-1)])[:-1]
-        return bool(np.logical_or.reduceat(masks, bounds, axis=1).all())
+    @property
+    def recurrent(self) -> bool:
+        """Whether the policy has memory (then acting needs a :class:`Memory`)."""
+        return self.core is not None
+
+    @property
+    def state_size(self) -> int:
+        """Values in one copy's recurrent state (0 without memory)."""
+        return 0 if self.core is None else self.core.state_size
+
+    def initial_memory(self, batch: int) -> Memory:
+        """The memory of ``batch`` copies at the start of their episodes."""
+        return Memory.fresh(batch, self.state_size, self.device)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
-        """Normalized flat observations -> the trunks' input (image parts through the CNN)."""
+        """Normalized flat observations -> the recurrent core's (or the trunks') input: image
+        parts through the CNN."""
         return obs if self.encoder is None else self.encoder(obs)
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalized flat observations -> (distribution parameters, values ``[batch]``)."""
+    def body(self, obs: torch.Tensor, memory: Memory | None = None, advance: bool = True) -> torch.Tensor:
+        """Normalized flat observations -> the trunks' input: features, then one step of the
+        recurrent core from ``memory`` (which moves on to the new state unless ``advance`` is
+        False: a look at a value without taking the step)."""
         x = self.features(obs)
+        if self.core is None:
+            return x
+        if memory is None:
+            raise ValueError("a recurrent policy acts from a memory (state and episode starts)")
+        out, state = self.core.step(x, memory.state, memory.starts)
+        if advance:
+            memory.state, memory.starts = state, torch.zeros_like(memory.starts)
+        return out
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trunks' input -> (distribution parameters, values ``[batch]``)."""
         if self.shared:
             features = self.actor_trunk(x)
             return self.head(features), self.value_out(features).squeeze(-1)
         return self.head(self.actor_trunk(x)), self.value_out(self.critic_trunk(x)).squeeze(-1)
 
-    def actor_params(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, memory: Memory | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized flat observations -> (distribution parameters, values ``[batch]``)."""
+        return self.heads(self.body(obs, memory))
+
+    def actor_params(
+        self, obs: torch.Tensor, mask: torch.Tensor | None = None, memory: Memory | None = None
+    ) -> torch.Tensor:
         """Normalized flat observations -> action-distribution parameters (no critic), restricted
         to the actions ``mask`` allows when given.
 
         Acting and the ONNX export (:mod:`ppo_envkit.io.export`) go through this one method,
         so that a change to the actor's network reaches both."""
-        params = self.head(self.actor_trunk(self.features(obs)))
+        params = self.head(self.actor_trunk(self.body(obs, memory)))
         return params if mask is None else self.head.apply_mask(params, mask)
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """Normalized flat observations -> values ``[batch]`` (the critic alone)."""
+    def value(self, obs: torch.Tensor, memory: Memory | None = None) -> torch.Tensor:
+        """Normalized flat observations -> values ``[batch]`` (the critic alone; ``memory`` is
+        read, not moved on)."""
         trunk = self.actor_trunk if self.critic_trunk is None else self.critic_trunk
-        return self.value_out(trunk(self.features(obs))).squeeze(-1)
+        return self.value_out(trunk(self.body(obs, memory, advance=False))).squeeze(-1)
 
     def act(
         self,
@@ -196,10 +210,12 @@ class ActorCritic(nn.Module):
         deterministic: bool = False,
         generator: torch.Generator | None = None,
         mask: torch.Tensor | None = None,
+        memory: Memory | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(stored action, log-prob, value, distribution parameters) for normalized observations;
-        ``mask`` (``[batch, mask_size]`` booleans) restricts the actions to the legal ones."""
-        params, value = self(obs)
+        ``mask`` (``[batch, mask_size]`` booleans) restricts the actions to the legal ones;
+        ``memory`` (recurrent policies) moves on by one step."""
+        params, value = self(obs, memory)
         if mask is not None:
             params = self.head.apply_mask(params, mask)
         action = self.head.mode(params) if deterministic else self.head.sample(params, generator)
@@ -212,13 +228,15 @@ class ActorCritic(nn.Module):
         deterministic: bool = True,
         generator: torch.Generator | None = None,
         action_mask: Any = None,
+        memory: Memory | None = None,
     ) -> Any:
-        """Environment action(s) for raw observation(s): one for one observation, a batch for a batch."""
+        """Environment action(s) for raw observation(s): one for one observation, a batch for a
+        batch; ``memory`` (recurrent policies) moves on by one step."""
         batched = self.flattener.is_batched(raw_obs)
         x = self.obs_norm(self.obs_to_tensor(raw_obs, batched=batched))
         mask = self.mask_tensor(action_mask, x.shape[0] if batched else None)
         # Acting needs only the actor: no critic, no log-probability (a third of the time).
-        params = self.actor_params(x, mask)
+        params = self.actor_params(x, mask, memory)
         action = self.head.mode(params) if deterministic else self.head.sample(params, generator)
         env_action = self.head.to_env(action)
         return env_action if batched else env_action[0]
@@ -230,14 +248,19 @@ class ActorCritic(nn.Module):
         deterministic: bool = True,
         generator: torch.Generator | None = None,
         action_mask: Any = None,
+        memory: Memory | None = None,
     ) -> dict[str, Any]:
         """One raw observation's action, with what the policy thinks (for viewers): the stored
         action, its log-probability, the value, the head's description (probabilities, ...),
-        and the action mask in force (None without one)."""
+        the action mask in force (None without one), and the size of the recurrent state
+        after this step (``memory_norm``; None without memory)."""
         x = self.obs_norm(self.obs_to_tensor(raw_obs, batched=False))
         mask = self.mask_tensor(action_mask, None)
-        action, logp, value, params = self.act(x, deterministic=deterministic, generator=generator, mask=mask)
+        action, logp, value, params = self.act(
+            x, deterministic=deterministic, generator=generator, mask=mask, memory=memory
+        )
         return {
+            "memory_norm": None if memory is None else float(memory.state[0].norm()),
             "action": self.head.to_env(action)[0],
             "raw_action": action[0].cpu().numpy(),
             "log_prob": float(logp[0]),
@@ -252,10 +275,24 @@ class ActorCritic(nn.Module):
         actions: torch.Tensor,
         generator: torch.Generator | None = None,
         mask: torch.Tensor | None = None,
+        states: torch.Tensor | None = None,
+        starts: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-prob, entropy, value) of stored ``actions`` under the current parameters, with
-        the action mask that was in force when they were taken."""
-        params, value = self(obs)
+        the action mask that was in force when they were taken.
+
+        A recurrent policy takes whole sequences: the rows are ``S`` sequences of equal length
+        one after the other, ``states [S, state_size]`` their stored initial states and
+        ``starts`` (one per row) where episodes start inside them."""
+        if self.core is None:
+            params, value = self(obs)
+        else:
+            if states is None or starts is None:
+                raise ValueError("a recurrent policy is evaluated on sequences (states and starts)")
+            count = states.shape[0]
+            x = self.features(obs).reshape(count, obs.shape[0] // count, -1)
+            out = self.core.sequence(x, states, starts.reshape(count, -1))
+            params, value = self.heads(out.reshape(obs.shape[0], -1))
         if mask is not None:
             params = self.head.apply_mask(params, mask)
         return self.head.log_prob(params, actions), self.head.entropy(params, generator), value

@@ -58,12 +58,18 @@ class Minibatch(NamedTuple):
     returns: torch.Tensor | np.ndarray
     old_values: torch.Tensor | np.ndarray
     masks: torch.Tensor | np.ndarray | None = None  # the action masks in force (booleans), if any
+    # Recurrent policies: the rows are whole sequences one after another; their stored initial
+    # states [sequences, state_size], and where episodes start (one flag per row)
+    states: torch.Tensor | None = None
+    starts: torch.Tensor | None = None
 
 
-def rollout_bytes(n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int = 0) -> int:
-    """Bytes a :class:`RolloutBuffer` allocates (observations, actions and masks twice: stored
-    and packed)."""
-    return n_steps * num_envs * (4 * (2 * (obs_dim + action_dim) + 13) + 5 * mask_dim)
+def rollout_bytes(
+    n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int = 0, state_dim: int = 0
+) -> int:
+    """Bytes a :class:`RolloutBuffer` allocates (observations, actions, masks and recurrent
+    states twice: stored and packed)."""
+    return n_steps * num_envs * (4 * (2 * (obs_dim + action_dim + state_dim) + 14) + 5 * mask_dim)
 
 
 def available_memory() -> int | None:
@@ -78,9 +84,12 @@ def available_memory() -> int | None:
     return None
 
 
-def _check_memory(n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int) -> None:
+def _check_memory(
+    n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int, state_dim: int
+) -> None:
     """A rollout that cannot fit is a settings error, said before torch fails to allocate it."""
-    need, have = rollout_bytes(n_steps, num_envs, obs_dim, action_dim, mask_dim), available_memory()
+    need = rollout_bytes(n_steps, num_envs, obs_dim, action_dim, mask_dim, state_dim)
+    have = available_memory()
     if have is not None and need > 0.8 * have:
         raise ConfigError(
             f"a rollout of ppo.n_steps={n_steps:,} x {num_envs} environment copies x {obs_dim} observation "
@@ -107,16 +116,22 @@ class RolloutBuffer:
         action_dim: int,
         device: torch.device,
         mask_dim: int = 0,
+        state_dim: int = 0,
+        sequence_length: int = 1,
     ):
-        _check_memory(n_steps, num_envs, obs_dim, action_dim, mask_dim)
+        _check_memory(n_steps, num_envs, obs_dim, action_dim, mask_dim, state_dim)
         self.n_steps, self.num_envs = n_steps, num_envs
         self.obs_dim, self.action_dim, self.mask_dim = obs_dim, action_dim, mask_dim
+        self.state_dim, self.sequence_length = state_dim, sequence_length
         shape = (n_steps, num_envs)
         f32 = {"dtype": torch.float32, "device": device}
         self.obs = torch.zeros((*shape, obs_dim), **f32)
         self.actions = torch.zeros((*shape, action_dim), **f32)
         # The mask in force at each step (mask_dim 0: the environment gives none)
         self.masks = torch.ones((*shape, mask_dim), dtype=torch.bool, device=device)
+        # Recurrent policies: the state before each step, and whether the step started an episode
+        self.states = torch.zeros((*shape, state_dim), **f32)
+        self.starts = torch.zeros(shape, dtype=torch.bool, device=device)
         self.logprobs = torch.zeros(shape, **f32)
         self.values = torch.zeros(shape, **f32)
         self.rewards = torch.zeros(shape, **f32)
@@ -127,7 +142,7 @@ class RolloutBuffer:
         self.last_values = torch.zeros(num_envs, **f32)  # V(observation after the last step)
         self.advantages = torch.zeros(shape, **f32)
         self.returns = torch.zeros(shape, **f32)
-        width = obs_dim + action_dim + len(self.PACKED) + mask_dim
+        width = obs_dim + action_dim + len(self.PACKED) + mask_dim + (state_dim + 1 if state_dim else 0)
         self.packed = torch.zeros((n_steps * num_envs, width), **f32)
 
     @property
@@ -151,8 +166,25 @@ class RolloutBuffer:
         packed[:, d + a + 1] = self.advantages.reshape(-1)
         packed[:, d + a + 2] = self.returns.reshape(-1)
         packed[:, d + a + 3] = self.values.reshape(-1)
-        if self.mask_dim:
-            packed[:, d + a + 4 :] = self.masks.reshape(-1, self.mask_dim)
+        m, k = self.mask_dim, self.state_dim
+        if m:
+            packed[:, d + a + 4 : d + a + 4 + m] = self.masks.reshape(-1, m)
+        if k:
+            packed[:, d + a + 4 + m : d + a + 4 + m + k] = self.states.reshape(-1, k)
+            packed[:, -1] = self.starts.reshape(-1)
+
+    @property
+    def num_sequences(self) -> int:
+        """Sequences of :attr:`sequence_length` steps in the rollout (recurrent policies)."""
+        return self.size // self.sequence_length
+
+    def sequence_rows(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Rows (of the flattened ``[step, copy]`` rollout) of the given sequences, sequence by
+        sequence: sequence ``j`` is copy ``j % num_envs`` from step ``(j // num_envs) * length``."""
+        length, n = self.sequence_length, self.num_envs
+        first_step = (sequences // n) * length
+        steps = first_step[:, None] + torch.arange(length, device=sequences.device)
+        return (steps * n + (sequences % n)[:, None]).reshape(-1)
 
     def minibatch(self, indices: torch.Tensor | np.ndarray) -> Minibatch:
         """The samples at ``indices`` (into the flattened rollout), after :meth:`compute_advantages`:
@@ -161,8 +193,12 @@ class RolloutBuffer:
             batch = np.take(self.packed.numpy(), indices, axis=0)
         else:
             batch = self.packed.index_select(0, indices)
-        d, a = self.obs_dim, self.action_dim
-        masks = batch[:, d + a + 4 :] > 0.5 if self.mask_dim else None
+        d, a, m, k = self.obs_dim, self.action_dim, self.mask_dim, self.state_dim
+        masks = batch[:, d + a + 4 : d + a + 4 + m] > 0.5 if m else None
+        states = starts = None
+        if k:  # whole sequences: the state stored at each one's first step
+            states = batch[:: self.sequence_length, d + a + 4 + m : d + a + 4 + m + k]
+            starts = batch[:, -1] > 0.5
         return Minibatch(
             batch[:, :d],
             batch[:, d : d + a],
@@ -171,4 +207,6 @@ class RolloutBuffer:
             batch[:, d + a + 2],
             batch[:, d + a + 3],
             masks,
+            states,
+            starts,
         )

@@ -160,6 +160,31 @@ class ActionMasks(gym.Wrapper):
         return obs, reward, terminated, truncated, self._mask(info, "step()")
 
 
+def user_masks(mask: Any, space: spaces.Space, batch: int | None) -> np.ndarray | None:
+    """Masks given to ``predict``, as ``[batch, mask_size]`` booleans (``batch`` None: the mask
+    of one observation, as ``[1, mask_size]``), checked; None stays None. A boolean array of
+    the right shape is checked at once; anything else row by row (with the row's number)."""
+    if mask is None:
+        return None
+    if batch is None:
+        return to_flat_mask(mask, space, "given to predict()")[None]
+    array = np.asarray(mask) if not isinstance(mask, list | tuple) else None
+    size = mask_size(space)
+    if array is not None and array.dtype == np.bool_ and size is not None and array.shape == (batch, size):
+        if _all_groups_legal(array, space):
+            return np.ascontiguousarray(array)
+    rows = [to_flat_mask(row, space, f"{i} given to predict()") for i, row in enumerate(mask)]
+    if len(rows) != batch:
+        raise ActionMaskError(f"predict() was given {len(rows)} action masks for {batch} observations")
+    return np.stack(rows)
+
+
+def _all_groups_legal(masks: np.ndarray, space: spaces.Space) -> bool:
+    """Every row leaves a legal choice in every dimension (the quick check of a batch)."""
+    bounds = np.cumsum([0, *_groups(space)])[:-1]
+    return bool(np.logical_or.reduceat(masks, bounds, axis=1).all())
+
+
 def vector_masks(info: dict[str, Any], num_envs: int, size: int) -> np.ndarray | None:
     """``[num_envs, size]`` masks from a vector environment's info, or None without masks.
 
@@ -203,5 +228,6 @@ __all__ = [
     "mask_size",
     "sample_legal",
     "to_flat_mask",
+    "user_masks",
     "vector_masks",
 ]

@@ -73,9 +73,12 @@ class Evaluator:
         returns: list[float] = []
         lengths: list[int] = []
         done_count = np.zeros(n, dtype=np.int64)
+        actor = agent.stateful(deterministic)  # keeps a recurrent policy's memory per copy
+        starts = np.ones(n, dtype=bool)
         while (done_count < quota).any():
-            actions = agent.predict(obs, deterministic=deterministic, action_mask=masks)
+            actions = actor(obs, masks, starts if agent.policy.recurrent else None)
             obs, reward, terminated, truncated, info = envs.step(actions)
+            starts = terminated | truncated
             masks = vector_masks(info, n, mask_size)
             running += reward
             steps += 1

@@ -55,6 +55,7 @@ class PaneView:
     values: Sequence[float] = ()
     rewards: Sequence[float] = ()
     outcome: str | None = None
+    memory: float | None = None  # the norm of a recurrent policy's state (None: no memory)
 
 
 def fmt_value(x: float) -> str:

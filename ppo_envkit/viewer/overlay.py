@@ -104,7 +104,7 @@ def fit(font: pygame.font.Font, s: str, max_width: int) -> str:
 
 
 def info_height(view: PaneView) -> int:
-    rows = 6 * LINE
+    rows = (7 if view.memory is not None else 6) * LINE
     for group in view.bars[:MAX_BARS]:
         shown, hidden = _bar_rows(group)
         rows += (LINE if group.title else 0) + BAR_ROW * len(shown) + (LINE if hidden else 0)
@@ -137,6 +137,10 @@ def draw_info(
     shown = "-" if view.value is None else f"{view.value:.2f}"
     text(surface, fonts.normal, shown, (x1, y), VALUE, align="right")
     y += LINE
+    if view.memory is not None:  # how much the recurrent state holds (it grows as it remembers)
+        text(surface, fonts.normal, "memory |h|", (x0, y), DIM)
+        text(surface, fonts.normal, f"{view.memory:.2f}", (x1, y), VALUE, align="right")
+        y += LINE
     label = text(surface, fonts.normal, "action", (x0, y), DIM)
     text(surface, fonts.normal, view.action_text, (x1, y), CHOSEN, "right", max_width=x1 - label.right - 12)
     y += LINE

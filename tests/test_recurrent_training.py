@@ -1,0 +1,114 @@
+"""Recurrent policies end to end: they learn what needs memory (and feed-forward cannot),
+resume bit for bit (one process, worker processes, two training processes), save, load,
+evaluate and replay with their memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ppo_envkit import PPO, TrainConfig, evaluate, load_agent, load_env_module
+from ppo_envkit.cli import main
+from ppo_envkit.errors import TrainingInterrupted
+from ppo_envkit.io.runlog import RunLogger
+
+from .test_masks import REPO
+
+
+@pytest.fixture(autouse=True)
+def recall():
+    from ppo_envkit.environments.registry import temporary_registrations
+
+    with temporary_registrations():
+        load_env_module(str(REPO / "envs" / "recall.py"))
+        yield
+
+
+def test_memory_solves_recall_where_feed_forward_is_at_chance():
+    """The recall preset: the cue of the first step, asked for 11 steps later (4 cues)."""
+    results = {}
+    for recurrent in ("lstm", "none"):
+        agent = PPO.from_preset("recall", overrides={"policy.recurrent": recurrent, "run.eval_interval": 0})
+        agent.learn(16384)
+        results[recurrent] = evaluate(agent, 200, seed=1000).mean_return
+        agent.close()
+    assert results["lstm"] >= 0.95, results
+    assert 0.15 <= results["none"] <= 0.35, results  # chance: 0.25
+
+
+def small(**extra) -> TrainConfig:
+    overrides = {
+        "env.id": "Recall-v0",
+        "env.num_envs": 4,
+        "ppo.n_steps": 32,
+        "ppo.sequence_length": 8,
+        "ppo.minibatch_size": 32,
+        "ppo.n_epochs": 2,
+        "policy.recurrent": "gru",
+        "policy.recurrent_size": 16,
+        "run.eval_interval": 0,
+        "run.seed": 5,
+        "run.total_timesteps": 128 * 5,
+        **extra,
+    }
+    return TrainConfig().with_overrides(overrides)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"env.vectorization": "async", "env.num_workers": 2}, {"policy.recurrent": "lstm"}],
+    ids=["gru", "sharded", "lstm"],
+)
+def test_recurrent_resume_equals_an_unbroken_run(tmp_path, extra):
+    config = small(**extra)
+    unbroken = PPO(config=config).learn()
+    unbroken.close()
+    calls = {"n": 0}
+
+    def stop_in_third(agent, metrics):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        PPO(config=config).learn(
+            callback=stop_in_third, logger=RunLogger(tmp_path / "run", progress=False, tensorboard=False)
+        )
+    resumed = PPO.resume(info.value.checkpoint)
+    assert resumed.trainer.collector.memory is not None  # the copies' memory came back too
+    resumed.train()
+    resumed.close()
+    a, b = unbroken.policy.state_dict(), resumed.policy.state_dict()
+    assert any(k.startswith("core.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_training_processes_stay_identical():
+    agent = PPO(config=small(**{"run.processes": 2, "run.total_timesteps": 256}))
+    agent.learn()
+    agent.close()
+    assert agent.metadata["distributed"]["weights_identical_across_ranks"] is True
+
+
+def test_saved_recurrent_agent_evaluates_and_replays_with_memory(tmp_path):
+    from ppo_envkit.viewer import Viewer
+
+    agent = PPO.from_preset("recall", overrides={"run.eval_interval": 0}).learn(16384)
+    path = agent.save(tmp_path / "agent")
+    before = evaluate(agent, 50, seed=3).mean_return
+    agent.close()
+    loaded = load_agent(str(path))
+    assert loaded.policy.recurrent and loaded.config.policy.recurrent == "lstm"
+    assert evaluate(loaded, 50, seed=3).mean_return == before >= 0.95
+    viewer = Viewer(loaded, headless=True)
+    pane = viewer.panes[0]
+    viewer.tick(3)
+    assert pane.decision["memory_norm"] > 0 and pane.view("x").memory == pane.decision["memory_norm"]
+    replay = viewer.run()  # headless, to the end of its episodes
+    assert replay.returns[0] and min(replay.returns[0]) == 1.0  # answers right with its memory
+    # the CLI: replay --headless, eval --json
+    assert (
+        main(["replay", str(path), "--headless", "--episodes", "2", "--record", str(tmp_path / "r.gif")]) == 0
+    )
+    assert (tmp_path / "r.gif").stat().st_size > 0
+    assert main(["eval", str(path), "--episodes", "20", "--json"]) == 0
