@@ -207,8 +207,11 @@ def test_mismatch_is_one_clear_error(tmp_path):
 
 
 def test_recurrent_policy_is_refused(tmp_path):
-    agent = tiny_agent(OBSERVATION_SPACES["box"], ACTION_SPACES["discrete"])
-    agent.policy.recurrent = True
+    config = TrainConfig().with_overrides({"policy.recurrent": "lstm", "policy.recurrent_size": 8})
+    agent = PPO(
+        config=config, observation_space=OBSERVATION_SPACES["box"], action_space=ACTION_SPACES["discrete"]
+    )
+    assert agent.policy.recurrent
     with pytest.raises(ExportError, match="recurrent policies is not supported"):
         agent.export_onnx(tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()

@@ -127,7 +127,7 @@ def test_fast_path_gradient_equals_autograd_with_masks(name, kw):
         masks,
     )
     auto_losses, auto_grads = autograd_step(policy, batch, **kw)
-    numpy_batch = Minibatch(*(f.numpy() for f in batch))
+    numpy_batch = batch._replace(**{k: v.numpy() for k, v in batch._asdict().items() if v is not None})
     fast_losses, fast_grads = analytic_step(policy, numpy_batch, **kw)
     for a, b in zip(auto_losses, fast_losses, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
