@@ -15,9 +15,10 @@ from ppo_envkit.algo.fastpath import NumpyPolicy
 from ppo_envkit.algo.policy import ActorCritic
 from ppo_envkit.config import EnvConfig, PolicyConfig
 from ppo_envkit.environments.checker import check_environment
-from ppo_envkit.errors import ConfigError, TrainingInterrupted
-from ppo_envkit.io.runlog import RunLogger
+from ppo_envkit.errors import ConfigError
 from ppo_envkit.spaces import image_layout
+
+from .resume import assert_resume_is_exact
 
 
 def box(shape, dtype=np.uint8, low=0, high=255):
@@ -148,25 +149,8 @@ def test_resume_with_a_cnn_and_frame_stack_equals_an_unbroken_run(masked_env_ids
          "ppo.minibatch_size": 32, "ppo.n_epochs": 2, "run.seed": 4, "run.eval_interval": 0,
          "run.total_timesteps": 64 * 4, "policy.cnn_features": 32}
     )  # fmt: skip
-    unbroken = PPO(config=cfg).learn()
-    unbroken.close()
-    calls = {"n": 0}
-
-    def stop_in_third(agent, metrics):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted) as info:
-        PPO(config=cfg).learn(
-            callback=stop_in_third, logger=RunLogger(tmp_path / "run", progress=False, tensorboard=False)
-        )
-    resumed = PPO.resume(info.value.checkpoint)
-    resumed.train()
-    resumed.close()
-    a, b = unbroken.policy.state_dict(), resumed.policy.state_dict()
-    assert any(k.startswith("encoder.") for k in a)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    unbroken, _ = assert_resume_is_exact(cfg, tmp_path / "run")
+    assert any(k.startswith("encoder.") for k in unbroken.policy.state_dict())
 
 
 def test_checker_explains_images_that_miss_the_cnn():

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 
 from ppo_envkit import PPO, TrainConfig, evaluate, load_agent
 from ppo_envkit.cli import main
 from ppo_envkit.environments.checker import check_environment
 from ppo_envkit.environments.masks import mask_size, sample_legal, to_flat_mask
-from ppo_envkit.errors import ActionMaskError, TrainingInterrupted
-from ppo_envkit.io.runlog import RunLogger
+from ppo_envkit.errors import ActionMaskError
+
+from .resume import assert_resume_is_exact
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -172,26 +172,9 @@ def test_predict_respects_masks_single_and_batched(masked_env_ids):
 
 
 def test_resume_with_masks_equals_an_unbroken_run(masked_env_ids, tmp_path):
-    cfg = config(masked_env_ids["multi"], **{"run.total_timesteps": 128 * 5})
-    unbroken = PPO(config=cfg).learn()
-    unbroken.close()
-    calls = {"n": 0}
-
-    def stop_in_third(agent, metrics):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    stopped = PPO(config=cfg)
-    with pytest.raises(TrainingInterrupted) as info:
-        stopped.learn(
-            callback=stop_in_third, logger=RunLogger(tmp_path / "run", progress=False, tensorboard=False)
-        )
-    resumed = PPO.resume(info.value.checkpoint)
-    resumed.train()
-    resumed.close()
-    a, b = unbroken.policy.state_dict(), resumed.policy.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(
+        config(masked_env_ids["multi"], **{"run.total_timesteps": 128 * 5}), tmp_path / "r"
+    )
 
 
 def test_saved_masked_agent_evaluates_and_replays_legally(masked_env_ids, tmp_path):

@@ -72,6 +72,8 @@ def test_examples_cover_variants_and_other_spaces():
         ("KnightTourNoMask-v0", {}),
         ("PixelChase-v0", {}),
         ("PixelChase-v0", {"channels_first": True}),
+        ("Recall-v0", {}),
+        ("BlindCartPole-v0", {}),
     ],
 )
 def test_examples_pass_the_checker_without_warnings(env_id, kwargs):

@@ -320,11 +320,14 @@ def test_observation_statistics_count_every_rank_once():
     assert agent.metadata["distributed"]["weights_identical_across_ranks"]
 
 
-@pytest.mark.parametrize("stop", ["ctrl-c", "checkpoint"])
-def test_resume_with_two_processes_equals_an_unbroken_run(tmp_path, stop):
-    """Every rank's episodes, reward-scaling returns and random stream are in the checkpoint:
-    stopped (Ctrl-C, or the process ends after a periodic checkpoint) and resumed, a
-    two-process run ends with the unbroken run's weights, bit for bit."""
+@pytest.mark.parametrize(
+    ("stop", "recurrent"), [("ctrl-c", "none"), ("checkpoint", "none"), ("ctrl-c", "lstm")]
+)
+def test_resume_with_two_processes_equals_an_unbroken_run(tmp_path, stop, recurrent):
+    """Every rank's episodes, reward-scaling returns, random stream (and a recurrent policy's
+    memory of each copy) are in the checkpoint: stopped (Ctrl-C, or the process ends after a
+    periodic checkpoint) and resumed, a two-process run ends with the unbroken run's weights,
+    bit for bit."""
     from ppo_envkit.errors import TrainingInterrupted
     from ppo_envkit.io.checkpoint import checkpoint_dirs
     from ppo_envkit.io.runlog import RunLogger
@@ -341,6 +344,9 @@ def test_resume_with_two_processes_equals_an_unbroken_run(tmp_path, stop):
             "run.processes": 2,
             "run.eval_interval": 0,
             "run.total_timesteps": 128 * 8,
+            "policy.recurrent": recurrent,
+            "policy.recurrent_size": 16,
+            "ppo.sequence_length": 16,
         }
     )
     unbroken = PPO(config=config).learn()
