@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -528,3 +529,41 @@ def test_resume_skips_a_corrupt_latest_checkpoint_with_a_warning(tmp_path, capsy
     assert main(resume) == 0
     err = capsys.readouterr().err
     assert f"skipping checkpoint {latest.name}" in err and f"from {previous}" in err
+
+
+def test_an_exception_in_replay_is_one_line_naming_the_call_and_the_line(tmp_path, capsys):
+    """The viewer's environment raises in step(): replay says where, in one line."""
+    from ppo_envkit.cli import main
+    from ppo_envkit.errors import EnvironmentFailed
+    from ppo_envkit.viewer import Viewer
+
+    from .fault_envs import StepRaises
+
+    class RaisesOnScreen(StepRaises):
+        metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+        def __init__(self, fail_at: int = 50, render_mode: str | None = None):
+            super().__init__(fail_at)
+            self.render_mode = render_mode
+
+        def render(self):
+            return np.zeros((8, 8, 3), np.uint8)
+
+    gym.register("RaisesOnScreen-v0", entry_point=RaisesOnScreen)
+    try:
+        config = TrainConfig().with_overrides(
+            {"env.id": "RaisesOnScreen-v0", "env.kwargs": {"fail_at": 10**9}}
+        )
+        path = PPO(config=config).save(tmp_path / "agent")
+        meta = json.loads((path / "agent.json").read_text())
+        meta["config"]["env"]["kwargs"] = meta["env"]["kwargs"] = {"fail_at": 5}  # replay's copy fails
+        (path / "agent.json").write_text(json.dumps(meta))
+        with pytest.raises(
+            EnvironmentFailed, match=r"in step\(\) during replay \(episode 1, step 4\).*fault_envs"
+        ):
+            Viewer(load_agent(str(path)), headless=True).run()
+        code = main(["replay", str(path), "--headless", "--record", str(tmp_path / "r.gif")])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err and "(injected fault)" in err
+    finally:
+        gym.registry.pop("RaisesOnScreen-v0", None)

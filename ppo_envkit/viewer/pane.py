@@ -18,6 +18,8 @@ import pygame
 
 from ..agent import PPO
 from ..environments.factory import make_env, wrap_env
+from ..environments.failures import describe
+from ..errors import ActionMaskError, EnvironmentFailed
 from . import overlay
 from .decision import PaneView, decision_view
 
@@ -164,7 +166,7 @@ class Pane:
         return self.outcome is not None
 
     def reset(self, seed: int, episode: int, deterministic: bool) -> None:
-        self.obs, info = self.env.reset(seed=seed)
+        self.obs, info = self._env_call("reset()", self.env.reset, seed=seed)
         self.action_mask = info.get("action_mask")
         self.memory_state = None  # a new episode: the memory starts empty
         self.seed, self.episode = seed, episode
@@ -172,6 +174,17 @@ class Pane:
         self.values, self.rewards = [], []
         self._render()
         self._decide(deterministic)
+
+    def _env_call(self, call: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A call of the environment; its exception becomes one line naming the environment,
+        the call, the episode step and the user's line (as in training)."""
+        try:
+            return fn(*args, **kwargs)
+        except (RenderError, ActionMaskError):
+            raise
+        except Exception as exc:
+            doing = f"in {call} during replay (episode {self.episode + 1}, step {self.step})"
+            raise EnvironmentFailed(describe(exc, self.env_id, doing)) from exc
 
     def _decide(self, deterministic: bool, new_state: bool = True) -> None:
         self.decision = self.agent.policy_step(
@@ -192,7 +205,8 @@ class Pane:
         """Take the decided action; then decide for the new state unless the episode ended."""
         if self.done or self.decision is None:
             return
-        self.obs, reward, terminated, truncated, info = self.env.step(self.decision["action"])
+        step = self._env_call("step()", self.env.step, self.decision["action"])
+        self.obs, reward, terminated, truncated, info = step
         self.action_mask = info.get("action_mask")
         self.memory_state = self.decision.get("state")  # the memory after the step taken
         self.step += 1
@@ -205,7 +219,7 @@ class Pane:
             self._decide(deterministic)
 
     def _render(self) -> None:
-        self.frame = _as_frame(self.env.render(), self.env_id)
+        self.frame = _as_frame(self._env_call("render()", self.env.render), self.env_id)
         self._scaled = None
 
     def scaled_frame(self) -> pygame.Surface:
