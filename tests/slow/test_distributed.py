@@ -38,3 +38,22 @@ def test_two_ranks_keep_identical_weights_and_learn_cartpole(tmp_path):
     assert meta["config"]["env"]["num_envs"] == 8
     result = evaluate(load_agent(str(run)), 20, seed=100)
     assert result.mean_return >= 475, result
+
+
+def test_two_ranks_train_a_recurrent_policy_in_step(tmp_path):
+    proc, run = train_cartpole_with_two_ranks(
+        tmp_path,
+        "--total-timesteps",
+        "8192",
+        "--set",
+        "policy.recurrent=lstm",
+        "--set",
+        "policy.recurrent_size=16",
+        backend="gloo",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((run / "agent" / "agent.json").read_text())
+    assert meta["distributed"] == {"world_size": 2, "weights_identical_across_ranks": True}
+    assert meta["config"]["policy"]["recurrent"] == "lstm"
+    agent = load_agent(str(run))
+    assert agent.policy.recurrent and evaluate(agent, 3).episodes == 3
