@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-SUPPORTED_OBSERVATION_SPACES = "Box, Discrete, MultiDiscrete, MultiBinary, and Dict/Tuple of those"
+SUPPORTED_OBSERVATION_SPACES = (
+    "Box (uint8 images through a CNN), Discrete, MultiDiscrete, MultiBinary, and Dict/Tuple of those"
+)
 
 
 class UnsupportedSpaceError(TypeError):
