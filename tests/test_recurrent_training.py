@@ -92,3 +92,31 @@ def test_saved_recurrent_agent_evaluates_and_replays_with_memory(tmp_path):
     )
     assert (tmp_path / "r.gif").stat().st_size > 0
     assert main(["eval", str(path), "--episodes", "20", "--json"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [("pick", {}), ("spot", {"env.frame_stack": 2, "policy.cnn_features": 16}), ("binary", {})],
+    ids=["masks", "cnn+frame-stack", "multibinary-masks"],
+)
+def test_memory_composes_with_masks_images_and_frame_stacks(masked_env_ids, tmp_path, name, extra):
+    """The policy kinds combine: masks (the environments raise on an illegal action), a CNN,
+    frame stacks and a recurrent core in one agent; trained, saved, loaded, evaluated."""
+    overrides = {
+        "env.id": masked_env_ids[name],
+        "env.num_envs": 4,
+        "ppo.n_steps": 16,
+        "ppo.sequence_length": 8,
+        "ppo.minibatch_size": 32,
+        "ppo.n_epochs": 2,
+        "policy.recurrent": "lstm",
+        "policy.recurrent_size": 8,
+        "run.eval_interval": 0,
+        **extra,
+    }
+    agent = PPO(config=TrainConfig().with_overrides(overrides)).learn(256)
+    path = agent.save(tmp_path / "agent")
+    agent.close()
+    loaded = load_agent(str(path))
+    assert loaded.policy.recurrent
+    assert evaluate(loaded, 6, deterministic=False).episodes == 6
