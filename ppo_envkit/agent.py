@@ -130,7 +130,7 @@ class PPO:
                 )
             return policy.predict(obs, deterministic, self.generator, action_mask=action_mask)
         batched = policy.flattener.is_batched(obs)
-        memory = self._memory(state, episode_start, len(next(iter(_leaves(obs)))) if batched else 1)
+        memory = self._memory(state, episode_start, policy.flattener.batch_size(obs))
         action = policy.predict(obs, deterministic, self.generator, action_mask=action_mask, memory=memory)
         new_state = memory.state.cpu().numpy()
         return action, new_state if batched else new_state[0]
@@ -355,18 +355,6 @@ class StatefulActor:
             obs, self.deterministic, action_mask, state=self.state, episode_start=episode_start
         )
         return action
-
-
-def _leaves(obs: Any) -> Any:
-    """The arrays of an observation (a Dict's or Tuple's leaves), in order."""
-    if isinstance(obs, dict):
-        for value in obs.values():
-            yield from _leaves(value)
-    elif isinstance(obs, tuple):
-        for value in obs:
-            yield from _leaves(value)
-    else:
-        yield np.asarray(obs)
 
 
 __all__ = ["PPO", "StatefulActor"]

@@ -150,6 +150,10 @@ class ObsFlattener:
         )
         return leaf.ndim == single_ndim + 1
 
+    def batch_size(self, obs: Any) -> int:
+        """Observations in ``obs`` (1 for a single one)."""
+        return len(np.asarray(_get(obs, self.parts[0].path))) if self.is_batched(obs) else 1
+
     def __call__(self, obs: Any, batched: bool = True) -> np.ndarray:
         """Flatten ``obs`` (batched unless ``batched=False``) to ``[batch, flat_dim]`` float32."""
         if self._simple_box:

@@ -144,8 +144,7 @@ class Collector:
             return None
         if any(m is None for m in masks):
             raise ActionMaskError(f"environment {self.config.env.id} gave action masks to some copies only")
-        if self.policy.head.mask_size is None:
-            self.policy.head.apply_mask(torch.empty(0), torch.empty(0))  # raises: cannot be masked
+        # (masks of an action space that cannot be masked were refused by the ActionMasks wrapper)
         return torch.from_numpy(np.stack(masks)).to(self.policy.device)
 
     def _new_tracker(self, first_seed: int) -> EpisodeTracker:
@@ -230,9 +229,7 @@ class Collector:
             except ObservationError:
                 raise
             except ActionMaskError as exc:
-                raise ActionMaskError(
-                    f"environment {self.config.env.id} at training step {step:,}: {exc}"
-                ) from None
+                raise self._mask_error(exc, step) from None
             except Exception as exc:
                 raise EnvironmentFailed(
                     describe(exc, self.config.env.id, f"in step() at training step {step:,}")
@@ -277,14 +274,16 @@ class Collector:
         buf.last_values.copy_(policy.value(obs, memory))
         return buf
 
+    def _mask_error(self, exc: ActionMaskError, step: int) -> ActionMaskError:
+        """``exc`` (from the masks wrapper or the vector info), naming the environment and step."""
+        return ActionMaskError(f"environment {self.config.env.id} at training step {step:,}: {exc}")
+
     def _step_masks(self, info: dict[str, Any], step: int) -> torch.Tensor:
         """The masks of the observations a step returned (a copy whose episode ended: its reset's)."""
         try:
             masks = vector_masks(info, self.num_envs, self.policy.head.mask_size or 0)
         except ActionMaskError as exc:
-            raise ActionMaskError(
-                f"environment {self.config.env.id} at training step {step:,}: {exc}"
-            ) from None
+            raise self._mask_error(exc, step) from None
         if masks is None:
             raise ActionMaskError(
                 f"environment {self.config.env.id} gave no action mask at training step {step:,}, "

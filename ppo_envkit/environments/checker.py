@@ -51,7 +51,7 @@ from .findings import (
     method_location,
     time_limit,
 )
-from .masks import has_mask_method, sample_legal, to_flat_mask
+from .masks import given_mask, has_mask_method, sample_legal, to_flat_mask
 
 QUICK_STEPS = 64
 FULL_STEPS = 1000
@@ -184,16 +184,14 @@ class _BadMask(Exception):
 def _mask(found: Findings, env: gym.Env, info: Any, where: str) -> np.ndarray | None:
     """The action mask after a reset or step (None without one), checked as training checks it;
     :class:`_BadMask` when it is wrong."""
-    if has_mask_method(env):
-        try:
-            raw, source = env.get_wrapper_attr("action_masks")(), "from action_masks()"
-        except Exception as exc:
-            exception_finding(found, "mask-exception", "action_masks()", exc, f" {where}")
-            raise _BadMask from exc
-    elif isinstance(info, dict) and "action_mask" in info:
-        raw, source = info["action_mask"], 'in info["action_mask"]'
-    else:
+    try:
+        given = given_mask(env, info)
+    except Exception as exc:  # only action_masks() runs the user's code here
+        exception_finding(found, "mask-exception", "action_masks()", exc, f" {where}")
+        raise _BadMask from exc
+    if given is None:
         return None
+    raw, source = given
     try:
         return to_flat_mask(raw, env.action_space, f"{source} {where}")
     except ActionMaskError as exc:
@@ -203,7 +201,8 @@ def _mask(found: Findings, env: gym.Env, info: Any, where: str) -> np.ndarray | 
             str(exc),
             f"{where}, {method_location(env, 'action_masks' if has_mask_method(env) else 'step')}",
             "return a boolean numpy array, True for each legal action, in the layout the README's "
-            "'Action masking' section gives for this action space, with at least one legal action",
+            "'Masks, images and frame stacks' section gives for this action space, with at least "
+            "one legal action",
         )
         raise _BadMask from exc
 

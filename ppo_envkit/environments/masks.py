@@ -112,6 +112,17 @@ def has_mask_method(env: gym.Env) -> bool:
         env = env.env
 
 
+def given_mask(env: gym.Env, info: Any, method: bool | None = None) -> tuple[Any, str] | None:
+    """``(mask as the environment gives it, where from)``: from ``action_masks()`` when the
+    environment has one (it wins), else from ``info["action_mask"]``; None without a mask.
+    ``method`` says whether it has the method, when the caller knows already."""
+    if has_mask_method(env) if method is None else method:
+        return env.get_wrapper_attr("action_masks")(), "from action_masks()"
+    if isinstance(info, dict) and "action_mask" in info:
+        return info["action_mask"], 'in info["action_mask"]'
+    return None
+
+
 class ActionMasks(gym.Wrapper):
     """Puts the current action mask, flat and validated, in ``info["action_mask"]``.
 
@@ -127,17 +138,15 @@ class ActionMasks(gym.Wrapper):
 
     def _mask(self, info: dict[str, Any], call: str) -> dict[str, Any]:
         where = f"{call} (step {self._steps} of the episode)"
-        if self._method:
-            raw, source = self.env.get_wrapper_attr("action_masks")(), "from action_masks()"
-        elif "action_mask" in info:
-            raw, source = info["action_mask"], 'in info["action_mask"]'
-        else:
+        given = given_mask(self.env, info, self._method)
+        if given is None:
             if self.current_action_mask is not None:
                 raise ActionMaskError(
                     f'info["action_mask"] is missing after {where}, but earlier steps had one; '
                     "give it with every reset and step"
                 )
             return info
+        raw, source = given
         if self.current_action_mask is None and call != "reset()":
             raise ActionMaskError(
                 f'info["action_mask"] appears after {where}, but reset() gave none; '
@@ -224,6 +233,7 @@ def sample_legal(space: spaces.Space, mask: np.ndarray | None, rng: np.random.Ge
 __all__ = [
     "MASKABLE_ACTION_SPACES",
     "ActionMasks",
+    "given_mask",
     "has_mask_method",
     "mask_size",
     "sample_legal",

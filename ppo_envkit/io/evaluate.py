@@ -76,7 +76,7 @@ class Evaluator:
         actor = agent.stateful(deterministic)  # keeps a recurrent policy's memory per copy
         starts = np.ones(n, dtype=bool)
         while (done_count < quota).any():
-            actions = actor(obs, masks, starts if agent.policy.recurrent else None)
+            actions = actor(obs, masks, starts)
             obs, reward, terminated, truncated, info = envs.step(actions)
             starts = terminated | truncated
             masks = vector_masks(info, n, mask_size)
