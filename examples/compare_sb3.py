@@ -38,22 +38,10 @@ def _peak_mb(agent: Any) -> float:
     return usage + helpers
 
 
-class _SB3Agent:
-    """Adapter so that ppo_envkit.io.evaluate can play SB3's policy on the same seeds."""
-
-    def __init__(self, model: Any, config: Any):
-        self.model, self.config = model, config
-
-    def check_env_compatible(self, env: Any) -> None:
-        pass
-
-    def predict(self, obs: Any, deterministic: bool = True) -> Any:
-        return self.model.predict(obs, deterministic=deterministic)[0]
-
-
 def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> None:
     """Worker: build one learner, then obey ('train', steps) / ('eval', episodes, seed) / ('stop',)."""
-    from ppo_envkit import PPO, TrainConfig, evaluate
+    from ppo_envkit import PPO, TrainConfig
+    from ppo_envkit.algo.evaluator import Evaluator
 
     kwargs = {"continuous": continuous}
     config = TrainConfig().with_overrides({"env.id": ENV_ID, "env.kwargs": kwargs})
@@ -63,8 +51,16 @@ def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> N
 
         vec = make_vec_env(ENV_ID, n_envs=N_ENVS, seed=seed, env_kwargs=kwargs)
         model = SB3PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **ZOO)
-        agent: Any = _SB3Agent(model, config)
+        agent: Any = model
         trained = 0
+
+        def evaluate(episodes: int, eval_seed: int) -> Any:  # SB3's policy, on the same episodes
+            evaluator = Evaluator(config.env, episodes)
+            try:
+                act = lambda obs, _m, _s: model.predict(obs, deterministic=True)[0]  # noqa: E731
+                return evaluator.play(act, seed=eval_seed)
+            finally:
+                evaluator.close()
 
         def train(steps: int) -> int:
             nonlocal trained
@@ -80,12 +76,14 @@ def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> N
         agent = PPO.from_preset(preset, overrides={"env.kwargs": kwargs, "run.seed": seed})
         if kind == "ours":  # our presets plan their own length (the learning-rate schedule spans it)
             total = max(total, agent.config.run.total_timesteps)
-        agent.target_timesteps = total
 
         def train(steps: int) -> int:
             stop_at = agent.num_timesteps + steps
-            agent.train(callback=lambda a, _m: a.num_timesteps < stop_at)
+            agent.train(callback=lambda a, _m: a.num_timesteps < stop_at, target_timesteps=total)
             return agent.num_timesteps
+
+        def evaluate(episodes: int, eval_seed: int) -> Any:
+            return agent.evaluate(episodes, seed=eval_seed)
 
     conn.send(("ready", total))
     while True:
@@ -98,7 +96,7 @@ def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> N
             steps = train(msg[1])
             conn.send((steps, time.perf_counter() - start, _peak_mb(agent)))
         elif msg[0] == "eval":
-            result = evaluate(agent, msg[1], seed=msg[2])
+            result = evaluate(msg[1], msg[2])
             conn.send((result.mean_return, result.std_return))
         else:
             conn.close()
@@ -106,7 +104,7 @@ def _learner(kind: str, continuous: bool, seed: int, total: int, conn: Any) -> N
 
 
 def _raw_rate(continuous: bool, steps: int = 50_000) -> float:
-    from ppo_envkit.io.measure import raw_env_rate
+    from ppo_envkit.cli.measure import raw_env_rate
 
     return raw_env_rate(ENV_ID, {"continuous": continuous}, 1, steps, 0)["steps_per_s"]
 

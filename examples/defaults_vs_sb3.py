@@ -49,23 +49,10 @@ EVAL_EPISODES = 20
 EVAL_SEED = 10_000
 
 
-class _SB3Agent:
-    """What ppo_envkit's Evaluator needs from an agent, around an SB3 model."""
-
-    def __init__(self, model: Any):
-        self.model = model
-
-    def check_env_compatible(self, env: Any) -> None:
-        pass
-
-    def predict(self, obs: Any, deterministic: bool = True) -> Any:
-        return self.model.predict(obs, deterministic=deterministic)[0]
-
-
 def _train(learner: str, label: str, steps: int, seed: int, overrides: list[str], launched: float) -> dict:
     """In a fresh process: train, note the time, then evaluate (not timed)."""
     from ppo_envkit import TrainConfig, load_env_module
-    from ppo_envkit.io.evaluate import Evaluator
+    from ppo_envkit.algo.evaluator import Evaluator
 
     env_id, kwargs, module = SUITE[label]
     if module:
@@ -80,7 +67,7 @@ def _train(learner: str, label: str, steps: int, seed: int, overrides: list[str]
         policy = "MultiInputPolicy" if isinstance(vec.observation_space, gym.spaces.Dict) else "MlpPolicy"
         model = SB3PPO(policy, vec, seed=seed, device="cpu", verbose=0)
         model.learn(total_timesteps=steps)
-        agent: Any = _SB3Agent(model)
+        act: Any = lambda obs, _masks, _starts: model.predict(obs, deterministic=True)[0]  # noqa: E731
     else:
         from ppo_envkit import PPO
 
@@ -88,9 +75,10 @@ def _train(learner: str, label: str, steps: int, seed: int, overrides: list[str]
         agent = PPO(config=config.with_overrides(overrides) if overrides else config)
         agent.learn(steps)
         agent.close()
+        act = agent.stateful(deterministic=True)
     seconds = time.time() - launched
     evaluator = Evaluator(env_config, EVAL_EPISODES)
-    result = evaluator.run(agent, deterministic=True, seed=EVAL_SEED)
+    result = evaluator.play(act, deterministic=True, seed=EVAL_SEED)
     evaluator.close()
     return {"seconds": seconds, "mean": result.mean_return, "std": result.std_return}
 

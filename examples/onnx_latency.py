@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ppo_envkit import PPO
-from ppo_envkit.io.export_check import OnnxAgent, record_observations
+from ppo_envkit.export.check import OnnxAgent, record_observations
 
 
 def median_us(fn: Callable[[], object], calls: int) -> float:

@@ -2,7 +2,7 @@
 
     python examples/onnx_vs_eval.py agents/lunarlander agents/lunarlander-continuous --seeds 0 1
 
-Both play the same episodes through the same loop (:class:`ppo_envkit.io.evaluate.Evaluator`,
+Both play the same episodes through the same loop (:class:`ppo_envkit.algo.evaluator.Evaluator`,
 which ``ppo-envkit eval`` uses; ``examples/onnx_inference.py`` reproduces it without
 ppo-envkit). A third column moves every continuous torch action by one float32 ulp: how much
 the mean moves when actions differ by rounding alone, which is what onnxruntime's and torch's
@@ -20,26 +20,13 @@ import numpy as np
 from gymnasium import spaces
 
 from ppo_envkit import PPO
-from ppo_envkit.io.evaluate import Evaluator
-from ppo_envkit.io.export_check import OnnxAgent
+from ppo_envkit.algo.evaluator import Evaluator
+from ppo_envkit.export.check import OnnxAgent
 
 
-class _Actor:
-    """What Evaluator needs of an agent, with actions from ``act``."""
-
-    def __init__(self, agent: PPO, act: Any):
-        self.agent, self.act = agent, act
-
-    def check_env_compatible(self, env: Any) -> None:
-        self.agent.check_env_compatible(env)
-
-    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        return self.act(obs)
-
-
-def _one_ulp_up(agent: PPO) -> _Actor:
+def _one_ulp_up(agent: PPO) -> Any:
     """The agent, with every action moved to the next float32 up."""
-    return _Actor(agent, lambda obs: np.nextafter(agent.predict(obs), np.float32(np.inf)))
+    return lambda obs, masks, _starts: np.nextafter(agent.predict(obs, action_mask=masks), np.float32(np.inf))
 
 
 def main() -> None:
@@ -58,11 +45,13 @@ def main() -> None:
             evaluator = Evaluator(agent.config.env, args.episodes)
             try:
                 for seed in args.seeds:
-                    torch_run = evaluator.run(agent, seed=seed)
-                    onnx_run = evaluator.run(_Actor(agent, model.predict), seed=seed)
+                    torch_run = evaluator.run(agent.policy, agent.generator, seed=seed)
+                    onnx_run = evaluator.play(
+                        lambda obs, masks, _s, m=model: m.predict(obs, masks), seed=seed
+                    )
                     nudged = "n/a"
                     if continuous:
-                        nudged = f"{evaluator.run(_one_ulp_up(agent), seed=seed).mean_return:.2f}"
+                        nudged = f"{evaluator.play(_one_ulp_up(agent), seed=seed).mean_return:.2f}"
                     same = "yes" if torch_run.returns == onnx_run.returns else "no"
                     print(
                         f"| {Path(agent_dir).name} | {seed} | {torch_run.mean_return:.2f} | "

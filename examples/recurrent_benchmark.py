@@ -109,7 +109,7 @@ def _learner(kind: str, seed: int, requests: Any, replies: Any) -> None:
             }
         )
         agent: Any = PPO(config=config)
-        agent.trainer.prepare()
+        agent.prepare()
 
         def train(steps: int) -> None:
             agent.learn(steps)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 #: public name -> module that defines it
 _EXPORTS = {
@@ -26,7 +26,7 @@ _EXPORTS = {
     "AgentFileError": "ppo_envkit.errors",
     "EnvironmentFailed": "ppo_envkit.errors",
     "RunDirError": "ppo_envkit.errors",
-    "evaluate": "ppo_envkit.io.evaluate",
+    "evaluate": "ppo_envkit.agent",
     "register_env": "ppo_envkit.environments.registry",
     "list_envs": "ppo_envkit.environments.lookup",
     "make_env": "ppo_envkit.environments.factory",
@@ -36,7 +36,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from .agent import PPO
+    from .agent import PPO, evaluate
     from .config import TrainConfig
     from .environments.checker import check_environment
     from .environments.discovery import load_env_module
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
         RunDirError,
         TrainingInterrupted,
     )
-    from .io.evaluate import evaluate
     from .viewer import Viewer
 
 

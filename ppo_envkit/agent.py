@@ -1,10 +1,11 @@
 """The ``PPO`` agent: the public face of the library, and little else.
 
-It holds what an agent *is*: its settings, spaces, policy (weights and normalization
-statistics), random generator and counters. Acting is :meth:`PPO.predict`; training
-is delegated to a :class:`~ppo_envkit.algo.trainer.Trainer` (collector, learner, loop)
-built on first use and kept between calls; which ranks train together is
-:class:`~ppo_envkit.parallel.group.TrainingGroup`'s decision; files are
+It holds what an agent *is*: its settings, policy (weights and normalization statistics),
+random generator and :class:`~ppo_envkit.state.TrainingState` (counters, plan, provenance).
+Acting goes through :mod:`ppo_envkit.algo.acting`; training is delegated to a
+:class:`~ppo_envkit.algo.trainer.Trainer` (collector, learner, loop) built on first use and
+kept between calls, which owns the state while it trains; which processes train together
+is :class:`~ppo_envkit.parallel.group.TrainingGroup`'s decision; files are
 :mod:`ppo_envkit.io.checkpoint`'s.
 """
 
@@ -13,24 +14,35 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from .algo.optim import FlatAdam
+from .algo import acting
+from .algo.acting import EpisodeActor
+from .algo.evaluator import EvalResult, Evaluator
 from .algo.policy import ActorCritic, resolve_device
-from .algo.recurrent import Memory
 from .algo.trainer import Trainer
 from .config import TrainConfig
 from .environments.factory import make_configured_env
 from .environments.lookup import env_info
 from .errors import brief
 from .io import checkpoint as ckpt
+from .io.atomic import atomic_write_dir
 from .parallel import copies_per_rank
 from .parallel.group import TrainingGroup
 from .spaces import ObsFlattener, require_same_spaces, space_from_data
+from .state import TrainingState
+
+if TYPE_CHECKING:
+    from .io.runlog import RunLogger
+
+#: ``callback(agent, metrics)``, after every training iteration; returning False stops.
+Callback = Callable[["PPO", dict[str, float]], Any]
+#: An actor that keeps a recurrent policy's state between calls (see :meth:`PPO.stateful`).
+StatefulActor = EpisodeActor
 
 
 class PPO:
@@ -54,6 +66,8 @@ class PPO:
             config = config.with_overrides({"env.id": env})
         if device is not None:
             config = config.with_overrides({"run.device": device})
+        #: The settings; a new value takes effect at the next training call, where only what
+        #: :mod:`ppo_envkit.live_settings` allows may differ from the settings trained with.
         self.config = config
         self.device = resolve_device(config.run.device)
         if observation_space is None or action_space is None:
@@ -75,15 +89,51 @@ class PPO:
         self.policy.to(self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(config.run.seed)
-        self.num_timesteps = 0
-        self.iteration = 0
-        self.target_timesteps = config.run.total_timesteps
-        self.metadata: dict[str, Any] = {}  # provenance, evaluation, distributed: kept in agent.json
-        self.last_metrics: dict[str, float] = {}
+        #: Counters, plan and provenance: read them here; the trainer writes them.
+        self.state = TrainingState(
+            target_timesteps=config.run.total_timesteps,
+            action_names=self._fitting_names(env_info(config.env.id).action_names),
+        )
         self.path: Path | None = None  # where load() found the agent
-        self._stored_action_names: list[str] | None = None
         self._trainer: Trainer | None = None
         self._group = TrainingGroup(self)
+
+    # ----------------------------------------------------------------------------- state, read
+
+    @property
+    def num_timesteps(self) -> int:
+        """Environment steps trained (over every rank)."""
+        return self.state.num_timesteps
+
+    @property
+    def iteration(self) -> int:
+        """Updates done."""
+        return self.state.iteration
+
+    @property
+    def target_timesteps(self) -> int:
+        """The step count the current run trains to (see :meth:`train`)."""
+        return self.state.target_timesteps
+
+    @property
+    def last_metrics(self) -> dict[str, float]:
+        """The metrics of the last training iteration (losses, returns, evaluation, speed)."""
+        return self.state.last_metrics
+
+    @property
+    def action_names(self) -> list[str] | None:
+        """Names of the discrete actions (registered, or stored with the agent), when they fit the space."""
+        return self.state.action_names
+
+    def _fitting_names(self, names: Any) -> list[str] | None:
+        if names and isinstance(self.action_space, spaces.Discrete) and len(names) == self.action_space.n:
+            return [str(n) for n in names]
+        return None
+
+    def record_provenance(self, **provenance: Any) -> None:
+        """Record how this agent's run was started (kept in ``agent.json``; the command line
+        records its command, preset and seed)."""
+        self.state.provenance = {**(self.state.provenance or {}), **provenance}
 
     @classmethod
     def from_preset(
@@ -122,51 +172,36 @@ class PPO:
         the state is reset before that step). ``state=None`` starts every episode afresh.
         :meth:`stateful` keeps the state for you.
         """
-        policy = self.policy
-        if not policy.recurrent:
-            if state is not None or episode_start is not None:
-                raise ValueError(
-                    "this agent has no memory (policy.recurrent is none): predict takes no state"
-                )
-            return policy.predict(obs, deterministic, self.generator, action_mask=action_mask)
-        batched = policy.flattener.is_batched(obs)
-        memory = self._memory(state, episode_start, policy.flattener.batch_size(obs))
-        action = policy.predict(obs, deterministic, self.generator, action_mask=action_mask, memory=memory)
-        new_state = memory.state.cpu().numpy()
-        return action, new_state if batched else new_state[0]
+        return acting.predict(
+            self.policy, self.generator, obs, deterministic, action_mask, state, episode_start
+        )
 
-    def _memory(self, state: np.ndarray | None, episode_start: Any, batch: int) -> Memory:
-        """A :class:`Memory` from a user's state and episode starts, checked."""
-        memory = self.policy.initial_memory(batch)
-        if state is not None:
-            array = np.asarray(state, dtype=np.float32).reshape(-1, self.policy.state_size)
-            if array.shape[0] != batch:
-                raise ValueError(
-                    f"state holds {array.shape[0]} recurrent states of {self.policy.state_size} values, "
-                    f"for {batch} observations"
-                )
-            memory.state = torch.from_numpy(array).to(self.device)
-            memory.starts = torch.zeros_like(memory.starts)
-        if episode_start is not None:
-            starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-            memory.starts = torch.from_numpy(np.broadcast_to(starts, (batch,)).copy()).to(self.device)
-        return memory
-
-    def stateful(self, deterministic: bool = True) -> StatefulActor:
+    def stateful(self, deterministic: bool = True) -> EpisodeActor:
         """An actor that keeps a recurrent policy's state between calls (any policy works)."""
-        return StatefulActor(self, deterministic)
+        return EpisodeActor(self.policy, self.generator, deterministic)
 
     def policy_step(
         self, obs: Any, deterministic: bool = True, action_mask: Any = None, state: np.ndarray | None = None
     ) -> dict[str, Any]:
         """One single-observation decision with what the policy thinks (for viewers); for a
         recurrent policy from ``state`` (None: an episode's start), with the new ``state``."""
-        memory = self._memory(state, None, 1) if self.policy.recurrent else None
+        memory = acting.user_memory(self.policy, state, None, 1) if self.policy.recurrent else None
         decision = self.policy.decide(
             obs, deterministic, self.generator, action_mask=action_mask, memory=memory
         )
         decision["state"] = None if memory is None else memory.state[0].cpu().numpy()
         return decision
+
+    def evaluate(
+        self, episodes: int = 10, *, deterministic: bool = True, seed: int = 0, num_envs: int | None = None
+    ) -> EvalResult:
+        """Play ``episodes`` full episodes with the agent's stored normalization statistics
+        (split evenly over at most ``num_envs`` copies, without the short-episode bias)."""
+        evaluator = Evaluator(self.config.env, episodes, num_envs)
+        try:
+            return evaluator.run(self.policy, self.generator, deterministic=deterministic, seed=seed)
+        finally:
+            evaluator.close()
 
     # ----------------------------------------------------------------------------- training
 
@@ -174,8 +209,8 @@ class PPO:
         self,
         total_timesteps: int | None = None,
         *,
-        callback: Callable[..., Any] | None = None,
-        logger: Any = None,
+        callback: Callback | None = None,
+        logger: RunLogger | None = None,
     ) -> PPO:
         """Train for ``total_timesteps`` more environment steps (default: ``run.total_timesteps``).
 
@@ -185,19 +220,27 @@ class PPO:
         steps = self.config.run.total_timesteps if total_timesteps is None else int(total_timesteps)
         if steps < 1:
             raise ValueError("total_timesteps must be >= 1")
-        self.target_timesteps = self.num_timesteps + steps
-        return self.train(callback=callback, logger=logger)
+        return self.train(callback=callback, logger=logger, target_timesteps=self.num_timesteps + steps)
 
-    def train(self, callback: Callable[..., Any] | None = None, logger: Any = None) -> PPO:
-        """Train until ``target_timesteps`` (set by :meth:`learn`, or restored by :meth:`resume`).
+    def train(
+        self,
+        callback: Callback | None = None,
+        logger: RunLogger | None = None,
+        *,
+        target_timesteps: int | None = None,
+    ) -> PPO:
+        """Train until ``target_timesteps`` (default: the plan set by the last :meth:`learn`, or
+        restored by :meth:`resume`).
 
-        Setting ``target_timesteps`` to a planned run length and stopping early from
-        ``callback`` trains a run in pieces; the learning-rate schedule follows the plan.
+        Planning a run's full length here and stopping early from ``callback`` trains a run in
+        pieces; the learning-rate schedule follows the plan.
         """
         try:
-            trainer = self.trainer
+            trainer = self._ready_trainer()
+            if target_timesteps is not None:
+                trainer.plan(target_timesteps)
             self._group.begin_call(trainer)
-            trainer.train(callback, logger)
+            trainer.train(None if callback is None else lambda metrics: callback(self, metrics), logger)
         except BaseException:
             self._group.end(failed=True)
             raise
@@ -206,21 +249,29 @@ class PPO:
                 logger.close()
         return self
 
-    @property
-    def trainer(self) -> Trainer:
+    def prepare(self) -> None:
+        """Build what training needs before its first step (the environment copies and the
+        optimizer), so that the first :meth:`learn` starts at once (benchmarks time from here)."""
+        trainer = self._ready_trainer()
+        trainer.prepare()
+        trainer.learner.optimizer  # noqa: B018 (creating it imports torch._dynamo, 0.8 s)
+
+    def _ready_trainer(self) -> Trainer:
         """The collector, learner and loop that train this agent, for the current settings
         (built on first use and kept between training calls, so that episodes go on)."""
-        current = self._trainer.collectives if self._trainer is not None else None
-        collectives = self._group.collectives(self.config, self.policy, current)
-        if self._trainer is None:
-            self._trainer = Trainer(self, collectives)
+        trainer = self._trainer
+        if trainer is not None:
+            trainer.apply_settings(self.config)  # a one-line error for what may not change
+        current = trainer.collectives if trainer is not None else None
+        flat_dim = self.policy.flattener.flat_dim
+        collectives = self._group.collectives(self.config, self.policy, flat_dim, current)
+        if trainer is None:
+            trainer = self._trainer = Trainer(
+                self.policy, self.config, self.generator, self.state, collectives
+            )
         elif collectives is not current:
-            self._trainer.attach(collectives)
-        return self._trainer
-
-    @property
-    def optimizer(self) -> FlatAdam:
-        return self.trainer.learner.optimizer
+            trainer.attach(collectives)
+        return trainer
 
     @property
     def local_num_envs(self) -> int:
@@ -233,23 +284,21 @@ class PPO:
 
     # ----------------------------------------------------------------------------- files
 
-    @property
-    def action_names(self) -> list[str] | None:
-        """Names of the discrete actions (registered, or stored with the agent), when they fit the space."""
-        names = env_info(self.config.env.id).action_names or self._stored_action_names
-        if names and isinstance(self.action_space, spaces.Discrete) and len(names) == self.action_space.n:
-            return list(names)
-        return None
+    def _agent_files(self) -> dict[str, Any]:
+        policy = self.policy
+        return ckpt.agent_files(
+            policy.state_dict(), self.config, self.observation_space, self.action_space, self.state
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write an agent directory (``model.safetensors`` + ``agent.json``) atomically."""
-        return ckpt.atomic_write_dir(Path(path), ckpt.agent_files(self))
+        return atomic_write_dir(Path(path), self._agent_files())
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """An agent directory plus the trainer state needed to resume exactly."""
         if self._trainer is None:
             raise RuntimeError("nothing to resume before training has started: use save()")
-        return ckpt.save_checkpoint(Path(path), ckpt.agent_files(self), *self._trainer.state())
+        return atomic_write_dir(Path(path), self._trainer.checkpoint_files())
 
     def export_onnx(
         self,
@@ -261,10 +310,17 @@ class PPO:
     ) -> Path:
         """Write the deterministic policy, preprocessing included, as one ONNX graph (needs
         ``pip install -e ".[export]"``); optionally with the distribution's and the value's
-        outputs. See :mod:`ppo_envkit.io.export`."""
-        from .io.export import export_onnx
+        outputs. See :mod:`ppo_envkit.export.onnx`."""
+        from .export.onnx import export_onnx
 
         return export_onnx(self, path, distribution=distribution, value=value, action_mask=action_mask)
+
+    def check_onnx(self, path: str | Path, *, steps: int = 1000, seed: int = 0) -> Any:
+        """Compare an exported model's actions in onnxruntime with this agent's, on ``steps``
+        observations of its environment; a disagreement raises a one-line ``ExportError``."""
+        from .export.check import check_export
+
+        return check_export(self, path, steps=steps, seed=seed)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = "cpu", config_overrides: Any = None) -> PPO:
@@ -294,20 +350,18 @@ class PPO:
         )
         ckpt.check_weights(stored.path, stored.tensors, agent.policy.state_dict())
         agent.policy.load_state_dict(stored.tensors)
-        steps = stored.meta.get("num_timesteps", 0)
-        if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps < 2**62:
-            raise ckpt.AgentFileError(f"{stored.path / ckpt.META_FILE}: num_timesteps must be a count")
-        agent.num_timesteps = steps
-        agent.metadata = {k: stored.meta[k] for k in ("provenance", "evaluation") if k in stored.meta}
+        registered = agent.state.action_names
+        agent.state = stored.state
+        agent.state.target_timesteps = config.run.total_timesteps
+        agent.state.action_names = registered or agent._fitting_names(stored.state.action_names)
         agent.path = stored.path
-        agent._stored_action_names = stored.meta["env"].get("action_names")
         return agent
 
     @classmethod
     def resume(cls, checkpoint_dir: str | Path, device: str | None = None) -> PPO:
         """An agent with its optimizer, RNG, counters and environment episodes restored."""
         agent = cls.load(checkpoint_dir, device=device)
-        agent.trainer.load_state(*ckpt.load_trainer_state(Path(checkpoint_dir)))
+        agent._ready_trainer().load_resume_state(*ckpt.load_trainer_state(Path(checkpoint_dir)))
         return agent
 
     def check_env_compatible(self, env: Any) -> None:
@@ -325,36 +379,17 @@ class PPO:
             self._trainer.close()
 
 
-class StatefulActor:
-    """Acts in episodes, keeping a recurrent policy's state between calls::
-
-        actor = agent.stateful()
-        obs, info = env.reset(seed=0)
-        while True:
-            obs, reward, terminated, truncated, info = env.step(actor(obs))
-            if terminated or truncated:
-                obs, info = env.reset()
-                actor.reset()
-
-    For a batch of copies, pass ``episode_start`` (True where an episode just began) instead
-    of calling :meth:`reset`. A feed-forward agent works too (there is nothing to keep).
-    """
-
-    def __init__(self, agent: PPO, deterministic: bool = True):
-        self.agent, self.deterministic = agent, deterministic
-        self.state: np.ndarray | None = None
-
-    def reset(self) -> None:
-        """The next call starts new episodes."""
-        self.state = None
-
-    def __call__(self, obs: Any, action_mask: Any = None, episode_start: Any = None) -> Any:
-        if not self.agent.policy.recurrent:
-            return self.agent.predict(obs, self.deterministic, action_mask)
-        action, self.state = self.agent.predict(
-            obs, self.deterministic, action_mask, state=self.state, episode_start=episode_start
-        )
-        return action
+def evaluate(
+    agent: PPO,
+    episodes: int = 10,
+    *,
+    deterministic: bool = True,
+    seed: int = 0,
+    num_envs: int | None = None,
+) -> EvalResult:
+    """Play ``episodes`` full episodes with the agent's stored normalization statistics
+    (:meth:`PPO.evaluate`)."""
+    return agent.evaluate(episodes, deterministic=deterministic, seed=seed, num_envs=num_envs)
 
 
-__all__ = ["PPO", "StatefulActor"]
+__all__ = ["PPO", "Callback", "StatefulActor", "evaluate"]

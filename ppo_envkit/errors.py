@@ -69,6 +69,16 @@ class ActionMaskError(ValueError):
         super().__init__(one_line(str(message)))
 
 
+class RankFailed(RuntimeError):
+    """Another training process raised; ``kind`` is its exception's class name."""
+
+    def __init__(self, rank: int, kind: str, text: str, trace: str = ""):
+        # One line; the other process's traceback is in ``trace`` (the CLI shows it with --debug).
+        what = text if kind == "exit" else f"failed with {kind}: {text}"
+        super().__init__(f"training process {rank} {what}")
+        self.rank, self.kind, self.text, self.trace = rank, kind, text, trace
+
+
 class RunDirError(RuntimeError):
     """A run directory that is in use by another run, or that holds another run."""
 
@@ -100,6 +110,7 @@ __all__ = [
     "EnvironmentFailed",
     "NonFiniteError",
     "ObservationError",
+    "RankFailed",
     "RunDirError",
     "StorageError",
     "TrainingInterrupted",

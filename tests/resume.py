@@ -10,7 +10,27 @@ import torch
 
 from ppo_envkit import PPO, TrainConfig
 from ppo_envkit.errors import TrainingInterrupted
+from ppo_envkit.io.checkpoint import load_trainer_state
 from ppo_envkit.io.runlog import RunLogger
+
+
+def saved_training_state(agent: PPO, path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """What a checkpoint of ``agent`` holds besides the weights (counters, optimizer, random
+    stream, episodes, memory), read back from disk: the public way to look at it."""
+    agent.save_checkpoint(path)
+    return load_trainer_state(path)
+
+
+def assert_same_training_state(a: PPO, b: PPO, tmp: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Two agents' checkpoints hold the same training state, bit for bit; returns ``b``'s."""
+    meta_a, tensors_a = saved_training_state(a, tmp / "a")
+    meta_b, tensors_b = saved_training_state(b, tmp / "b")
+    meta_a.pop("tensors_sha256"), meta_b.pop("tensors_sha256")
+    assert meta_a == meta_b
+    assert sorted(tensors_a) == sorted(tensors_b)
+    for name, value in tensors_a.items():
+        assert torch.equal(value, tensors_b[name]), name
+    return meta_b, tensors_b
 
 
 def assert_resume_is_exact(config: TrainConfig, run_dir: Path) -> tuple[PPO, PPO]:

@@ -80,8 +80,7 @@ def test_auto_interval_keeps_evaluation_steps_near_two_and_a_half_percent():
 def test_auto_interval_follows_the_evaluation_episodes():
     agent = PPO(config=_config(**{"run.eval_episodes": 2}))
     schedule = EvalSchedule(agent.config, None, start_step=0)
-    agent.num_timesteps = MIN_AUTO_INTERVAL
-    metrics = schedule.after_iteration(agent, {"episode_length": 1.0}, final=False)
+    metrics = schedule.after_iteration(agent.policy, agent.generator, MIN_AUTO_INTERVAL, final=False)
     assert metrics["eval_length"] > 0
     expected = max(MIN_AUTO_INTERVAL, int(40 * 2 * metrics["eval_length"]))
     assert schedule.next_at == MIN_AUTO_INTERVAL + expected

@@ -14,11 +14,10 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from ppo_envkit import PPO, TrainConfig
+from ppo_envkit import PPO, TrainConfig, evaluate
 from ppo_envkit.cli import main
-from ppo_envkit.io.evaluate import evaluate
-from ppo_envkit.io.export import ExportError
-from ppo_envkit.io.export_check import OnnxAgent, check_export, stack_observations
+from ppo_envkit.export.check import OnnxAgent, check_export, stack_observations
+from ppo_envkit.export.onnx import ExportError
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -238,7 +237,7 @@ def knight_agent(steps: int = 2048) -> PPO:
 def test_a_masked_agent_exports_its_mask_as_an_input(tmp_path):
     """KnightTour raises on an illegal action: the exported model must choose legal ones."""
     agent = knight_agent()
-    assert agent.metadata["action_masks"] is True
+    assert agent.state.action_masks is True
     path = agent.export_onnx(tmp_path / "knight.onnx")
     model = OnnxAgent(path)
     assert [spec["name"] for spec in model.inputs][-1] == "action_mask"

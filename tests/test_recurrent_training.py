@@ -9,7 +9,7 @@ import pytest
 from ppo_envkit import PPO, TrainConfig, evaluate, load_agent, load_env_module
 from ppo_envkit.cli import main
 
-from .resume import assert_resume_is_exact
+from .resume import assert_resume_is_exact, assert_same_training_state
 from .test_masks import REPO
 
 
@@ -59,7 +59,8 @@ def small(**extra) -> TrainConfig:
 )
 def test_recurrent_resume_equals_an_unbroken_run(tmp_path, extra):
     unbroken, resumed = assert_resume_is_exact(small(**extra), tmp_path / "run")
-    assert resumed.trainer.collector.memory is not None  # the copies' memory came back too
+    _, tensors = assert_same_training_state(unbroken, resumed, tmp_path)
+    assert "memory.state" in tensors  # the copies' memory came back too
     assert any(k.startswith("core.") for k in unbroken.policy.state_dict())
 
 
@@ -67,7 +68,7 @@ def test_two_training_processes_stay_identical():
     agent = PPO(config=small(**{"run.processes": 2, "run.total_timesteps": 256}))
     agent.learn()
     agent.close()
-    assert agent.metadata["distributed"]["weights_identical_across_ranks"] is True
+    assert agent.state.distributed["weights_identical_across_ranks"] is True
 
 
 def test_saved_recurrent_agent_evaluates_and_replays_with_memory(tmp_path):

@@ -16,7 +16,7 @@ from ppo_envkit.cli import build_parser, main
 from ppo_envkit.cli.train import resolve_train_config
 from ppo_envkit.config import EnvConfig
 from ppo_envkit.environments.discovery import EnvModuleError, discover_envs, load_env_module, user_modules
-from ppo_envkit.environments.factory import make_env, make_vec_env
+from ppo_envkit.environments.factory import make_env
 from ppo_envkit.environments.lookup import (
     current_variant,
     env_info,
@@ -29,6 +29,7 @@ from ppo_envkit.environments.registry import (
     VariantError,
     temporary_registrations,
 )
+from ppo_envkit.parallel.vectorize import make_vec_env
 
 
 @pytest.fixture

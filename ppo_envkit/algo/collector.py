@@ -22,12 +22,12 @@ from gymnasium.vector.utils import concatenate, create_empty_array
 
 from ..config import ConfigError, TrainConfig
 from ..environments.episodes import EpisodeTracker
-from ..environments.factory import make_vec_env
 from ..environments.failures import describe
 from ..environments.masks import vector_masks
 from ..errors import ActionMaskError, EnvironmentFailed, NonFiniteError, ObservationError
 from ..parallel import copies_per_rank
 from ..parallel.collectives import Collectives
+from ..parallel.vectorize import make_vec_env
 from ..spaces import require_same_spaces
 from .context import RankContext
 from .normalize import ObsNormalizer, RunningMeanStd

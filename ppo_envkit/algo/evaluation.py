@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+
+import torch
 
 from ..config import TrainConfig
-from ..io.evaluate import Evaluator
-
-if TYPE_CHECKING:
-    from ..agent import PPO
+from .evaluator import Evaluator
+from .policy import ActorCritic
 
 #: ``auto`` evaluates after at least this many steps.
 MIN_AUTO_INTERVAL = 10_000
@@ -59,15 +58,16 @@ class EvalSchedule:
     def enabled(self) -> bool:
         return self.config.run.eval_interval != 0
 
-    def after_iteration(self, agent: PPO, metrics: dict[str, float], final: bool) -> dict[str, float]:
-        """The evaluation metrics of this iteration (none when no evaluation is due)."""
-        steps = agent.num_timesteps
+    def after_iteration(
+        self, policy: ActorCritic, generator: torch.Generator, steps: int, final: bool
+    ) -> dict[str, float]:
+        """The evaluation metrics after ``steps`` training steps (none when no evaluation is due)."""
         if not self.enabled or (steps < self.next_at and not final) or self.last_at == steps:
             return {}
         if self._evaluator is None:
             self._evaluator = Evaluator(self.config.env, self.episodes)
         start = time.perf_counter()
-        result = self._evaluator.run(agent, deterministic=True, seed=self.seed)
+        result = self._evaluator.run(policy, generator, deterministic=True, seed=self.seed)
         self.last_at = steps
         self.next_at = steps + self._interval(result.mean_length)
         improved = result.mean_return > self.best

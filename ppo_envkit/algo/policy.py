@@ -193,7 +193,7 @@ class ActorCritic(nn.Module):
         """Normalized flat observations -> action-distribution parameters (no critic), restricted
         to the actions ``mask`` allows when given.
 
-        Acting and the ONNX export (:mod:`ppo_envkit.io.export`) go through this one method,
+        Acting and the ONNX export (:mod:`ppo_envkit.export.onnx`) go through this one method,
         so that a change to the actor's network reaches both."""
         params = self.head(self.actor_trunk(self.body(obs, memory)))
         return params if mask is None else self.head.apply_mask(params, mask)

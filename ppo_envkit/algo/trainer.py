@@ -7,40 +7,48 @@
 
 Around it: the state captured at the start of every iteration, saved as the last good
 checkpoint when an iteration fails with a non-finite value or is interrupted with Ctrl-C,
-and the checkpoint state itself (:meth:`state`, :meth:`load_state`).
+and the checkpoint state itself (:meth:`Trainer.resume_state`, :meth:`Trainer.load_resume_state`).
 
-The trainer works on the agent's policy, generator and counters; it receives a
-:class:`~ppo_envkit.parallel.collectives.Collectives` and never asks how many ranks
-there are beyond logging it.
+The trainer owns the :class:`~ppo_envkit.state.TrainingState` while it trains: it is the one
+writer of the counters and of what the agent was trained with. It works on a policy, a
+generator and settings handed to it (by the ``PPO`` facade), and on a
+:class:`~ppo_envkit.parallel.collectives.Collectives` it does not choose: which processes
+train together, and how a forked one runs, is :mod:`ppo_envkit.parallel`'s business.
 """
 
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
+from ..config import TrainConfig
 from ..environments.lookup import env_info
-from ..errors import ActionMaskError, EnvironmentFailed, NonFiniteError, ObservationError, TrainingInterrupted
-from ..parallel.collectives import Collectives
-from ..parallel.ranks import share_training_state
-from ..parallel.shm import RankFailed, SharedMemoryCollectives
+from ..errors import (
+    ActionMaskError,
+    EnvironmentFailed,
+    NonFiniteError,
+    ObservationError,
+    RankFailed,
+    TrainingInterrupted,
+)
+from ..io import checkpoint as ckpt
+from ..live_settings import settings_change
+from ..parallel.collectives import Collectives, RankState
+from ..state import TrainingState
 from .collector import Collector
 from .context import RankContext
 from .evaluation import EvalSchedule
 from .fastpath import FastPath
 from .learner import Learner
 from .optim import FlatAdam
+from .policy import ActorCritic
 
-if TYPE_CHECKING:
-    from ..agent import PPO
-    from ..io.runlog import RunLogger
-
-Callback = Callable[["PPO", dict[str, float]], Any]
+#: Called after every iteration with its metrics; returning False stops training.
+IterationCallback = Callable[[dict[str, float]], Any]
 
 #: Rank ``r`` (> 0) samples from its own stream: ``seed + RANK_SEED_STRIDE * r +
 #: ITERATION_SEED_STRIDE * iteration``. Distinct primes keep (rank, iteration) pairs apart.
@@ -48,33 +56,65 @@ RANK_SEED_STRIDE = 7919
 ITERATION_SEED_STRIDE = 104729
 
 
-class Trainer:
-    """Trains ``agent`` as one rank of ``collectives``: environments, loop, checkpoint state."""
+class RunOutput(Protocol):
+    """Where a training call reports (``io.runlog.RunLogger`` is the implementation)."""
 
-    def __init__(self, agent: PPO, collectives: Collectives, optimizer: FlatAdam | None = None):
-        # A weak reference: the agent owns its trainer, and a cycle would keep both (and the
-        # other training processes they end with the agent) alive until the garbage collector runs.
-        self._agent = weakref.ref(agent)
-        fast = FastPath(agent.policy, agent.config.run.analytic_gradients)
-        self.context = RankContext(agent.policy, agent.config, agent.generator, collectives, fast)
+    def start(self, run: Trainer) -> None: ...
+
+    def log_iteration(self, run: Trainer, metrics: dict[str, float]) -> None: ...
+
+    def save_checkpoint(self, run: Trainer) -> Path | None: ...
+
+    def finish(self, run: Trainer) -> None: ...
+
+    def report(self, text: str) -> None: ...
+
+
+class Trainer:
+    """Trains ``policy`` as one rank of ``collectives``: environments, loop, checkpoint state."""
+
+    def __init__(
+        self,
+        policy: ActorCritic,
+        config: TrainConfig,
+        generator: torch.Generator,
+        state: TrainingState,
+        collectives: Collectives,
+        optimizer: FlatAdam | None = None,
+    ):
+        self.policy, self.generator, self.state = policy, generator, state
+        config = config.model_copy(deep=True)  # its own: a setting changed in place is seen as changed
+        fast = FastPath(policy, config.run.analytic_gradients)
+        self.context = RankContext(policy, config, generator, collectives, fast)
         self.collector = Collector(self.context)
         self.learner = Learner(self.context, optimizer)
         self._captured: dict[str, Any] | None = None
         #: Other ranks' episodes and random streams from a loaded checkpoint, for the forked ranks.
-        self.rank_states: dict[int, tuple[dict[str, Any], dict[str, torch.Tensor]]] = {}
+        self.rank_states: dict[int, RankState] = {}
         self.attach(collectives)
 
     @property
-    def agent(self) -> PPO:
-        agent = self._agent()
-        if agent is None:
-            raise RuntimeError("the agent of this trainer no longer exists")
-        return agent
+    def config(self) -> TrainConfig:
+        return self.context.config
+
+    @property
+    def collectives(self) -> Collectives:
+        return self.context.collectives
+
+    def apply_settings(self, config: TrainConfig) -> list[str]:
+        """Train with ``config`` from now on. Only what may change between training calls may
+        differ from the current settings (:func:`~ppo_envkit.config.settings_change` says what);
+        anything else is a one-line :class:`~ppo_envkit.errors.ConfigError`. Returns the keys
+        that changed."""
+        changed = settings_change(self.config, config)
+        self.context.config = config = config.model_copy(deep=True)
+        self.context.fast.enabled = config.run.analytic_gradients
+        return changed
 
     def attach(self, collectives: Collectives) -> None:
         """Train as one rank of ``collectives`` from now on (a rank other than 0 draws its own
         random stream; observation statistics are shared from their current values)."""
-        size, cfg = collectives.size, self.agent.config
+        size, cfg = collectives.size, self.config
         if size > 1 and cfg.minibatch_size % size:
             raise ValueError(
                 f"ppo.minibatch_size={cfg.minibatch_size} is the combined minibatch of all "
@@ -84,56 +124,47 @@ class Trainer:
         self.collector.share_obs_stats()
         if collectives.rank != 0:
             self.reseed()
-        if size > 1:
-            self.agent.metadata["distributed"] = {"world_size": size}
-        else:
-            self.agent.metadata.pop("distributed", None)
-
-    @property
-    def collectives(self) -> Collectives:
-        return self.context.collectives
+        self.state.distributed = {"world_size": size} if size > 1 else None
 
     def reseed(self) -> None:
         """This rank's own sampling stream, from the seed, its rank and the iteration."""
-        agent = self.agent
         rank = self.collectives.rank
-        agent.generator.manual_seed(
-            agent.config.run.seed + RANK_SEED_STRIDE * rank + ITERATION_SEED_STRIDE * agent.iteration
+        self.generator.manual_seed(
+            self.config.run.seed + RANK_SEED_STRIDE * rank + ITERATION_SEED_STRIDE * self.state.iteration
         )
 
     def prepare(self) -> None:
         """Build the environment copies now (else the first :meth:`train` does)."""
-        self._configure()
-        self.collector.start(self.agent.iteration, self.agent.num_timesteps)
+        self.collector.start(self.state.iteration, self.state.num_timesteps)
         if self.collector.next_masks is not None:  # kept in agent.json (the ONNX export reads it)
-            self.agent.metadata["action_masks"] = True
-
-    def _configure(self) -> None:
-        """Take the agent's current settings (they may change between training calls)."""
-        config = self.agent.config
-        self.context.config = config
-        self.context.fast.enabled = config.run.analytic_gradients
+            self.state.action_masks = True
 
     # ----------------------------------------------------------------------------- the loop
 
-    def train(self, callback: Callback | None = None, logger: RunLogger | None = None) -> None:
-        """Train until ``agent.target_timesteps``, until ``callback`` returns False, or until an
-        evaluation reaches ``run.stop_at``."""
-        agent = self.agent
+    def plan(self, target_timesteps: int) -> None:
+        """Train to ``target_timesteps`` steps in all (the learning-rate schedule follows the plan)."""
+        self.state.target_timesteps = int(target_timesteps)
+
+    def train(self, callback: IterationCallback | None = None, logger: RunOutput | None = None) -> None:
+        """Train until the planned ``target_timesteps``, until ``callback`` returns False, or
+        until an evaluation reaches ``run.stop_at``."""
+        state = self.state
         self.prepare()
         self._post_state()
         evaluation = self._evaluation()
         if logger is not None:
-            logger.start(agent)
+            logger.start(self)
         try:
-            while agent.num_timesteps < agent.target_timesteps:
+            while state.num_timesteps < state.target_timesteps:
                 metrics = self._iterate()
                 if evaluation is not None:
-                    final = agent.num_timesteps >= agent.target_timesteps
-                    metrics.update(evaluation.after_iteration(agent, metrics, final))
+                    final = state.num_timesteps >= state.target_timesteps
+                    metrics.update(
+                        evaluation.after_iteration(self.policy, self.generator, state.num_timesteps, final)
+                    )
                 if logger is not None:
-                    logger.log_iteration(agent, metrics)
-                stop = callback is not None and callback(agent, metrics) is False
+                    logger.log_iteration(self, metrics)
+                stop = callback is not None and callback(metrics) is False
                 stop = stop or (evaluation is not None and evaluation.reached)
                 if self.collectives.rank0_decides(stop):  # every rank stops at the same iteration
                     break
@@ -166,112 +197,95 @@ class Trainer:
             if evaluation is not None:
                 evaluation.close()
         if self.collectives.size > 1:
-            identical = self.collectives.weights_identical(agent.policy)
-            agent.metadata["distributed"]["weights_identical_across_ranks"] = identical
+            identical = self.collectives.weights_identical(self.policy)
+            state.distributed = {**(state.distributed or {}), "weights_identical_across_ranks": identical}
             if not identical:
                 raise RuntimeError("ranks ended with different weights: training went out of step")
         if logger is not None:
-            logger.finish(agent)
+            logger.finish(self)
 
     def _evaluation(self) -> EvalSchedule | None:
         """This call's evaluations: rank 0's, when ``run.eval_interval`` is not 0."""
-        config = self.agent.config
+        config = self.config
         if self.collectives.rank != 0 or config.run.eval_interval == 0:
             return None
         threshold = env_info(config.env.id).reward_threshold
-        return EvalSchedule(config, threshold, self.agent.num_timesteps)
+        return EvalSchedule(config, threshold, self.state.num_timesteps)
 
     def _iterate(self) -> dict[str, float]:
         """One iteration: collect, advantages, update; returns the metrics to log."""
-        agent = self.agent
-        ppo = agent.config.ppo
+        state, ppo = self.state, self.config.ppo
         self._captured = self.capture()
         start = time.perf_counter()
-        rollout = self.collector.collect(agent.num_timesteps)
+        rollout = self.collector.collect(state.num_timesteps)
         collect_time = time.perf_counter() - start
         rollout.compute_advantages(ppo.gamma, ppo.gae_lambda)
-        progress = agent.num_timesteps / max(agent.target_timesteps, 1)
-        where = f"in update {agent.iteration + 1} (after {agent.num_timesteps} steps)"
+        progress = state.num_timesteps / max(state.target_timesteps, 1)
+        where = f"in update {state.iteration + 1} (after {state.num_timesteps} steps)"
         stats = self.learner.update(rollout, progress, where)
         elapsed = time.perf_counter() - start
         batch = rollout.size * self.collectives.size
-        agent.num_timesteps += batch
-        agent.iteration += 1
+        state.num_timesteps += batch
+        state.iteration += 1
         metrics = stats.metrics()
         metrics.update(
             sps=batch / elapsed,
             collect_sps=batch / max(collect_time, 1e-9),
             **self.collector.episode_metrics(),
         )
-        agent.last_metrics = metrics
+        state.last_metrics = metrics
         self._post_state()
         return metrics
 
+    # ----------------------------------------------------------------------------- files
+
+    def agent_files(self) -> dict[str, Any]:
+        """The files of an agent directory of the policy as it is now."""
+        policy = self.policy
+        return ckpt.agent_files(
+            policy.state_dict(), self.config, policy.observation_space, policy.action_space, self.state
+        )
+
+    def checkpoint_files(self) -> dict[str, Any]:
+        """The files of a checkpoint: an agent directory plus what resuming exactly needs."""
+        return ckpt.checkpoint_files(self.agent_files(), *self.resume_state())
+
     # ----------------------------------------------------------------------------- state
 
-    def state(self, ranks: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    def resume_state(self, ranks: bool = True) -> RankState:
         """Everything besides the weights needed to resume exactly: counters, optimizer,
         random stream, episodes and reward-scaling returns (``trainer.json`` + tensors); with
         ``ranks``, also the other forked ranks' episodes and streams at this iteration."""
-        agent = self.agent
         optimizer_meta, tensors = self.learner.optimizer_state()
         episodes_meta, episode_tensors = self.collector.state()
-        tensors = {**tensors, **episode_tensors, "rng": agent.generator.get_state().clone()}
-        meta = {
-            "num_timesteps": agent.num_timesteps,
-            "iteration": agent.iteration,
-            "target_timesteps": agent.target_timesteps,
-            "optimizer": optimizer_meta,
-            "episodes": episodes_meta,
-        }
+        tensors = {**tensors, **episode_tensors, "rng": self.generator.get_state().clone()}
+        meta = {**self.state.counters(), "optimizer": optimizer_meta, "episodes": episodes_meta}
         if ranks:
             meta["ranks"] = {}
-            for rank, (rank_meta, rank_tensors) in self._other_ranks_states().items():
+            others = {**self.rank_states, **self.collectives.other_states(self.state.iteration)}
+            for rank, (rank_meta, rank_tensors) in sorted(others.items()):
                 meta["ranks"][str(rank)] = rank_meta
                 tensors.update({f"rank{rank}.{name}": value for name, value in rank_tensors.items()})
         return meta, tensors
 
-    def _mailboxes(self) -> Any:
-        group = getattr(self.collectives, "group", None)
-        return getattr(group, "mailboxes", None)
+    def _own_state(self) -> RankState:
+        """This rank's episodes and random stream (what another rank's checkpoint holds of it)."""
+        episodes_meta, tensors = self.collector.state()
+        return {"episodes": episodes_meta}, {**tensors, "rng": self.generator.get_state().clone()}
 
     def _post_state(self) -> None:
-        """A forked rank other than 0 posts its episodes and random stream at this iteration
-        boundary, where rank 0 can read them for a checkpoint (:mod:`..parallel.mailbox`)."""
-        mailboxes = self._mailboxes()
-        rank = self.collectives.rank
-        if mailboxes is None or rank == 0:
-            return
-        episodes_meta, tensors = self.collector.state()
-        tensors = {**tensors, "rng": self.agent.generator.get_state().clone()}
-        mailboxes.post(rank, self.agent.iteration, {"episodes": episodes_meta}, tensors)
+        """A forked rank other than 0 posts its state at this iteration boundary, where rank 0
+        can read it for a checkpoint (:meth:`Collectives.post_state`)."""
+        if self.collectives.rank != 0:
+            self.collectives.post_state(self.state.iteration, self._own_state)
 
-    def _other_ranks_states(self) -> dict[int, tuple[dict[str, Any], dict[str, torch.Tensor]]]:
-        """Rank 0: each forked rank's state at the current iteration boundary, from its mailbox
-        (even if the rank has died since), else as loaded from a checkpoint. A rank whose state
-        is in neither is left out: its copies then start fresh episodes on resume."""
-        mailboxes = self._mailboxes()
-        if mailboxes is None or self.collectives.rank != 0:
-            return dict(self.rank_states)
-        group, found = self.collectives.group, {}
-        for rank in range(1, self.collectives.size):
-            state = mailboxes.read(rank, self.agent.iteration, lambda: group.alive)
-            if state is None:
-                state = self.rank_states.get(rank)
-            if state is not None:
-                found[rank] = state
-        return found
-
-    def load_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`state`. The random stream and episodes in it are rank 0's; another
-        rank draws its own stream and starts fresh episodes."""
-        agent = self.agent
-        agent.num_timesteps = int(meta["num_timesteps"])
-        agent.iteration = int(meta["iteration"])
-        agent.target_timesteps = int(meta["target_timesteps"])
+    def load_resume_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`resume_state`. The random stream and episodes in it are rank 0's;
+        another rank draws its own stream and starts fresh episodes."""
+        self.state.set_counters(meta["num_timesteps"], meta["iteration"], meta["target_timesteps"])
         self.learner.load_optimizer_state(meta["optimizer"], tensors)
         if self.collectives.rank == 0:
-            agent.generator.set_state(tensors["rng"])
+            self.generator.set_state(tensors["rng"])
             self.collector.load_state(meta["episodes"], tensors)
             self.rank_states = {}
             for rank, rank_meta in (meta.get("ranks") or {}).items():
@@ -281,40 +295,69 @@ class Trainer:
         else:
             self.reseed()
 
-    def take_rank_state(self) -> None:
-        """A forked rank: continue from its own episodes and random stream of the loaded
-        checkpoint (inherited from rank 0's trainer), if it holds them."""
-        state = self.rank_states.pop(self.collectives.rank, None)
-        self.rank_states = {}
-        if state is not None:
-            meta, tensors = state
-            self.collector.load_state(meta["episodes"], tensors)
-            self.agent.generator.set_state(tensors["rng"])
-
     def capture(self) -> dict[str, Any]:
         """Everything needed to resume exactly from the start of the coming iteration."""
-        policy = {k: v.detach().clone() for k, v in self.agent.policy.state_dict().items()}
-        return {"policy": policy, "trainer": self.state(ranks=False)}
+        policy = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+        return {"policy": policy, "trainer": self.resume_state(ranks=False)}
 
-    def _save_after_failure(self, logger: RunLogger | None) -> Path | None:
+    def _save_after_failure(self, logger: RunOutput | None) -> Path | None:
         """:meth:`save_captured`, for a failed iteration; a failure to save is reported, not raised
         over the error that stopped training."""
         try:
             return self.save_captured(logger)
         except Exception as exc:
             if logger is not None:
-                logger.console.print(f"[red]could not save the last good checkpoint[/]: {exc}")
+                logger.report(f"[red]could not save the last good checkpoint[/]: {exc}")
             return None
 
-    def save_captured(self, logger: RunLogger | None) -> Path | None:
+    def save_captured(self, logger: RunOutput | None) -> Path | None:
         """Restore the state captured at the start of the failed iteration, and save it."""
         if self._captured is None:
             return None
-        self.agent.policy.load_state_dict(self._captured["policy"])
-        # The environments ran past the captured state: load_state closes them, and the next
-        # training call rebuilds them by replay.
-        self.load_state(*self._captured["trainer"])
-        return logger.save_checkpoint(self.agent) if logger is not None else None
+        self.policy.load_state_dict(self._captured["policy"])
+        # The environments ran past the captured state: load_resume_state closes them, and the
+        # next training call rebuilds them by replay.
+        self.load_resume_state(*self._captured["trainer"])
+        return logger.save_checkpoint(self) if logger is not None else None
+
+    # ----------------------------------------------------------------------------- other ranks
+
+    def counters(self) -> dict[str, int]:
+        return self.state.counters()
+
+    def set_counters(self, num_timesteps: int, iteration: int, target_timesteps: int) -> None:
+        self.state.set_counters(num_timesteps, iteration, target_timesteps)
+
+    def shared_tensors(self) -> list[torch.Tensor]:
+        """What rank 0 gives the other ranks before a training call, in one fixed order: the
+        weights and statistics, then the optimizer's state per parameter."""
+        optimizer = self.learner.optimizer
+        optimizer_state = [
+            value
+            for param in self.policy.parameters()
+            for _name, value in sorted(optimizer.state[param].items())
+            if isinstance(value, torch.Tensor)
+        ]
+        return [*self.policy.state_dict().values(), *optimizer_state]
+
+    def rank_trainers(self) -> Callable[[Collectives], Trainer]:
+        """Rank 0, before it forks the other ranks: a factory of their trainers (called in each
+        forked process). They inherit this trainer's policy, settings, state and optimizer as
+        forked (None before the first update: each rank then creates the same fresh one), and
+        each its own episodes and random stream of a loaded checkpoint, if it holds them."""
+        optimizer = self.learner.created_optimizer
+        states, self.rank_states = self.rank_states, {}
+
+        def make(collectives: Collectives) -> Trainer:
+            trainer = Trainer(self.policy, self.config, self.generator, self.state, collectives, optimizer)
+            own = states.get(collectives.rank)
+            if own is not None:
+                meta, tensors = own
+                trainer.collector.load_state(meta["episodes"], tensors)
+                trainer.generator.set_state(tensors["rng"])
+            return trainer
+
+        return make
 
     def close(self) -> None:
         self.collector.close()
@@ -326,25 +369,4 @@ def _note(exc: BaseException, text: str) -> None:
         exc.add_note(text)
 
 
-def serve_as_rank(
-    agent: PPO,
-    collectives: SharedMemoryCollectives,
-    optimizer: FlatAdam,
-    rank_states: dict[int, tuple[dict[str, Any], dict[str, torch.Tensor]]] | None = None,
-) -> None:
-    """The body of a forked ``run.processes`` rank (in its own process): train in step with
-    rank 0 with environment copies of its own, then wait for rank 0's next training call,
-    until rank 0 ends the ranks. ``optimizer`` is rank 0's as forked, so that its state
-    matches (that of a resumed run, say)."""
-    trainer = Trainer(agent, collectives, optimizer)
-    trainer.rank_states = dict(rank_states or {})
-    trainer.take_rank_state()
-    try:
-        trainer.train()
-        while share_training_state(collectives, agent, trainer.learner.optimizer):
-            trainer.train()
-    finally:
-        trainer.close()
-
-
-__all__ = ["ITERATION_SEED_STRIDE", "RANK_SEED_STRIDE", "Callback", "Trainer", "serve_as_rank"]
+__all__ = ["ITERATION_SEED_STRIDE", "RANK_SEED_STRIDE", "IterationCallback", "RunOutput", "Trainer"]

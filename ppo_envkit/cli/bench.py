@@ -1,6 +1,6 @@
 """``ppo-envkit bench``: environment step rate vs training throughput, start-up, peak memory.
 
-The measurements (:mod:`ppo_envkit.io.measure`) each run in a fresh process; this module
+The measurements (:mod:`ppo_envkit.cli.measure`) each run in a fresh process; this module
 chooses them and prints the table (or one JSON object).
 """
 
@@ -59,8 +59,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.measure import in_fresh_process, machine, raw_env_rate, time_to_first_step, train_rate
     from ..presets import load_preset
+    from .measure import in_fresh_process, machine, raw_env_rate, time_to_first_step, train_rate
 
     presets = args.preset or ["lunarlander", "zoo-lunarlander"]
     configs = {name: load_preset(name).with_overrides(list(args.overrides)) for name in presets}
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             rows[-1]["processes"] = 1
             rows[-2]["speedup_over_one_process"] = result["steps_per_s"] / alone["steps_per_s"]
         if args.ranks > 1:
-            from ..io.measure import train_rate_ranks
+            from .measure import train_rate_ranks
 
             say(f"training preset {name} with {args.ranks} ranks for {args.steps} steps ...")
             multi = train_rate_ranks(name, list(args.overrides), args.steps, args.seed, args.ranks)

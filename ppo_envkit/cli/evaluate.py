@@ -32,15 +32,14 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
-    from ..io.evaluate import evaluate
 
     load_user_envs(args.env_module)
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     agent = PPO.load(args.agent)
     require_agent_env(agent)
-    result = evaluate(
-        agent, args.episodes, deterministic=not args.stochastic, seed=args.seed, num_envs=args.num_envs
+    result = agent.evaluate(
+        args.episodes, deterministic=not args.stochastic, seed=args.seed, num_envs=args.num_envs
     )
     if args.write_result:
         from ..io.checkpoint import update_agent_meta

@@ -45,7 +45,6 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
-    from ..io.export import export_onnx
 
     if args.check_steps < 1:
         raise ConfigError(f"--check-steps must be >= 1, got {args.check_steps}")
@@ -56,11 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.check:  # before writing anything: the environment must be there to check
         load_user_envs(args.env_module)
         require_agent_env(agent)
-    path = export_onnx(agent, output, distribution=args.distribution, value=args.value)
+    path = agent.export_onnx(output, distribution=args.distribution, value=args.value)
     console.print(f"wrote {path}", highlight=False)
     if args.check:
-        from ..io.export_check import check_export
-
-        result = check_export(agent, path, steps=args.check_steps, seed=args.seed)
+        result = agent.check_onnx(path, steps=args.check_steps, seed=args.seed)
         console.print(f"[green]check passed[/]: {result.summary()}", highlight=False)
     return 0

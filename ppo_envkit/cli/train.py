@@ -135,22 +135,6 @@ def _default_run_dir(env_id: str) -> str:
     return str(Path("runs") / f"{env_id.replace('/', '_')}-{stamp}")
 
 
-def _resume_latest_good(checkpoints: list[Path], device: str | None) -> tuple[Any, list[Path]]:
-    """The newest checkpoint that loads; a corrupt one (damaged on disk, say) is reported and
-    the one before it is tried. Returns the agent and the checkpoints up to the one used."""
-    from ..agent import PPO
-    from ..errors import AgentFileError
-
-    for i in range(len(checkpoints) - 1, -1, -1):
-        try:
-            return PPO.resume(checkpoints[i], device=device), checkpoints[: i + 1]
-        except AgentFileError as exc:
-            if i == 0:
-                raise
-            console.print(f"[yellow]warning[/]: skipping checkpoint {checkpoints[i].name}: {exc}")
-    raise AssertionError("unreachable")
-
-
 def _stop_on_sigterm() -> None:
     """SIGTERM (``kill``, ``docker stop``, a scheduler preempting the job) stops training the
     way Ctrl-C does: the last good checkpoint is saved and the resume command printed. Ctrl-C
@@ -166,7 +150,6 @@ def _stop_on_sigterm() -> None:
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
     from ..errors import TrainingInterrupted
-    from ..io.checkpoint import checkpoint_dirs
     from ..io.runlog import RunLogger
     from ..parallel import launched_by_torchrun, local_processes
     from ..parallel.torchrun import shutdown, world
@@ -176,15 +159,9 @@ def run(args: argparse.Namespace) -> int:
     console.quiet = rank != 0
     load_user_envs(args.env_module)
     if args.resume:
-        checkpoints = checkpoint_dirs(args.resume)
-        if not checkpoints:
-            raise ConfigError(f"--resume {args.resume}: no checkpoint found in {args.resume}/checkpoints")
-        agent, checkpoints = _resume_latest_good(checkpoints, args.device)
-        if args.total_timesteps is not None:
-            agent.target_timesteps = args.total_timesteps
-            agent.config = agent.config.with_overrides({"run.total_timesteps": args.total_timesteps})
-        run_dir = args.resume
-        console.print(f"resuming {agent.config.env.id} from {checkpoints[-1]} at step {agent.num_timesteps}")
+        from .resume import resume_run
+
+        agent, run_dir = resume_run(args)
     else:
         if not args.env_id:
             raise ConfigError("train needs ENV_ID (or --resume RUN_DIR)")
@@ -195,11 +172,11 @@ def run(args: argparse.Namespace) -> int:
             config = config.with_overrides({"run.run_dir": _default_run_dir(config.env.id)})
         run_dir = config.run.run_dir
         agent = PPO(config=config)
-        agent.metadata["provenance"] = {
-            "command": "ppo-envkit " + " ".join(shlex.quote(a) for a in args.argv),
-            "preset": preset,
-            "seed": config.run.seed,
-        }
+        agent.record_provenance(
+            command="ppo-envkit " + " ".join(shlex.quote(a) for a in args.argv),
+            preset=preset,
+            seed=config.run.seed,
+        )
         used = (
             f"preset '{preset}'"
             if preset
@@ -227,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         if args.resume:
-            agent.train(logger=logger)
+            agent.train(logger=logger, target_timesteps=args.total_timesteps)
         else:
             agent.learn(cfg.run.total_timesteps, logger=logger)
     except TrainingInterrupted as exc:

@@ -26,20 +26,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..config import ConfigError, TrainConfig, validate_config
 from ..errors import AgentFileError, brief
 from ..spaces import space_to_data
-from .atomic import atomic_write_dir
-
-if TYPE_CHECKING:
-    from ..agent import PPO
+from ..state import TrainingState
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
@@ -65,34 +63,43 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def agent_meta(agent: PPO) -> dict[str, Any]:
+def agent_meta(
+    config: TrainConfig,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    state: TrainingState,
+) -> dict[str, Any]:
     """``agent.json``'s content (before versions and time): what to build, act in, and how it trained."""
     from ..environments.lookup import modules_providing
 
-    env = agent.config.env
+    env = config.env
     return {
         "env": {
             "id": env.id,
             "kwargs": env.kwargs,
             "max_episode_steps": env.max_episode_steps,
             "modules": modules_providing(env.id),
-            "action_names": agent.action_names,
+            "action_names": state.action_names,
         },
-        "observation_space": space_to_data(agent.observation_space),
-        "action_space": space_to_data(agent.action_space),
-        "policy": agent.config.policy.model_dump(mode="json"),
-        "config": agent.config.model_dump(mode="json"),
-        "num_timesteps": agent.num_timesteps,
-        **agent.metadata,
+        "observation_space": space_to_data(observation_space),
+        "action_space": space_to_data(action_space),
+        "policy": config.policy.model_dump(mode="json"),
+        "config": config.model_dump(mode="json"),
+        **state.to_meta(),
     }
 
 
-def agent_files(agent: PPO) -> dict[str, Any]:
-    """The files of an agent directory: every tensor, and ``agent.json``."""
-    tensors = agent.policy.state_dict()
+def agent_files(
+    tensors: dict[str, torch.Tensor],
+    config: TrainConfig,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    state: TrainingState,
+) -> dict[str, Any]:
+    """The files of an agent directory: every tensor of the policy, and ``agent.json``."""
     meta = {
         "format_version": FORMAT_VERSION,
-        **agent_meta(agent),
+        **agent_meta(config, observation_space, action_space, state),
         "tensors_sha256": tensors_digest(tensors),
         "versions": library_versions(),
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -224,6 +231,7 @@ class StoredAgent:
     meta: dict[str, Any]
     tensors: dict[str, torch.Tensor]
     config: TrainConfig
+    state: TrainingState
 
 
 def read_agent(path: str | Path) -> StoredAgent:
@@ -234,7 +242,10 @@ def read_agent(path: str | Path) -> StoredAgent:
         config = validate_config(meta["config"])
     except ConfigError as exc:
         raise AgentFileError(f"{path}: stored config is invalid: {exc}") from None
-    return StoredAgent(path, meta, tensors, config)
+    steps = meta.get("num_timesteps", 0)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps < 2**62:
+        raise AgentFileError(f"{path / META_FILE}: num_timesteps must be a count")
+    return StoredAgent(path, meta, tensors, config, TrainingState.from_meta(meta))
 
 
 def update_agent_meta(path: str | Path, key: str, value: Any) -> None:
@@ -247,14 +258,15 @@ def update_agent_meta(path: str | Path, key: str, value: Any) -> None:
     os.replace(tmp, meta_path)
 
 
-def save_checkpoint(
-    path: Path, agent: dict[str, Any], trainer_meta: dict[str, Any], trainer_tensors: dict[str, torch.Tensor]
-) -> Path:
+def checkpoint_files(
+    agent: dict[str, Any], trainer_meta: dict[str, Any], trainer_tensors: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """The files of a checkpoint: an agent directory's (``agent``) plus the trainer's state."""
     files = dict(agent)
     files[TRAINER_TENSORS] = (trainer_tensors, {"format": "pt"})
     trainer_meta = {**trainer_meta, "tensors_sha256": tensors_digest(trainer_tensors)}
     files[TRAINER_META] = (json.dumps(trainer_meta, indent=2, default=_json_default) + "\n").encode()
-    return atomic_write_dir(path, files)
+    return files
 
 
 def load_trainer_state(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -30,13 +30,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..config import TrainConfig
 from ..errors import RunDirError, StorageError
-from .atomic import discard_dir
+from ..state import TrainingState
+from .atomic import atomic_write_dir, discard_dir
 from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs
 from .rundir import RunDirLock, existing_run, recover
 
-if TYPE_CHECKING:
-    from ..agent import PPO
+
+class TrainingRun(Protocol):
+    """What the logger reads of a training run (the trainer): settings, state and files."""
+
+    @property
+    def config(self) -> TrainConfig: ...
+
+    state: TrainingState
+
+    def agent_files(self) -> dict[str, Any]: ...
+
+    def checkpoint_files(self) -> dict[str, Any]: ...
+
 
 CSV_COLUMNS = [
     "timesteps",
@@ -125,13 +138,18 @@ class RunLogger:
 
     # ---------------------------------------------------------------- progress display
 
-    def start(self, agent: PPO) -> None:
+    def report(self, text: str) -> None:
+        """One line for the user (rich markup allowed)."""
+        self.console.print(text)
+
+    def start(self, run: TrainingRun) -> None:
+        state, config = run.state, run.config
         self.started = time.perf_counter()
         if self.run_dir is not None and self._csv is None:
-            agent.config.save_yaml(self.run_dir / "config.yaml")
-            self._open_outputs(agent.num_timesteps)
+            config.save_yaml(self.run_dir / "config.yaml")
+            self._open_outputs(state.num_timesteps)
         if self.checkpoint_interval:
-            done = agent.num_timesteps
+            done = state.num_timesteps
             self._next_checkpoint = (done // self.checkpoint_interval + 1) * self.checkpoint_interval
         if not self._show_progress:
             return
@@ -151,21 +169,22 @@ class RunLogger:
             )
             self._progress.start()
             self._task = self._progress.add_task(
-                agent.config.env.id,
-                total=agent.target_timesteps,
-                completed=agent.num_timesteps,
+                config.env.id,
+                total=state.target_timesteps,
+                completed=state.num_timesteps,
                 sps="-",
                 ret="-",
                 evl="-",
             )
         else:
-            self.console.print(f"training {agent.config.env.id} to {agent.target_timesteps} steps")
+            self.console.print(f"training {config.env.id} to {state.target_timesteps} steps")
 
-    def log_iteration(self, agent: PPO, metrics: dict[str, float]) -> None:
+    def log_iteration(self, run: TrainingRun, metrics: dict[str, float]) -> None:
+        state = run.state
         elapsed = self.elapsed_before + time.perf_counter() - self.started
         row = {
-            "timesteps": agent.num_timesteps,
-            "iteration": agent.iteration,
+            "timesteps": state.num_timesteps,
+            "iteration": state.iteration,
             "time_elapsed": round(elapsed, 3),
         }
         row.update({k: _fmt(v) for k, v in metrics.items()})
@@ -177,18 +196,18 @@ class RunLogger:
             for key, value in metrics.items():
                 name = _tb_name(key)
                 if name is not None and isinstance(value, (int, float)) and math.isfinite(value):
-                    writer.add_scalar(name, value, agent.num_timesteps)
+                    writer.add_scalar(name, value, state.num_timesteps)
         ret = metrics.get("episode_return", float("nan"))
         ret_text = "-" if not math.isfinite(ret) else f"{ret:8.1f}"
         evaluated = "eval_return" in metrics
         if evaluated:
             self._last_eval = f"{metrics['eval_return']:.1f}"
             if metrics.get("eval_best"):
-                self._save_best(agent)
+                self._save_best(run)
         if self._progress is not None:
             self._progress.update(
                 self._task,
-                completed=min(agent.num_timesteps, agent.target_timesteps),
+                completed=min(state.num_timesteps, state.target_timesteps),
                 sps=f"{metrics['sps']:.0f}",
                 ret=ret_text,
                 evl=self._last_eval,
@@ -196,18 +215,18 @@ class RunLogger:
         elif self._show_progress and evaluated:
             best = " (best so far)" if metrics.get("eval_best") else ""
             self.console.print(
-                f"evaluation at step {agent.num_timesteps}: mean return {self._last_eval} "
-                f"+- {metrics['eval_return_std']:.1f} over {agent.config.run.eval_episodes} episodes{best}"
+                f"evaluation at step {state.num_timesteps}: mean return {self._last_eval} "
+                f"+- {metrics['eval_return_std']:.1f} over {run.config.run.eval_episodes} episodes{best}"
             )
         elif self._show_progress and time.perf_counter() - self._last_plain > 10:
             self._last_plain = time.perf_counter()
             self.console.print(
-                f"steps {agent.num_timesteps}/{agent.target_timesteps}  {metrics['sps']:.0f} steps/s  "
+                f"steps {state.num_timesteps}/{state.target_timesteps}  {metrics['sps']:.0f} steps/s  "
                 f"return {ret_text.strip()}  elapsed {elapsed:.0f}s"
             )
-        if self._next_checkpoint is not None and agent.num_timesteps >= self._next_checkpoint:
-            self.save_checkpoint(agent)
-            while self._next_checkpoint <= agent.num_timesteps:
+        if self._next_checkpoint is not None and state.num_timesteps >= self._next_checkpoint:
+            self.save_checkpoint(run)
+            while self._next_checkpoint <= state.num_timesteps:
                 self._next_checkpoint += self.checkpoint_interval
 
     def _open_outputs(self, timesteps: int) -> None:
@@ -244,24 +263,24 @@ class RunLogger:
 
     # ---------------------------------------------------------------- checkpoints
 
-    def save_checkpoint(self, agent: PPO) -> Path | None:
+    def save_checkpoint(self, run: TrainingRun) -> Path | None:
         if self.run_dir is None:
             return None
-        path = self.run_dir / CHECKPOINTS_DIR / f"step_{agent.num_timesteps:010d}"
-        agent.save_checkpoint(path)
+        path = self.run_dir / CHECKPOINTS_DIR / f"step_{run.state.num_timesteps:010d}"
+        atomic_write_dir(path, run.checkpoint_files())
         for old in checkpoint_dirs(self.run_dir)[: -self.keep_checkpoints]:
             discard_dir(old)  # renamed away first: never half-deleted under its name
         return path
 
-    def _save_best(self, agent: PPO) -> None:
+    def _save_best(self, run: TrainingRun) -> None:
         """The agent of the best evaluation so far, as an agent directory (atomic)."""
         if self.run_dir is not None:
-            agent.save(self.run_dir / BEST_AGENT_DIR)
+            atomic_write_dir(self.run_dir / BEST_AGENT_DIR, run.agent_files())
 
-    def finish(self, agent: PPO) -> None:
+    def finish(self, run: TrainingRun) -> None:
         if self.run_dir is not None:
-            self.save_checkpoint(agent)
-            agent.save(self.run_dir / FINAL_AGENT_DIR)
+            self.save_checkpoint(run)
+            atomic_write_dir(self.run_dir / FINAL_AGENT_DIR, run.agent_files())
         self.close()
 
     def close(self) -> None:

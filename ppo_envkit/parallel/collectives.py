@@ -25,13 +25,15 @@ The training code receives one of these and never asks how many ranks there are.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 ReduceOp = Literal["sum", "min", "max"]
+#: One rank's resumable state: (JSON-ready part, tensors).
+RankState = tuple[dict[str, Any], dict[str, torch.Tensor]]
 
 #: Added to the standard deviation when normalizing advantages (as SB3 and CleanRL do).
 ADVANTAGE_EPS = 1e-8
@@ -114,6 +116,18 @@ class Collectives(ABC):
         high = self.all_reduce(flat.clone(), "max")
         return bool(torch.equal(low, high))
 
+    # ------------------------------------------------------------------ resumable rank states
+
+    def post_state(self, boundary: int, state: Callable[[], RankState]) -> None:
+        """A rank other than 0: make ``state()`` (its episodes and random stream at iteration
+        ``boundary``) readable by rank 0 at any moment, for a checkpoint. Only ranks that rank 0
+        can read without a collective (forked ranks) do it; elsewhere nothing happens."""
+        return None
+
+    def other_states(self, boundary: int) -> dict[int, RankState]:
+        """Rank 0: the states the other ranks posted at ``boundary`` (see :meth:`post_state`)."""
+        return {}
+
 
 class SingleProcess(Collectives):
     """One rank: every collective is the identity (the default)."""
@@ -152,4 +166,4 @@ class SingleProcess(Collectives):
         return True
 
 
-__all__ = ["ADVANTAGE_EPS", "Collectives", "SingleProcess"]
+__all__ = ["ADVANTAGE_EPS", "Collectives", "RankState", "SingleProcess"]

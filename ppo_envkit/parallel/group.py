@@ -9,16 +9,26 @@ receives the resulting :class:`~.collectives.Collectives`.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
 
 from ..config import TrainConfig
 from . import copies_per_rank, launched_by_torchrun
 from .collectives import Collectives, SingleProcess
-from .ranks import ForkedRanks, share_training_state, slot_bytes
+from .ranks import ForkedRanks, RankTrainer, serve_as_rank, share_training_state, slot_bytes
 
-if TYPE_CHECKING:
-    from ..algo.policy import ActorCritic
-    from ..algo.trainer import Trainer
+
+class GroupTrainer(RankTrainer, Protocol):
+    """Rank 0's trainer, as the group sees it."""
+
+    def attach(self, collectives: Collectives) -> None: ...
+
+    def rank_trainers(self) -> Callable[[Collectives], RankTrainer]:
+        """A factory of the trainers of the other ranks (called in each forked process), with
+        what they inherit from this one taken now, before the fork."""
+        ...
 
 
 class TrainingGroup:
@@ -29,10 +39,12 @@ class TrainingGroup:
         self.forked: ForkedRanks | None = None
 
     def collectives(
-        self, config: TrainConfig, policy: ActorCritic, current: Collectives | None
+        self, config: TrainConfig, policy: torch.nn.Module, obs_width: int, current: Collectives | None
     ) -> Collectives:
         """The collectives for ``config``: ``current`` when it still fits, else new ones (forked
-        ranks whose settings changed, or that died, are ended first)."""
+        ranks whose settings changed, or that died, are ended first). ``policy`` is the module
+        the ranks train (rank 0's weights are the start), ``obs_width`` its flat observation
+        size (statistics rows travel through the shared slots too)."""
         if launched_by_torchrun():
             from .torchrun import TorchDistributed
 
@@ -45,7 +57,7 @@ class TrainingGroup:
         if processes == 1:
             self.end()
             return current if isinstance(current, SingleProcess) else SingleProcess()
-        device = policy.device
+        device = next(policy.parameters()).device
         if device.type != "cpu":
             raise ValueError(
                 f"run.processes={processes} trains on the CPU: forked processes cannot share "
@@ -55,28 +67,22 @@ class TrainingGroup:
         if self.forked is None or not self.forked.usable_for(settings):
             self.end()
             n_params = sum(p.numel() for p in policy.parameters())
-            rows = copies_per_rank(config) * max(policy.flattener.flat_dim, 1)
+            rows = copies_per_rank(config) * max(obs_width, 1)
             self.forked = ForkedRanks(self._owner(), processes, slot_bytes(n_params, rows), settings)
         return self.forked.collectives
 
-    def begin_call(self, trainer: Trainer) -> None:
+    def begin_call(self, trainer: GroupTrainer) -> None:
         """Before a training call: fork the other ranks (the first call), or wake them with rank
         0's counters, weights, statistics and optimizer state (later calls)."""
-        from ..algo.trainer import serve_as_rank
-
         forked = self.forked
         if forked is None:
             return
-        agent, learner = trainer.agent, trainer.learner
         if not forked.started:
             trainer.attach(forked.collectives)  # every rank starts from the statistics as they are now
-            # Rank 0's optimizer as forked (None before the first update: each rank then creates
-            # the same fresh one after its first rollout, in parallel, off the start-up path).
-            optimizer = learner.created_optimizer
-            states, trainer.rank_states = trainer.rank_states, {}  # a resumed run's other ranks
-            forked.start(lambda collectives: serve_as_rank(agent, collectives, optimizer, states))
+            make_trainer = trainer.rank_trainers()
+            forked.start(lambda collectives: serve_as_rank(make_trainer(collectives)))
         else:
-            share_training_state(forked.collectives, agent, learner.optimizer)
+            share_training_state(trainer)
 
     def end(self, failed: bool = False) -> None:
         """End the forked ranks, if any (at once when training failed)."""

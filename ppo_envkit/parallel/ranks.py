@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from .collectives import Collectives
 from .shm import LocalGroup, RankFailed, SharedMemoryCollectives
-
-if TYPE_CHECKING:
-    from ..algo.optim import FlatAdam
 
 #: Rank 0's commands to ranks waiting between training calls.
 TRAIN, EXIT = 1, 0
@@ -71,23 +69,52 @@ class ForkedRanks:
         return self.group.peak_rss_mb()
 
 
-def share_training_state(
-    collectives: SharedMemoryCollectives, agent: Any, optimizer: FlatAdam, command: int = TRAIN
-) -> bool:
+class RankTrainer(Protocol):
+    """What a forked rank needs of the trainer it runs (the trainer owns its state; this
+    module only moves it between processes)."""
+
+    collectives: Collectives
+
+    def train(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def counters(self) -> dict[str, int]: ...
+
+    def set_counters(self, num_timesteps: int, iteration: int, target_timesteps: int) -> None: ...
+
+    def shared_tensors(self) -> list[torch.Tensor]: ...
+
+
+def serve_as_rank(trainer: RankTrainer) -> None:
+    """The body of a forked ``run.processes`` rank (in its own process): train in step with
+    rank 0 with environment copies of its own, then wait for rank 0's next training call,
+    until rank 0 ends the ranks."""
+    try:
+        trainer.train()
+        while share_training_state(trainer):
+            trainer.train()
+    finally:
+        trainer.close()
+
+
+def share_training_state(trainer: RankTrainer, command: int = TRAIN) -> bool:
     """Rank 0's ``command`` and, to train, its counters, weights, statistics and optimizer
     state, on every rank (every rank calls it; what the other ranks pass is ignored).
     Returns whether to train."""
-    command, agent.num_timesteps, agent.iteration, agent.target_timesteps = _broadcast_command(
-        collectives.group, command, agent.num_timesteps, agent.iteration, agent.target_timesteps
+    collectives = trainer.collectives
+    assert isinstance(collectives, SharedMemoryCollectives)
+    counters = trainer.counters()
+    command, num_timesteps, iteration, target_timesteps = _broadcast_command(
+        collectives.group,
+        command,
+        counters["num_timesteps"],
+        counters["iteration"],
+        counters["target_timesteps"],
     )
     if command == TRAIN:
-        optimizer_state = [
-            value
-            for param in agent.policy.parameters()
-            for _name, value in sorted(optimizer.state[param].items())
-            if isinstance(value, torch.Tensor)
-        ]
-        collectives.broadcast_all([*agent.policy.state_dict().values(), *optimizer_state])
+        trainer.set_counters(num_timesteps, iteration, target_timesteps)
+        collectives.broadcast_all(trainer.shared_tensors())
     return command == TRAIN
 
 
@@ -114,4 +141,12 @@ def _end_ranks(group: LocalGroup, failed: bool = False) -> None:
     group.close(timeout=0.0 if failed else _EXIT_TIMEOUT_S)
 
 
-__all__ = ["EXIT", "TRAIN", "ForkedRanks", "share_training_state", "slot_bytes"]
+__all__ = [
+    "EXIT",
+    "TRAIN",
+    "ForkedRanks",
+    "RankTrainer",
+    "serve_as_rank",
+    "share_training_state",
+    "slot_bytes",
+]

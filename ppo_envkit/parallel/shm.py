@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .collectives import Collectives, ReduceOp
+from ..errors import RankFailed
+from .collectives import Collectives, RankState, ReduceOp
 from .lifeline import describe_exit, die_with_parent, parent_alive
 from .mailbox import Mailboxes
 
@@ -47,16 +48,6 @@ _YIELDS = 2000
 _NAPS = 20000
 _NAP_S, _DOZE_S = 50e-6, 2e-3
 _CHECK_EVERY = 1000  # waits between failure and liveness checks (every wait when dozing)
-
-
-class RankFailed(RuntimeError):
-    """Another training process raised; ``kind`` is its exception's class name."""
-
-    def __init__(self, rank: int, kind: str, text: str, trace: str = ""):
-        # One line; the other process's traceback is in ``trace`` (the CLI shows it with --debug).
-        what = text if kind == "exit" else f"failed with {kind}: {text}"
-        super().__init__(f"training process {rank} {what}")
-        self.rank, self.kind, self.text, self.trace = rank, kind, text, trace
 
 
 class LocalGroup:
@@ -308,6 +299,24 @@ class SharedMemoryCollectives(Collectives):
 
     def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         return _as_tensor(self.group.gather_rows(_as_numpy(tensor)), tensor)
+
+    def post_state(self, boundary: int, state: Callable[[], RankState]) -> None:
+        mailboxes = self.group.mailboxes
+        if mailboxes is not None and self.rank != 0:
+            meta, tensors = state()
+            mailboxes.post(self.rank, boundary, meta, tensors)
+
+    def other_states(self, boundary: int) -> dict[int, RankState]:
+        """Each forked rank's state at ``boundary``, from its mailbox (even if the rank has died
+        since); a rank whose state never came is left out."""
+        mailboxes, group, found = self.group.mailboxes, self.group, {}
+        if mailboxes is None or self.rank != 0:
+            return found
+        for rank in range(1, self.size):
+            state = mailboxes.read(rank, boundary, lambda: group.alive)
+            if state is not None:
+                found[rank] = state
+        return found
 
 
 def _as_numpy(tensor: torch.Tensor) -> np.ndarray:

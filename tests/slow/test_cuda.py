@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from ppo_envkit import PPO, evaluate, load_agent
+from ppo_envkit.algo.trainer import Trainer
 from ppo_envkit.errors import TrainingInterrupted
 from ppo_envkit.io.runlog import RunLogger
+from ppo_envkit.parallel.collectives import SingleProcess
 
 from ..test_checkpoint import small_config
 from .test_distributed import train_cartpole_with_two_ranks
@@ -22,15 +24,18 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def test_rollout_storage_policy_and_optimizer_live_on_the_gpu():
-    agent = PPO(config=small_config(**{"run.device": "cuda", "env.normalize_obs": True})).learn(128)
-    buf = agent.trainer.collector.rollout
+    agent = PPO(config=small_config(**{"run.device": "cuda", "env.normalize_obs": True}))
+    trainer = Trainer(agent.policy, agent.config, agent.generator, agent.state, SingleProcess())
+    trainer.plan(128)
+    trainer.train()
+    buf = trainer.collector.rollout
     for name in ("obs", "actions", "logprobs", "values", "rewards", "terminated", "truncated", "packed"):
         assert getattr(buf, name).device.type == "cuda", name
     assert all(p.device.type == "cuda" for p in agent.policy.parameters())
-    for state in agent.optimizer.state_dict()["state"].values():
+    for state in trainer.learner.optimizer.state_dict()["state"].values():
         assert state["exp_avg"].device.type == "cuda"
     assert agent.policy.obs_norm.rms.mean.device.type == "cuda"
-    agent.close()
+    trainer.close()
 
 
 def test_cartpole_learns_on_the_gpu():

@@ -133,7 +133,7 @@ def test_two_processes_learn_cartpole_with_identical_weights_and_the_combined_ba
         agent.learn(100_000)
         batch = agent.config.ppo.n_steps * 8
         assert agent.num_timesteps == -(-100_000 // batch) * batch
-        assert agent.metadata["distributed"] == {"world_size": 2, "weights_identical_across_ranks": True}
+        assert agent.state.distributed == {"world_size": 2, "weights_identical_across_ranks": True}
         assert agent.last_metrics["episodes"] > 0
         returns.append(evaluate(agent, 20, seed=100).mean_return)
         agent.close()
@@ -214,14 +214,15 @@ def test_training_in_pieces_equals_one_call():
     whole = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
     whole.learn(planned)
     pieces = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
-    pieces.target_timesteps = planned
     for piece in range(3):
         stop_at = pieces.num_timesteps + planned // 3
-        pieces.train(callback=lambda agent, _metrics, end=stop_at: agent.num_timesteps < end)
+        pieces.train(
+            callback=lambda agent, _metrics, end=stop_at: agent.num_timesteps < end, target_timesteps=planned
+        )
         evaluate(pieces, 2, seed=piece)
     assert pieces.num_timesteps == whole.num_timesteps == planned
     assert torch.equal(_weights(pieces), _weights(whole))
-    assert pieces.metadata["distributed"]["weights_identical_across_ranks"]
+    assert pieces.state.distributed["weights_identical_across_ranks"]
     whole.close()
     pieces.close()
 
@@ -254,12 +255,12 @@ def test_changed_weights_or_settings_reach_the_other_ranks():
             param.mul_(0.5)
     agent.learn(128)
     assert children() - base == first
-    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    assert agent.state.distributed["weights_identical_across_ranks"]
     agent.config.ppo.n_epochs = 2  # settings changed: the other ranks are forked anew
     agent.learn(128)
     second = children() - base
     assert len(second) == 1 and second != first
-    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    assert agent.state.distributed["weights_identical_across_ranks"]
     agent.close()
 
 
@@ -272,22 +273,25 @@ def test_changed_weights_or_settings_reach_the_other_ranks():
         ({"run.processes": 1}, {"env.num_envs": 4}),
     ],
 )
-def test_copies_or_processes_changed_between_calls_start_new_episodes(start, change):
+def test_copies_or_processes_changed_between_calls_are_refused_in_one_line(start, change):
+    """The copies carry episodes under way and the ranks' random streams: changing them between
+    training calls is refused (naming the setting), and the agent trains on as it was."""
     agent = _cartpole(start["run.processes"], **{"ppo.n_steps": 16})
     agent.learn(256)
-    for key, value in change.items():
-        section, field = key.split(".")
-        setattr(getattr(agent.config, section), field, value)
+    before = agent.num_timesteps
+    original = agent.config
+    key, value = next(iter(change.items()))
+    agent.config = agent.config.with_overrides({key: value})
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
+        agent.learn(256)
+    assert "\n" not in str(info.value) and agent.num_timesteps == before
+    agent.config = original
     agent.learn(256)
-    assert agent.num_timesteps == 256 + 16 * agent.config.env.num_envs * -(
-        -256 // (16 * agent.config.env.num_envs)
-    )
-    assert agent.trainer.collector.envs.num_envs == agent.local_num_envs
-    assert agent.trainer.collectives.size == agent.config.run.processes
+    assert agent.num_timesteps > before
     if agent.config.run.processes > 1:
-        assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+        assert agent.state.distributed["weights_identical_across_ranks"]
     else:
-        assert "distributed" not in agent.metadata
+        assert agent.state.distributed is None
     agent.close()
 
 
@@ -295,11 +299,11 @@ def test_training_in_pieces_and_after_setting_up_environments_first_stays_in_ste
     """A second learn() and environments built before training (as the benchmark does) must not
     shift the ranks' collectives."""
     agent = _cartpole(2, **{"ppo.n_steps": 16, "env.normalize_obs": True})
-    agent.trainer.prepare()
+    agent.prepare()
     agent.learn(256)
     agent.learn(256)
     assert agent.num_timesteps == 512
-    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    assert agent.state.distributed["weights_identical_across_ranks"]
 
 
 def test_collectives_out_of_step_fail_loudly():
@@ -317,7 +321,7 @@ def test_observation_statistics_count_every_rank_once():
     agent.learn(16 * 8 * 3)
     # 8 copies' first observations plus one observation per step of each copy, all ranks
     assert float(agent.policy.obs_norm.rms.count) == pytest.approx(8 + 16 * 8 * 3 + 1e-4)
-    assert agent.metadata["distributed"]["weights_identical_across_ranks"]
+    assert agent.state.distributed["weights_identical_across_ranks"]
 
 
 @pytest.mark.parametrize(

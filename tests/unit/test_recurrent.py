@@ -13,6 +13,8 @@ from ppo_envkit import PPO, TrainConfig
 from ppo_envkit.algo.fastpath import NumpyPolicy
 from ppo_envkit.algo.recurrent import Memory, RecurrentCore
 
+from ..trainers import unit_trainer
+
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_sequence_equals_stepping_the_cell_with_resets(kind):
@@ -60,7 +62,7 @@ def recurrent_agent(kind="lstm", **extra) -> PPO:
 def test_stored_sequences_reproduce_what_collection_computed(kind):
     agent = recurrent_agent(kind)
     assert not NumpyPolicy.supports(agent.policy)  # recurrent: autograd
-    trainer = agent.trainer
+    trainer = unit_trainer(agent)
     trainer.prepare()
     rollout = trainer.collector.collect(0)
     assert rollout.episode_end.any() and rollout.truncated.any()
@@ -94,8 +96,9 @@ def test_truncation_bootstrap_reads_the_memory_that_saw_the_episode(monkeypatch)
         return original(obs, memory)
 
     monkeypatch.setattr(policy, "value", recording)
-    agent.trainer.prepare()
-    rollout = agent.trainer.collector.collect(0)
+    trainer = unit_trainer(agent)
+    trainer.prepare()
+    rollout = trainer.collector.collect(0)
     truncated = [tuple(ix) for ix in rollout.truncated.nonzero().tolist()]
     assert truncated
     calls = iter(seen[:-1])  # the last call is the rollout's last values

@@ -18,6 +18,8 @@ from ppo_envkit.algo.learner import Learner, UpdateStats
 from ppo_envkit.errors import NonFiniteError
 from ppo_envkit.parallel.collectives import Collectives, SingleProcess
 
+from ..trainers import unit_trainer
+
 AGENTS = Path(__file__).resolve().parents[2] / "agents"
 
 
@@ -96,21 +98,24 @@ def test_target_kl_stops_the_epochs_without_taking_that_step():
 
 def test_trainer_state_round_trips_counters_optimizer_and_episodes():
     agent = PPO.from_preset("cartpole", overrides={"env.num_envs": 2, "ppo.n_steps": 16})
-    agent.learn(64)
-    meta, tensors = agent.trainer.state()
+    trainer = unit_trainer(agent)
+    trainer.plan(64)
+    trainer.train()
+    meta, tensors = trainer.resume_state()
     other = PPO.from_preset("cartpole", overrides={"env.num_envs": 2, "ppo.n_steps": 16})
-    other.trainer.load_state(meta, tensors)
+    restored = unit_trainer(other)
+    restored.load_resume_state(meta, tensors)
     assert (other.num_timesteps, other.iteration, other.target_timesteps) == (64, 2, 64)
     assert torch.equal(other.generator.get_state(), agent.generator.get_state())
-    for state, restored in zip(
-        agent.optimizer.state_dict()["state"].values(),
-        other.optimizer.state_dict()["state"].values(),
+    for state, loaded in zip(
+        trainer.learner.optimizer.state_dict()["state"].values(),
+        restored.learner.optimizer.state_dict()["state"].values(),
         strict=True,
     ):
-        assert torch.equal(state["exp_avg_sq"], restored["exp_avg_sq"])
-    assert other.trainer.collector.episodes.finished == agent.trainer.collector.episodes.finished
-    agent.close()
-    other.close()
+        assert torch.equal(state["exp_avg_sq"], loaded["exp_avg_sq"])
+    assert restored.collector.episodes.finished == trainer.collector.episodes.finished
+    trainer.close()
+    restored.close()
 
 
 def test_acting_creates_no_optimizer():

@@ -41,14 +41,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..algo.heads import (
     ActionHead,
     BernoulliHead,
@@ -57,10 +57,11 @@ from ..algo.heads import (
     MultiCategoricalHead,
     SquashedGaussianHead,
 )
+from ..config import TrainConfig
 from ..spaces import ObsFlattener, space_to_data
+from ..state import TrainingState
 
 if TYPE_CHECKING:
-    from ..agent import PPO
     from ..algo.policy import ActorCritic
 
 #: The ONNX operator set the graph is written for (onnxruntime >= 1.14 runs it).
@@ -78,6 +79,16 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         raise ExportError(f"ONNX export needs the '{module}' package: {INSTALL_HINT}") from None
+
+
+class ExportSource(Protocol):
+    """What an export reads of an agent (``PPO`` has it): the policy, its settings and training
+    state, and the agent directory it was loaded from (None for an agent not loaded from disk)."""
+
+    policy: ActorCritic
+    config: TrainConfig
+    state: TrainingState
+    path: Path | None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -117,9 +128,9 @@ def input_specs(flattener: ObsFlattener) -> list[InputSpec]:
     return specs
 
 
-def uses_action_masks(agent: PPO) -> bool:
-    """Whether ``agent`` was trained with action masks (its environment gives them)."""
-    return bool(agent.metadata.get("action_masks"))
+def uses_action_masks(source: ExportSource) -> bool:
+    """Whether the agent was trained with action masks (its environment gives them)."""
+    return bool(source.state.action_masks)
 
 
 def action_mask_inputs(policy: ActorCritic, masked: bool) -> list[InputSpec]:
@@ -300,23 +311,23 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def export_metadata(agent: PPO, module: OnnxPolicy) -> dict[str, str]:
+def export_metadata(source: ExportSource, module: OnnxPolicy) -> dict[str, str]:
     """``metadata_props``: strings, JSON where structured (read with ``json.loads``)."""
     stored: dict[str, Any] = {}
-    if agent.path is not None:
+    if source.path is not None:
         try:
-            stored = json.loads((Path(agent.path) / "agent.json").read_text())
+            stored = json.loads((Path(source.path) / "agent.json").read_text())
         except (OSError, ValueError):
             stored = {}
-    env = agent.config.env
+    env = source.config.env
     provenance = {
-        "agent_path": str(agent.path) if agent.path is not None else None,
-        "model_sha256": _sha256(Path(agent.path) / "model.safetensors") if agent.path else None,
+        "agent_path": str(source.path) if source.path is not None else None,
+        "model_sha256": _sha256(Path(source.path) / "model.safetensors") if source.path else None,
         "tensors_sha256": stored.get("tensors_sha256"),
         "saved_at": stored.get("saved_at"),
-        "training": {**stored.get("provenance", {}), **agent.metadata.get("provenance", {})},
+        "training": {**stored.get("provenance", {}), **(source.state.provenance or {})},
         "versions": stored.get("versions"),
-        "evaluation": agent.metadata.get("evaluation"),
+        "evaluation": source.state.evaluation,
     }
     data: dict[str, Any] = {
         "env_id": env.id,
@@ -324,12 +335,12 @@ def export_metadata(agent: PPO, module: OnnxPolicy) -> dict[str, str]:
         "max_episode_steps": env.max_episode_steps,
         "frame_stack": env.frame_stack,
         "action_masks": module.masked,
-        "observation_space": space_to_data(agent.observation_space),
-        "action_space": space_to_data(agent.action_space),
+        "observation_space": space_to_data(source.policy.observation_space),
+        "action_space": space_to_data(source.policy.action_space),
         "inputs": [spec.to_data() for spec in module.specs],
         "outputs": module.output_names,
         "ppo_envkit_version": __version__,
-        "num_timesteps": agent.num_timesteps,
+        "num_timesteps": source.state.num_timesteps,
         "deterministic": True,
         "provenance": provenance,
     }
@@ -354,24 +365,24 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def export_onnx(
-    agent: PPO,
+    source: ExportSource,
     path: str | Path,
     *,
     distribution: bool = False,
     value: bool = False,
     action_mask: bool | None = None,
 ) -> Path:
-    """Write ``agent``'s deterministic policy to ``path`` as one ONNX graph (see module doc).
+    """Write the agent's deterministic policy to ``path`` as one ONNX graph (see module doc).
 
     ``action_mask`` adds the ``action_mask`` input (default: when the agent was trained with masks)."""
     onnx = require("onnx")
     require("onnxscript")  # torch.onnx's exporter builds the graph with it
-    policy = agent.policy
+    policy = source.policy
     if policy.device.type != "cpu":
         import copy
 
         policy = copy.deepcopy(policy).cpu()
-    masked = uses_action_masks(agent) if action_mask is None else action_mask
+    masked = uses_action_masks(source) if action_mask is None else action_mask
     module = OnnxPolicy(policy, distribution=distribution, value=value, action_mask=masked).eval()
     inputs = module.example_inputs()
     batch = torch.export.Dim("batch", min=1)
@@ -392,9 +403,9 @@ def export_onnx(
         )
         model = onnx.load(str(raw))
     del model.metadata_props[:]
-    for key, text in export_metadata(agent, module).items():
+    for key, text in export_metadata(source, module).items():
         model.metadata_props.add(key=key, value=text)
-    model.doc_string = f"ppo-envkit {__version__}: deterministic policy for {agent.config.env.id}"
+    model.doc_string = f"ppo-envkit {__version__}: deterministic policy for {source.config.env.id}"
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -406,6 +417,7 @@ def export_onnx(
 __all__ = [
     "INSTALL_HINT",
     "ExportError",
+    "ExportSource",
     "HeadExport",
     "InputSpec",
     "OnnxPolicy",

@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from .export import ExportError, refuse_unsupported, require
-
-if TYPE_CHECKING:
-    from ..agent import PPO
+from ..spaces import require_same_spaces
+from .onnx import ExportError, ExportSource, refuse_unsupported, require
 
 #: Largest difference allowed between onnxruntime's and the agent's continuous actions.
 CONTINUOUS_TOLERANCE = 1e-5
@@ -75,23 +73,33 @@ class OnnxAgent:
         return self.run(batch, masks)[0]
 
 
+def _predict(source: ExportSource, obs: Any, mask: Any = None) -> Any:
+    """The agent's deterministic action(s), as ``PPO.predict`` gives them."""
+    return source.policy.predict(obs, deterministic=True, action_mask=mask)
+
+
 def record_observations(
-    agent: PPO, steps: int, seed: int = 0
+    source: ExportSource, steps: int, seed: int = 0
 ) -> tuple[list[Any], list[np.ndarray], np.ndarray | None]:
     """``steps`` observations from the agent playing its environment (episodes seeded
     ``seed``, ``seed + 1``, ...; its frame stacking and masks as in training), with the
     deterministic action it took at each, and the action masks in force (None without)."""
     from ..environments.factory import make_configured_env
 
-    env = make_configured_env(agent.config.env)
+    policy = source.policy
+    env = make_configured_env(source.config.env)
     try:
-        agent.check_env_compatible(env)
+        require_same_spaces(
+            source.config.env.id,
+            (policy.observation_space, policy.action_space),
+            (env.observation_space, env.action_space),
+        )
         observations, actions, masks = [], [], []
         obs, info = env.reset(seed=seed)
         episode = 0
         while len(observations) < steps:
             mask = info.get("action_mask")
-            action = agent.predict(obs, deterministic=True, action_mask=mask)
+            action = _predict(source, obs, mask)
             observations.append(obs)
             actions.append(np.asarray(action))
             masks.append(mask)
@@ -137,7 +145,7 @@ def compare_actions(expected: np.ndarray, actual: np.ndarray, action_space: spac
 
 
 def check_export(
-    agent: PPO,
+    source: ExportSource,
     path: str | Path,
     *,
     observations: list[Any] | None = None,
@@ -146,19 +154,19 @@ def check_export(
 ) -> CheckResult:
     """onnxruntime's actions vs the agent's on ``observations`` (default: ``steps`` recorded in
     the agent's environment). Raises :class:`ExportError` in one line on any mismatch."""
-    refuse_unsupported(agent.policy)
+    refuse_unsupported(source.policy)
     masks = None
     if observations is None:
-        observations, actions, masks = record_observations(agent, steps, seed)
+        observations, actions, masks = record_observations(source, steps, seed)
         expected = np.stack(actions)
     else:
-        expected = agent.predict(stack_observations(observations), deterministic=True)
+        expected = _predict(source, stack_observations(observations))
     model = OnnxAgent(path)
     if masks is not None and not any(spec["name"] == "action_mask" for spec in model.inputs):
         masks = None  # exported without the mask input (action_mask=False): compare unmasked
-        expected = agent.predict(stack_observations(observations), deterministic=True)
+        expected = _predict(source, stack_observations(observations))
     actual = model.predict(stack_observations(observations), masks)
-    result = compare_actions(expected, actual, agent.action_space)
+    result = compare_actions(expected, actual, source.policy.action_space)
     first = result.first_mismatch
     if first is not None:
         raise ExportError(

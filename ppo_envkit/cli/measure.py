@@ -87,8 +87,7 @@ def train_rate(preset: str, overrides: list[str], steps: int, seed: int) -> dict
     from ..agent import PPO
 
     agent = PPO.from_preset(preset, overrides=[*overrides, f"run.seed={seed}"])
-    agent.trainer.prepare()  # set-up, not timed: environments, and the optimizer (whose creation
-    agent.optimizer  # noqa: B018 (imports torch._dynamo, 0.8 s; process_seconds counts it)
+    agent.prepare()  # set-up, not timed: environments, and the optimizer (process_seconds counts it)
     start = time.perf_counter()
     agent.learn(steps)
     elapsed = time.perf_counter() - start
@@ -121,7 +120,7 @@ def train_rate_ranks(preset: str, overrides: list[str], steps: int, seed: int, r
         out = Path(tmp) / "result.json"
         spec.write_text(json.dumps({"preset": preset, "overrides": overrides, "steps": steps, "seed": seed}))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)]
-        cmd += ["-m", "ppo_envkit.io.measure", "--rank-worker", str(spec), str(out)]
+        cmd += ["-m", "ppo_envkit.cli.measure", "--rank-worker", str(spec), str(out)]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0 or not out.exists():
@@ -147,20 +146,20 @@ def rank_worker(spec_path: str, out_path: str) -> None:
         )
     overrides = [*spec["overrides"], f"run.seed={spec['seed']}", f"env.num_envs={num_envs // size}"]
     agent = PPO.from_preset(spec["preset"], overrides=overrides)
-    agent.trainer.prepare()  # joins the ranks and builds the environments
-    agent.optimizer  # noqa: B018 (set-up: creating it imports torch._dynamo)
+    agent.prepare()  # joins the ranks, builds the environments and the optimizer
     dist.barrier()
     start = time.perf_counter()
     agent.learn(spec["steps"])
     dist.barrier()
     elapsed = time.perf_counter() - start
-    peaks = agent.trainer.collectives.gather_rows(torch.tensor([peak_rss_mb()], dtype=torch.float64))
+    peaks = torch.tensor([peak_rss_mb()], dtype=torch.float64)
+    dist.all_reduce(peaks)  # the sum over ranks
     agent.close()
     if dist.get_rank() == 0:
         result = {**_rate_result(agent, elapsed, float(peaks.sum())), "ranks": size}
         Path(out_path).write_text(json.dumps(result))
     shutdown()
-    from ..cli.common import exit_now
+    from .common import exit_now
 
     exit_now(0)
 
@@ -245,4 +244,4 @@ if __name__ == "__main__":  # torchrun entry of the multi-rank measurement
     if len(sys.argv) == 4 and sys.argv[1] == "--rank-worker":
         rank_worker(sys.argv[2], sys.argv[3])
     else:
-        sys.exit("usage: python -m ppo_envkit.io.measure --rank-worker SPEC.json OUT.json")
+        sys.exit("usage: python -m ppo_envkit.cli.measure --rank-worker SPEC.json OUT.json")

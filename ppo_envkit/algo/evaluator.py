@@ -7,21 +7,25 @@ not crowd out long ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
 from ..environments.factory import make_configured_env
 from ..environments.masks import vector_masks
+from ..spaces import require_same_spaces
+from .acting import EpisodeActor
+from .policy import ActorCritic
 
 #: Copies an evaluation steps at most (episodes are split among them).
 MAX_EVAL_COPIES = 16
-
-if TYPE_CHECKING:
-    from ..agent import PPO
+#: Plays a batch of copies: (observations, action masks or None, episode starts) -> actions.
+Actor = Callable[[Any, Any, np.ndarray], Any]
 
 
 @dataclass
@@ -57,23 +61,42 @@ class Evaluator:
 
         self.envs = SyncVectorEnv([factory] * n, autoreset_mode=AutoresetMode.SAME_STEP)
 
-    def run(self, agent: PPO, *, deterministic: bool = True, seed: int = 0) -> EvalResult:
-        """``episodes`` episodes; copy ``i`` starts from seed ``seed + i``, so every call with
-        the same seed plays the same episodes (as far as the agent acts the same)."""
+    def run(
+        self,
+        policy: ActorCritic,
+        generator: torch.Generator,
+        *,
+        deterministic: bool = True,
+        seed: int = 0,
+    ) -> EvalResult:
+        """``episodes`` episodes of ``policy`` (``generator`` samples stochastic actions); copy
+        ``i`` starts from seed ``seed + i``, so every call with the same seed plays the same
+        episodes (as far as the policy acts the same)."""
+        envs = self.envs
+        require_same_spaces(
+            self.env.id,
+            (policy.observation_space, policy.action_space),
+            (envs.single_observation_space, envs.single_action_space),
+        )
+        actor = EpisodeActor(policy, generator, deterministic)  # keeps a recurrent policy's memory per copy
+        return self.play(actor, policy.head.mask_size or 0, deterministic=deterministic, seed=seed)
+
+    def play(
+        self, actor: Actor, mask_size: int = 0, *, deterministic: bool = True, seed: int = 0
+    ) -> EvalResult:
+        """:meth:`run` with any ``actor(observations, action masks or None, episode starts)``
+        giving a batch of actions (another library's model, an exported one...)."""
         envs, episodes = self.envs, self.episodes
         n = envs.num_envs
-        agent.check_env_compatible(envs)
         quota = np.full(n, episodes // n)
         quota[: episodes % n] += 1
         obs, info = envs.reset(seed=seed)
-        mask_size = agent.policy.head.mask_size or 0
         masks = vector_masks(info, n, mask_size)
         running = np.zeros(n)
         steps = np.zeros(n, dtype=np.int64)
         returns: list[float] = []
         lengths: list[int] = []
         done_count = np.zeros(n, dtype=np.int64)
-        actor = agent.stateful(deterministic)  # keeps a recurrent policy's memory per copy
         starts = np.ones(n, dtype=bool)
         while (done_count < quota).any():
             actions = actor(obs, masks, starts)
@@ -107,17 +130,4 @@ class Evaluator:
         self.envs.close()
 
 
-def evaluate(
-    agent: PPO,
-    episodes: int = 10,
-    *,
-    deterministic: bool = True,
-    seed: int = 0,
-    num_envs: int | None = None,
-) -> EvalResult:
-    """Play ``episodes`` full episodes with the agent's stored normalization statistics."""
-    evaluator = Evaluator(agent.config.env, episodes, num_envs)
-    try:
-        return evaluator.run(agent, deterministic=deterministic, seed=seed)
-    finally:
-        evaluator.close()
+__all__ = ["MAX_EVAL_COPIES", "Actor", "EvalResult", "Evaluator"]
