@@ -4,7 +4,7 @@ checked here, and a command that nothing knows how to check fails the test.
 * ``ppo-envkit ...`` commands are parsed by the real parser; a ``train`` command's preset,
   ``--set`` values and environment id are resolved into a valid config; the cheap ones run for
   real in a temporary folder (training shrunk to a few hundred steps, evaluations to a couple
-  of episodes, replays headless), in the README's order, so that ``eval runs/lander`` reads the
+  of episodes, replays headless and cut to 40 steps), in the README's order, so that ``eval runs/lander`` reads the
   run that the quick start's ``train ... --run-dir runs/lander`` wrote.
 * Install and test commands must match the project: the torch pin of ``.ci/run``, extras that
   ``pyproject.toml`` declares, and ``python -m pytest -q``, exactly what ``.ci/run`` runs.
@@ -42,6 +42,8 @@ INLINE = re.compile(r"(?<!`)`(ppo-envkit [^`]+)`(?!`)")
 
 #: Shrunk values for the commands and Python blocks run for real.
 STEPS, EPISODES = 256, 2
+#: Steps of a replayed episode (the viewer's environment is given this time limit).
+REPLAY_STEPS = 40
 #: Appended to a ``train`` command that runs for real: few steps, short episodes, one process.
 SHRINK_TRAIN = [
     "--total-timesteps",
@@ -406,7 +408,7 @@ def front_door(tmp_path, monkeypatch):
         unregister_env(env_id)
 
 
-def test_every_readme_command_and_block_is_checked(front_door, capsys):
+def test_every_readme_command_and_block_is_checked(front_door, monkeypatch, capsys):
     from ppo_envkit.agent import PPO
     from ppo_envkit.cli import main
     from ppo_envkit.cli.common import load_user_envs
@@ -446,7 +448,15 @@ def test_every_readme_command_and_block_is_checked(front_door, capsys):
                     value.close()
         assert tree.changed or "learn(" not in source, f"{where}: a training call that was not shrunk"
 
-    # Shell commands, in order: all checked, the cheap ones run.
+    # Shell commands, in order: all checked, the cheap ones run, replays with short episodes.
+    from ppo_envkit.viewer import pane
+
+    real_make_render_env = pane.make_render_env
+
+    def short_render_env(env_id, kwargs, max_episode_steps=None):
+        return real_make_render_env(env_id, kwargs, min(max_episode_steps or REPLAY_STEPS, REPLAY_STEPS))
+
+    monkeypatch.setattr(pane, "make_render_env", short_render_env)
     venvs: set[str] = set()
     ran = []
     for command in [*page.shell, *page.inline]:
