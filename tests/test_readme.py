@@ -4,8 +4,9 @@ checked here, and a command that nothing knows how to check fails the test.
 * ``ppo-envkit ...`` commands are parsed by the real parser; a ``train`` command's preset,
   ``--set`` values and environment id are resolved into a valid config; the cheap ones run for
   real in a temporary folder (training shrunk to a few hundred steps, evaluations to a couple
-  of episodes, replays headless and cut to 40 steps), in the README's order, so that ``eval runs/lander`` reads the
-  run that the quick start's ``train ... --run-dir runs/lander`` wrote.
+  of episodes, replays headless and cut to 40 steps), in the README's order, so that
+  ``eval runs/lander`` reads the run that the quick start's ``train ... --run-dir runs/lander``
+  wrote.
 * Install and test commands must match the project: the torch pin of ``.ci/run``, extras that
   ``pyproject.toml`` declares, and ``python -m pytest -q``, exactly what ``.ci/run`` runs.
 * ``python examples/X.py ...``: the script exists and its own parser accepts the arguments.
