@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticUndefined
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the package of this checkout, installed or not
+    sys.path.insert(0, str(ROOT))
 
 CLI_MARKER = "<!-- cli-help -->"
 SETTINGS_MARKER = "<!-- settings-table -->"
