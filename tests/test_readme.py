@@ -22,6 +22,7 @@ import argparse
 import ast
 import contextlib
 import io
+import json
 import re
 import runpy
 import shlex
@@ -283,7 +284,7 @@ def check_shell_command(command: Command, venvs: set[str], readme: bool) -> argp
         if readme and args is not None:
             resolve(command, args)
         return args
-    if head == "python" and words[1:3] == ["-m", "venv"]:
+    if head in ("python", "python3") and words[1:3] == ["-m", "venv"]:
         assert len(words) == 4, f"{command}: python -m venv DIR"
         venvs.add(words[3])
     elif head in (".", "source"):
@@ -428,7 +429,14 @@ def test_every_readme_command_and_block_is_checked(front_door, monkeypatch, caps
             (front_door / target).write_text(source)
         else:
             runnable.append((where, source))
+    import gymnasium as gym
+
+    before = set(gym.registry)
     load_user_envs()
+    readme_envs = set(gym.registry) - before  # registered by the README's environment file
+    if any(file_target(s) for _, s in page.python):
+        assert readme_envs, "the README's environment file registers no environment"
+    masked = any("def action_masks" in s for _, s in page.python if file_target(s))
     real_init = PPO.__init__
 
     def small_init(self, env=None, config=None, **kwargs):  # one process, a few copies, whatever the preset
@@ -473,6 +481,9 @@ def test_every_readme_command_and_block_is_checked(front_door, monkeypatch, caps
         output = capsys.readouterr()
         assert code == 0, f"{command}: exit status {code} (ran: {shlex.join(argv)})\n{output.err}{output.out}"
         ran.append(command)
+        if args.command == "train" and args.env_id in readme_envs and masked:  # the masks were used
+            meta = json.loads((Path(args.run_dir) / "agent" / "agent.json").read_text())
+            assert meta.get("action_masks") is True, f"{command}: trained without the environment's masks"
     # the front door's main job runs (shrunk): train, then eval and replay of that run
     assert {c.words[1] for c in ran} >= {"train", "eval", "replay", "envs"}, [str(c) for c in ran]
 
