@@ -226,7 +226,10 @@ def parse_example(command: Command) -> None:
         real(self, command.words[2:], namespace)
         raise Parsed
 
-    module = runpy.run_path(str(script), run_name="readme_check")
+    try:
+        module = runpy.run_path(str(script), run_name="readme_check")
+    except ImportError as exc:
+        pytest.fail(f"{command}: the script does not import: {exc}")
     assert "main" in module, f"{command}: the script has no main()"
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
