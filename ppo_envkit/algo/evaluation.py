@@ -11,7 +11,7 @@ evaluation comes after ``40 * eval_episodes * (mean length of the last evaluatio
 episodes)`` steps, at least :data:`MIN_AUTO_INTERVAL`. There is always one at the end of a
 training call. An evaluation step costs more than a training step (a handful of copies
 share each forward pass, against 16-64 in training), so its share of the time is larger
-than its share of the steps; the README gives the measured overhead.
+than its share of the steps; docs/performance.md gives the measured overhead.
 """
 
 from __future__ import annotations
