@@ -32,7 +32,6 @@ from ..parallel.shm import RankFailed, SharedMemoryCollectives
 from .collector import Collector
 from .context import RankContext
 from .evaluation import EvalSchedule
-from .fastpath import FastPath
 from .learner import Learner
 from .optim import FlatAdam
 
@@ -55,8 +54,7 @@ class Trainer:
         # A weak reference: the agent owns its trainer, and a cycle would keep both (and the
         # other training processes they end with the agent) alive until the garbage collector runs.
         self._agent = weakref.ref(agent)
-        fast = FastPath(agent.policy, agent.config.run.analytic_gradients)
-        self.context = RankContext(agent.policy, agent.config, agent.generator, collectives, fast)
+        self.context = RankContext(agent.policy, agent.config, agent.generator, collectives)
         self.collector = Collector(self.context)
         self.learner = Learner(self.context, optimizer)
         self._captured: dict[str, Any] | None = None
@@ -112,7 +110,6 @@ class Trainer:
         """Take the agent's current settings (they may change between training calls)."""
         config = self.agent.config
         self.context.config = config
-        self.context.fast.enabled = config.run.analytic_gradients
 
     # ----------------------------------------------------------------------------- the loop
 
