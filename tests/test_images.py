@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from ppo_envkit import PPO, TrainConfig, evaluate, load_agent
 from ppo_envkit.algo.encoders import ImageEncoder
-from ppo_envkit.algo.fastpath import NumpyPolicy
+from ppo_envkit.algo.fastpath import NumpyBackend
 from ppo_envkit.algo.policy import ActorCritic
 from ppo_envkit.config import EnvConfig, PolicyConfig
 from ppo_envkit.environments.checker import check_environment
@@ -63,7 +63,7 @@ def policy_for(space, seed=0, **policy):
 
 def test_channel_last_and_channel_first_give_the_same_network():
     last, first = policy_for(box((20, 24, 3))), policy_for(box((3, 20, 24)))
-    assert isinstance(last.encoder, ImageEncoder) and not NumpyPolicy.supports(last)
+    assert isinstance(last.encoder, ImageEncoder) and not NumpyBackend.supports(last)
     assert [p.shape for p in last.parameters()] == [p.shape for p in first.parameters()]
     images = np.random.default_rng(0).integers(0, 256, (5, 20, 24, 3), dtype=np.uint8)
     x_last = last.obs_norm(last.obs_to_tensor(images))

@@ -213,15 +213,12 @@ class Collector:
         obs, masks, memory = self.next_obs, self.next_masks, self.memory
         gather_returns = self.context.collectives.gather_rows
         buf.truncated.zero_()
-        numpy_policy = self.context.fast.plan()  # the same computation at a fraction of the per-step overhead
+        backend = self.context.backend()  # the numpy fast path where it serves, else the policy's modules
         for t in range(buf.n_steps):
             if memory is not None:  # the state before this step, and whether it starts an episode
                 buf.states[t] = memory.state
                 buf.starts[t] = memory.starts
-            if numpy_policy is not None:
-                action, logp, value = numpy_policy.act(obs, gen, masks)
-            else:  # (a recurrent policy's memory moves on by this step)
-                action, logp, value, _ = policy.act(obs, generator=gen, mask=masks, memory=memory)
+            action, logp, value = backend.act(obs, gen, masks, memory)  # (memory moves on by this step)
             env_action = head.to_env(action)
             step = num_timesteps + (t + 1) * n * self.context.collectives.size  # all ranks' copies
             try:

@@ -15,9 +15,12 @@ writes it into each parameter's ``.grad`` (the optimizer's flat gradient buffer)
 It serves trunks of Linear layers with tanh or ReLU, and the heads registered below with
 :func:`head_gradient` (categorical, multi-categorical, Bernoulli and plain Gaussian), on the
 CPU. Anything else
-(:meth:`NumpyPolicy.supports` is False) trains through autograd: a new head or encoder
-needs nothing here. ``tests/unit/test_fastpath.py`` checks that both give the same losses
-and gradients; the README's performance section measures what it earns.
+(:meth:`NumpyBackend.supports` is False) trains through autograd: a new head or encoder
+needs nothing here. :class:`NumpyBackend` is one of the two implementations of
+:class:`~ppo_envkit.algo.backend.Backend`; it gathers its minibatches in numpy and hands back
+torch tensors and :class:`~ppo_envkit.algo.losses.LossStats` like the other.
+``tests/unit/test_fastpath.py`` checks that both give the same losses and gradients; the
+README's performance section measures what it earns.
 """
 
 from __future__ import annotations
@@ -25,16 +28,23 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..parallel.collectives import ADVANTAGE_EPS
+from .backend import Backend
 from .heads import ActionHead, BernoulliHead, CategoricalHead, GaussianHead, MultiCategoricalHead
-from .losses import LossSettings, LossStats, Normalizer, loss_advantages
+from .losses import LossSettings, LossStats
 from .policy import ActorCritic
-from .rollout import Minibatch
+from .recurrent import Memory
+from .rollout import RolloutBuffer
+
+if TYPE_CHECKING:
+    from ..parallel.collectives import Collectives
+    from .optim import FlatAdam
 
 Layers = list[tuple[nn.Linear, type[nn.Module]]]
 #: ``backward(grad wrt each row's log-prob, grad wrt each row's entropy)`` ->
@@ -225,10 +235,6 @@ def _trunk_backward(layers: list[_Dense], outs: list[np.ndarray], grad: np.ndarr
         grad = layer.backward(outs[i], grad * _DERIVATIVES[layer.act](outs[i + 1]), need_input=i > 0)
 
 
-def _numpy(x: Any) -> np.ndarray:
-    return x if isinstance(x, np.ndarray) else x.numpy()
-
-
 def _mean(x: np.ndarray, dtype: Any = None) -> Any:
     """``x.mean()``, the same number, without ``np.mean``'s ~5 us of bookkeeping: the
     pairwise sum divided by the count (as ``np.mean`` does in the array's own precision)."""
@@ -241,15 +247,45 @@ def _max_weights(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (a > b).astype(a.dtype) + tie, (b > a).astype(a.dtype) + tie
 
 
+def _local_normalize(advantages: np.ndarray) -> np.ndarray:
+    """The minibatch's own mean and (unbiased) std, as ``SingleProcess.normalize_advantages``."""
+    if advantages.size > 1:
+        return (advantages - advantages.mean()) / (advantages.std(ddof=1) + np.float32(ADVANTAGE_EPS))
+    return advantages
+
+
+def _normalizer(collectives: Collectives) -> Callable[[np.ndarray], np.ndarray]:
+    """``collectives.normalize_advantages`` for numpy arrays: the same formulas, in numpy (no torch
+    call per step), with the combined moments summed over the ranks by ``collectives.sum``."""
+    if not collectives.pools_advantages:
+        return _local_normalize
+
+    def pooled(advantages: np.ndarray) -> np.ndarray:
+        local = np.array(
+            [advantages.sum(), np.dot(advantages, advantages), advantages.size], advantages.dtype
+        )
+        total, total_sq, count = collectives.sum(torch.from_numpy(local)).numpy()
+        mean = total / count
+        std = np.sqrt(max((total_sq - count * mean * mean) / max(count - 1, 1), 0))
+        return (advantages - mean) / (std + advantages.dtype.type(ADVANTAGE_EPS))
+
+    return pooled
+
+
 # ----------------------------------------------------------------------------- the policy
 
 
-class NumpyPolicy:
-    """An :class:`ActorCritic`'s layers as numpy views of its parameters, with the PPO gradient."""
+class NumpyBackend(Backend):
+    """An :class:`ActorCritic`'s layers as numpy views of its parameters, with the PPO gradient.
+
+    The views follow in-place updates (the optimizer's); :meth:`is_current` says whether a
+    parameter's memory has moved since (``.to()``, ``load_state_dict`` with ``assign``, ``.data =
+    ...``, the optimizer's flat buffer), after which a new one must be built.
+    """
 
     def __init__(self, policy: ActorCritic):
         actor, critic = _layers(policy.actor_trunk), _layers(policy.critic_trunk)
-        assert actor is not None and critic is not None, "check NumpyPolicy.supports(policy) first"
+        assert actor is not None and critic is not None, "check NumpyBackend.supports(policy) first"
         self.policy = policy
         self.actor = [_Dense(linear, act) for linear, act in actor]
         self.critic = None if policy.critic_trunk is None else [_Dense(linear, act) for linear, act in critic]
@@ -271,9 +307,17 @@ class NumpyPolicy:
             and policy.core is None
         )
 
+    def is_current(self) -> bool:
+        """Whether the views still point at the policy's parameters and gradient buffers."""
+        return self.pointers == _pointers(self.policy)
+
     @torch.no_grad()
     def act(
-        self, obs: torch.Tensor, generator: torch.Generator | None = None, mask: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        generator: torch.Generator | None = None,
+        masks: torch.Tensor | None = None,
+        memory: Memory | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`ActorCritic.act`'s (stored action, log-prob, value) with the MLP forward in numpy.
 
@@ -287,14 +331,50 @@ class NumpyPolicy:
         params = torch.from_numpy(self.head(features))
         values = torch.from_numpy(self.value(critic_features)[:, 0])
         head = self.policy.head
-        if mask is not None:
-            params = head.apply_mask(params, mask)
+        if masks is not None:
+            params = head.apply_mask(params, masks)
         action = head.sample(params, generator)
         return action, head.log_prob(params, action), values
 
-    def ppo_gradients(self, batch: Minibatch, settings: LossSettings, normalize: Normalizer) -> LossStats:
-        """:func:`~ppo_envkit.algo.losses.ppo_losses`'s values; the loss's gradient is left in ``.grad``."""
-        x, actions_np, old_logp, advantages, returns, old_values = (_numpy(field) for field in batch[:6])
+    def gradients(
+        self,
+        rollout: RolloutBuffer,
+        rows: torch.Tensor,
+        settings: LossSettings,
+        collectives: Collectives,
+        generator: torch.Generator,
+        optimizer: FlatAdam,
+    ) -> LossStats:
+        """:func:`~ppo_envkit.algo.losses.ppo_losses`'s values; the loss's gradient is left in the
+        parameters' ``.grad`` (views of ``optimizer.grad``). The rows are gathered in numpy."""
+        batch = np.take(rollout.packed.numpy(), rows.numpy(), axis=0)
+        c = rollout.columns
+        masks = batch[:, c.masks] > 0.5 if c.masks is not None else None
+        return self.ppo_gradients(
+            batch[:, c.obs],
+            batch[:, c.actions],
+            batch[:, c.old_logprobs],
+            batch[:, c.advantages],
+            batch[:, c.returns],
+            batch[:, c.old_values],
+            masks,
+            settings,
+            _normalizer(collectives),
+        )
+
+    def ppo_gradients(
+        self,
+        x: np.ndarray,
+        actions_np: np.ndarray,
+        old_logp: np.ndarray,
+        advantages: np.ndarray,
+        returns: np.ndarray,
+        old_values: np.ndarray,
+        masks: np.ndarray | None,
+        settings: LossSettings,
+        normalize: Callable[[np.ndarray], np.ndarray],
+    ) -> LossStats:
+        """The loss of one minibatch given as arrays; its gradient is left in ``.grad``."""
         n = x.shape[0]
         head = self.policy.head
         clip, vclip, ent_coef, vf_coef = settings.clip, settings.vclip, settings.ent_coef, settings.vf_coef
@@ -304,15 +384,15 @@ class NumpyPolicy:
         features, critic_features = actor_outs[-1], critic_outs[-1]
         params = self.head(features)
         keeps = None
-        if batch.masks is not None:  # the head's own masking; masked parameters get no gradient
-            masks = torch.from_numpy(_numpy(batch.masks))
-            params = head.apply_mask(torch.from_numpy(params), masks).numpy()
-            keeps = head.mask_keeps(masks).numpy()
+        if masks is not None:  # the head's own masking; masked parameters get no gradient
+            masks_t = torch.from_numpy(masks)
+            params = head.apply_mask(torch.from_numpy(params), masks_t).numpy()
+            keeps = head.mask_keeps(masks_t).numpy()
         values = self.value(critic_features)[:, 0]
         new_logp, entropy, head_backward = self.head_gradient(head, params, actions_np)
 
         # ----- the loss, as in ppo_losses
-        adv = loss_advantages(advantages, settings.norm_adv, normalize)
+        adv = normalize(advantages) if settings.norm_adv else advantages
         log_ratio = new_logp - old_logp
         ratio = np.exp(log_ratio)
         low, high = np.float32(1.0 - clip), np.float32(1.0 + clip)
@@ -363,25 +443,4 @@ def _pointers(policy: nn.Module) -> list[int]:
     ]
 
 
-class FastPath:
-    """The numpy views of one policy, shared by its collector and learner.
-
-    :meth:`plan` is called before a batch of calls (a rollout, an update): it checks
-    that the policy still qualifies and rebuilds the views if a parameter's memory
-    moved (``.to()``, ``load_state_dict`` with ``assign``, ``.data = ...``).
-    """
-
-    def __init__(self, policy: ActorCritic, enabled: bool):
-        self.policy, self.enabled = policy, enabled
-        self._plan: NumpyPolicy | None = None
-
-    def plan(self) -> NumpyPolicy | None:
-        """The numpy policy, or None when autograd must serve."""
-        if not self.enabled or not NumpyPolicy.supports(self.policy):
-            return None
-        if self._plan is None or self._plan.pointers != _pointers(self.policy):
-            self._plan = NumpyPolicy(self.policy)
-        return self._plan
-
-
-__all__ = ["FastPath", "NumpyPolicy", "head_gradient"]
+__all__ = ["NumpyBackend", "head_gradient"]

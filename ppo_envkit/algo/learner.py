@@ -1,7 +1,8 @@
 """``Learner``: the PPO update of one rollout (epochs of shuffled minibatches).
 
-Each gradient step computes the loss of a minibatch (through the numpy fast path
-when the policy allows it, else autograd), averages gradients over the ranks,
+Each gradient step has the rank's backend (:mod:`ppo_envkit.algo.backend`: the numpy
+fast path or autograd, whichever serves the policy) gather a minibatch and compute its loss
+and gradient; the learner averages the gradients over the ranks,
 refuses a non-finite loss, stops the epochs early when approx-KL exceeds
 ``ppo.target_kl`` (that step is not taken, as in SB3), clips the global gradient
 norm and steps Adam.
@@ -10,7 +11,6 @@ norm and steps Adam.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,10 +19,9 @@ import torch
 
 from ..config import PPOConfig
 from ..errors import NonFiniteError
-from ..io.checkpoint import load_optimizer_state, optimizer_state
 from .context import RankContext
-from .losses import LossSettings, LossStats, ppo_losses
-from .optim import FlatAdam
+from .losses import LossSettings, LossStats
+from .optim import FlatAdam, load_optimizer_state, optimizer_state
 from .policy import ActorCritic
 from .rollout import RolloutBuffer
 
@@ -65,15 +64,6 @@ class Learner:
         self.context = context
         self.policy = context.policy
         self._optimizer = optimizer
-        self._compiled_losses: Callable[..., LossStats] | None = None
-
-    def _loss_function(self) -> Callable[..., LossStats]:
-        """:func:`ppo_losses`, compiled with ``torch.compile`` when ``run.compile`` asks for it."""
-        if not self.context.config.run.compile:
-            return ppo_losses
-        if self._compiled_losses is None:
-            self._compiled_losses = torch.compile(ppo_losses)
-        return self._compiled_losses
 
     @property
     def created_optimizer(self) -> FlatAdam | None:
@@ -103,8 +93,9 @@ class Learner:
     def update(self, rollout: RolloutBuffer, progress: float, where: str) -> UpdateStats:
         """``ppo.n_epochs`` passes of shuffled minibatches over ``rollout`` (advantages computed).
 
-        ``progress`` (steps done / planned) anneals the learning rate when ``ppo.anneal_lr``;
-        ``where`` names this update in errors ("in update 3 (after 4096 steps)").
+        The learning rate is ``ppo.learning_rate`` of the current settings (so a new one reaches
+        an existing optimizer), annealed by ``progress`` (steps done / planned) when
+        ``ppo.anneal_lr``; ``where`` names this update in errors ("in update 3 (after 4096 steps)").
         """
         context = self.context
         cfg = context.config.ppo
@@ -114,15 +105,13 @@ class Learner:
             context.generator,
             context.collectives,
         )
-        if cfg.anneal_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = max(0.0, 1.0 - progress) * cfg.learning_rate
+        lr = max(0.0, 1.0 - progress) * cfg.learning_rate if cfg.anneal_lr else cfg.learning_rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         settings = LossSettings.from_config(cfg)
-        normalize = collectives.normalize_advantages
         batch_size = rollout.size
         mb_size = context.config.minibatch_size // collectives.size  # this rank's share
-        numpy_policy = context.fast.plan()
-        losses = self._loss_function()
+        backend = context.backend()  # after the optimizer exists: its buffer holds the parameters
         history: list[list[float]] = []
         stopped_early = False
         # Shuffled units: single steps, or whole sequences of one copy for a recurrent policy
@@ -131,29 +120,23 @@ class Learner:
             units, per_batch = rollout.num_sequences, max(1, mb_size // rollout.sequence_length)
         for _epoch in range(cfg.n_epochs):
             perm = torch.randperm(units, generator=gen, device=policy.device)
-            order = perm.numpy() if numpy_policy is not None else perm  # numpy: gathered in numpy
             for start in range(0, units, per_batch):
-                chosen = order[start : start + per_batch]
-                batch = rollout.minibatch(rollout.sequence_rows(chosen) if policy.recurrent else chosen)
-                if numpy_policy is not None:  # same loss and gradient, without autograd's per-op cost
-                    stats = numpy_policy.ppo_gradients(batch, settings, normalize)
-                else:
-                    stats = losses(policy, batch, settings, normalize, gen)
-                    optimizer.set_grads(torch.autograd.grad(stats.loss, optimizer.params, allow_unused=True))
-                    stats = LossStats(*(v.detach() for v in stats))
+                chosen = perm[start : start + per_batch]
+                rows = rollout.sequence_rows(chosen) if policy.recurrent else chosen
+                stats = backend.gradients(rollout, rows, settings, collectives, gen, optimizer)
                 loss, kl = collectives.average_gradients(
                     optimizer.grad_and_extras, (stats.loss, stats.approx_kl)
                 )
                 stats = stats._replace(loss=loss, approx_kl=kl)
-                if not math.isfinite(float(stats.loss)):
-                    values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats._asdict().items())
+                if not math.isfinite(stats.loss):
+                    values = ", ".join(f"{k}={v:.4g}" for k, v in stats._asdict().items())
                     raise NonFiniteError(f"non-finite loss {where}: {values}")
-                if cfg.target_kl is not None and float(stats.approx_kl) > cfg.target_kl:
+                if cfg.target_kl is not None and stats.approx_kl > cfg.target_kl:
                     stopped_early = True  # SB3's rule: this minibatch's step is not taken
                     break
                 optimizer.clip_grad_norm(cfg.max_grad_norm)
                 optimizer.step()
-                history.append([float(v) for v in stats])
+                history.append(list(stats))
             if stopped_early:
                 break
         means = np.mean(history, axis=0).tolist() if history else [float("nan")] * len(LossStats._fields)

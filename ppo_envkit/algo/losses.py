@@ -4,13 +4,17 @@
 surrogate objective on ``ratio = exp(logp_new - logp_old)``, an entropy *bonus*,
 and an optionally clipped value loss. :mod:`ppo_envkit.algo.fastpath` computes the
 same values (and their gradient) in numpy; tests hold the two together.
+
+:func:`ppo_losses` returns the terms as tensors (:class:`LossTerms`, the autograd graph on
+``loss``); what a gradient step reports, whichever backend took it, is :class:`LossStats`
+(numbers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -18,12 +22,11 @@ from ..config import PPOConfig
 from .policy import ActorCritic
 from .rollout import Minibatch
 
-Normalizer = Callable[[Any], Any]  # tensor -> tensor, or numpy array -> numpy array
+Normalizer = Callable[[torch.Tensor], torch.Tensor]
 
 
-class LossStats(NamedTuple):
-    """One minibatch's losses and diagnostics: 0-d tensors (``loss`` carries the gradient), or
-    floats from the numpy fast path (which leaves the gradient in the parameters' ``.grad``)."""
+class LossTerms(NamedTuple):
+    """The terms of one minibatch's loss, as 0-d tensors (``loss`` carries the autograd graph)."""
 
     policy_loss: torch.Tensor
     value_loss: torch.Tensor
@@ -31,6 +34,18 @@ class LossStats(NamedTuple):
     approx_kl: torch.Tensor
     clip_fraction: torch.Tensor
     loss: torch.Tensor
+
+
+class LossStats(NamedTuple):
+    """What one gradient step reports (the terms of :class:`LossTerms`, as numbers); every
+    backend returns these, with the gradient left in the optimizer's buffer."""
+
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_fraction: float
+    loss: float
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,7 @@ class LossSettings:
         return cls(cfg.clip_coef, vclip if cfg.clip_vloss else None, cfg.ent_coef, cfg.vf_coef, cfg.norm_adv)
 
 
-def loss_advantages(advantages: Any, norm_adv: bool, normalize: Normalizer) -> Any:
+def loss_advantages(advantages: torch.Tensor, norm_adv: bool, normalize: Normalizer) -> torch.Tensor:
     """A minibatch's advantages as the loss uses them: ``normalize``-d when ``norm_adv``
     (by the minibatch's own moments, or by every rank's: see ``Collectives.normalize_advantages``)."""
     return normalize(advantages) if norm_adv else advantages
@@ -61,7 +76,7 @@ def ppo_losses(
     settings: LossSettings,
     normalize: Normalizer,
     generator: torch.Generator | None = None,
-) -> LossStats:
+) -> LossTerms:
     """The PPO loss of ``batch`` under the current parameters (autograd graph attached)."""
     new_logp, entropy, values = policy.evaluate(
         batch.obs, batch.actions, generator, batch.masks, batch.states, batch.starts
@@ -82,7 +97,7 @@ def ppo_losses(
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
         clip_fraction = ((ratio - 1.0).abs() > clip).to(torch.float32).mean()
-    return LossStats(policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction, loss)
+    return LossTerms(policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction, loss)
 
 
-__all__ = ["LossSettings", "LossStats", "loss_advantages", "ppo_losses"]
+__all__ = ["LossSettings", "LossStats", "LossTerms", "Normalizer", "loss_advantages", "ppo_losses"]

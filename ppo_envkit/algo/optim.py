@@ -67,14 +67,6 @@ class FlatAdam:
     def _view(self, flat: torch.Tensor, index: int) -> torch.Tensor:
         return flat[self.slices[index]].view_as(self.params[index])
 
-    def _param_state(self, index: int) -> dict[str, torch.Tensor]:
-        """Parameter ``index``'s Adam state: views of the flat state, and the shared step count."""
-        return {
-            "step": self._step,
-            "exp_avg": self._view(self.exp_avg, index),
-            "exp_avg_sq": self._view(self.exp_avg_sq, index),
-        }
-
     @property
     def grad_and_extras(self) -> torch.Tensor:
         """The gradients followed by two spare slots (for values averaged with them)."""
@@ -145,4 +137,34 @@ class FlatAdam:
             self._step.fill_(float(entry["step"]))
 
 
-__all__ = ["FlatAdam"]
+# ---------------------------------------------------------------------- in a checkpoint
+
+
+def optimizer_state(optimizer: FlatAdam) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The optimizer's state dict as (JSON-ready part, tensors), as a checkpoint stores it:
+    ``optim.{param}.{key}`` tensors, and the param groups and non-tensor values in the JSON."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return {"param_groups": sd["param_groups"], "scalars": scalars}, tensors
+
+
+def load_optimizer_state(optimizer: FlatAdam, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Restore :func:`optimizer_state` (tensors not named ``optim.*`` are ignored)."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, scalars in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(scalars)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+__all__ = ["FlatAdam", "load_optimizer_state", "optimizer_state"]

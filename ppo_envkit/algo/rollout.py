@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -48,20 +47,34 @@ def compute_gae(
 
 
 class Minibatch(NamedTuple):
-    """What one gradient step needs; every field has one row per sample (tensors, or numpy
-    arrays for the numpy fast path)."""
+    """What one gradient step needs, as tensors; every field has one row per sample."""
 
-    obs: torch.Tensor | np.ndarray
-    actions: torch.Tensor | np.ndarray
-    old_logprobs: torch.Tensor | np.ndarray
-    advantages: torch.Tensor | np.ndarray
-    returns: torch.Tensor | np.ndarray
-    old_values: torch.Tensor | np.ndarray
-    masks: torch.Tensor | np.ndarray | None = None  # the action masks in force (booleans), if any
+    obs: torch.Tensor
+    actions: torch.Tensor
+    old_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    old_values: torch.Tensor
+    masks: torch.Tensor | None = None  # the action masks in force (booleans), if any
     # Recurrent policies: the rows are whole sequences one after another; their stored initial
     # states [sequences, state_size], and where episodes start (one flag per row)
     states: torch.Tensor | None = None
     starts: torch.Tensor | None = None
+
+
+class Columns(NamedTuple):
+    """Where each field of a :class:`Minibatch` lives in a row of :attr:`RolloutBuffer.packed`
+    (a backend that gathers rows in its own array type splits them with these)."""
+
+    obs: slice
+    actions: slice
+    old_logprobs: int
+    advantages: int
+    returns: int
+    old_values: int
+    masks: slice | None  # None: no masks
+    states: slice | None  # None: not recurrent
+    starts: int | None
 
 
 def rollout_bytes(
@@ -144,6 +157,18 @@ class RolloutBuffer:
         self.returns = torch.zeros(shape, **f32)
         width = obs_dim + action_dim + len(self.PACKED) + mask_dim + (state_dim + 1 if state_dim else 0)
         self.packed = torch.zeros((n_steps * num_envs, width), **f32)
+        d, a, m, k = obs_dim, action_dim, mask_dim, state_dim
+        self.columns = Columns(
+            slice(0, d),
+            slice(d, d + a),
+            d + a,
+            d + a + 1,
+            d + a + 2,
+            d + a + 3,
+            slice(d + a + 4, d + a + 4 + m) if m else None,
+            slice(d + a + 4 + m, d + a + 4 + m + k) if k else None,
+            width - 1 if k else None,
+        )
 
     @property
     def size(self) -> int:
@@ -186,26 +211,22 @@ class RolloutBuffer:
         steps = first_step[:, None] + torch.arange(length, device=sequences.device)
         return (steps * n + (sequences % n)[:, None]).reshape(-1)
 
-    def minibatch(self, indices: torch.Tensor | np.ndarray) -> Minibatch:
-        """The samples at ``indices`` (into the flattened rollout), after :meth:`compute_advantages`:
-        tensors, or numpy arrays when ``indices`` is one (the numpy fast path; CPU only)."""
-        if isinstance(indices, np.ndarray):
-            batch = np.take(self.packed.numpy(), indices, axis=0)
-        else:
-            batch = self.packed.index_select(0, indices)
-        d, a, m, k = self.obs_dim, self.action_dim, self.mask_dim, self.state_dim
-        masks = batch[:, d + a + 4 : d + a + 4 + m] > 0.5 if m else None
+    def minibatch(self, indices: torch.Tensor) -> Minibatch:
+        """The samples at ``indices`` (into the flattened rollout), after :meth:`compute_advantages`."""
+        batch = self.packed.index_select(0, indices)
+        c = self.columns
+        masks = batch[:, c.masks] > 0.5 if c.masks is not None else None
         states = starts = None
-        if k:  # whole sequences: the state stored at each one's first step
-            states = batch[:: self.sequence_length, d + a + 4 + m : d + a + 4 + m + k]
-            starts = batch[:, -1] > 0.5
+        if c.states is not None:  # whole sequences: the state stored at each one's first step
+            states = batch[:: self.sequence_length, c.states]
+            starts = batch[:, c.starts] > 0.5
         return Minibatch(
-            batch[:, :d],
-            batch[:, d : d + a],
-            batch[:, d + a],
-            batch[:, d + a + 1],
-            batch[:, d + a + 2],
-            batch[:, d + a + 3],
+            batch[:, c.obs],
+            batch[:, c.actions],
+            batch[:, c.old_logprobs],
+            batch[:, c.advantages],
+            batch[:, c.returns],
+            batch[:, c.old_values],
             masks,
             states,
             starts,

@@ -42,7 +42,6 @@ from ..state import TrainingState
 from .collector import Collector
 from .context import RankContext
 from .evaluation import EvalSchedule
-from .fastpath import FastPath
 from .learner import Learner
 from .optim import FlatAdam
 from .policy import ActorCritic
@@ -84,8 +83,7 @@ class Trainer:
     ):
         self.policy, self.generator, self.state = policy, generator, state
         config = config.model_copy(deep=True)  # its own: a setting changed in place is seen as changed
-        fast = FastPath(policy, config.run.analytic_gradients)
-        self.context = RankContext(policy, config, generator, collectives, fast)
+        self.context = RankContext(policy, config, generator, collectives)
         self.collector = Collector(self.context)
         self.learner = Learner(self.context, optimizer)
         self._captured: dict[str, Any] | None = None
@@ -107,8 +105,7 @@ class Trainer:
         anything else is a one-line :class:`~ppo_envkit.errors.ConfigError`. Returns the keys
         that changed."""
         changed = settings_change(self.config, config)
-        self.context.config = config = config.model_copy(deep=True)
-        self.context.fast.enabled = config.run.analytic_gradients
+        self.context.config = config.model_copy(deep=True)
         return changed
 
     def attach(self, collectives: Collectives) -> None:

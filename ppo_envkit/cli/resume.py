@@ -46,9 +46,8 @@ def resume_run(args: argparse.Namespace) -> tuple[Any, str]:
         )
     checkpoints = checkpoint_dirs(run_dir)
     if not checkpoints:
-        raise ConfigError(
-            f"--resume {shlex.quote(str(run_dir))}: no checkpoint found in {shlex.quote(str(run_dir))}/checkpoints"
-        )
+        where = shlex.quote(str(run_dir))
+        raise ConfigError(f"--resume {where}: no checkpoint found in {where}/checkpoints")
     agent, checkpoints = _resume_latest_good(checkpoints, args.device)
     stored = agent.config
     if args.env_id and args.env_id != stored.env.id:

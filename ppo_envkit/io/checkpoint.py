@@ -306,31 +306,3 @@ def resolve_agent_path(path: str | Path) -> Path:
     raise AgentFileError(
         f"{path} holds no agent: expected {META_FILE}, {FINAL_AGENT_DIR}/{META_FILE} or a checkpoint"
     )
-
-
-# ------------------------------------------------------------------- optimizer and RNG
-
-
-def optimizer_state(optimizer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """An optimizer with torch.optim's state-dict layout, as (JSON-ready part, tensors)."""
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, state in sd["state"].items():
-        for key, value in state.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{pid}.{key}"] = value
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
-    return {"param_groups": sd["param_groups"], "scalars": scalars}, tensors
-
-
-def load_optimizer_state(optimizer: Any, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for pid, scalars in meta.get("scalars", {}).items():
-        state.setdefault(int(pid), {}).update(scalars)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

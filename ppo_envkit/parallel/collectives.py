@@ -28,7 +28,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 ReduceOp = Literal["sum", "min", "max"]
@@ -44,6 +43,10 @@ class Collectives(ABC):
 
     rank: int
     size: int
+    #: Whether advantages are normalized with the moments of every rank's minibatch combined
+    #: (sum, sum of squares and count, summed over the ranks); False: with the minibatch's own
+    #: mean and std. (A backend that normalizes in its own array type follows this.)
+    pools_advantages: bool = True
 
     # ------------------------------------------------------------------ primitives
 
@@ -71,30 +74,20 @@ class Collectives(ABC):
         """Element-wise sum of ``values`` over ranks (a new tensor)."""
         return self.all_reduce(values.clone())
 
-    def average_gradients(
-        self, grads_and_extras: torch.Tensor, values: Sequence[torch.Tensor]
-    ) -> tuple[torch.Tensor, ...]:
-        """Average a flat gradient buffer and the scalars in ``values`` over ranks, in one call.
+    def average_gradients(self, grads_and_extras: torch.Tensor, values: Sequence[float]) -> tuple[float, ...]:
+        """Average a flat gradient buffer and the numbers in ``values`` over ranks, in one call.
 
-        ``grads_and_extras`` ends in ``len(values)`` spare slots, which carry the values."""
+        ``grads_and_extras`` ends in ``len(values)`` spare slots, which carry the values (so the
+        averages come back in the buffer's precision)."""
         with torch.no_grad():
             n = len(values)
             grads_and_extras[-n:] = torch.tensor([float(v) for v in values], dtype=grads_and_extras.dtype)
             self.all_reduce(grads_and_extras)
             grads_and_extras /= self.size
-        return tuple(grads_and_extras[-n:].clone().unbind())
+        return tuple(grads_and_extras[-n:].tolist())
 
-    def normalize_advantages(self, advantages: Any) -> Any:
-        """Normalize with the mean and std of the combined minibatch of all ranks (a tensor, or a
-        numpy array for the numpy fast path)."""
-        if isinstance(advantages, np.ndarray):  # the same formula, in numpy (no torch call per step)
-            local = np.array(
-                [advantages.sum(), np.dot(advantages, advantages), advantages.size], advantages.dtype
-            )
-            total, total_sq, count = self.sum(torch.from_numpy(local)).numpy()
-            mean = total / count
-            std = np.sqrt(max((total_sq - count * mean * mean) / max(count - 1, 1), 0))
-            return (advantages - mean) / (std + advantages.dtype.type(ADVANTAGE_EPS))
+    def normalize_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
+        """Normalize with the mean and std of the combined minibatch of all ranks."""
         moments = torch.stack(
             [advantages.sum(), advantages.square().sum(), advantages.new_tensor(advantages.numel())]
         )
@@ -133,6 +126,7 @@ class SingleProcess(Collectives):
     """One rank: every collective is the identity (the default)."""
 
     rank, size = 0, 1
+    pools_advantages = False
 
     def all_reduce(self, tensor: torch.Tensor, op: ReduceOp = "sum") -> torch.Tensor:
         return tensor
@@ -143,18 +137,11 @@ class SingleProcess(Collectives):
     def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
 
-    def average_gradients(
-        self, grads_and_extras: torch.Tensor, values: Sequence[torch.Tensor]
-    ) -> tuple[torch.Tensor, ...]:
+    def average_gradients(self, grads_and_extras: torch.Tensor, values: Sequence[float]) -> tuple[float, ...]:
         return tuple(values)
 
-    def normalize_advantages(self, advantages: Any) -> Any:
-        """The minibatch's own mean and (unbiased) std; a single sample is left as it is.
-        Works on tensors and on numpy arrays (the numpy fast path: no torch calls per step)."""
-        if isinstance(advantages, np.ndarray):
-            if advantages.size > 1:
-                return (advantages - advantages.mean()) / (advantages.std(ddof=1) + np.float32(ADVANTAGE_EPS))
-            return advantages
+    def normalize_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
+        """The minibatch's own mean and (unbiased) std; a single sample is left as it is."""
         if advantages.numel() > 1:
             return (advantages - advantages.mean()) / (advantages.std() + ADVANTAGE_EPS)
         return advantages

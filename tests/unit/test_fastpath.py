@@ -1,4 +1,5 @@
-"""The written-out PPO gradient equals autograd's on the same loss, setting by setting."""
+"""The two backends of the hot path agree: the written-out numpy PPO gradient equals autograd's
+on the same loss, setting by setting, and both act alike."""
 
 from __future__ import annotations
 
@@ -7,15 +8,34 @@ import torch
 from gymnasium import spaces
 
 from ppo_envkit import PPO
-from ppo_envkit.algo.fastpath import FastPath, NumpyPolicy
-from ppo_envkit.algo.losses import LossSettings, ppo_losses
+from ppo_envkit.algo.backend import AutogradBackend, Backend
+from ppo_envkit.algo.context import Backends
+from ppo_envkit.algo.fastpath import NumpyBackend
+from ppo_envkit.algo.losses import LossSettings
+from ppo_envkit.algo.optim import FlatAdam
 from ppo_envkit.algo.policy import ActorCritic
-from ppo_envkit.algo.rollout import Minibatch
-from ppo_envkit.config import EnvConfig, PolicyConfig
-from ppo_envkit.parallel.collectives import SingleProcess
+from ppo_envkit.algo.rollout import Minibatch, RolloutBuffer
+from ppo_envkit.config import EnvConfig, PolicyConfig, RunConfig
+from ppo_envkit.parallel.collectives import Collectives, SingleProcess
 
-supports = NumpyPolicy.supports
-LOCAL = SingleProcess().normalize_advantages
+supports = NumpyBackend.supports
+LOCAL = SingleProcess()
+
+
+class Mirror(Collectives):
+    """Two ranks holding the same data, in one process: advantages pooled over both."""
+
+    rank, size = 0, 2
+
+    def all_reduce(self, tensor, op="sum"):
+        return tensor.mul_(2.0) if op == "sum" else tensor
+
+    def broadcast(self, tensor):
+        pass
+
+    def gather_rows(self, tensor):
+        return torch.cat([tensor, tensor])
+
 
 DISCRETE = spaces.Discrete(4)
 BOX = spaces.Box(-1.0, 1.0, (3,))
@@ -48,21 +68,41 @@ def make_batch(policy, n=64):
     return Minibatch(obs, actions, old_logp, advantages, returns, old_values)
 
 
-def autograd_step(policy, batch, normalize=LOCAL, **kw):
-    for p in policy.parameters():
-        p.grad = None
-    losses = ppo_losses(policy, batch, LossSettings(**kw), normalize)
-    losses.loss.backward()
-    return [v.detach().to(torch.float64) for v in losses], [p.grad.clone() for p in policy.parameters()]
+def as_rollout(batch: Minibatch) -> RolloutBuffer:
+    """A rollout holding exactly ``batch``'s rows (one environment copy), packed for training."""
+    n = batch.obs.shape[0]
+    mask_dim = 0 if batch.masks is None else batch.masks.shape[1]
+    rollout = RolloutBuffer(n, 1, batch.obs.shape[1], batch.actions.shape[1], torch.device("cpu"), mask_dim)
+    c = rollout.columns
+    rollout.packed[:, c.obs] = batch.obs
+    rollout.packed[:, c.actions] = batch.actions
+    for column, values in zip(c[2:6], batch[2:6], strict=True):
+        rollout.packed[:, column] = values
+    if batch.masks is not None:
+        rollout.packed[:, c.masks] = batch.masks.to(torch.float32)
+    return rollout
 
 
-def analytic_step(policy, batch, normalize=LOCAL, **kw):
-    for p in policy.parameters():
-        p.grad = None
-    losses = NumpyPolicy(policy).ppo_gradients(batch, LossSettings(**kw), normalize)
-    return [torch.tensor(v, dtype=torch.float64) for v in losses], [
+def backend_step(make_backend, policy, batch, collectives=LOCAL, **kw):
+    """One gradient step of a backend (built after the optimizer: it holds the parameters) on
+    ``batch``: its losses and the gradients it left in the optimizer's buffer."""
+    optimizer = FlatAdam(policy, lr=1e-3, eps=1e-5)
+    backend: Backend = make_backend(policy)
+    rows = torch.arange(batch.obs.shape[0])
+    gen = torch.Generator().manual_seed(0)
+    stats = backend.gradients(as_rollout(batch), rows, LossSettings(**kw), collectives, gen, optimizer)
+    assert all(type(v) is float for v in stats)
+    return [torch.tensor(v, dtype=torch.float64) for v in stats], [
         p.grad.clone() for p in policy.parameters()
     ]
+
+
+def autograd_step(policy, batch, collectives=LOCAL, **kw):
+    return backend_step(AutogradBackend, policy, batch, collectives, **kw)
+
+
+def analytic_step(policy, batch, collectives=LOCAL, **kw):
+    return backend_step(NumpyBackend, policy, batch, collectives, **kw)
 
 
 SETTINGS = [
@@ -88,14 +128,18 @@ def test_analytic_gradient_matches_autograd(space, policy_kw, kw):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
-def test_advantages_normalized_by_the_caller_are_used():
+def test_advantages_normalized_over_the_ranks_the_same_way():
+    """Pooled over ranks (the combined minibatch's moments), both backends agree, and the
+    normalization differs from the single-process one."""
     policy = make_policy(DISCRETE)
     batch = make_batch(policy)
-    kw = dict(SETTINGS[0], normalize=lambda a: (a - 1.0) * 3.0)  # works on tensors and arrays
-    _, want = autograd_step(policy, batch, **kw)
-    _, got = analytic_step(policy, batch, **kw)
+    batch = batch._replace(advantages=batch.advantages * 3 + 1)
+    _, want = autograd_step(policy, batch, Mirror(), **SETTINGS[0])
+    _, got = analytic_step(policy, batch, Mirror(), **SETTINGS[0])
     for w, g in zip(want, got, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    _, local = analytic_step(policy, batch, **SETTINGS[0])
+    assert any(not torch.allclose(a, b) for a, b in zip(got, local, strict=True))
 
 
 @pytest.mark.parametrize(
@@ -128,22 +172,24 @@ def test_numpy_forward_acts_like_the_module(space, policy_kw):
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     with torch.no_grad():
         want = policy.act(obs, generator=g1)[:3]
-    got = NumpyPolicy(policy).act(obs, g2)
+    got = NumpyBackend(policy).act(obs, g2)
     torch.testing.assert_close(got[0], want[0])  # same noise, same actions
     torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got[2], want[2], rtol=1e-5, atol=1e-5)
 
 
 def test_numpy_views_follow_the_parameters():
-    """In-place updates (the optimizer) are seen at once; moved memory at the next plan()."""
+    """In-place updates (the optimizer) are seen at once; moved memory at the next select()."""
     policy = make_policy(DISCRETE)
     obs = make_batch(policy).obs
-    fast = FastPath(policy, enabled=True)
+    backends = Backends(policy)
 
     def values_agree():
         with torch.no_grad():
             want = policy.act(obs)[2]
-        torch.testing.assert_close(fast.plan().act(obs)[2], want, rtol=1e-5, atol=1e-5)
+        backend = backends.select(RunConfig(analytic_gradients=True))
+        assert isinstance(backend, NumpyBackend)
+        torch.testing.assert_close(backend.act(obs)[2], want, rtol=1e-5, atol=1e-5)
 
     values_agree()
     with torch.no_grad():
@@ -156,5 +202,9 @@ def test_numpy_views_follow_the_parameters():
 
 
 def test_fast_path_off_or_unsupported_means_autograd():
-    assert FastPath(make_policy(DISCRETE), enabled=False).plan() is None
-    assert FastPath(make_policy(DISCRETE, activation="elu"), enabled=True).plan() is None
+    """One place decides: numpy when asked for and supported, else autograd (compiled if asked)."""
+    on, off = RunConfig(analytic_gradients=True), RunConfig(analytic_gradients=False)
+    assert isinstance(Backends(make_policy(DISCRETE)).select(on), NumpyBackend)
+    assert type(Backends(make_policy(DISCRETE)).select(off)) is AutogradBackend
+    assert type(Backends(make_policy(DISCRETE, activation="elu")).select(on)) is AutogradBackend
+    assert type(Backends(make_policy(BOX, squash=True)).select(on)) is AutogradBackend

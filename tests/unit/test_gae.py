@@ -8,7 +8,6 @@ import torch
 from ppo_envkit import PPO, TrainConfig
 from ppo_envkit.algo.collector import Collector
 from ppo_envkit.algo.context import RankContext
-from ppo_envkit.algo.fastpath import FastPath
 from ppo_envkit.algo.rollout import compute_gae
 from ppo_envkit.parallel.collectives import SingleProcess
 
@@ -80,8 +79,7 @@ def _collect_countdown(env_id, n_steps=23, num_envs=3, iterations=2):
         }
     )
     agent = PPO(config=config)
-    fast = FastPath(agent.policy, enabled=True)
-    collector = Collector(RankContext(agent.policy, config, agent.generator, SingleProcess(), fast))
+    collector = Collector(RankContext(agent.policy, config, agent.generator, SingleProcess()))
     collector.start(iteration=0, num_timesteps=0)
     results = []
     for i in range(iterations):

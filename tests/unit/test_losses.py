@@ -8,7 +8,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from ppo_envkit.algo.losses import LossSettings, LossStats
+from ppo_envkit.algo.losses import LossSettings, LossTerms
 from ppo_envkit.algo.losses import ppo_losses as _ppo_losses
 from ppo_envkit.algo.policy import ActorCritic
 from ppo_envkit.algo.rollout import Minibatch
@@ -16,7 +16,7 @@ from ppo_envkit.config import EnvConfig, PolicyConfig
 from ppo_envkit.parallel.collectives import SingleProcess
 
 
-def ppo_losses(policy, obs, actions, old_logp, adv, ret, old_values, **settings) -> LossStats:
+def ppo_losses(policy, obs, actions, old_logp, adv, ret, old_values, **settings) -> LossTerms:
     """The loss of one minibatch given as tensors, with one process's advantage normalization."""
     batch = Minibatch(obs, actions, old_logp, adv, ret, old_values)
     return _ppo_losses(policy, batch, LossSettings(**settings), SingleProcess().normalize_advantages)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from ppo_envkit.algo.optim import FlatAdam
+from ppo_envkit.algo.optim import FlatAdam, load_optimizer_state, optimizer_state
 
 
 def _net(seed: int = 0) -> nn.Module:
@@ -73,6 +73,44 @@ def test_state_dict_has_torch_adams_layout_and_round_trips():
     other.load_state_dict(reference.state_dict())  # and it reads torch.optim.Adam's
     torch.testing.assert_close(other.exp_avg_sq, flat.exp_avg_sq)
     assert float(other.state[other.params[0]]["step"]) == 3.0
+
+
+def test_checkpoint_form_keeps_its_layout_and_round_trips():
+    """The (JSON part, tensors) a checkpoint stores: the layout old checkpoints have."""
+    net = _net()
+    flat = FlatAdam(net, lr=1e-3, eps=1e-5)
+    assert optimizer_state(flat) == (
+        {"param_groups": [{**flat.param_groups[0], "params": [0, 1, 2, 3]}], "scalars": {}},
+        {},
+    )
+    for step in range(2):
+        flat.set_grads(_gradients(net, step))
+        flat.step()
+    meta, tensors = optimizer_state(flat)
+    assert meta == {
+        "param_groups": [
+            {
+                "lr": 1e-3,
+                "betas": (0.9, 0.999),
+                "eps": 1e-5,
+                "weight_decay": 0.0,
+                "amsgrad": False,
+                "maximize": False,
+                "params": [0, 1, 2, 3],
+            }
+        ],
+        "scalars": {},
+    }
+    assert sorted(tensors) == sorted(
+        f"optim.{i}.{k}" for i in range(4) for k in ("exp_avg", "exp_avg_sq", "step")
+    )
+    assert tensors["optim.2.exp_avg"].shape == (3, 16) and float(tensors["optim.0.step"]) == 2.0
+    other = FlatAdam(_net(), lr=5.0, eps=1.0)
+    load_optimizer_state(other, meta, {**tensors, "rng": torch.zeros(3)})  # other tensors are ignored
+    assert other.param_groups[0]["lr"] == 1e-3 and other.param_groups[0]["eps"] == 1e-5
+    for name in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(getattr(other, name), getattr(flat, name), rtol=0, atol=0)
+    assert float(other.state[other.params[3]]["step"]) == 2.0
 
 
 def test_creating_it_imports_no_dynamo():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ppo_envkit import PPO, TrainConfig
-from ppo_envkit.algo.fastpath import NumpyPolicy
+from ppo_envkit.algo.fastpath import NumpyBackend
 from ppo_envkit.algo.recurrent import Memory, RecurrentCore
 
 from ..trainers import unit_trainer
@@ -61,7 +61,7 @@ def recurrent_agent(kind="lstm", **extra) -> PPO:
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_stored_sequences_reproduce_what_collection_computed(kind):
     agent = recurrent_agent(kind)
-    assert not NumpyPolicy.supports(agent.policy)  # recurrent: autograd
+    assert not NumpyBackend.supports(agent.policy)  # recurrent: autograd
     trainer = unit_trainer(agent)
     trainer.prepare()
     rollout = trainer.collector.collect(0)

@@ -13,7 +13,6 @@ import torch
 from ppo_envkit import PPO, TrainConfig
 from ppo_envkit.algo.collector import Collector
 from ppo_envkit.algo.context import RankContext
-from ppo_envkit.algo.fastpath import FastPath
 from ppo_envkit.algo.learner import Learner, UpdateStats
 from ppo_envkit.errors import NonFiniteError
 from ppo_envkit.parallel.collectives import Collectives, SingleProcess
@@ -27,8 +26,7 @@ def _context(**overrides) -> tuple[PPO, RankContext]:
     settings = {"env.id": "CartPole-v1", "env.num_envs": 3, "ppo.n_steps": 32, "run.seed": 5, **overrides}
     config = TrainConfig().with_overrides(settings)
     agent = PPO(config=config)
-    fast = FastPath(agent.policy, enabled=True)
-    return agent, RankContext(agent.policy, config, agent.generator, SingleProcess(), fast)
+    return agent, RankContext(agent.policy, config, agent.generator, SingleProcess())
 
 
 def test_collector_fills_a_rollout_and_counts_episodes():
@@ -151,9 +149,9 @@ def test_collectives_built_on_the_primitives():
     torch.testing.assert_close(mirror.normalize_advantages(adv), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(local.normalize_advantages(adv), (adv - adv.mean()) / (adv.std() + 1e-8))
     grads = torch.tensor([1.0, 2.0, 3.0, 0.0, 0.0])  # three gradients and two spare slots
-    loss, kl = mirror.average_gradients(grads, (torch.tensor(4.0), torch.tensor(0.5)))
+    loss, kl = mirror.average_gradients(grads, (4.0, 0.5))
     torch.testing.assert_close(grads[:3], torch.tensor([1.0, 2.0, 3.0]))  # the mean of equal gradients
-    assert (float(loss), float(kl)) == (4.0, 0.5)
+    assert (loss, kl) == (4.0, 0.5)
     assert mirror.sum(torch.tensor([1.0])).item() == 2.0
     assert mirror.rank0_decides(True) and not mirror.rank0_decides(False)
     assert mirror.weights_identical(torch.nn.Linear(2, 2))
@@ -171,3 +169,18 @@ def test_a_non_finite_loss_names_the_update(value):
     with pytest.raises(NonFiniteError, match="non-finite loss in update 7"):
         Learner(context).update(rollout, progress=0.0, where="in update 7 (after 10 steps)")
     collector.close()
+
+
+def test_a_new_learning_rate_reaches_the_existing_optimizer():
+    """With ``ppo.anneal_lr`` off, a ``ppo.learning_rate`` changed between training calls is
+    the one the next update steps with (the optimizer exists by then)."""
+    agent, _ = _context(**{"ppo.anneal_lr": False, "ppo.learning_rate": 1e-3, "run.eval_interval": 0})
+    seen: list[float] = []
+
+    def record(_agent, metrics):
+        seen.append(metrics["learning_rate"])
+
+    agent.learn(96, callback=record)
+    agent.config = agent.config.with_overrides({"ppo.learning_rate": 0.02})
+    agent.learn(96, callback=record)
+    assert seen == [1e-3, 0.02]
