@@ -58,6 +58,37 @@ class EnvironmentFailed(RuntimeError):
         self.checkpoint = checkpoint
 
 
+class UserCodeExit(RuntimeError):
+    """User code (an environment, an ``--env-module`` file) raised a ``BaseException`` that is
+    neither an ``Exception`` nor Ctrl-C: ``SystemExit`` (``sys.exit()``), ``GeneratorExit``, its
+    own ``BaseException`` subclass. Raised in its place, with its traceback, so that the paths
+    that report an environment's errors (one line, last good checkpoint saved) report it too.
+    The message is ``TYPE: MESSAGE`` of the original (``SystemExit: 4``)."""
+
+    def __init__(self, original: BaseException | str):
+        if isinstance(original, str):  # unpickled in the parent of a worker process
+            message = original
+        else:
+            text = brief(original)
+            message = f"{type(original).__name__}: {text}" if text else type(original).__name__
+        super().__init__(message)
+
+
+def foreign(exc: BaseException) -> bool:
+    """Whether ``exc`` would end the process past every ``except Exception`` without being our
+    own way out (Ctrl-C and the signals that stop training raise ``KeyboardInterrupt``)."""
+    return not isinstance(exc, (Exception, KeyboardInterrupt))
+
+
+def contained(exc: BaseException) -> BaseException:
+    """``exc``, or for a :func:`foreign` one a :class:`UserCodeExit` carrying its traceback."""
+    if not foreign(exc):
+        return exc
+    error = UserCodeExit(exc).with_traceback(exc.__traceback__)
+    error.__cause__ = exc
+    return error
+
+
 class ObservationError(ValueError):
     """An observation that does not fit the environment's declared observation space."""
 
@@ -103,4 +134,7 @@ __all__ = [
     "RunDirError",
     "StorageError",
     "TrainingInterrupted",
+    "UserCodeExit",
+    "contained",
+    "foreign",
 ]

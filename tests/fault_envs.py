@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import gymnasium as gym
@@ -85,12 +86,57 @@ class Hangs(_Counting):
         time.sleep(3600)
 
 
+class UserBaseException(BaseException):
+    """A user's own exception class that is not an Exception."""
+
+
+def _exit(how: str) -> None:
+    if how == "sys.exit":
+        sys.exit(4)
+    if how == "GeneratorExit":
+        raise GeneratorExit("the generator is closed")
+    raise UserBaseException("the user's own BaseException")
+
+
+class Exits(_Counting):
+    """Ends the process the way ``how`` says (``sys.exit``, ``GeneratorExit``, a user's own
+    ``BaseException``) from ``call`` (``init``, ``reset``, ``step``, ``render``, ``close``); in
+    ``step`` at ``fail_at``."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, fail_at: int = 50, how: str = "sys.exit", call: str = "step", render_mode=None):
+        super().__init__(fail_at)
+        self.how, self.call, self.render_mode = how, call, render_mode
+        if call == "init":
+            _exit(how)
+
+    def reset(self, *, seed=None, options=None):
+        if self.call == "reset":
+            _exit(self.how)
+        return super().reset(seed=seed, options=options)
+
+    def fail(self) -> None:
+        if self.call == "step":
+            _exit(self.how)
+
+    def render(self):
+        if self.call == "render":
+            _exit(self.how)
+        return np.zeros((8, 8, 3), np.uint8)
+
+    def close(self):
+        if self.call == "close":
+            _exit(self.how)
+
+
 IDS = {
     "raises": "faults/StepRaises-v0",
     "shape": "faults/ShapeChanges-v0",
     "nan": "faults/RewardNaN-v0",
     "kill": "faults/KillsItsWorker-v0",
     "hang": "faults/Hangs-v0",
+    "exits": "faults/Exits-v0",
 }
 _CLASSES = {
     "raises": StepRaises,
@@ -98,6 +144,7 @@ _CLASSES = {
     "nan": RewardNaN,
     "kill": KillsItsWorker,
     "hang": Hangs,
+    "exits": Exits,
 }
 
 

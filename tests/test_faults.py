@@ -567,3 +567,60 @@ def test_an_exception_in_replay_is_one_line_naming_the_call_and_the_line(tmp_pat
         assert code == 1 and "Traceback" not in err and "(injected fault)" in err
     finally:
         gym.registry.pop("RaisesOnScreen-v0", None)
+
+
+# ----------------------------------------------------------------------------- user code that exits
+
+_EXITS = [("sys.exit", "SystemExit: 4"), ("GeneratorExit", "GeneratorExit"), ("own", "UserBaseException")]
+
+
+@pytest.mark.parametrize(
+    ("how", "call", "extra"),
+    [(how, "step", {}) for how, _ in _EXITS]
+    + [
+        ("sys.exit", "step", {"env.vectorization": "async"}),
+        ("own", "step", {"env.vectorization": "async", "env.num_workers": 2}),
+        ("sys.exit", "reset", {}),
+        ("GeneratorExit", "reset", {"env.vectorization": "async"}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(str(x) for x in v.values()) or "sync",
+)
+def test_user_code_that_ends_the_process_is_one_line_and_keeps_the_checkpoint(
+    tmp_path, how, call, extra, fault_env_ids
+):
+    """``sys.exit()``, ``GeneratorExit`` or a user's own ``BaseException`` inside the environment
+    is reported like an exception: one line with the call and the user's line; work is saved."""
+    fail_at = 40 if call == "step" else 10**9
+    kwargs = {"fail_at": fail_at, "how": how, "call": call}
+    agent = PPO(config=_config(fault_env_ids["exits"], **{"env.kwargs": kwargs}, **extra))
+    logger = RunLogger(tmp_path / "run", progress=False, tensorboard=False, checkpoint_interval=0)
+    with pytest.raises(EnvironmentFailed) as info:
+        agent.learn(1024, logger=logger)
+    message = str(info.value)
+    assert "\n" not in message and dict(_EXITS)[how] in message, message
+    assert f"in {call}()" in message and "fault_envs.py:" in message, message
+    if call == "step":
+        assert info.value.checkpoint is not None and info.value.checkpoint.exists()
+    agent.close()
+
+
+@pytest.mark.parametrize("call", ["init", "render", "close"])
+def test_user_code_that_exits_outside_training_is_an_error(call, fault_env_ids):
+    from ppo_envkit.environments.factory import make_env
+
+    kwargs = {"how": "sys.exit", "call": call}
+    with pytest.raises(Exception) as info:
+        env = make_env(fault_env_ids["exits"], kwargs, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        env.close()
+    assert isinstance(info.value, Exception) and "SystemExit: 4" in str(info.value)
+    assert call == "init" or f"in {call}() (" in str(info.value)
+
+
+def test_an_env_module_that_exits_at_import_is_one_line(tmp_path):
+    (tmp_path / "quits.py").write_text("import sys\n\nsys.exit(7)\n")
+    result = _cli("train", "CartPole-v1", "--env-module", "quits.py", "--no-progress", cwd=tmp_path)
+    assert result.returncode != 0 and result.returncode != 7
+    line = _one_error_line(result.stderr)
+    assert "SystemExit: 7" in line and "quits.py:3" in line

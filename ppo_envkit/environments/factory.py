@@ -18,9 +18,10 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
-from ..errors import ConfigError, EnvWorkerError
+from ..errors import ConfigError, EnvWorkerError, contained, foreign
 from .discovery import EnvModuleError, cwd_importable, load_env_module, registered_by, user_modules
 from .episodes import ReplayableEpisodes
+from .failures import ContainExits
 from .masks import ActionMasks
 from .registry import EnvNotFoundError, ensure_registered, entry_point_callable, is_gymnasium_env
 
@@ -43,7 +44,8 @@ def make_env(
     max_episode_steps: int | None = None,
     **make_kwargs: Any,
 ) -> gym.Env:
-    """One environment instance (no ppo-envkit wrappers). ``make_kwargs`` go to ``gym.make``
+    """One environment instance (no ppo-envkit wrappers but :class:`~.failures.ContainExits`, which
+    turns ``sys.exit()`` and the like from the user's code into an error). ``make_kwargs`` go to ``gym.make``
     (``disable_env_checker=True``, say). An entry point that cannot be imported raises
     :class:`EntryPointError`, which names it, the id, who registered it and the likely fix."""
     ensure_registered(env_id)
@@ -54,7 +56,7 @@ def make_env(
     if render_mode is not None:
         extra["render_mode"] = render_mode
     try:
-        return gym.make(env_id, **extra)
+        return ContainExits(gym.make(env_id, **extra))
     except (ImportError, AttributeError) as exc:
         error = _entry_point_error(env_id, exc)
         if error is None:
@@ -65,16 +67,23 @@ def make_env(
         if unknown is None:
             raise
         raise unknown from exc
+    except BaseException as exc:  # sys.exit() in the constructor: an error like any other
+        if foreign(exc):
+            raise contained(exc) from exc
+        raise
 
 
 def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
     """``env`` with what the settings add to every environment ppo-envkit steps (training,
-    evaluation, replay): frame stacking, and action masks read into ``info["action_mask"]``."""
+    evaluation, replay): frame stacking, action masks read into ``info["action_mask"]``, and
+    (outermost, around every call into the user's code) :class:`~.failures.ContainExits`."""
+    if isinstance(env, ContainExits):  # from make_env: moved outside the wrappers added here
+        env = env.env
     if config.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, config.frame_stack)
     if config.action_masks == "auto":
         env = ActionMasks(env)
-    return env
+    return ContainExits(env)
 
 
 def make_configured_env(config: EnvConfig, *, render_mode: str | None = None, **make_kwargs: Any) -> gym.Env:

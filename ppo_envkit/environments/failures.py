@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import re
 import traceback
+from typing import Any
 
-from ..errors import EnvWorkerError
+import gymnasium as gym
+
+from ..errors import EnvironmentFailed, EnvWorkerError, UserCodeExit, contained, foreign
 from .discovery import user_location
 
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)', re.MULTILINE)
@@ -34,6 +37,8 @@ def describe(exc: BaseException, env_id: str, doing: str) -> str:
     """``environment ENV: raised TYPE: MESSAGE DOING (file:line in function)``, one line."""
     if isinstance(exc, EnvWorkerError):
         what = str(exc)
+    elif isinstance(exc, UserCodeExit):  # sys.exit() and the like: named as the user wrote them
+        what = f"raised {exc}"
     else:
         message = str(exc).strip().splitlines()
         what = f"raised {type(exc).__name__}" + (f": {message[0]}" if message else "")
@@ -41,4 +46,48 @@ def describe(exc: BaseException, env_id: str, doing: str) -> str:
     return f"environment {env_id}: {what} {doing}" + (f" ({where})" if where else "")
 
 
-__all__ = ["describe", "location"]
+class ContainExits(gym.Wrapper):
+    """Turns what would end the process from inside the environment (``sys.exit()``,
+    ``GeneratorExit``, a user's own ``BaseException``) into :class:`UserCodeExit`, an
+    ``Exception`` that the callers report like any error of the environment (in one line, the
+    last good checkpoint saved). Ctrl-C passes through. In the hot loop it costs one call: a
+    ``try`` costs nothing until something is raised."""
+
+    def step(self, action: Any) -> Any:
+        try:
+            return self.env.step(action)
+        except BaseException as exc:
+            if foreign(exc):
+                raise contained(exc) from exc
+            raise
+
+    def reset(self, **kwargs: Any) -> Any:
+        try:
+            return self.env.reset(**kwargs)
+        except BaseException as exc:
+            if foreign(exc):
+                raise contained(exc) from exc
+            raise
+
+    def render(self) -> Any:
+        try:
+            return self.env.render()
+        except BaseException as exc:
+            if foreign(exc):  # no caller describes render() and close(): the line is made here
+                raise EnvironmentFailed(describe(contained(exc), self._env_id(), "in render()")) from exc
+            raise
+
+    def close(self) -> None:
+        try:
+            self.env.close()
+        except BaseException as exc:
+            if foreign(exc):
+                raise EnvironmentFailed(describe(contained(exc), self._env_id(), "in close()")) from exc
+            raise
+
+    def _env_id(self) -> str:
+        spec = self.env.spec
+        return spec.id if spec is not None else type(self.env.unwrapped).__name__
+
+
+__all__ = ["ContainExits", "describe", "location"]

@@ -22,7 +22,7 @@ from typing import Any
 from gymnasium.vector import AsyncVectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
 
-from ..errors import EnvWorkerError
+from ..errors import EnvWorkerError, UserCodeExit
 from .lifeline import describe_exit
 
 #: Seconds between liveness checks while waiting for the workers.
@@ -91,9 +91,8 @@ class GuardedAsyncVectorEnv(AsyncVectorEnv):
         index, exc_type, value, trace = failures[0]
         more = f" (and {len(failures) - 1} other copies)" if len(failures) > 1 else ""
         self.close(terminate=True)
-        raise EnvWorkerError(
-            f"the environment in worker {index}{more} raised {exc_type.__name__}: {value}", trace=trace
-        )
+        what = f"{value}" if issubclass(exc_type, UserCodeExit) else f"{exc_type.__name__}: {value}"
+        raise EnvWorkerError(f"the environment in worker {index}{more} raised {what}", trace=trace)
 
     def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
         """Ask live workers to close (unless ``terminate``), then end any that remain."""
