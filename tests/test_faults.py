@@ -624,3 +624,16 @@ def test_an_env_module_that_exits_at_import_is_one_line(tmp_path):
     assert result.returncode != 0 and result.returncode != 7
     line = _one_error_line(result.stderr)
     assert "SystemExit: 7" in line and "quits.py:3" in line
+
+
+def test_a_closed_terminal_saves_the_checkpoint_and_says_how_to_continue(tmp_path):
+    """SIGHUP (a closed terminal, a dropped SSH session) to the whole process group, async
+    workers included: the trainer saves and prints its line; the workers print nothing.
+    (More signals and backends: slow/test_signals.py.)"""
+    from .slow.test_signals import BACKENDS, stop_training
+
+    code, output, workers = stop_training(tmp_path, signal.SIGHUP, BACKENDS["async"])
+    assert code == 130 and "Traceback" not in output, output
+    assert "continue with: ppo-envkit train --resume run" in output
+    assert len(checkpoint_dirs(tmp_path / "run")) == 1
+    assert wait_gone(workers) == []

@@ -152,15 +152,35 @@ def _resume_latest_good(checkpoints: list[Path], device: str | None) -> tuple[An
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (``kill``, ``docker stop``, a scheduler preempting the job) stops training the
-    way Ctrl-C does: the last good checkpoint is saved and the resume command printed. Ctrl-C
-    itself keeps Python's handling (it is ignored in jobs started in the background)."""
+    """SIGTERM (``kill``, ``docker stop``, a scheduler preempting the job), SIGHUP (a closed
+    terminal, a dropped SSH session) and SIGQUIT (Ctrl-\\) stop training the way Ctrl-C does:
+    the last good checkpoint is saved and the resume command printed. The first of these
+    signals (Ctrl-C included) makes the process ignore the others, so that a second one cannot
+    break the save (or the shutdown after it). Ctrl-C keeps Python's handling where it is
+    ignored (jobs started in the background). Worker processes ignore all of them
+    (:func:`~ppo_envkit.parallel.lifeline.ignore_terminal_signals`)."""
+    from ..parallel.lifeline import TERMINAL_SIGNALS
 
     def interrupt(signum: int, _frame: Any) -> None:
+        for other in TERMINAL_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in TERMINAL_SIGNALS:
+        if signum == signal.SIGINT and signal.getsignal(signum) is not signal.default_int_handler:
+            continue  # ignored (a background job) or the user's own handler
+        signal.signal(signum, interrupt)
+
+
+def _say(*lines: str) -> None:
+    """Print after training stopped; the terminal may be gone (SIGHUP), which loses nothing."""
+    try:
+        for line in lines:
+            console.print(line)
+    except OSError:
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -231,8 +251,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             agent.learn(cfg.run.total_timesteps, logger=logger)
     except TrainingInterrupted as exc:
-        console.print(f"[yellow]interrupted[/]: checkpoint saved to {exc.checkpoint}")
-        console.print(f"continue with: ppo-envkit train --resume {run_dir}")
+        _say(
+            f"[yellow]interrupted[/]: checkpoint saved to {exc.checkpoint}",
+            f"continue with: ppo-envkit train --resume {run_dir}",
+        )
         return 130
     finally:
         agent.close()

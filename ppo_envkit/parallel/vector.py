@@ -40,7 +40,7 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array,
 
 from ..environments.masks import mask_size
 from ..errors import EnvWorkerError, UserCodeExit
-from .lifeline import describe_exit, die_with_parent, parent_alive
+from .lifeline import describe_exit, die_with_parent, ignore_terminal_signals, parent_alive
 
 _REQUEST, _DONE, _FAILED = 0, 1, 2
 
@@ -123,6 +123,7 @@ def _next_message(conn: Any) -> Any:
 
 def _worker(conn: Any, env_fns: list[Callable[[], gym.Env]], shared: _Shared | None, parent_pid: int) -> None:
     die_with_parent(parent_pid)
+    ignore_terminal_signals()  # the parent stops training and ends this process
     envs = None
     try:
         envs = SyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -381,8 +382,8 @@ class ShardedVectorEnv(VectorEnv):
                 except (BrokenPipeError, EOFError, OSError):
                     pass
             proc.join(timeout=0.1 if terminate else 2.0)
-            if proc.is_alive():
-                proc.terminate()
+            if proc.is_alive():  # workers ignore SIGTERM
+                proc.kill()
                 proc.join(timeout=1.0)
             conn.close()
         self._conns, self._procs, self._shared = [], [], []
