@@ -6,6 +6,7 @@ without importing the training code.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 #: Control characters (from a user's input echoed in a message) written as escapes.
@@ -20,6 +21,12 @@ def one_line(text: str) -> str:
 def brief(exc: BaseException | str, limit: int | None = 200) -> str:
     """A (often multi-line) message, its whitespace collapsed, cut at ``limit`` characters."""
     return " ".join(str(exc).split())[:limit]
+
+
+def quoted(path: str | Path) -> str:
+    """``path`` as a shell would need it typed (``'dir with spaces ü'``): every message that names
+    a path, and every command a message suggests, can be copied into a shell as it is."""
+    return shlex.quote(str(path))
 
 
 class ConfigError(ValueError):
@@ -137,4 +144,5 @@ __all__ = [
     "UserCodeExit",
     "contained",
     "foreign",
+    "quoted",
 ]

@@ -637,3 +637,60 @@ def test_a_closed_terminal_saves_the_checkpoint_and_says_how_to_continue(tmp_pat
     assert "continue with: ppo-envkit train --resume run" in output
     assert len(checkpoint_dirs(tmp_path / "run")) == 1
     assert wait_gone(workers) == []
+
+
+# ----------------------------------------------------------------------------- hostile YAML
+
+
+def _laughs(depth: int) -> str:
+    """A "billion laughs" settings file: each level repeats the previous one ten times."""
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, depth + 1)]
+    return "\n".join(lines) + f"\npolicy:\n  hidden_sizes: *a{depth}\n"
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["config-aliases", "preset-aliases", "set-aliases", "lookup-aliases", "deep-nesting", "huge-value"],
+)
+def test_settings_files_cannot_make_the_loader_do_unbounded_work(tmp_path, monkeypatch, capsys, case):
+    """Aliases are refused wherever settings YAML is read, deep nesting is an error, and no
+    message echoes more than a few hundred characters of what the file holds."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "agents").mkdir()
+    text = {
+        "deep-nesting": "policy:\n  hidden_sizes: " + "[" * 20000 + "]" * 20000 + "\n",
+        "huge-value": "policy:\n  hidden_sizes: [" + ", ".join(["-1"] * 100000) + "]\n",
+    }.get(case, _laughs(6))  # 10**7 values once expanded
+    (tmp_path / "agents" / "bad.yaml").write_text(text)
+    train = ["train", "CartPole-v1", "--total-timesteps", "64", "--no-progress", "--run-dir", "run"]
+    args = {
+        "preset-aliases": [*train, "--preset", "bad"],
+        "set-aliases": [*train, "--set", "policy.hidden_sizes=[&a [1, 1, 1, 1], [*a, *a, *a]]"],
+        "lookup-aliases": ["envs", "list"],
+    }.get(case, [*train, "--config", "agents/bad.yaml"])
+    start = time.process_time()
+    code = main(args)
+    assert time.process_time() - start < 10
+    err = capsys.readouterr().err
+    assert len(err) < (3000 if case == "lookup-aliases" else 600), err[:1000]
+    if case == "lookup-aliases":
+        assert code == 0 and "skipping preset file" in err and "bad.yaml" in err
+    else:
+        assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["- 1\n- 2\n", "env: [1, 2]\n", "env:\n  kwargs: 3\n", "\x00\x01"])
+def test_a_preset_file_that_is_not_a_preset_is_skipped_with_one_warning(tmp_path, monkeypatch, capsys, text):
+    """One broken file in ./agents must not break every `train ENV`; asked for by name, it is
+    refused in one line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "broken.yaml").write_text(text)
+    train = ["train", "CartPole-v1", "--total-timesteps", "64", "--no-progress", "--set", "env.num_envs=1"]
+    assert main([*train, "--run-dir", "run"]) == 0
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning")]
+    assert "broken.yaml" in warning and "Traceback" not in err
+    assert main([*train, "--run-dir", "run2", "--preset", "broken"]) == 2
+    assert "broken.yaml" in _one_error_line(capsys.readouterr().err)
