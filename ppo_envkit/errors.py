@@ -96,6 +96,11 @@ def contained(exc: BaseException) -> BaseException:
     return error
 
 
+class RewardError(ValueError):
+    """An environment's ``step()`` returned a reward that is not one number (None, an array, a
+    string); the message is the pre-check's finding (``the reward is str '1.0', not a number``)."""
+
+
 class ObservationError(ValueError):
     """An observation that does not fit the environment's declared observation space."""
 
@@ -138,6 +143,7 @@ __all__ = [
     "EnvironmentFailed",
     "NonFiniteError",
     "ObservationError",
+    "RewardError",
     "RunDirError",
     "StorageError",
     "TrainingInterrupted",

@@ -86,6 +86,23 @@ class Hangs(_Counting):
         time.sleep(3600)
 
 
+class BadReward(_Counting):
+    """From ``fail_at`` on, returns the reward ``kind`` says: ``none``, ``array``, ``string``."""
+
+    def __init__(self, fail_at: int = 50, kind: str = "none"):
+        super().__init__(fail_at)
+        self.kind = kind
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.steps >= self.fail_at:
+            reward = {"none": None, "array": np.array([reward, 1.0]), "string": "1.0"}[self.kind]
+        return obs, reward, terminated, truncated, info
+
+    def fail(self) -> None:
+        pass
+
+
 class UserBaseException(BaseException):
     """A user's own exception class that is not an Exception."""
 
@@ -137,6 +154,7 @@ IDS = {
     "kill": "faults/KillsItsWorker-v0",
     "hang": "faults/Hangs-v0",
     "exits": "faults/Exits-v0",
+    "reward": "faults/BadReward-v0",
 }
 _CLASSES = {
     "raises": StepRaises,
@@ -145,6 +163,7 @@ _CLASSES = {
     "kill": KillsItsWorker,
     "hang": Hangs,
     "exits": Exits,
+    "reward": BadReward,
 }
 
 

@@ -694,3 +694,30 @@ def test_a_preset_file_that_is_not_a_preset_is_skipped_with_one_warning(tmp_path
     assert "broken.yaml" in warning and "Traceback" not in err
     assert main([*train, "--run-dir", "run2", "--preset", "broken"]) == 2
     assert "broken.yaml" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected", "extra"),
+    [
+        ("none", "the reward is NoneType None, not a number", {}),
+        ("array", "the reward is an array of shape (2,)", {}),
+        ("string", "the reward is str '1.0', not a number", {}),
+        ("string", "the reward is str '1.0', not a number", {"env.vectorization": "async"}),
+        ("none", "the reward is NoneType None", {"env.vectorization": "async", "env.num_workers": 2}),
+    ],
+)
+def test_a_late_reward_of_the_wrong_type_is_refused_as_the_pre_check_refuses_it(
+    tmp_path, kind, expected, extra, fault_env_ids
+):
+    """None, an array or a string as the reward, after the pre-check's steps, is named as a
+    reward of the wrong type (not "non-finite", not numpy's words, not accepted)."""
+    config = _config(fault_env_ids["reward"], **{"env.kwargs": {"fail_at": 40, "kind": kind}}, **extra)
+    agent = PPO(config=config)
+    logger = RunLogger(tmp_path / "run", progress=False, tensorboard=False, checkpoint_interval=0)
+    with pytest.raises(EnvironmentFailed) as info:
+        agent.learn(1024, logger=logger)
+    message = str(info.value)
+    assert expected in message and "in step() at training step" in message, message
+    assert "\n" not in message and "non-finite" not in message
+    assert info.value.checkpoint is not None and info.value.checkpoint.exists()
+    agent.close()

@@ -56,7 +56,7 @@ def make_env(
     if render_mode is not None:
         extra["render_mode"] = render_mode
     try:
-        return ContainExits(gym.make(env_id, **extra))
+        return ContainExits(gym.make(env_id, **extra), check_rewards=False)  # wrap_env checks them
     except (ImportError, AttributeError) as exc:
         error = _entry_point_error(env_id, exc)
         if error is None:

@@ -22,7 +22,7 @@ from typing import Any
 from gymnasium.vector import AsyncVectorEnv
 from gymnasium.vector.async_vector_env import AsyncState, _async_worker
 
-from ..errors import EnvWorkerError, UserCodeExit
+from ..errors import EnvWorkerError, RewardError, UserCodeExit
 from .lifeline import describe_exit, ignore_terminal_signals
 
 #: Seconds between liveness checks while waiting for the workers.
@@ -106,8 +106,13 @@ class GuardedAsyncVectorEnv(AsyncVectorEnv):
         index, exc_type, value, trace = failures[0]
         more = f" (and {len(failures) - 1} other copies)" if len(failures) > 1 else ""
         self.close(terminate=True)
-        what = f"{value}" if issubclass(exc_type, UserCodeExit) else f"{exc_type.__name__}: {value}"
-        raise EnvWorkerError(f"the environment in worker {index}{more} raised {what}", trace=trace)
+        if issubclass(exc_type, RewardError):  # returned, not raised
+            what = f": {value}"
+        elif issubclass(exc_type, UserCodeExit):  # SystemExit: 4, as the user wrote it
+            what = f" raised {value}"
+        else:
+            what = f" raised {exc_type.__name__}: {value}"
+        raise EnvWorkerError(f"the environment in worker {index}{more}{what}", trace=trace)
 
     def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
         """Ask live workers to close (unless ``terminate``), then end any that remain."""

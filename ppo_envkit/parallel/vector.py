@@ -39,7 +39,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
 from ..environments.masks import mask_size
-from ..errors import EnvWorkerError, UserCodeExit
+from ..errors import EnvWorkerError, RewardError, UserCodeExit
 from .lifeline import describe_exit, die_with_parent, ignore_terminal_signals, parent_alive
 
 _REQUEST, _DONE, _FAILED = 0, 1, 2
@@ -247,8 +247,10 @@ class ShardedVectorEnv(VectorEnv):
             self._died(k)
         if status == "error":
             last = [line for line in payload.strip().splitlines() if line.strip()][-1:] or ["?"]
-            what = last[0].strip().removeprefix(f"{UserCodeExit.__module__}.{UserCodeExit.__name__}: ")
-            self._fail(f"the environment in worker process {k + 1} raised {what}", payload)
+            what = " raised " + last[0].strip()
+            for bare, instead in ((UserCodeExit, " raised "), (RewardError, ": ")):  # their own words
+                what = what.replace(f" raised {bare.__module__}.{bare.__name__}: ", instead)
+            self._fail(f"the environment in worker process {k + 1}{what}", payload)
         return payload
 
     def _wait_step(self, k: int) -> None:
