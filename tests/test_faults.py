@@ -721,3 +721,36 @@ def test_a_late_reward_of_the_wrong_type_is_refused_as_the_pre_check_refuses_it(
     assert "\n" not in message and "non-finite" not in message
     assert info.value.checkpoint is not None and info.value.checkpoint.exists()
     agent.close()
+
+
+# ----------------------------------------------------------------------------- agents meet environments
+
+
+@pytest.mark.parametrize("where", ["evaluate", "viewer", "masks-off"])
+def test_a_masked_agent_is_refused_an_environment_without_masks(where):
+    """Unmasked, a masked agent takes the actions its masks forbade and plays on silently (a
+    return of -9.3 instead of 20); every place that pairs an agent with an environment refuses."""
+    from ppo_envkit.errors import ActionMaskError
+    from ppo_envkit.io.evaluate import evaluate
+    from ppo_envkit.viewer import Viewer
+
+    from .masked_envs import register_masked
+
+    ids = register_masked()
+    config = small_config(ids["pick_info"], **{"run.seed": 0, "run.eval_interval": 0, "env.num_envs": 2})
+    agent = PPO(config=config)
+    agent.learn(128)  # masks from info["action_mask"]
+    agent.close()
+    overrides = {"env.kwargs": {"via": "none"}}  # the same environment, now without masks
+    if where == "masks-off":
+        overrides["env.action_masks"] = "off"  # the explicit way: run it unmasked on purpose
+    agent.config = agent.config.with_overrides(overrides)
+    if where == "masks-off":  # allowed; the environment raises on the first illegal action it gets
+        with pytest.raises(Exception, match="illegal action"):
+            evaluate(agent, episodes=20)
+    elif where == "evaluate":
+        with pytest.raises(ActionMaskError, match=r"trained with action masks.*gives none"):
+            evaluate(agent, episodes=2)
+    else:
+        with pytest.raises(ActionMaskError, match="trained with action masks"):
+            Viewer(agent, headless=True).run()

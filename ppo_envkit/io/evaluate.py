@@ -15,7 +15,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
 from ..environments.factory import make_configured_env
-from ..environments.masks import vector_masks
+from ..environments.masks import require_masks, vector_masks
 
 #: Copies an evaluation steps at most (episodes are split among them).
 MAX_EVAL_COPIES = 16
@@ -68,6 +68,9 @@ class Evaluator:
         obs, info = envs.reset(seed=seed)
         mask_size = agent.policy.head.mask_size or 0
         masks = vector_masks(info, n, mask_size)
+        require_masks(
+            agent.metadata.get("action_masks"), self.env, masks
+        )  # a masked agent needs an env with masks
         running = np.zeros(n)
         steps = np.zeros(n, dtype=np.int64)
         returns: list[float] = []
