@@ -131,7 +131,8 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; a checkpoint was saved first (``checkpoint`` attribute)."""
 
     def __init__(self, checkpoint: Path | None):
-        super().__init__(f"training interrupted; checkpoint saved to {checkpoint}")
+        saved = quoted(checkpoint) if checkpoint else None
+        super().__init__(f"training interrupted; checkpoint saved to {saved}")
         self.checkpoint = checkpoint
 
 

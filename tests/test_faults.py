@@ -754,3 +754,54 @@ def test_a_masked_agent_is_refused_an_environment_without_masks(where):
     else:
         with pytest.raises(ActionMaskError, match="trained with action masks"):
             Viewer(agent, headless=True).run()
+
+
+# ----------------------------------------------------------------------------- messages that name files
+
+
+def test_hints_quote_paths_for_the_shell(tmp_path, monkeypatch, capsys):
+    """Every command a message suggests can be pasted into a shell as it is."""
+    monkeypatch.chdir(tmp_path)
+    run = "dir with spaces ü"
+    args = ["train", "CartPole-v1", "--total-timesteps", "64", "--no-progress", "--run-dir", run]
+    assert main([*args, "--set", "env.num_envs=1", "--set", "run.eval_interval=0"]) == 0
+    err = capsys.readouterr().err
+    assert "ppo-envkit eval 'dir with spaces ü' --episodes 100" in err
+    assert "ppo-envkit replay 'dir with spaces ü'" in err and "run directory: 'dir with spaces ü'" in err
+    assert main([*args, "--set", "env.num_envs=1"]) == 1  # the directory holds a run already
+    assert "--resume 'dir with spaces ü'" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_result(saved, tmp_path):
+    """``eval --write-result`` where the file cannot be written (here a file size limit, as on a
+    full disk): the result is printed, the error names agent.json, no temporary file is left."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ppo_envkit",
+            "eval",
+            str(saved),
+            "--episodes",
+            "2",
+            "--write-result",
+            "--json",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["episodes"] == 2  # the computed result, printed
+    line = _one_error_line(result.stderr)
+    assert "could not write" in line and str(saved / "agent.json") in line and "File too large" in line
+    assert not list(saved.glob(".agent.json.tmp-*"))
+    assert "evaluation" not in json.loads((saved / "agent.json").read_text())

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quoted
 from .common import add_env_module_arg, add_set_arg, console, exit_now, load_user_envs, print_report
 
 if TYPE_CHECKING:
@@ -118,14 +118,14 @@ def preflight_check(config: TrainConfig, action_space: str | None = None) -> boo
     if report.errors:
         print_report(report, to=console)
         console.print(
-            f"[red]not training[/]: fix the errors above (full check: ppo-envkit envs check {env_id})"
+            f"[red]not training[/]: fix the errors above (full check: ppo-envkit envs check {quoted(env_id)})"
         )
         return False
     if report.warnings:
         n = len(report.warnings)
         console.print(
             f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check "
-            f"(details: ppo-envkit envs check {env_id})"
+            f"(details: ppo-envkit envs check {quoted(env_id)})"
         )
     return True
 
@@ -147,7 +147,7 @@ def _resume_latest_good(checkpoints: list[Path], device: str | None) -> tuple[An
         except AgentFileError as exc:
             if i == 0:
                 raise
-            console.print(f"[yellow]warning[/]: skipping checkpoint {checkpoints[i].name}: {exc}")
+            console.print(f"[yellow]warning[/]: skipping checkpoint {quoted(checkpoints[i].name)}: {exc}")
     raise AssertionError("unreachable")
 
 
@@ -198,13 +198,18 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         checkpoints = checkpoint_dirs(args.resume)
         if not checkpoints:
-            raise ConfigError(f"--resume {args.resume}: no checkpoint found in {args.resume}/checkpoints")
+            raise ConfigError(
+                f"--resume {quoted(args.resume)}: no checkpoint found in "
+                f"{quoted(Path(args.resume) / 'checkpoints')}"
+            )
         agent, checkpoints = _resume_latest_good(checkpoints, args.device)
         if args.total_timesteps is not None:
             agent.target_timesteps = args.total_timesteps
             agent.config = agent.config.with_overrides({"run.total_timesteps": args.total_timesteps})
         run_dir = args.resume
-        console.print(f"resuming {agent.config.env.id} from {checkpoints[-1]} at step {agent.num_timesteps}")
+        console.print(
+            f"resuming {agent.config.env.id} from {quoted(checkpoints[-1])} at step {agent.num_timesteps}"
+        )
     else:
         if not args.env_id:
             raise ConfigError("train needs ENV_ID (or --resume RUN_DIR)")
@@ -225,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
             if preset
             else ("config " + args.config if args.config else "default settings")
         )
-        console.print(f"training {config.env.id} with {used}; run directory: {run_dir}")
+        console.print(f"training {config.env.id} with {used}; run directory: {quoted(run_dir)}")
     cfg = agent.config
     logger = None
     if rank == 0:
@@ -252,8 +257,8 @@ def run(args: argparse.Namespace) -> int:
             agent.learn(cfg.run.total_timesteps, logger=logger)
     except TrainingInterrupted as exc:
         _say(
-            f"[yellow]interrupted[/]: checkpoint saved to {exc.checkpoint}",
-            f"continue with: ppo-envkit train --resume {run_dir}",
+            f"[yellow]interrupted[/]: checkpoint saved to {quoted(exc.checkpoint)}",
+            f"continue with: ppo-envkit train --resume {quoted(run_dir)}",
         )
         return 130
     finally:
@@ -267,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     ret = agent.last_metrics.get("episode_return", float("nan"))
     console.print(
         f"done: {agent.num_timesteps} steps in {wall:.0f}s; recent training return {ret:.1f}; "
-        f"agent saved to {Path(run_dir) / 'agent'}"
+        f"agent saved to {quoted(Path(run_dir) / 'agent')}"
     )
     if "eval_return" in agent.last_metrics:
         m = agent.last_metrics
@@ -279,10 +284,10 @@ def run(args: argparse.Namespace) -> int:
         )
         console.print(
             f"final evaluation: mean return {m['eval_return']:.1f} +- {m['eval_return_std']:.1f} over "
-            f"{cfg.run.eval_episodes} episodes{reached}; best agent: {Path(run_dir) / 'best'}"
+            f"{cfg.run.eval_episodes} episodes{reached}; best agent: {quoted(Path(run_dir) / 'best')}"
         )
-    console.print(f"evaluate: ppo-envkit eval {run_dir} --episodes 100")
-    console.print(f"watch it:  ppo-envkit replay {run_dir}")
+    console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} --episodes 100")
+    console.print(f"watch it:  ppo-envkit replay {quoted(run_dir)}")
     if world_size > 1:
         exit_now(0)
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quoted
 from .common import add_env_module_arg, add_set_arg, console, load_user_envs, out
 
 NAME = "tune"
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     )
     console.print(f"best settings: {escape(str(result.best_settings))}")
     console.print(f"preset written to {result.preset}; plots and study in {study_dir}")
-    console.print(f"train with it: ppo-envkit train {args.env_id} --preset {name}")
+    console.print(f"train with it: ppo-envkit train {quoted(args.env_id)} --preset {quoted(name)}")
     return 0
 
 
