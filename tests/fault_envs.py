@@ -103,6 +103,20 @@ class BadReward(_Counting):
         pass
 
 
+class DiesOnce(_Counting):
+    """SIGKILLs its own process at ``fail_at`` (as the OOM killer would), the first time only:
+    ``marker`` (a file path) records that it happened."""
+
+    def __init__(self, fail_at: int = 50, marker: str = ""):
+        super().__init__(fail_at)
+        self.marker = marker
+
+    def fail(self) -> None:
+        if self.marker and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 class UserBaseException(BaseException):
     """A user's own exception class that is not an Exception."""
 
@@ -155,6 +169,7 @@ IDS = {
     "hang": "faults/Hangs-v0",
     "exits": "faults/Exits-v0",
     "reward": "faults/BadReward-v0",
+    "dies_once": "faults/DiesOnce-v0",
 }
 _CLASSES = {
     "raises": StepRaises,
@@ -164,6 +179,7 @@ _CLASSES = {
     "hang": Hangs,
     "exits": Exits,
     "reward": BadReward,
+    "dies_once": DiesOnce,
 }
 
 

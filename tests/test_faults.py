@@ -805,3 +805,17 @@ def test_a_failed_write_names_the_file_and_keeps_the_result(saved, tmp_path):
     assert "could not write" in line and str(saved / "agent.json") in line and "File too large" in line
     assert not list(saved.glob(".agent.json.tmp-*"))
     assert "evaluation" not in json.loads((saved / "agent.json").read_text())
+
+
+# ------------------------------------------------------------------ tuning studies (more: slow/test_tune.py)
+
+
+@pytest.mark.parametrize("content", [b"", b"SQLite format 3\x00" + bytes(range(256)) * 8, b"not a database"])
+def test_a_corrupt_or_empty_study_is_one_line(tmp_path, capsys, content):
+    pytest.importorskip("optuna")  # the tune extra
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.db").write_bytes(content)
+    args = ["tune", "CartPole-v1", "--trials", "1", "--steps-per-trial", "64", "--jobs", "1"]
+    code = main([*args, "--study-dir", str(tmp_path / "study"), "--resume"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 1 and "study.db" in line and len(line) < 400, line

@@ -151,7 +151,7 @@ def _resume_latest_good(checkpoints: list[Path], device: str | None) -> tuple[An
     raise AssertionError("unreachable")
 
 
-def _stop_on_sigterm() -> None:
+def stop_like_ctrl_c() -> None:
     """SIGTERM (``kill``, ``docker stop``, a scheduler preempting the job), SIGHUP (a closed
     terminal, a dropped SSH session) and SIGQUIT (Ctrl-\\) stop training the way Ctrl-C does:
     the last good checkpoint is saved and the resume command printed. The first of these
@@ -174,7 +174,7 @@ def _stop_on_sigterm() -> None:
         signal.signal(signum, interrupt)
 
 
-def _say(*lines: str) -> None:
+def say(*lines: str) -> None:
     """Print after training stopped; the terminal may be gone (SIGHUP), which loses nothing."""
     try:
         for line in lines:
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     from ..parallel.torchrun import shutdown, world
 
     rank, world_size = world()  # under torchrun, rank 0 alone logs and saves
-    _stop_on_sigterm()
+    stop_like_ctrl_c()
     console.quiet = rank != 0
     load_user_envs(args.env_module)
     if args.resume:
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             agent.learn(cfg.run.total_timesteps, logger=logger)
     except TrainingInterrupted as exc:
-        _say(
+        say(
             f"[yellow]interrupted[/]: checkpoint saved to {quoted(exc.checkpoint)}",
             f"continue with: ppo-envkit train --resume {quoted(run_dir)}",
         )
