@@ -7,6 +7,7 @@ import shlex
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,27 +152,41 @@ def _resume_latest_good(checkpoints: list[Path], device: str | None) -> tuple[An
     raise AssertionError("unreachable")
 
 
-def stop_like_ctrl_c() -> None:
+def stop_like_ctrl_c() -> Callable[[], None]:
     """SIGTERM (``kill``, ``docker stop``, a scheduler preempting the job), SIGHUP (a closed
     terminal, a dropped SSH session) and SIGQUIT (Ctrl-\\) stop training the way Ctrl-C does:
     the last good checkpoint is saved and the resume command printed. The first of these
-    signals (Ctrl-C included) makes the process ignore the others, so that a second one cannot
-    break the save (or the shutdown after it). Ctrl-C keeps Python's handling where it is
-    ignored (jobs started in the background). Worker processes ignore all of them
-    (:func:`~ppo_envkit.parallel.lifeline.ignore_terminal_signals`)."""
+    signals (Ctrl-C included) makes the process ignore the others from then on, so that a
+    second one cannot break the save (or the shutdown after it). Ctrl-C keeps Python's handling
+    where it is ignored (jobs started in the background). Worker processes ignore all of them
+    (:func:`~ppo_envkit.parallel.lifeline.ignore_terminal_signals`).
+
+    Returns a function that puts the previous handlers back, unless a signal came (called when
+    a command ends inside a longer-lived process, such as a test or a notebook)."""
     from ..parallel.lifeline import TERMINAL_SIGNALS
 
+    received: list[int] = []
+
     def interrupt(signum: int, _frame: Any) -> None:
+        received.append(signum)
         for other in TERMINAL_SIGNALS:
             signal.signal(other, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
     if threading.current_thread() is not threading.main_thread():
-        return
+        return lambda: None
+    previous = {}
     for signum in TERMINAL_SIGNALS:
         if signum == signal.SIGINT and signal.getsignal(signum) is not signal.default_int_handler:
             continue  # ignored (a background job) or the user's own handler
-        signal.signal(signum, interrupt)
+        previous[signum] = signal.signal(signum, interrupt)
+
+    def restore() -> None:
+        if not received:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    return restore
 
 
 def say(*lines: str) -> None:
@@ -192,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     from ..parallel.torchrun import shutdown, world
 
     rank, world_size = world()  # under torchrun, rank 0 alone logs and saves
-    stop_like_ctrl_c()
+    restore_signals = stop_like_ctrl_c()
     console.quiet = rank != 0
     load_user_envs(args.env_module)
     if args.resume:
@@ -266,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
         if logger is not None:
             logger.close()  # unlocks the run directory (a killed run leaves its PID in the lock)
         shutdown()
+        restore_signals()
     if world_size > 1 and rank != 0:
         exit_now(0)
     wall = time.perf_counter() - started

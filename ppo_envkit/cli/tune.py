@@ -65,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
     )
     printer = _TrialPrinter()
     started = time.perf_counter()
-    stop_like_ctrl_c()  # SIGTERM, SIGHUP: stop the study as Ctrl-C does
+    restore_signals = stop_like_ctrl_c()  # SIGTERM, SIGHUP: stop the study as Ctrl-C does
     try:
         result = _tune(args, env_id, config, study_dir, printer)
+        restore_signals()
     except KeyboardInterrupt:
         again = [*args.argv, *(["--resume"] if not args.resume else [])]
         if not args.study_dir:
