@@ -182,7 +182,7 @@ class Pane:
         the call, the episode step and the user's line (as in training)."""
         try:
             return fn(*args, **kwargs)
-        except (RenderError, ActionMaskError):
+        except (RenderError, ActionMaskError, EnvironmentFailed):  # already one line
             raise
         except Exception as exc:
             doing = f"in {call} during replay (episode {self.episode + 1}, step {self.step})"
