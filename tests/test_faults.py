@@ -772,27 +772,31 @@ def test_hints_quote_paths_for_the_shell(tmp_path, monkeypatch, capsys):
     assert "--resume 'dir with spaces ü'" in _one_error_line(capsys.readouterr().err)
 
 
-def test_a_failed_write_names_the_file_and_keeps_the_result(saved, tmp_path):
-    """``eval --write-result`` where the file cannot be written (here a file size limit, as on a
-    full disk): the result is printed, the error names agent.json, no temporary file is left."""
+@pytest.mark.parametrize("command", ["eval", "plot"])
+def test_a_failed_write_names_the_file_and_keeps_the_result(saved, tmp_path, command):
+    """A file that cannot be written (here a file size limit, as on a full disk): the error
+    names the file it meant to write; ``eval --write-result`` still prints the result it
+    computed, and no temporary file is left."""
     import resource
 
     def limit_file_size():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
         resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
 
+    if command == "eval":
+        args, target = (
+            ["eval", str(saved), "--episodes", "2", "--write-result", "--json"],
+            saved / "agent.json",
+        )
+    else:
+        run = tmp_path / "run"
+        assert (
+            main(["train", "CartPole-v1", "--total-timesteps", "128", "--run-dir", str(run), "--no-progress"])
+            == 0
+        )
+        args, target = ["plot", str(run)], run / "curves.png"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ppo_envkit",
-            "eval",
-            str(saved),
-            "--episodes",
-            "2",
-            "--write-result",
-            "--json",
-        ],
+        [sys.executable, "-m", "ppo_envkit", *args],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
@@ -800,11 +804,12 @@ def test_a_failed_write_names_the_file_and_keeps_the_result(saved, tmp_path):
         preexec_fn=limit_file_size,
     )
     assert result.returncode == 1
-    assert json.loads(result.stdout)["episodes"] == 2  # the computed result, printed
     line = _one_error_line(result.stderr)
-    assert "could not write" in line and str(saved / "agent.json") in line and "File too large" in line
-    assert not list(saved.glob(".agent.json.tmp-*"))
-    assert "evaluation" not in json.loads((saved / "agent.json").read_text())
+    assert f"could not write {target}: File too large" in line, line
+    if command == "eval":
+        assert json.loads(result.stdout)["episodes"] == 2  # the computed result, printed
+        assert not list(saved.glob(".agent.json.tmp-*"))
+        assert "evaluation" not in json.loads((saved / "agent.json").read_text())
 
 
 # ------------------------------------------------------------------ tuning studies (more: slow/test_tune.py)
