@@ -199,7 +199,13 @@ class PPO:
         (split evenly over at most ``num_envs`` copies, without the short-episode bias)."""
         evaluator = Evaluator(self.config.env, episodes, num_envs)
         try:
-            return evaluator.run(self.policy, self.generator, deterministic=deterministic, seed=seed)
+            return evaluator.run(
+                self.policy,
+                self.generator,
+                deterministic=deterministic,
+                seed=seed,
+                trained_with_masks=self.state.action_masks,
+            )
         finally:
             evaluator.close()
 

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from .config_messages import format_validation_error
-from .errors import ConfigError, brief
+from .errors import ConfigError, brief, quoted
 
 __all__ = [
     "ConfigError",
@@ -35,6 +35,7 @@ __all__ = [
     "apply_overrides",
     "format_validation_error",
     "load_config",
+    "read_yaml",
 ]
 
 
@@ -323,11 +324,32 @@ class TrainConfig(BaseModel):
         return apply_overrides(self, overrides)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``*name``): an alias repeats a node, so nested ones
+    expand exponentially ("billion laughs"); a few kilobytes of file become gigabytes of lists.
+    Settings never need them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases (*{event.anchor}) are not accepted in settings", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse settings YAML (``--config``, presets, a run's ``config.yaml``, ``--set`` values):
+    YAML's safe loader, refusing aliases, so that no file can make the loader do unbounded work.
+    Raises ``yaml.YAMLError`` (and ``RecursionError`` for absurdly deep nesting)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader: builds plain data only
+
+
 def _parse_value(text: str) -> Any:
     """Parse the right-hand side of ``--set key=value`` with YAML rules (1e-3, true, [64, 64])."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = read_yaml(text)
+    except (yaml.YAMLError, RecursionError):
         return text
     if isinstance(value, str):
         try:  # YAML 1.1 reads "1e-3" as a string
@@ -379,7 +401,7 @@ def validate_config(data: dict[str, Any]) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, data)) from None
+        raise ConfigError(format_validation_error(exc, TrainConfig, data)) from None
 
 
 #: Largest config file read (configs are a few hundred bytes).
@@ -387,27 +409,31 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Load a YAML file into a TrainConfig (unknown keys are errors)."""
+    """Load a YAML file into a TrainConfig (unknown keys are errors); errors name the file."""
     path = Path(path)
+    name = quoted(path)
     try:
         if not path.is_file():
             what = "a directory" if path.is_dir() else "not a regular file"
             raise ConfigError(
-                f"config file {path} is {what}" if path.exists() else f"config file not found: {path}"
+                f"config file {name} is {what}" if path.exists() else f"config file not found: {name}"
             )
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(
-                f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes; is it a config?"
+                f"config file {name} is larger than {MAX_CONFIG_BYTES:,} bytes; is it a config?"
             )
-        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        data = read_yaml(path.read_bytes().decode("utf-8")) or {}
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not text (expected YAML)") from None
+        raise ConfigError(f"config file {name} is not text (expected YAML)") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config file {name}: {exc.strerror}") from None
     except (yaml.YAMLError, RecursionError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({brief(exc)})") from None
+        raise ConfigError(f"{name}: not valid YAML ({brief(exc)})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (env, policy, ppo, run)")
+        raise ConfigError(f"{name}: expected a mapping of sections (env, policy, ppo, run)")
     data.pop("preset", None)
     data.pop("description", None)
-    return validate_config(data)
+    try:
+        return validate_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None

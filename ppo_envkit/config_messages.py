@@ -9,11 +9,20 @@ from typing import Any, Union, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+#: The most characters of a value (or a key) that a message shows: a file may hold megabytes.
+SHOWN_CHARS = 200
 
-def _root() -> type[BaseModel]:
-    from .config import TrainConfig  # the settings this module explains (imported late: a cycle)
 
-    return TrainConfig
+def shown(value: Any) -> str:
+    """``repr(value)``, cut at :data:`SHOWN_CHARS` characters (the cut says how long it was)."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
 
 
 def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
@@ -27,8 +36,8 @@ def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
     return data
 
 
-def _field_info(loc: tuple[Any, ...]) -> Any:
-    model: Any = _root()
+def _field_info(root: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    model: Any = root
     info = None
     for part in loc:
         fields = getattr(model, "model_fields", None)
@@ -51,24 +60,28 @@ def _allowed_range(info: Any) -> str:
     return " and ".join(bounds)
 
 
-def _union_branch(loc: tuple[Any, ...]) -> bool:
+def _union_branch(root: type[BaseModel], loc: tuple[Any, ...]) -> bool:
     """Whether ``loc`` ends in the name of one alternative of a union field (``run.stop_at.float``)."""
     if len(loc) < 2:
         return False
-    field = _field_info(loc[:-1])
-    model = _field_info(loc[:-2]).annotation if len(loc) > 2 else _root()
+    field = _field_info(root, loc[:-1])
+    model = _field_info(root, loc[:-2]).annotation if len(loc) > 2 else root
     names = getattr(model, "model_fields", {})
     return field is not None and loc[-2] in names and get_origin(field.annotation) in (Union, UnionType)
 
 
-def format_validation_error(exc: ValidationError, data: dict[str, Any] | None = None) -> str:
+def format_validation_error(
+    exc: ValidationError, root: type[BaseModel], data: dict[str, Any] | None = None
+) -> str:
     """One line per problem: ``ppo.gamma = 2: must be <= 1 (allowed: >= 0 and <= 1)``. A value
-    that fits none of a field's alternatives is one problem listing what each expects."""
+    that fits none of a field's alternatives is one problem listing what each expects. ``root``
+    is the settings model that was validated (passed in: this module imports no settings).
+    No value or key is shown longer than :data:`SHOWN_CHARS` characters."""
     lines = []
     errors: list[dict[str, Any]] = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        if _union_branch(loc):
+        if _union_branch(root, loc):
             merged = next((e for e in errors if tuple(e["loc"]) == loc[:-1]), None)
             msg = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ").split(",")[0]
             if merged is None:
@@ -79,13 +92,13 @@ def format_validation_error(exc: ValidationError, data: dict[str, Any] | None = 
         errors.append(err)
     for err in errors:
         loc = tuple(err["loc"])
-        name = ".".join(str(p) for p in loc) or "config"
+        name = _clip(".".join(str(p) for p in loc) or "config")
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            section = ".".join(str(p) for p in loc[:-1])
+            section = _clip(".".join(str(p) for p in loc[:-1]))
             known = ""
-            info = _field_info(loc[:-1])
-            model = info.annotation if info is not None else (_root() if not loc[:-1] else None)
+            info = _field_info(root, loc[:-1])
+            model = info.annotation if info is not None else (root if not loc[:-1] else None)
             if model is not None and hasattr(model, "model_fields"):
                 known = ", ".join(model.model_fields)
             where = f" in section '{section}'" if section else ""
@@ -94,11 +107,11 @@ def format_validation_error(exc: ValidationError, data: dict[str, Any] | None = 
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         value = _lookup(data, loc) if data is not None else err.get("input")
-        allowed = _allowed_range(_field_info(loc))
+        allowed = _allowed_range(_field_info(root, loc))
         suffix = f" (allowed: {allowed})" if allowed else ""
-        shown = f" = {value!r}" if value is not None and not isinstance(value, dict) else ""
-        lines.append(f"invalid setting {name}{shown}: {msg.lower()}{suffix}")
+        echo = f" = {shown(value)}" if value is not None and not isinstance(value, dict) else ""
+        lines.append(f"invalid setting {name}{echo}: {_clip(msg.lower())}{suffix}")
     return "; ".join(lines)
 
 
-__all__ = ["format_validation_error"]
+__all__ = ["SHOWN_CHARS", "format_validation_error", "shown"]

@@ -6,6 +6,7 @@ without importing the training code.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 #: Control characters (from a user's input echoed in a message) written as escapes.
@@ -20,6 +21,12 @@ def one_line(text: str) -> str:
 def brief(exc: BaseException | str, limit: int | None = 200) -> str:
     """A (often multi-line) message, its whitespace collapsed, cut at ``limit`` characters."""
     return " ".join(str(exc).split())[:limit]
+
+
+def quoted(path: str | Path) -> str:
+    """``path`` as a shell would need it typed (``'dir with spaces ü'``): every message that names
+    a path, and every command a message suggests, can be copied into a shell as it is."""
+    return shlex.quote(str(path))
 
 
 class ConfigError(ValueError):
@@ -56,6 +63,42 @@ class EnvironmentFailed(RuntimeError):
     def __init__(self, message: str, checkpoint: Path | None = None):
         super().__init__(message)
         self.checkpoint = checkpoint
+
+
+class UserCodeExit(RuntimeError):
+    """User code (an environment, an ``--env-module`` file) raised a ``BaseException`` that is
+    neither an ``Exception`` nor Ctrl-C: ``SystemExit`` (``sys.exit()``), ``GeneratorExit``, its
+    own ``BaseException`` subclass. Raised in its place, with its traceback, so that the paths
+    that report an environment's errors (one line, last good checkpoint saved) report it too.
+    The message is ``TYPE: MESSAGE`` of the original (``SystemExit: 4``)."""
+
+    def __init__(self, original: BaseException | str):
+        if isinstance(original, str):  # unpickled in the parent of a worker process
+            message = original
+        else:
+            text = brief(original)
+            message = f"{type(original).__name__}: {text}" if text else type(original).__name__
+        super().__init__(message)
+
+
+def foreign(exc: BaseException) -> bool:
+    """Whether ``exc`` would end the process past every ``except Exception`` without being our
+    own way out (Ctrl-C and the signals that stop training raise ``KeyboardInterrupt``)."""
+    return not isinstance(exc, (Exception, KeyboardInterrupt))
+
+
+def contained(exc: BaseException) -> BaseException:
+    """``exc``, or for a :func:`foreign` one a :class:`UserCodeExit` carrying its traceback."""
+    if not foreign(exc):
+        return exc
+    error = UserCodeExit(exc).with_traceback(exc.__traceback__)
+    error.__cause__ = exc
+    return error
+
+
+class RewardError(ValueError):
+    """An environment's ``step()`` returned a reward that is not one number (None, an array, a
+    string); the message is the pre-check's finding (``the reward is str '1.0', not a number``)."""
 
 
 class ObservationError(ValueError):
@@ -98,7 +141,8 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; a checkpoint was saved first (``checkpoint`` attribute)."""
 
     def __init__(self, checkpoint: Path | None):
-        super().__init__(f"training interrupted; checkpoint saved to {checkpoint}")
+        saved = quoted(checkpoint) if checkpoint else None
+        super().__init__(f"training interrupted; checkpoint saved to {saved}")
         self.checkpoint = checkpoint
 
 
@@ -111,7 +155,12 @@ __all__ = [
     "NonFiniteError",
     "ObservationError",
     "RankFailed",
+    "RewardError",
     "RunDirError",
     "StorageError",
     "TrainingInterrupted",
+    "UserCodeExit",
+    "contained",
+    "foreign",
+    "quoted",
 ]

@@ -6,12 +6,14 @@ the ``agents/`` folder shipped with ppo-envkit.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .config import ConfigError, TrainConfig, load_config
+from .config import MAX_CONFIG_BYTES, ConfigError, TrainConfig, load_config, read_yaml
+from .errors import brief, quoted
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -52,22 +54,46 @@ def load_preset(name: str) -> TrainConfig:
     return load_config(paths[name])
 
 
+class PresetWarning(UserWarning):
+    """A preset file that cannot be read as one is skipped (the message names the file)."""
+
+
+def preset_env(path: Path) -> dict[str, Any] | None:
+    """The ``env`` section of the preset file ``path``, for matching presets to environments;
+    None (after a :class:`PresetWarning` naming the file) when the file is not a preset: not
+    YAML, not a mapping of sections, an ``env`` that is not a mapping. Asked for by name, such
+    a file is refused instead (:func:`load_preset`)."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"larger than {MAX_CONFIG_BYTES:,} bytes")
+        data = read_yaml(path.read_bytes().decode("utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"a YAML {type(data).__name__}, not a mapping of sections")
+        env = data.get("env") or {}
+        if not isinstance(env, dict) or not isinstance(env.get("kwargs") or {}, dict):
+            raise ValueError("its env section (or env.kwargs) is not a mapping")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError) as exc:
+        text = exc.strerror if isinstance(exc, OSError) else brief(exc)
+        warnings.warn(f"skipping preset file {quoted(path)}: {text}", PresetWarning, stacklevel=2)
+        return None
+    return env
+
+
 def preset_for_env(env_id: str, kwargs: dict[str, Any] | None = None) -> str | None:
     """The preset written for ``env_id`` whose ``env.kwargs`` all match ``kwargs``; the most specific wins.
 
     Presets whose name starts with ``zoo-`` reproduce other libraries' settings and
-    are never picked automatically.
+    are never picked automatically. A file that is not a preset is skipped with a
+    :class:`PresetWarning`.
     """
     kwargs = kwargs or {}
     best: tuple[int, str] | None = None
     for name, path in preset_paths().items():
         if name.startswith("zoo-"):
             continue
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
+        env = preset_env(path)
+        if env is None:
             continue
-        env = data.get("env") or {}
         preset_kwargs = env.get("kwargs") or {}
         if env.get("id") != env_id or any(kwargs.get(k) != v for k, v in preset_kwargs.items()):
             continue

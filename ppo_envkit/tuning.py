@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from .config import TrainConfig
+from .errors import brief, quoted
 
 #: The search space: setting -> ("log", low, high) for a log-uniform float, or a list of choices.
 #: Hidden layers are written "64x64" (Optuna's choices must be plain values).
@@ -42,6 +43,12 @@ SEARCH_SPACE: dict[str, tuple[str, float, float] | list[Any]] = {
     "env.normalize_reward": [True, False],
 }
 STUDY_FILE = "study.db"
+#: Trial attributes: the process that ran it, and its error (one line) when it failed.
+PID_ATTR, ERROR_ATTR = "pid", "error"
+
+
+class StudyError(ValueError):
+    """A study that cannot be opened or ended usefully (corrupt file, no trial completed); one line."""
 
 
 @dataclass
@@ -60,6 +67,7 @@ class TuneSettings:
     study_name: str = "ppo-envkit"
     modules: tuple[str, ...] = ()
     enqueue: tuple[dict[str, Any], ...] = ()  # trials to try first (setting -> value)
+    tuner_pid: int = 0  # the process the trial processes end with
 
     @property
     def storage(self) -> str:
@@ -116,6 +124,16 @@ def _objective(settings: TuneSettings) -> Callable[[Any], float]:
     from .agent import PPO
 
     def objective(trial: Any) -> float:
+        trial.set_user_attr(PID_ATTR, os.getpid())  # a killed trial process is told by it
+        try:
+            return run_trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # the trial fails (recorded, with its one-line error); the study goes on
+            trial.set_user_attr(ERROR_ATTR, brief(exc, 300) or type(exc).__name__)
+            raise
+
+    def run_trial(trial: Any) -> float:
         config = trial_config(settings, sample_settings(trial))
         agent = PPO(config=config)
         pruned = False
@@ -127,7 +145,7 @@ def _objective(settings: TuneSettings) -> Callable[[Any], float]:
                 pruned = agent.num_timesteps < agent.target_timesteps and trial.should_prune()
             return not pruned
 
-        try:  # a non-finite value fails the trial (a RuntimeError, caught by optimize)
+        try:  # a non-finite value, an environment's error: the trial fails (caught by optimize)
             agent.learn(settings.steps_per_trial, callback=report)
         finally:
             agent.close()
@@ -158,19 +176,31 @@ def open_study(settings: TuneSettings, resume: bool) -> Any:
     Path(settings.study_dir).mkdir(parents=True, exist_ok=True)
     exists = (Path(settings.study_dir) / STUDY_FILE).exists()
     if exists and not resume:
-        raise FileExistsError(f"{settings.study_dir} already holds a study; add --resume to go on with it")
+        raise FileExistsError(
+            f"{quoted(settings.study_dir)} already holds a study; add --resume to go on with it"
+        )
     if resume and not exists:
-        raise FileNotFoundError(f"no study to resume in {settings.study_dir}")
+        raise FileNotFoundError(f"no study to resume in {quoted(settings.study_dir)}")
     sampler, pruner = _sampler_and_pruner(settings)
-    study = optuna.create_study(
-        study_name=settings.study_name,
-        storage=settings.storage,
-        direction="maximize",
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=resume,
-    )
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    path = Path(settings.study_dir) / STUDY_FILE
+    if resume and path.stat().st_size == 0:
+        raise StudyError(f"{quoted(path)} is empty: there is no study to resume (remove it to start anew)")
+    try:
+        study = optuna.create_study(
+            study_name=settings.study_name,
+            storage=settings.storage,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=resume,
+        )
+        stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    except Exception as exc:  # SQLAlchemy's and Optuna's many ways to say "not a study"
+        raise StudyError(
+            f"{quoted(path)} is not a study that can be resumed ({type(exc).__name__}: {brief(exc)}); "
+            "move it away to start a new study"
+        ) from None
+    for trial in stale:  # running when the study stopped: failed
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
     if not resume:
         for values in settings.enqueue:
@@ -187,12 +217,17 @@ def finished(study: Any) -> list[Any]:
 
 
 def _worker(settings: TuneSettings, trials: int, worker: int) -> None:
-    """One process of the study: ``trials`` trials, one after the other."""
+    """One process of the study: ``trials`` trials, one after the other. It ends with the tuner
+    and leaves terminal signals to it; a failed trial is recorded with its one-line error
+    (Optuna's own report of it is a traceback, silenced)."""
     import optuna
 
     from .environments.discovery import cwd_importable, load_env_module
+    from .parallel.lifeline import die_with_parent, ignore_terminal_signals
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    die_with_parent(settings.tuner_pid or None)
+    ignore_terminal_signals()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     cwd_importable()
     for module in settings.modules:
         load_env_module(module)
@@ -200,22 +235,45 @@ def _worker(settings: TuneSettings, trials: int, worker: int) -> None:
     study = optuna.load_study(
         study_name=settings.study_name, storage=settings.storage, sampler=sampler, pruner=pruner
     )
-    study.optimize(_objective(settings), n_trials=trials, catch=(ValueError, RuntimeError))
+    study.optimize(_objective(settings), n_trials=trials, catch=(Exception,))
 
 
-def start_workers(settings: TuneSettings, remaining: int) -> list[mp.process.BaseProcess]:
-    """Processes that run ``remaining`` trials between them (fresh interpreters)."""
-    ctx = mp.get_context("spawn")
+def start_workers(settings: TuneSettings, remaining: int) -> dict[Any, int]:
+    """Processes that run ``remaining`` trials between them (fresh interpreters): process ->
+    its number of trials."""
     jobs = max(1, min(settings.jobs, remaining))
     shares = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
-    procs = [
-        ctx.Process(target=_worker, args=(settings, share, worker), daemon=True)
-        for worker, share in enumerate(shares)
-        if share
-    ]
-    for proc in procs:
-        proc.start()
-    return procs
+    return {_start_worker(settings, share, worker): share for worker, share in enumerate(shares) if share}
+
+
+def _start_worker(settings: TuneSettings, trials: int, worker: int) -> Any:
+    proc = mp.get_context("spawn").Process(target=_worker, args=(settings, trials, worker), daemon=True)
+    proc.start()
+    return proc
+
+
+def _replace_dead(settings: TuneSettings, study: Any, procs: dict[Any, int]) -> None:
+    """A trial process that died (killed by the OOM killer, say): its running trial is recorded
+    as failed, with how it died, and a new process runs the trials it had left."""
+    import optuna
+
+    from .parallel.lifeline import describe_exit
+
+    for proc, share in list(procs.items()):
+        if proc.is_alive() or not proc.exitcode:
+            continue
+        del procs[proc]
+        mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(PID_ATTR) == proc.pid]
+        how = f"its process died ({describe_exit(proc.exitcode)})"
+        for trial in mine:
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                study._storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, how)
+                study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        if not mine:  # died before its first trial: a replacement would die the same way
+            raise StudyError(f"a trial process ended before its first trial: {how}")
+        left = share - len(mine)
+        if left > 0:  # its own sampler seed: the dead process's pid
+            procs[_start_worker(settings, left, proc.pid)] = left
 
 
 def write_preset(settings: TuneSettings, study: Any, name: str, folder: Path) -> Path:
@@ -298,7 +356,10 @@ def tune(
     """
     import time
 
+    import optuna
+
     from .environments.discovery import user_modules
+    from .io.rundir import RunDirLock
 
     base = base or TrainConfig()
     settings = TuneSettings(
@@ -313,29 +374,36 @@ def tune(
         study_dir=str(study_dir),
         modules=tuple(modules) or tuple(user_modules()),
         enqueue=tuple(first_trials),
+        tuner_pid=os.getpid(),
     )
-    study = open_study(settings, resume)
-    shown = {t.number for t in finished(study)}
-    procs = start_workers(settings, max(0, trials - len(shown)))
+    Path(study_dir).mkdir(parents=True, exist_ok=True)
+    lock = RunDirLock(study_dir, what="study directory", holder="tuner", other="--study-dir")
     try:
-        while True:
-            running = any(p.is_alive() for p in procs)
-            for trial in sorted(finished(study), key=lambda t: t.number):
-                if trial.number not in shown:
-                    shown.add(trial.number)
-                    if on_trial is not None:
-                        on_trial(trial)
-            if not running:
-                break
-            time.sleep(0.5)
-    except BaseException:
-        for proc in procs:
-            proc.terminate()
-        raise
-    failed = [p.exitcode for p in procs if p.exitcode]
-    if failed:
-        raise RuntimeError(f"a study process ended with exit code {failed[0]}")
-    return _result(settings, study, preset_name or f"{env_id.split('/')[-1].lower()}-tuned", Path(preset_dir))
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = open_study(settings, resume)
+        shown = {t.number for t in finished(study)}
+        procs = start_workers(settings, max(0, trials - len(shown)))
+        try:
+            while True:
+                running = any(p.is_alive() for p in procs)
+                _replace_dead(settings, study, procs)
+                for trial in sorted(finished(study), key=lambda t: t.number):
+                    if trial.number not in shown:
+                        shown.add(trial.number)
+                        if on_trial is not None:
+                            on_trial(trial)
+                if not running and not any(p.is_alive() for p in procs):
+                    break
+                time.sleep(0.5)
+        finally:  # stopped (Ctrl-C, a signal) or done: no trial process outlives the tuner
+            for proc in procs:
+                if proc.is_alive():
+                    proc.kill()
+                proc.join(timeout=5)
+        name = preset_name or f"{env_id.split('/')[-1].lower()}-tuned"
+        return _result(settings, study, name, Path(preset_dir))
+    finally:
+        lock.release()
 
 
 def _result(settings: TuneSettings, study: Any, name: str, preset_dir: Path) -> TuneResult:
@@ -344,7 +412,12 @@ def _result(settings: TuneSettings, study: Any, name: str, preset_dir: Path) -> 
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
     if not completed:
-        raise RuntimeError("no trial completed: nothing to write (see the failed trials' errors)")
+        errors = [t.user_attrs.get(ERROR_ATTR) for t in sorted(finished(study), key=lambda t: t.number)]
+        first = next((e for e in errors if e), None)
+        raise StudyError(
+            "no trial completed, so there is no preset to write"
+            + (f"; the first failed trial: {first}" if first else "")
+        )
     folder = Path(settings.study_dir)
     save_plots(study, folder)
     write_preset(settings, study, name, folder)
@@ -355,4 +428,12 @@ def _result(settings: TuneSettings, study: Any, name: str, preset_dir: Path) -> 
     )
 
 
-__all__ = ["SEARCH_SPACE", "TuneResult", "TuneSettings", "sample_settings", "tune"]
+__all__ = [
+    "ERROR_ATTR",
+    "SEARCH_SPACE",
+    "StudyError",
+    "TuneResult",
+    "TuneSettings",
+    "sample_settings",
+    "tune",
+]

@@ -567,3 +567,261 @@ def test_an_exception_in_replay_is_one_line_naming_the_call_and_the_line(tmp_pat
         assert code == 1 and "Traceback" not in err and "(injected fault)" in err
     finally:
         gym.registry.pop("RaisesOnScreen-v0", None)
+
+
+# ----------------------------------------------------------------------------- user code that exits
+
+_EXITS = [("sys.exit", "SystemExit: 4"), ("GeneratorExit", "GeneratorExit"), ("own", "UserBaseException")]
+
+
+@pytest.mark.parametrize(
+    ("how", "call", "extra"),
+    [(how, "step", {}) for how, _ in _EXITS]
+    + [
+        ("sys.exit", "step", {"env.vectorization": "async"}),
+        ("own", "step", {"env.vectorization": "async", "env.num_workers": 2}),
+        ("sys.exit", "reset", {}),
+        ("GeneratorExit", "reset", {"env.vectorization": "async"}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(str(x) for x in v.values()) or "sync",
+)
+def test_user_code_that_ends_the_process_is_one_line_and_keeps_the_checkpoint(
+    tmp_path, how, call, extra, fault_env_ids
+):
+    """``sys.exit()``, ``GeneratorExit`` or a user's own ``BaseException`` inside the environment
+    is reported like an exception: one line with the call and the user's line; work is saved."""
+    fail_at = 40 if call == "step" else 10**9
+    kwargs = {"fail_at": fail_at, "how": how, "call": call}
+    agent = PPO(config=_config(fault_env_ids["exits"], **{"env.kwargs": kwargs}, **extra))
+    logger = RunLogger(tmp_path / "run", progress=False, tensorboard=False, checkpoint_interval=0)
+    with pytest.raises(EnvironmentFailed) as info:
+        agent.learn(1024, logger=logger)
+    message = str(info.value)
+    assert "\n" not in message and dict(_EXITS)[how] in message, message
+    assert f"in {call}()" in message and "fault_envs.py:" in message, message
+    if call == "step":
+        assert info.value.checkpoint is not None and info.value.checkpoint.exists()
+    agent.close()
+
+
+@pytest.mark.parametrize("call", ["init", "render", "close"])
+def test_user_code_that_exits_outside_training_is_an_error(call, fault_env_ids):
+    from ppo_envkit.environments.factory import make_env
+
+    kwargs = {"how": "sys.exit", "call": call}
+    with pytest.raises(Exception) as info:
+        env = make_env(fault_env_ids["exits"], kwargs, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        env.close()
+    assert isinstance(info.value, Exception) and "SystemExit: 4" in str(info.value)
+    assert call == "init" or f"in {call}() (" in str(info.value)
+
+
+def test_an_env_module_that_exits_at_import_is_one_line(tmp_path):
+    (tmp_path / "quits.py").write_text("import sys\n\nsys.exit(7)\n")
+    result = _cli("train", "CartPole-v1", "--env-module", "quits.py", "--no-progress", cwd=tmp_path)
+    assert result.returncode != 0 and result.returncode != 7
+    line = _one_error_line(result.stderr)
+    assert "SystemExit: 7" in line and "quits.py:3" in line
+
+
+def test_a_closed_terminal_saves_the_checkpoint_and_says_how_to_continue(tmp_path):
+    """SIGHUP (a closed terminal, a dropped SSH session) to the whole process group, async
+    workers included: the trainer saves and prints its line; the workers print nothing.
+    (More signals and backends: slow/test_signals.py.)"""
+    from .slow.test_signals import BACKENDS, stop_training
+
+    code, output, workers = stop_training(tmp_path, signal.SIGHUP, BACKENDS["async"])
+    assert code == 130 and "Traceback" not in output, output
+    assert "continue with: ppo-envkit train --resume run" in output
+    assert len(checkpoint_dirs(tmp_path / "run")) == 1
+    assert wait_gone(workers) == []
+
+
+# ----------------------------------------------------------------------------- hostile YAML
+
+
+def _laughs(depth: int) -> str:
+    """A "billion laughs" settings file: each level repeats the previous one ten times."""
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, depth + 1)]
+    return "\n".join(lines) + f"\npolicy:\n  hidden_sizes: *a{depth}\n"
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["config-aliases", "preset-aliases", "set-aliases", "lookup-aliases", "deep-nesting", "huge-value"],
+)
+def test_settings_files_cannot_make_the_loader_do_unbounded_work(tmp_path, monkeypatch, capsys, case):
+    """Aliases are refused wherever settings YAML is read, deep nesting is an error, and no
+    message echoes more than a few hundred characters of what the file holds."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "agents").mkdir()
+    text = {
+        "deep-nesting": "policy:\n  hidden_sizes: " + "[" * 20000 + "]" * 20000 + "\n",
+        "huge-value": "policy:\n  hidden_sizes: [" + ", ".join(["-1"] * 100000) + "]\n",
+    }.get(case, _laughs(6))  # 10**7 values once expanded
+    (tmp_path / "agents" / "bad.yaml").write_text(text)
+    train = ["train", "CartPole-v1", "--total-timesteps", "64", "--no-progress", "--run-dir", "run"]
+    args = {
+        "preset-aliases": [*train, "--preset", "bad"],
+        "set-aliases": [*train, "--set", "policy.hidden_sizes=[&a [1, 1, 1, 1], [*a, *a, *a]]"],
+        "lookup-aliases": ["envs", "list"],
+    }.get(case, [*train, "--config", "agents/bad.yaml"])
+    start = time.process_time()
+    code = main(args)
+    assert time.process_time() - start < 10
+    err = capsys.readouterr().err
+    assert len(err) < (3000 if case == "lookup-aliases" else 600), err[:1000]
+    if case == "lookup-aliases":
+        assert code == 0 and "skipping preset file" in err and "bad.yaml" in err
+    else:
+        assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["- 1\n- 2\n", "env: [1, 2]\n", "env:\n  kwargs: 3\n", "\x00\x01"])
+def test_a_preset_file_that_is_not_a_preset_is_skipped_with_one_warning(tmp_path, monkeypatch, capsys, text):
+    """One broken file in ./agents must not break every `train ENV`; asked for by name, it is
+    refused in one line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "broken.yaml").write_text(text)
+    train = ["train", "CartPole-v1", "--total-timesteps", "64", "--no-progress", "--set", "env.num_envs=1"]
+    assert main([*train, "--run-dir", "run"]) == 0
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning")]
+    assert "broken.yaml" in warning and "Traceback" not in err
+    assert main([*train, "--run-dir", "run2", "--preset", "broken"]) == 2
+    assert "broken.yaml" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected", "extra"),
+    [
+        ("none", "the reward is NoneType None, not a number", {}),
+        ("array", "the reward is an array of shape (2,)", {}),
+        ("string", "the reward is str '1.0', not a number", {}),
+        ("string", "the reward is str '1.0', not a number", {"env.vectorization": "async"}),
+        ("none", "the reward is NoneType None", {"env.vectorization": "async", "env.num_workers": 2}),
+    ],
+)
+def test_a_late_reward_of_the_wrong_type_is_refused_as_the_pre_check_refuses_it(
+    tmp_path, kind, expected, extra, fault_env_ids
+):
+    """None, an array or a string as the reward, after the pre-check's steps, is named as a
+    reward of the wrong type (not "non-finite", not numpy's words, not accepted)."""
+    config = _config(fault_env_ids["reward"], **{"env.kwargs": {"fail_at": 40, "kind": kind}}, **extra)
+    agent = PPO(config=config)
+    logger = RunLogger(tmp_path / "run", progress=False, tensorboard=False, checkpoint_interval=0)
+    with pytest.raises(EnvironmentFailed) as info:
+        agent.learn(1024, logger=logger)
+    message = str(info.value)
+    assert expected in message and "in step() at training step" in message, message
+    assert "\n" not in message and "non-finite" not in message
+    assert info.value.checkpoint is not None and info.value.checkpoint.exists()
+    agent.close()
+
+
+# ----------------------------------------------------------------------------- agents meet environments
+
+
+@pytest.mark.parametrize("where", ["evaluate", "viewer", "masks-off"])
+def test_a_masked_agent_is_refused_an_environment_without_masks(where):
+    """Unmasked, a masked agent takes the actions its masks forbade and plays on silently (a
+    return of -9.3 instead of 20); every place that pairs an agent with an environment refuses."""
+    from ppo_envkit.io.evaluate import evaluate
+
+    from ppo_envkit.errors import ActionMaskError
+    from ppo_envkit.viewer import Viewer
+
+    from .masked_envs import register_masked
+
+    ids = register_masked()
+    config = small_config(ids["pick_info"], **{"run.seed": 0, "run.eval_interval": 0, "env.num_envs": 2})
+    agent = PPO(config=config)
+    agent.learn(128)  # masks from info["action_mask"]
+    agent.close()
+    overrides = {"env.kwargs": {"via": "none"}}  # the same environment, now without masks
+    if where == "masks-off":
+        overrides["env.action_masks"] = "off"  # the explicit way: run it unmasked on purpose
+    agent.config = agent.config.with_overrides(overrides)
+    if where == "masks-off":  # allowed; the environment raises on the first illegal action it gets
+        with pytest.raises(Exception, match="illegal action"):
+            evaluate(agent, episodes=20)
+    elif where == "evaluate":
+        with pytest.raises(ActionMaskError, match=r"trained with action masks.*gives none"):
+            evaluate(agent, episodes=2)
+    else:
+        with pytest.raises(ActionMaskError, match="trained with action masks"):
+            Viewer(agent, headless=True).run()
+
+
+# ----------------------------------------------------------------------------- messages that name files
+
+
+def test_hints_quote_paths_for_the_shell(tmp_path, monkeypatch, capsys):
+    """Every command a message suggests can be pasted into a shell as it is."""
+    monkeypatch.chdir(tmp_path)
+    run = "dir with spaces ü"
+    args = ["train", "CartPole-v1", "--total-timesteps", "64", "--no-progress", "--run-dir", run]
+    assert main([*args, "--set", "env.num_envs=1", "--set", "run.eval_interval=0"]) == 0
+    err = capsys.readouterr().err
+    assert "ppo-envkit eval 'dir with spaces ü' --episodes 100" in err
+    assert "ppo-envkit replay 'dir with spaces ü'" in err and "run directory: 'dir with spaces ü'" in err
+    assert main([*args, "--set", "env.num_envs=1"]) == 1  # the directory holds a run already
+    assert "--resume 'dir with spaces ü'" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", ["eval", "plot"])
+def test_a_failed_write_names_the_file_and_keeps_the_result(saved, tmp_path, command):
+    """A file that cannot be written (here a file size limit, as on a full disk): the error
+    names the file it meant to write; ``eval --write-result`` still prints the result it
+    computed, and no temporary file is left."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+    if command == "eval":
+        args, target = (
+            ["eval", str(saved), "--episodes", "2", "--write-result", "--json"],
+            saved / "agent.json",
+        )
+    else:
+        run = tmp_path / "run"
+        assert (
+            main(["train", "CartPole-v1", "--total-timesteps", "128", "--run-dir", str(run), "--no-progress"])
+            == 0
+        )
+        args, target = ["plot", str(run)], run / "curves.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "ppo_envkit", *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert f"could not write {target}: File too large" in line, line
+    if command == "eval":
+        assert json.loads(result.stdout)["episodes"] == 2  # the computed result, printed
+        assert not list(saved.glob(".agent.json.tmp-*"))
+        assert "evaluation" not in json.loads((saved / "agent.json").read_text())
+
+
+# ------------------------------------------------------------------ tuning studies (more: slow/test_tune.py)
+
+
+@pytest.mark.parametrize("content", [b"", b"SQLite format 3\x00" + bytes(range(256)) * 8, b"not a database"])
+def test_a_corrupt_or_empty_study_is_one_line(tmp_path, capsys, content):
+    pytest.importorskip("optuna")  # the tune extra
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.db").write_bytes(content)
+    args = ["tune", "CartPole-v1", "--trials", "1", "--steps-per-trial", "64", "--jobs", "1"]
+    code = main([*args, "--study-dir", str(tmp_path / "study"), "--resume"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 1 and "study.db" in line and len(line) < 400, line

@@ -59,7 +59,12 @@ class EvalSchedule:
         return self.config.run.eval_interval != 0
 
     def after_iteration(
-        self, policy: ActorCritic, generator: torch.Generator, steps: int, final: bool
+        self,
+        policy: ActorCritic,
+        generator: torch.Generator,
+        steps: int,
+        final: bool,
+        trained_with_masks: bool = False,
     ) -> dict[str, float]:
         """The evaluation metrics after ``steps`` training steps (none when no evaluation is due)."""
         if not self.enabled or (steps < self.next_at and not final) or self.last_at == steps:
@@ -67,7 +72,9 @@ class EvalSchedule:
         if self._evaluator is None:
             self._evaluator = Evaluator(self.config.env, self.episodes)
         start = time.perf_counter()
-        result = self._evaluator.run(policy, generator, deterministic=True, seed=self.seed)
+        result = self._evaluator.run(
+            policy, generator, deterministic=True, seed=self.seed, trained_with_masks=trained_with_masks
+        )
         self.last_at = steps
         self.next_at = steps + self._interval(result.mean_length)
         improved = result.mean_return > self.best

@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
 from ..environments.factory import make_configured_env
-from ..environments.masks import vector_masks
+from ..environments.masks import require_masks, vector_masks
 from ..spaces import require_same_spaces
 from .acting import EpisodeActor
 from .policy import ActorCritic
@@ -68,10 +68,12 @@ class Evaluator:
         *,
         deterministic: bool = True,
         seed: int = 0,
+        trained_with_masks: bool = False,
     ) -> EvalResult:
         """``episodes`` episodes of ``policy`` (``generator`` samples stochastic actions); copy
         ``i`` starts from seed ``seed + i``, so every call with the same seed plays the same
-        episodes (as far as the policy acts the same)."""
+        episodes (as far as the policy acts the same). A policy ``trained_with_masks`` is refused
+        an environment that gives none (:func:`~ppo_envkit.environments.masks.require_masks`)."""
         envs = self.envs
         require_same_spaces(
             self.env.id,
@@ -79,10 +81,22 @@ class Evaluator:
             (envs.single_observation_space, envs.single_action_space),
         )
         actor = EpisodeActor(policy, generator, deterministic)  # keeps a recurrent policy's memory per copy
-        return self.play(actor, policy.head.mask_size or 0, deterministic=deterministic, seed=seed)
+        return self.play(
+            actor,
+            policy.head.mask_size or 0,
+            deterministic=deterministic,
+            seed=seed,
+            trained_with_masks=trained_with_masks,
+        )
 
     def play(
-        self, actor: Actor, mask_size: int = 0, *, deterministic: bool = True, seed: int = 0
+        self,
+        actor: Actor,
+        mask_size: int = 0,
+        *,
+        deterministic: bool = True,
+        seed: int = 0,
+        trained_with_masks: bool = False,
     ) -> EvalResult:
         """:meth:`run` with any ``actor(observations, action masks or None, episode starts)``
         giving a batch of actions (another library's model, an exported one...)."""
@@ -92,6 +106,7 @@ class Evaluator:
         quota[: episodes % n] += 1
         obs, info = envs.reset(seed=seed)
         masks = vector_masks(info, n, mask_size)
+        require_masks(trained_with_masks, self.env, masks)  # a masked agent needs an env with masks
         running = np.zeros(n)
         steps = np.zeros(n, dtype=np.int64)
         returns: list[float] = []

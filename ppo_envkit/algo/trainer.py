@@ -157,7 +157,9 @@ class Trainer:
                 if evaluation is not None:
                     final = state.num_timesteps >= state.target_timesteps
                     metrics.update(
-                        evaluation.after_iteration(self.policy, self.generator, state.num_timesteps, final)
+                        evaluation.after_iteration(
+                            self.policy, self.generator, state.num_timesteps, final, state.action_masks
+                        )
                     )
                 if logger is not None:
                     logger.log_iteration(self, metrics)
@@ -188,7 +190,10 @@ class Trainer:
             raise EnvironmentFailed(f"{exc}{where}", saved) from (exc.__cause__ or exc)
         except Exception as exc:  # a bug, most likely: keep its traceback, but lose no work
             saved = self._save_after_failure(logger)
-            _note(exc, f"ppo-envkit saved the last good checkpoint: {saved}")
+            if saved is not None:
+                _note(exc, f"ppo-envkit saved the last good checkpoint: {saved}")
+            elif logger is not None:
+                _note(exc, "ppo-envkit could not save a checkpoint (see above); the last one on disk is intact")
             raise
         finally:
             if evaluation is not None:

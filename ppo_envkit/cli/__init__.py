@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from rich.markup import escape
 
@@ -37,8 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings() -> None:
+    """Warnings of ours that are about the user's files (a preset that is not one) print as one
+    ``warning: ...`` line, not with Python's file, line and source line."""
+    from ..presets import PresetWarning
+
+    show = warnings.showwarning
+
+    def showwarning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PresetWarning):
+            console.print(f"[yellow]warning[/]: {escape(str(message))}", soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    warnings.showwarning = showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _one_line_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv  # the command as typed, recorded in agents' provenance

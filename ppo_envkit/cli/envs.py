@@ -57,17 +57,10 @@ def _preset_text(info: EnvInfo, with_presets: set[str]) -> str:
 
 
 def _ids_with_presets() -> set[str]:
-    import yaml
+    from ..presets import preset_env, preset_paths
 
-    from ..presets import preset_paths
-
-    ids = set()
-    for path in preset_paths().values():
-        try:
-            ids.add(str(((yaml.safe_load(path.read_text()) or {}).get("env") or {}).get("id")))
-        except (yaml.YAMLError, AttributeError):
-            continue
-    return ids
+    envs = (preset_env(path) for path in preset_paths().values())
+    return {str(env.get("id")) for env in envs if env is not None}
 
 
 def _short_space(space: gym.Space) -> str:

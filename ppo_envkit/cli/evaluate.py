@@ -41,7 +41,20 @@ def run(args: argparse.Namespace) -> int:
     result = agent.evaluate(
         args.episodes, deterministic=not args.stochastic, seed=args.seed, num_envs=args.num_envs
     )
-    if args.write_result:
+    if args.json:
+        out = result.to_dict()
+        out["agent"] = str(agent.path)
+        out["num_timesteps"] = agent.num_timesteps
+        print(json.dumps(out), flush=True)
+    else:
+        mode = "stochastic" if args.stochastic else "deterministic"
+        print(
+            f"{result.env_id}: mean return {result.mean_return:.2f} +- {result.std_return:.2f} over "
+            f"{result.episodes} {mode} episodes (min {result.min_return:.1f}, max {result.max_return:.1f}, "
+            f"mean length {result.mean_length:.0f})",
+            flush=True,
+        )
+    if args.write_result:  # after printing: a failed write (a full disk) loses no computed result
         from ..io.checkpoint import update_agent_meta
 
         summary = {k: v for k, v in result.to_dict().items() if k not in ("returns", "lengths")}
@@ -49,16 +62,4 @@ def run(args: argparse.Namespace) -> int:
             " --stochastic" if args.stochastic else ""
         )
         update_agent_meta(agent.path, "evaluation", summary)
-    if args.json:
-        out = result.to_dict()
-        out["agent"] = str(agent.path)
-        out["num_timesteps"] = agent.num_timesteps
-        print(json.dumps(out))
-    else:
-        mode = "stochastic" if args.stochastic else "deterministic"
-        print(
-            f"{result.env_id}: mean return {result.mean_return:.2f} +- {result.std_return:.2f} over "
-            f"{result.episodes} {mode} episodes (min {result.min_return:.1f}, max {result.max_return:.1f}, "
-            f"mean length {result.mean_length:.0f})"
-        )
     return 0

@@ -12,11 +12,10 @@ silently.
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quoted
 from .common import console
 
 #: Flags of ``train`` that describe a new run, with the setting each would change.
@@ -40,20 +39,20 @@ def resume_run(args: argparse.Namespace) -> tuple[Any, str]:
     given = [flag for name, flag in _NEW_RUN_FLAGS.items() if getattr(args, name, None) is not None]
     if given:
         raise ConfigError(
-            f"--resume continues the run in {shlex.quote(str(run_dir))} with its own environment, network, "
+            f"--resume continues the run in {quoted(run_dir)} with its own environment, network, "
             f"copies and seed: {', '.join(given)} cannot be changed there (start a new run for that; "
             "--set KEY=VALUE and --total-timesteps change what may change)"
         )
     checkpoints = checkpoint_dirs(run_dir)
     if not checkpoints:
-        where = shlex.quote(str(run_dir))
+        where = quoted(run_dir)
         raise ConfigError(f"--resume {where}: no checkpoint found in {where}/checkpoints")
     agent, checkpoints = _resume_latest_good(checkpoints, args.device)
     stored = agent.config
     if args.env_id and args.env_id != stored.env.id:
         agent.close()
         raise ConfigError(
-            f"the run in {shlex.quote(str(run_dir))} trains {stored.env.id}, not {args.env_id}: "
+            f"the run in {quoted(run_dir)} trains {stored.env.id}, not {args.env_id}: "
             f"leave ENV_ID out to continue it, or start a new run for {args.env_id}"
         )
     try:
@@ -63,7 +62,8 @@ def resume_run(args: argparse.Namespace) -> tuple[Any, str]:
         raise
     agent.config = requested
     console.print(
-        f"resuming {stored.env.id} from {checkpoints[-1]} at step {agent.num_timesteps}", highlight=False
+        f"resuming {stored.env.id} from {quoted(checkpoints[-1])} at step {agent.num_timesteps}",
+        highlight=False,
     )
     return agent, run_dir
 
@@ -111,7 +111,7 @@ def _resume_latest_good(checkpoints: list[Path], device: str | None) -> tuple[An
         except AgentFileError as exc:
             if i == 0:
                 raise
-            console.print(f"[yellow]warning[/]: skipping checkpoint {checkpoints[i].name}: {exc}")
+            console.print(f"[yellow]warning[/]: skipping checkpoint {quoted(checkpoints[i].name)}: {exc}")
     raise AssertionError("unreachable")
 
 

@@ -7,10 +7,11 @@ import shlex
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quoted
 from .common import add_env_module_arg, add_set_arg, console, exit_now, load_user_envs, print_report
 
 if TYPE_CHECKING:
@@ -118,14 +119,14 @@ def preflight_check(config: TrainConfig, action_space: str | None = None) -> boo
     if report.errors:
         print_report(report, to=console)
         console.print(
-            f"[red]not training[/]: fix the errors above (full check: ppo-envkit envs check {env_id})"
+            f"[red]not training[/]: fix the errors above (full check: ppo-envkit envs check {quoted(env_id)})"
         )
         return False
     if report.warnings:
         n = len(report.warnings)
         console.print(
             f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check "
-            f"(details: ppo-envkit envs check {env_id})"
+            f"(details: ppo-envkit envs check {quoted(env_id)})"
         )
     return True
 
@@ -135,16 +136,50 @@ def _default_run_dir(env_id: str) -> str:
     return str(Path("runs") / f"{env_id.replace('/', '_')}-{stamp}")
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (``kill``, ``docker stop``, a scheduler preempting the job) stops training the
-    way Ctrl-C does: the last good checkpoint is saved and the resume command printed. Ctrl-C
-    itself keeps Python's handling (it is ignored in jobs started in the background)."""
+def stop_like_ctrl_c() -> Callable[[], None]:
+    """SIGTERM (``kill``, ``docker stop``, a scheduler preempting the job), SIGHUP (a closed
+    terminal, a dropped SSH session) and SIGQUIT (Ctrl-\\) stop training the way Ctrl-C does:
+    the last good checkpoint is saved and the resume command printed. The first of these
+    signals (Ctrl-C included) makes the process ignore the others from then on, so that a
+    second one cannot break the save (or the shutdown after it). Ctrl-C keeps Python's handling
+    where it is ignored (jobs started in the background). Worker processes ignore all of them
+    (:func:`~ppo_envkit.parallel.lifeline.ignore_terminal_signals`).
+
+    Returns a function that puts the previous handlers back, unless a signal came (called when
+    a command ends inside a longer-lived process, such as a test or a notebook)."""
+    from ..parallel.lifeline import TERMINAL_SIGNALS
+
+    received: list[int] = []
 
     def interrupt(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        for other in TERMINAL_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+    for signum in TERMINAL_SIGNALS:
+        if signum == signal.SIGINT and signal.getsignal(signum) is not signal.default_int_handler:
+            continue  # ignored (a background job) or the user's own handler
+        previous[signum] = signal.signal(signum, interrupt)
+
+    def restore() -> None:
+        if not received:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    return restore
+
+
+def say(*lines: str) -> None:
+    """Print after training stopped; the terminal may be gone (SIGHUP), which loses nothing."""
+    try:
+        for line in lines:
+            console.print(line)
+    except OSError:
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from ..parallel.torchrun import shutdown, world
 
     rank, world_size = world()  # under torchrun, rank 0 alone logs and saves
-    _stop_on_sigterm()
+    restore_signals = stop_like_ctrl_c()
     console.quiet = rank != 0
     load_user_envs(args.env_module)
     if args.resume:
@@ -182,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             if preset
             else ("config " + args.config if args.config else "default settings")
         )
-        console.print(f"training {config.env.id} with {used}; run directory: {run_dir}")
+        console.print(f"training {config.env.id} with {used}; run directory: {quoted(run_dir)}")
     cfg = agent.config
     logger = None
     if rank == 0:
@@ -208,21 +243,24 @@ def run(args: argparse.Namespace) -> int:
         else:
             agent.learn(cfg.run.total_timesteps, logger=logger)
     except TrainingInterrupted as exc:
-        console.print(f"[yellow]interrupted[/]: checkpoint saved to {exc.checkpoint}")
-        console.print(f"continue with: ppo-envkit train --resume {run_dir}")
+        say(
+            f"[yellow]interrupted[/]: checkpoint saved to {quoted(exc.checkpoint)}",
+            f"continue with: ppo-envkit train --resume {quoted(run_dir)}",
+        )
         return 130
     finally:
         agent.close()
         if logger is not None:
             logger.close()  # unlocks the run directory (a killed run leaves its PID in the lock)
         shutdown()
+        restore_signals()
     if world_size > 1 and rank != 0:
         exit_now(0)
     wall = time.perf_counter() - started
     ret = agent.last_metrics.get("episode_return", float("nan"))
     console.print(
         f"done: {agent.num_timesteps} steps in {wall:.0f}s; recent training return {ret:.1f}; "
-        f"agent saved to {Path(run_dir) / 'agent'}"
+        f"agent saved to {quoted(Path(run_dir) / 'agent')}"
     )
     if "eval_return" in agent.last_metrics:
         m = agent.last_metrics
@@ -234,10 +272,10 @@ def run(args: argparse.Namespace) -> int:
         )
         console.print(
             f"final evaluation: mean return {m['eval_return']:.1f} +- {m['eval_return_std']:.1f} over "
-            f"{cfg.run.eval_episodes} episodes{reached}; best agent: {Path(run_dir) / 'best'}"
+            f"{cfg.run.eval_episodes} episodes{reached}; best agent: {quoted(Path(run_dir) / 'best')}"
         )
-    console.print(f"evaluate: ppo-envkit eval {run_dir} --episodes 100")
-    console.print(f"watch it:  ppo-envkit replay {run_dir}")
+    console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} --episodes 100")
+    console.print(f"watch it:  ppo-envkit replay {quoted(run_dir)}")
     if world_size > 1:
         exit_now(0)
     return 0

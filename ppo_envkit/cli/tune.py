@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 from rich.markup import escape
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quoted
 from .common import add_env_module_arg, add_set_arg, console, load_user_envs, out
+from .train import say, stop_like_ctrl_c
 
 NAME = "tune"
 
@@ -49,10 +51,8 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("trials", "steps_per_trial", "evaluations", "eval_episodes"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    try:
-        from ..tuning import tune
-    except ImportError:
-        raise ConfigError("tune needs optuna: pip install -e '.[tune]'") from None
+    if importlib.util.find_spec("optuna") is None:
+        raise ConfigError("tune needs optuna: pip install -e '.[tune]'")
     load_user_envs(args.env_module)
     for flag in ("total_timesteps", "num_envs", "processes", "device", "run_dir"):
         setattr(args, flag, None)
@@ -61,11 +61,39 @@ def run(args: argparse.Namespace) -> int:
     study_dir = Path(args.study_dir or Path("tune") / env_id.replace("/", "_"))
     console.print(
         f"tuning {env_id}: {args.trials} trials of {args.steps_per_trial} steps, base: "
-        f"{preset or args.config or 'the defaults'}; study in {study_dir}"
+        f"{preset or args.config or 'the defaults'}; study in {quoted(study_dir)}"
     )
     printer = _TrialPrinter()
     started = time.perf_counter()
-    result = tune(
+    restore_signals = stop_like_ctrl_c()  # SIGTERM, SIGHUP: stop the study as Ctrl-C does
+    try:
+        result = _tune(args, env_id, config, study_dir, printer)
+        restore_signals()
+    except KeyboardInterrupt:
+        again = [*args.argv, *(["--resume"] if not args.resume else [])]
+        if not args.study_dir:
+            again += ["--study-dir", str(study_dir)]
+        say(
+            f"[yellow]interrupted[/]: the study is saved in {quoted(study_dir)} (trials that were "
+            "running count as failed)",
+            "continue with: ppo-envkit " + " ".join(quoted(a) for a in again),
+        )
+        return 130
+    name = result.preset.stem if result.preset else "?"
+    console.print(
+        f"done: {result.trials} trials ({result.pruned} pruned) in {time.perf_counter() - started:.0f}s; "
+        f"best evaluation {result.best_value:.2f}"
+    )
+    console.print(f"best settings: {escape(str(result.best_settings))}")
+    console.print(f"preset written to {quoted(result.preset)}; plots and study in {quoted(study_dir)}")
+    console.print(f"train with it: ppo-envkit train {quoted(args.env_id)} --preset {quoted(name)}")
+    return 0
+
+
+def _tune(args: argparse.Namespace, env_id: str, config: Any, study_dir: Path, printer: Any) -> Any:
+    from ..tuning import tune
+
+    return tune(
         env_id,
         config,
         trials=args.trials,
@@ -79,15 +107,6 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         on_trial=printer,
     )
-    name = result.preset.stem if result.preset else "?"
-    console.print(
-        f"done: {result.trials} trials ({result.pruned} pruned) in {time.perf_counter() - started:.0f}s; "
-        f"best evaluation {result.best_value:.2f}"
-    )
-    console.print(f"best settings: {escape(str(result.best_settings))}")
-    console.print(f"preset written to {result.preset}; plots and study in {study_dir}")
-    console.print(f"train with it: ppo-envkit train {args.env_id} --preset {name}")
-    return 0
 
 
 class _TrialPrinter:
@@ -119,6 +138,7 @@ class _TrialPrinter:
         ]
         if not sys.stdout.isatty():
             self.console.print("  ".join(f"{c}={v}" for c, v in zip(self.COLUMNS, row, strict=True)))
+            self._error(trial)
             return
         table = Table(show_header=self.first, box=None, padding=(0, 1))
         for column in self.COLUMNS:
@@ -126,3 +146,11 @@ class _TrialPrinter:
         table.add_row(*row)
         self.console.print(table)
         self.first = False
+        self._error(trial)
+
+    def _error(self, trial: Any) -> None:
+        from ..tuning import ERROR_ATTR
+
+        error = trial.user_attrs.get(ERROR_ATTR)
+        if error and trial.state.name == "FAIL":
+            self.console.print(f"  trial {trial.number} failed: {escape(error)}", soft_wrap=True)

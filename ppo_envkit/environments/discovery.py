@@ -231,7 +231,9 @@ def load_env_module(target: str) -> None:
                 "or a module importable from the current directory or an installed package"
             ) from exc
         raise _import_error(target, exc) from exc
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # sys.exit() at import included: never a silent exit
         raise _import_error(target, exc) from exc
     _loaded[key] = None
     shown = display_path(key) if key.endswith(".py") or Path(key).is_dir() else key

@@ -13,8 +13,9 @@ from typing import Any
 import gymnasium as gym
 
 from ..config import EnvConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, contained, foreign
 from .discovery import EnvModuleError, cwd_importable, registered_by
+from .failures import ContainExits
 from .masks import ActionMasks
 from .registry import ensure_registered, entry_point_callable
 
@@ -37,7 +38,8 @@ def make_env(
     max_episode_steps: int | None = None,
     **make_kwargs: Any,
 ) -> gym.Env:
-    """One environment instance (no ppo-envkit wrappers). ``make_kwargs`` go to ``gym.make``
+    """One environment instance (no ppo-envkit wrappers but :class:`~.failures.ContainExits`, which
+    turns ``sys.exit()`` and the like from the user's code into an error). ``make_kwargs`` go to ``gym.make``
     (``disable_env_checker=True``, say). An entry point that cannot be imported raises
     :class:`EntryPointError`, which names it, the id, who registered it and the likely fix."""
     ensure_registered(env_id)
@@ -48,7 +50,7 @@ def make_env(
     if render_mode is not None:
         extra["render_mode"] = render_mode
     try:
-        return gym.make(env_id, **extra)
+        return ContainExits(gym.make(env_id, **extra), check_rewards=False)  # wrap_env checks them
     except (ImportError, AttributeError) as exc:
         error = _entry_point_error(env_id, exc)
         if error is None:
@@ -59,16 +61,23 @@ def make_env(
         if unknown is None:
             raise
         raise unknown from exc
+    except BaseException as exc:  # sys.exit() in the constructor: an error like any other
+        if foreign(exc):
+            raise contained(exc) from exc
+        raise
 
 
 def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
     """``env`` with what the settings add to every environment ppo-envkit steps (training,
-    evaluation, replay): frame stacking, and action masks read into ``info["action_mask"]``."""
+    evaluation, replay): frame stacking, action masks read into ``info["action_mask"]``, and
+    (outermost, around every call into the user's code) :class:`~.failures.ContainExits`."""
+    if isinstance(env, ContainExits):  # from make_env: moved outside the wrappers added here
+        env = env.env
     if config.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, config.frame_stack)
     if config.action_masks == "auto":
         env = ActionMasks(env)
-    return env
+    return ContainExits(env)
 
 
 def make_configured_env(config: EnvConfig, *, render_mode: str | None = None, **make_kwargs: Any) -> gym.Env:

@@ -33,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ..config import EnvConfig
 from ..errors import ActionMaskError
 
 MASKABLE_ACTION_SPACES = "Discrete, MultiDiscrete and MultiBinary"
@@ -212,6 +213,20 @@ def vector_masks(info: dict[str, Any], num_envs: int, size: int) -> np.ndarray |
     return masks.astype(bool, copy=False)
 
 
+def require_masks(trained_with_masks: Any, env: EnvConfig, mask: Any) -> None:
+    """Refuse to pair an agent trained with action masks (``trained_with_masks``, as training
+    recorded it) with an environment that gives none at reset (``mask`` is None): unmasked, it
+    would take the actions its masks used to forbid and play on as if nothing were wrong. The
+    explicit way to run it so anyway: ``env.action_masks=off`` in the agent's settings."""
+    if mask is None and trained_with_masks and env.action_masks != "off":
+        raise ActionMaskError(
+            f"this agent was trained with action masks, but environment {env.id} gives none "
+            '(no action_masks() method, no info["action_mask"] at reset); unmasked it would take '
+            "actions its masks forbade. Give the environment its masks (or, to run it unmasked "
+            "on purpose, set env.action_masks=off in the agent's settings)"
+        )
+
+
 def sample_legal(space: spaces.Space, mask: np.ndarray | None, rng: np.random.Generator) -> Any:
     """A random action of ``space`` that ``mask`` (flat layout; None: any) allows."""
     if mask is None:
@@ -236,6 +251,7 @@ __all__ = [
     "given_mask",
     "has_mask_method",
     "mask_size",
+    "require_masks",
     "sample_legal",
     "to_flat_mask",
     "user_masks",

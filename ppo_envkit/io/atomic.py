@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from ..errors import StorageError, brief
+from ..errors import StorageError, brief, quoted
 
 
 def _to_saveable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -64,7 +64,7 @@ def atomic_write_dir(
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, (OSError, SafetensorError)):
-            raise StorageError(_errno(exc), f"could not save {target}: {_reason(exc)}") from None
+            raise StorageError(_errno(exc), f"could not save {quoted(target)}: {_reason(exc)}") from None
         raise
     return target
 

@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..config import ConfigError, TrainConfig, validate_config
-from ..errors import AgentFileError, brief
+from ..errors import AgentFileError, StorageError, brief, quoted
 from ..spaces import space_to_data
 from ..state import TrainingState
 
@@ -254,8 +254,13 @@ def update_agent_meta(path: str | Path, key: str, value: Any) -> None:
     meta = _read_json(meta_path)
     meta[key] = value
     tmp = meta_path.with_name(f".{META_FILE}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, meta_path)
+    try:
+        tmp.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, meta_path)
+    except OSError as exc:  # a full disk, a file size limit, a read-only agent: name the file
+        tmp.unlink(missing_ok=True)
+        message = f"could not write {quoted(meta_path)}: {exc.strerror or exc}"
+        raise StorageError(exc.errno or 0, message) from None
 
 
 def checkpoint_files(

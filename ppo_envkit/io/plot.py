@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import StorageError, quoted
+
 PROGRESS_FILE = "progress.csv"
 
 #: (column, panel title, log scale) in drawing order; panels whose column no run has are left out.
@@ -111,8 +113,14 @@ def plot_runs(
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(runs), 4), fontsize=9)
     fig.suptitle(title or ("learning curves" if len(runs) > 1 else _run_label(paths[0], paths)))
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, format="png")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(output, format="png")
+    except OSError as exc:  # a full disk says "File too large" without the file: name it
+        output.unlink(missing_ok=True)
+        raise StorageError(
+            exc.errno or 0, f"could not write {quoted(output)}: {exc.strerror or exc}"
+        ) from None
     return output
 
 

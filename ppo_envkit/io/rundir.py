@@ -23,7 +23,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..errors import RunDirError, StorageError
+from ..errors import RunDirError, StorageError, quoted
 from .checkpoint import (
     BEST_AGENT_DIR,
     CHECKPOINTS_DIR,
@@ -40,13 +40,21 @@ _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|del)-[0-9a-f]{8}$")
 class RunDirLock:
     """An exclusive advisory lock on a run directory (released by :meth:`release` or at exit)."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        what: str = "run directory",
+        holder: str = "training run",
+        other: str = "--run-dir",
+    ):
+        """``what``, ``holder`` and ``other`` name the directory, who holds it and the option that
+        picks another in the messages (a tuning study's directory is locked by the same rules)."""
         self.path = Path(run_dir) / LOCK_FILE
         self.previous_owner: int | None = None
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            message = f"cannot lock the run directory {run_dir}: {exc.strerror}"
+            message = f"cannot lock the {what} {quoted(run_dir)}: {exc.strerror}"
             raise StorageError(exc.errno, message) from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -55,8 +63,8 @@ class RunDirLock:
             os.close(self._fd)
             who = f"process {owner}" if owner else "another process"
             raise RunDirError(
-                f"run directory {run_dir} is in use by another training run ({who}); wait for it to "
-                "end, or choose another --run-dir"
+                f"{what} {quoted(run_dir)} is in use by another {holder} ({who}); wait for it to "
+                f"end, or choose another {other}"
             ) from None
         self.previous_owner = _read_pid(self._fd)
         if self.previous_owner == os.getpid():

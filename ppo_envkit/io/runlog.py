@@ -31,7 +31,7 @@ from rich.progress import (
 )
 
 from ..config import TrainConfig
-from ..errors import RunDirError, StorageError
+from ..errors import RunDirError, StorageError, quoted
 from ..state import TrainingState
 from .atomic import atomic_write_dir, discard_dir
 from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkpoint_dirs
@@ -118,20 +118,20 @@ class RunLogger:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            message = f"cannot create the run directory {run_dir}: {exc.strerror}"
+            message = f"cannot create the run directory {quoted(run_dir)}: {exc.strerror}"
             raise StorageError(exc.errno, message) from None
         self._lock = RunDirLock(run_dir)
         if self._lock.previous_owner is not None:
             self.console.print(
-                f"taking over {run_dir}: the run that held it (process {self._lock.previous_owner}) "
+                f"taking over {quoted(run_dir)}: the run that held it (process {self._lock.previous_owner}) "
                 "is no longer running"
             )
         held = None if self._resume else existing_run(run_dir)
         if held is not None:
             self._lock.release()
             raise RunDirError(
-                f"run directory {run_dir} already holds a run ({held}): continue it with "
-                f"`ppo-envkit train --resume {run_dir}`, or choose another --run-dir"
+                f"run directory {quoted(run_dir)} already holds a run ({held}): continue it with "
+                f"`ppo-envkit train --resume {quoted(run_dir)}`, or choose another --run-dir"
             )
         for line in recover(run_dir):
             self.console.print(line)

@@ -20,10 +20,10 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from gymnasium.vector import AsyncVectorEnv
-from gymnasium.vector.async_vector_env import AsyncState
+from gymnasium.vector.async_vector_env import AsyncState, _async_worker
 
-from ..errors import EnvWorkerError
-from .lifeline import describe_exit
+from ..errors import EnvWorkerError, RewardError, UserCodeExit
+from .lifeline import describe_exit, ignore_terminal_signals
 
 #: Seconds between liveness checks while waiting for the workers.
 POLL_S = 0.5
@@ -31,8 +31,23 @@ POLL_S = 0.5
 CLOSE_TIMEOUT_S = 5.0
 
 
+def _quiet_worker(*args: Any) -> None:
+    """Gymnasium's worker, ignoring terminal signals (the parent stops training and ends the
+    workers), and silent when its parent has gone (Gymnasium's worker reports its errors
+    through the error queue first, then fails to write to the closed pipe)."""
+    ignore_terminal_signals()
+    try:
+        _async_worker(*args)
+    except BaseException:  # nothing left to tell: the parent is gone or ending this process
+        pass
+
+
 class GuardedAsyncVectorEnv(AsyncVectorEnv):
     """``AsyncVectorEnv`` (one process per copy) that reports dead workers instead of hanging."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("worker", _quiet_worker)
+        super().__init__(*args, **kwargs)
 
     def _poll_pipe_envs(self, timeout: float | None = None) -> bool:
         """Wait until every worker has answered (True), ``timeout`` passes (False), or a worker
@@ -91,9 +106,13 @@ class GuardedAsyncVectorEnv(AsyncVectorEnv):
         index, exc_type, value, trace = failures[0]
         more = f" (and {len(failures) - 1} other copies)" if len(failures) > 1 else ""
         self.close(terminate=True)
-        raise EnvWorkerError(
-            f"the environment in worker {index}{more} raised {exc_type.__name__}: {value}", trace=trace
-        )
+        if issubclass(exc_type, RewardError):  # returned, not raised
+            what = f": {value}"
+        elif issubclass(exc_type, UserCodeExit):  # SystemExit: 4, as the user wrote it
+            what = f" raised {value}"
+        else:
+            what = f" raised {exc_type.__name__}: {value}"
+        raise EnvWorkerError(f"the environment in worker {index}{more}{what}", trace=trace)
 
     def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
         """Ask live workers to close (unless ``terminate``), then end any that remain."""
@@ -112,10 +131,7 @@ class GuardedAsyncVectorEnv(AsyncVectorEnv):
             pipe.close()
         for process in self.processes:
             process.join(timeout=0.05 if terminate or not healthy else CLOSE_TIMEOUT_S)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=1.0)
-            if process.is_alive():
+            if process.is_alive():  # workers ignore SIGTERM (see _quiet_worker)
                 process.kill()
                 process.join()
 

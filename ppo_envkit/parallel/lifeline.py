@@ -34,6 +34,24 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         os._exit(1)
 
 
+#: The signals with which a terminal, a session or a scheduler ends a job. Sent to a whole
+#: process group (Ctrl-C, Ctrl-\\, a closed terminal), they reach every worker too.
+TERMINAL_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
+)
+
+
+def ignore_terminal_signals() -> None:
+    """For a worker process: ignore Ctrl-C, SIGTERM, SIGHUP and SIGQUIT, and leave shutdown to
+    the parent (which saves, prints one line, and ends its workers with SIGKILL). A worker
+    that handled them itself would print its own traceback after the parent's line."""
+    for signum in TERMINAL_SIGNALS:
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except (OSError, ValueError):  # not the main thread, or not a signal here
+            pass
+
+
 def parent_alive() -> bool:
     """Whether the parent recorded by :func:`die_with_parent` is still this process's parent."""
     return _parent_pid is None or os.getppid() == _parent_pid
@@ -52,4 +70,4 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-__all__ = ["describe_exit", "die_with_parent", "parent_alive"]
+__all__ = ["TERMINAL_SIGNALS", "describe_exit", "die_with_parent", "ignore_terminal_signals", "parent_alive"]

@@ -35,7 +35,7 @@ import torch
 
 from ..errors import RankFailed
 from .collectives import Collectives, RankState, ReduceOp
-from .lifeline import describe_exit, die_with_parent, parent_alive
+from .lifeline import describe_exit, die_with_parent, ignore_terminal_signals, parent_alive
 from .mailbox import Mailboxes
 
 _MESSAGE_BYTES = 16384
@@ -99,7 +99,7 @@ class LocalGroup:
         die_with_parent(self._parent)  # even while it steps its environments for a long time
         self.rank = rank
         self._children = {}
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's to handle
+        ignore_terminal_signals()  # Ctrl-C, SIGTERM, SIGHUP are rank 0's to handle
         code = 0
         try:
             target(rank)

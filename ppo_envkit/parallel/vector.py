@@ -39,8 +39,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
 from ..environments.masks import mask_size
-from ..errors import EnvWorkerError
-from .lifeline import describe_exit, die_with_parent, parent_alive
+from ..errors import EnvWorkerError, RewardError, UserCodeExit
+from .lifeline import describe_exit, die_with_parent, ignore_terminal_signals, parent_alive
 
 _REQUEST, _DONE, _FAILED = 0, 1, 2
 
@@ -123,6 +123,7 @@ def _next_message(conn: Any) -> Any:
 
 def _worker(conn: Any, env_fns: list[Callable[[], gym.Env]], shared: _Shared | None, parent_pid: int) -> None:
     die_with_parent(parent_pid)
+    ignore_terminal_signals()  # the parent stops training and ends this process
     envs = None
     try:
         envs = SyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -246,7 +247,10 @@ class ShardedVectorEnv(VectorEnv):
             self._died(k)
         if status == "error":
             last = [line for line in payload.strip().splitlines() if line.strip()][-1:] or ["?"]
-            self._fail(f"the environment in worker process {k + 1} raised {last[0].strip()}", payload)
+            what = " raised " + last[0].strip()
+            for bare, instead in ((UserCodeExit, " raised "), (RewardError, ": ")):  # their own words
+                what = what.replace(f" raised {bare.__module__}.{bare.__name__}: ", instead)
+            self._fail(f"the environment in worker process {k + 1}{what}", payload)
         return payload
 
     def _wait_step(self, k: int) -> None:
@@ -380,8 +384,8 @@ class ShardedVectorEnv(VectorEnv):
                 except (BrokenPipeError, EOFError, OSError):
                     pass
             proc.join(timeout=0.1 if terminate else 2.0)
-            if proc.is_alive():
-                proc.terminate()
+            if proc.is_alive():  # workers ignore SIGTERM
+                proc.kill()
                 proc.join(timeout=1.0)
             conn.close()
         self._conns, self._procs, self._shared = [], [], []

@@ -19,6 +19,7 @@ import pygame
 from ..agent import PPO
 from ..environments.factory import make_env, wrap_env
 from ..environments.failures import describe
+from ..environments.masks import require_masks
 from ..errors import ActionMaskError, EnvironmentFailed
 from . import overlay
 from .decision import PaneView, decision_view
@@ -168,6 +169,7 @@ class Pane:
     def reset(self, seed: int, episode: int, deterministic: bool) -> None:
         self.obs, info = self._env_call("reset()", self.env.reset, seed=seed)
         self.action_mask = info.get("action_mask")
+        require_masks(self.agent.state.action_masks, self.agent.config.env, self.action_mask)
         self.memory_state = None  # a new episode: the memory starts empty
         self.seed, self.episode = seed, episode
         self.step, self.episode_return, self.outcome = 0, 0.0, None
@@ -180,7 +182,7 @@ class Pane:
         the call, the episode step and the user's line (as in training)."""
         try:
             return fn(*args, **kwargs)
-        except (RenderError, ActionMaskError):
+        except (RenderError, ActionMaskError, EnvironmentFailed):  # already one line
             raise
         except Exception as exc:
             doing = f"in {call} during replay (episode {self.episode + 1}, step {self.step})"
