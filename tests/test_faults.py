@@ -726,12 +726,11 @@ def test_a_late_reward_of_the_wrong_type_is_refused_as_the_pre_check_refuses_it(
 # ----------------------------------------------------------------------------- agents meet environments
 
 
-@pytest.mark.parametrize("where", ["evaluate", "viewer", "masks-off"])
-def test_a_masked_agent_is_refused_an_environment_without_masks(where):
+@pytest.mark.parametrize("where", ["evaluate", "loaded", "viewer", "masks-off"])
+def test_a_masked_agent_is_refused_an_environment_without_masks(where, tmp_path):
     """Unmasked, a masked agent takes the actions its masks forbade and plays on silently (a
     return of -9.3 instead of 20); every place that pairs an agent with an environment refuses."""
-    from ppo_envkit.io.evaluate import evaluate
-
+    from ppo_envkit import evaluate, load_agent
     from ppo_envkit.errors import ActionMaskError
     from ppo_envkit.viewer import Viewer
 
@@ -742,6 +741,8 @@ def test_a_masked_agent_is_refused_an_environment_without_masks(where):
     agent = PPO(config=config)
     agent.learn(128)  # masks from info["action_mask"]
     agent.close()
+    if where == "loaded":  # what it was trained with travels in agent.json
+        agent = load_agent(str(agent.save(tmp_path / "agent")))
     overrides = {"env.kwargs": {"via": "none"}}  # the same environment, now without masks
     if where == "masks-off":
         overrides["env.action_masks"] = "off"  # the explicit way: run it unmasked on purpose
@@ -749,7 +750,7 @@ def test_a_masked_agent_is_refused_an_environment_without_masks(where):
     if where == "masks-off":  # allowed; the environment raises on the first illegal action it gets
         with pytest.raises(Exception, match="illegal action"):
             evaluate(agent, episodes=20)
-    elif where == "evaluate":
+    elif where in ("evaluate", "loaded"):
         with pytest.raises(ActionMaskError, match=r"trained with action masks.*gives none"):
             evaluate(agent, episodes=2)
     else:
