@@ -411,7 +411,9 @@ def test_each_broken_environment_gets_its_finding(cls, severity, code, what, fix
     assert what in finding.what, finding.format()
     assert fix in finding.fix, finding.format()
     assert finding.where
-    assert report.ok == (severity != "error")
+    # an environment that Gymnasium's own check_env rejects does not pass either
+    gymnasium_failed = any(f.source == "gymnasium" and f.severity == "error" for f in report.findings)
+    assert report.ok == (severity != "error" and not gymnasium_failed)
     # nothing but the planted problem (and Gymnasium agreeing with it)
     ours = [f for f in report.findings if f.source == "ppo-envkit"]
     assert [f.code for f in ours] == [code], report.format()
@@ -470,6 +472,18 @@ def test_gymnasiums_checker_runs_and_is_labelled():
     assert any("minimum value is -infinity" in f.what for f in gym_findings)
     assert all(f.severity == "warning" for f in gym_findings) and report.ok
     assert "[gymnasium]" in report.format()
+
+
+def test_a_gymnasium_failure_is_an_error_shown_as_it_is(capsys):
+    register_env("broken/Float64Obs-v0", Float64Obs, max_episode_steps=50)
+    report = check_environment("broken/Float64Obs-v0")
+    assert not report.ok
+    failure = next(f for f in report.errors if f.source == "gymnasium")
+    assert failure.what.startswith("AssertionError: ") and "observation space" in failure.what
+    assert "likely" not in report.format()
+    assert "obs-dtype" in {f.code for f in report.warnings}  # ours, still said
+    assert main(["envs", "check", "broken/Float64Obs-v0"]) == 1
+    assert f"error [gymnasium]: {failure.what}" in capsys.readouterr().out
 
 
 def test_nondeterministic_envs_skip_the_seed_test():
