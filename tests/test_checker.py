@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -484,6 +486,28 @@ def test_a_gymnasium_failure_is_an_error_shown_as_it_is(capsys):
     assert "obs-dtype" in {f.code for f in report.warnings}  # ours, still said
     assert main(["envs", "check", "broken/Float64Obs-v0"]) == 1
     assert f"error [gymnasium]: {failure.what}" in capsys.readouterr().out
+
+
+def test_the_checker_imports_no_torch():
+    code = "import sys, ppo_envkit.environments.checker; print([m for m in sys.modules if 'torch' in m])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_checkers_action_spaces_are_those_with_a_head():
+    from ppo_envkit.algo.heads import make_head
+    from ppo_envkit.spaces import ACTION_SPACE_TYPES, UnsupportedSpaceError, check_action_space
+
+    supported = [spaces.Discrete(3), spaces.Box(-1, 1, (2,)), spaces.MultiDiscrete([2, 3])]
+    supported.append(spaces.MultiBinary(4))
+    assert {type(s) for s in supported} == set(ACTION_SPACE_TYPES)
+    for space in supported:
+        check_action_space(space)
+        make_head(space, 1)
+    for space in (spaces.Tuple([spaces.Discrete(2)]), spaces.Dict({"a": spaces.Discrete(2)}), spaces.Text(3)):
+        for refuse in (check_action_space, lambda s: make_head(s, 1)):
+            with pytest.raises(UnsupportedSpaceError, match="supported: Discrete, Box"):
+                refuse(space)
 
 
 def test_nondeterministic_envs_skip_the_seed_test():
