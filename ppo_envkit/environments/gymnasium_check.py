@@ -13,6 +13,7 @@ import warnings
 
 import gymnasium as gym
 
+from .discovery import user_location
 from .findings import Findings
 from .masks import has_mask_method
 
@@ -49,12 +50,14 @@ def run_gymnasium_checker(found: Findings, env: gym.Env, *, nondeterministic: bo
         return
     earlier = bool(found.items)
     collected: list[tuple[str, str]] = []
+    raised_at = None  # the user's line, when check_env failed because the environment raised
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             check_env(env.unwrapped, skip_render_check=True)
         except Exception as exc:
             collected.append(("error", f"{type(exc).__name__}: {exc}"))
+            raised_at = user_location(exc.__traceback__)
         finally:
             env.close()
     collected += [("warning", _ANSI.sub("", str(w.message)).removeprefix("WARN: ").strip()) for w in caught]
@@ -70,7 +73,9 @@ def run_gymnasium_checker(found: Findings, env: gym.Env, *, nondeterministic: bo
         if message in seen:
             continue
         seen.add(message)
-        fix = f"see Gymnasium's guide to custom environments: {GYMNASIUM_DOCS}"
-        if severity == "error" and earlier:
+        where, fix = WHERE, f"see Gymnasium's guide to custom environments: {GYMNASIUM_DOCS}"
+        if severity == "error" and raised_at:
+            where, fix = f"{WHERE}, {raised_at}", f"fix the code at {raised_at}"
+        elif severity == "error" and earlier:
             fix = "fix the other findings here (Gymnasium stops at its first failed check), then check again"
-        found.add(severity, f"gymnasium:{len(seen)}", message, WHERE, fix, source="gymnasium")
+        found.add(severity, f"gymnasium:{len(seen)}", message, where, fix, source="gymnasium")
