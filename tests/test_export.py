@@ -271,6 +271,7 @@ def test_a_masked_agent_exports_its_mask_as_an_input(tmp_path):
     agent.close()
 
 
+@pytest.mark.slow  # a training run and a second process
 def test_masked_example_plays_without_torch_and_matches_eval(tmp_path):
     agent = knight_agent(1024)
     path = agent.export_onnx(tmp_path / "knight.onnx")
@@ -309,6 +310,7 @@ def test_masked_example_plays_without_torch_and_matches_eval(tmp_path):
     agent.close()
 
 
+@pytest.mark.slow  # a CNN export (the fast tier exports MLPs)
 def test_a_cnn_agent_with_frame_stack_exports(tmp_path, masked_env_ids):
     config = TrainConfig().with_overrides(
         {"env.id": masked_env_ids["spot_cf"], "env.frame_stack": 2, "env.num_envs": 4, "ppo.n_steps": 16,

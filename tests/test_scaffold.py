@@ -94,6 +94,7 @@ def test_scaffolded_env_learns_with_its_preset(project):
         assert before < 0.8 and after >= 1.8, (continuous, before, after)
 
 
+@pytest.mark.slow  # pytest in a second process
 def test_the_scaffolded_test_passes(project):
     """The test file that new-env writes runs green with pytest, from the project folder."""
     assert main(["new-env", "GridWorld"]) == 0
