@@ -24,6 +24,25 @@ class UnsupportedSpaceError(TypeError):
     """A space that no encoder or head handles; the message names the supported ones."""
 
 
+#: The action spaces a policy head exists for (:func:`ppo_envkit.algo.heads.make_head` builds
+#: them; this is the knowledge both it and the environment checker need, without torch).
+ACTION_SPACE_TYPES: tuple[type[spaces.Space], ...] = (
+    spaces.Discrete,
+    spaces.Box,
+    spaces.MultiDiscrete,
+    spaces.MultiBinary,
+)
+SUPPORTED_ACTION_SPACES = "Discrete, Box (Gaussian, optionally tanh-squashed), MultiDiscrete, MultiBinary"
+
+
+def check_action_space(space: spaces.Space) -> None:
+    """Raise :class:`UnsupportedSpaceError` if no policy head handles ``space``."""
+    if not isinstance(space, ACTION_SPACE_TYPES):
+        raise UnsupportedSpaceError(
+            f"action space {space} is not supported; supported: {SUPPORTED_ACTION_SPACES}"
+        )
+
+
 @dataclass(frozen=True)
 class _Part:
     kind: str  # "box" | "image" | "onehot" | "multionehot" | "binary"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -411,7 +413,9 @@ def test_each_broken_environment_gets_its_finding(cls, severity, code, what, fix
     assert what in finding.what, finding.format()
     assert fix in finding.fix, finding.format()
     assert finding.where
-    assert report.ok == (severity != "error")
+    # an environment that Gymnasium's own check_env rejects does not pass either
+    gymnasium_failed = any(f.source == "gymnasium" and f.severity == "error" for f in report.findings)
+    assert report.ok == (severity != "error" and not gymnasium_failed)
     # nothing but the planted problem (and Gymnasium agreeing with it)
     ours = [f for f in report.findings if f.source == "ppo-envkit"]
     assert [f.code for f in ours] == [code], report.format()
@@ -470,6 +474,40 @@ def test_gymnasiums_checker_runs_and_is_labelled():
     assert any("minimum value is -infinity" in f.what for f in gym_findings)
     assert all(f.severity == "warning" for f in gym_findings) and report.ok
     assert "[gymnasium]" in report.format()
+
+
+def test_a_gymnasium_failure_is_an_error_shown_as_it_is(capsys):
+    register_env("broken/Float64Obs-v0", Float64Obs, max_episode_steps=50)
+    report = check_environment("broken/Float64Obs-v0")
+    assert not report.ok
+    failure = next(f for f in report.errors if f.source == "gymnasium")
+    assert failure.what.startswith("AssertionError: ") and "observation space" in failure.what
+    assert "likely" not in report.format()
+    assert "obs-dtype" in {f.code for f in report.warnings}  # ours, still said
+    assert main(["envs", "check", "broken/Float64Obs-v0"]) == 1
+    assert f"error [gymnasium]: {failure.what}" in capsys.readouterr().out
+
+
+def test_the_checker_imports_no_torch():
+    code = "import sys, ppo_envkit.environments.checker; print([m for m in sys.modules if 'torch' in m])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_checkers_action_spaces_are_those_with_a_head():
+    from ppo_envkit.algo.heads import make_head
+    from ppo_envkit.spaces import ACTION_SPACE_TYPES, UnsupportedSpaceError, check_action_space
+
+    supported = [spaces.Discrete(3), spaces.Box(-1, 1, (2,)), spaces.MultiDiscrete([2, 3])]
+    supported.append(spaces.MultiBinary(4))
+    assert {type(s) for s in supported} == set(ACTION_SPACE_TYPES)
+    for space in supported:
+        check_action_space(space)
+        make_head(space, 1)
+    for space in (spaces.Tuple([spaces.Discrete(2)]), spaces.Dict({"a": spaces.Discrete(2)}), spaces.Text(3)):
+        for refuse in (check_action_space, lambda s: make_head(s, 1)):
+            with pytest.raises(UnsupportedSpaceError, match="supported: Discrete, Box"):
+                refuse(space)
 
 
 def test_nondeterministic_envs_skip_the_seed_test():

@@ -47,6 +47,10 @@ ACTION_SPACES = {
 COMBINATIONS = [(o, a, False) for o in OBSERVATION_SPACES for a in ACTION_SPACES] + [
     (o, "box", True) for o in OBSERVATION_SPACES
 ]
+# The fast tier exports these three; the others run in the slow tier (each kind of observation
+# and action is still exported by a fast test: discrete and Box in the two tests below).
+FAST = {("dict", "multidiscrete", False), ("box", "box", True), ("box", "multibinary", False)}
+COMBINATIONS = [c if c in FAST else pytest.param(*c, marks=pytest.mark.slow) for c in COMBINATIONS]
 
 
 def tiny_agent(observation_space: spaces.Space, action_space: spaces.Space, squash: bool = False) -> PPO:
@@ -121,7 +125,9 @@ def test_gaussian_outputs_mean_and_std(tmp_path):
     np.testing.assert_allclose(std, np.full((3, 3), np.exp(0.5)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["lunarlander", "lunarlander-continuous"])
+@pytest.mark.parametrize(
+    "name", ["lunarlander", pytest.param("lunarlander-continuous", marks=pytest.mark.slow)]
+)
 def test_shipped_agents_on_1000_recorded_observations(tmp_path, capsys, name):
     """``export --check`` plays the agent for 1,000 steps and compares every action."""
     out = tmp_path / f"{name}.onnx"
@@ -264,6 +270,7 @@ def test_a_masked_agent_exports_its_mask_as_an_input(tmp_path):
     agent.close()
 
 
+@pytest.mark.slow  # a training run and a second process
 def test_masked_example_plays_without_torch_and_matches_eval(tmp_path):
     agent = knight_agent(1024)
     path = agent.export_onnx(tmp_path / "knight.onnx")
@@ -302,6 +309,7 @@ def test_masked_example_plays_without_torch_and_matches_eval(tmp_path):
     agent.close()
 
 
+@pytest.mark.slow  # a CNN export (the fast tier exports MLPs)
 def test_a_cnn_agent_with_frame_stack_exports(tmp_path, masked_env_ids):
     config = TrainConfig().with_overrides(
         {"env.id": masked_env_ids["spot_cf"], "env.frame_stack": 2, "env.num_envs": 4, "ppo.n_steps": 16,

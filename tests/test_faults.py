@@ -184,6 +184,7 @@ def test_a_new_run_refuses_a_directory_that_holds_another(tmp_path):
     RunLogger(run, progress=False, tensorboard=False, resume=True).close()  # resuming is fine
 
 
+@pytest.mark.slow  # two training processes
 def test_concurrent_cli_runs_in_one_directory(tmp_path):
     """The second run stops at once with one line; the first goes on, and SIGTERM saves it."""
     args = ["train", "CartPole-v1", "--total-timesteps", "5000000", "--run-dir", "run", "--no-progress"]

@@ -109,6 +109,7 @@ def test_pixels_skip_normalization_and_are_scaled_in_the_model():
     assert policy.actor_trunk[0].in_features == 258
 
 
+@pytest.mark.slow  # two learning runs
 def test_cnn_policy_learns_from_pixels_in_either_layout(masked_env_ids):
     """Spot: a square on the left or the right of a 12 px image; acting on its side pays 1."""
     for name in ("spot", "spot_cf"):

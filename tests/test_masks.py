@@ -99,6 +99,7 @@ def test_sample_legal_only_draws_legal_actions(space):
 # ----------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow  # 6k-step learning runs
 @pytest.mark.parametrize(
     ("name", "extra"),
     [

@@ -22,6 +22,7 @@ def recall():
         yield
 
 
+@pytest.mark.slow  # two 16k-step learning runs
 def test_memory_solves_recall_where_feed_forward_is_at_chance():
     """The recall preset: the cue of the first step, asked for 11 steps later (4 cues)."""
     results = {}
@@ -64,6 +65,7 @@ def test_recurrent_resume_equals_an_unbroken_run(tmp_path, extra):
     assert any(k.startswith("core.") for k in unbroken.policy.state_dict())
 
 
+@pytest.mark.slow  # two training processes
 def test_two_training_processes_stay_identical():
     agent = PPO(config=small(**{"run.processes": 2, "run.total_timesteps": 256}))
     agent.learn()
@@ -71,6 +73,7 @@ def test_two_training_processes_stay_identical():
     assert agent.state.distributed["weights_identical_across_ranks"] is True
 
 
+@pytest.mark.slow  # a 16k-step learning run
 def test_saved_recurrent_agent_evaluates_and_replays_with_memory(tmp_path):
     from ppo_envkit.viewer import Viewer
 

@@ -81,6 +81,7 @@ def test_new_env_refuses_a_registered_id(project, capsys):
     assert "'CartPole-v1' is already registered" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two 20k-step learning runs
 def test_scaffolded_env_learns_with_its_preset(project):
     """The preset solves the scaffolded task in 20k steps (a few seconds): optimal is about 2."""
     assert main(["new-env", "GridWorld"]) == 0
@@ -93,6 +94,7 @@ def test_scaffolded_env_learns_with_its_preset(project):
         assert before < 0.8 and after >= 1.8, (continuous, before, after)
 
 
+@pytest.mark.slow  # pytest in a second process
 def test_the_scaffolded_test_passes(project):
     """The test file that new-env writes runs green with pytest, from the project folder."""
     assert main(["new-env", "GridWorld"]) == 0

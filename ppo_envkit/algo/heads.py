@@ -25,9 +25,7 @@ from torch import nn
 
 from ..environments.masks import MASKABLE_ACTION_SPACES, mask_size
 from ..errors import ActionMaskError
-from ..spaces import UnsupportedSpaceError
-
-SUPPORTED_ACTION_SPACES = "Discrete, Box (Gaussian, optionally tanh-squashed), MultiDiscrete, MultiBinary"
+from ..spaces import SUPPORTED_ACTION_SPACES, UnsupportedSpaceError, check_action_space
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -326,11 +324,6 @@ def make_head(
     raise UnsupportedSpaceError(
         f"action space {space} is not supported; supported: {SUPPORTED_ACTION_SPACES}"
     )
-
-
-def check_action_space(space: spaces.Space) -> None:
-    """Raise :class:`UnsupportedSpaceError` if no head handles ``space``."""
-    make_head(space, 1)
 
 
 __all__ = [

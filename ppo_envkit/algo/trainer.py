@@ -193,7 +193,7 @@ class Trainer:
             if saved is not None:
                 _note(exc, f"ppo-envkit saved the last good checkpoint: {saved}")
             elif logger is not None:
-                _note(exc, "ppo-envkit could not save a checkpoint (see above); the last one on disk is intact")
+                _note(exc, "ppo-envkit could not save a checkpoint (see above); the last on disk is intact")
             raise
         finally:
             if evaluation is not None:

@@ -6,31 +6,22 @@ warnings do not. ``ppo-envkit envs check ID`` runs everything; ``train`` runs th
 quick part (``quick=True``: construction, spaces, reset and seeding, a few dozen
 random steps) before it trains a user environment.
 
-The observation, reward and flag checks live in :mod:`.checks`; findings and how they
-are located in the user's file, in :mod:`.findings`.
+This module runs the environment (reset, seeding, random steps, rendering); what it
+declares is checked in :mod:`.space_checks`; the observation, reward and flag checks live
+in :mod:`.checks`; Gymnasium's ``check_env`` in :mod:`.gymnasium_check`; findings and how
+they are located in the user's file, in :mod:`.findings`.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from ..algo.heads import SUPPORTED_ACTION_SPACES, check_action_space
 from ..errors import ActionMaskError
-from ..spaces import (
-    MIN_IMAGE_SIDE,
-    SUPPORTED_OBSERVATION_SPACES,
-    ObsFlattener,
-    UnsupportedSpaceError,
-    describe_space,
-    image_layout,
-)
 from . import findings
 from .checks import (
     flag_problems,
@@ -51,11 +42,12 @@ from .findings import (
     method_location,
     time_limit,
 )
+from .gymnasium_check import run_gymnasium_checker
 from .masks import given_mask, has_mask_method, sample_legal, to_flat_mask
+from .space_checks import check_spaces
 
 QUICK_STEPS = 64
 FULL_STEPS = 1000
-GYMNASIUM_DOCS = "https://gymnasium.farama.org/introduction/create_custom_env/"
 
 
 def _make(found: Findings, env_id: str, kwargs: dict[str, Any], **extra: Any) -> gym.Env | None:
@@ -69,112 +61,6 @@ def _make(found: Findings, env_id: str, kwargs: dict[str, Any], **extra: Any) ->
     except Exception as exc:
         exception_finding(found, "make", "creating the environment", exc)
     return None
-
-
-def _check_spaces(found: Findings, env: gym.Env, expect: str | None) -> bool:
-    """Spaces exist and ppo-envkit can encode/decode them. False stops the remaining checks."""
-    ok = True
-    for kind in ("observation", "action"):
-        space = getattr(env.unwrapped, f"{kind}_space", None)
-        if not isinstance(space, spaces.Space):
-            found.add(
-                "error",
-                f"{kind}-space-missing",
-                f"{kind}_space is {'missing' if space is None else type(space).__name__}, "
-                "not a gymnasium.spaces.Space",
-                method_location(env, "__init__"),
-                f"set self.{kind}_space in __init__, e.g. spaces.Box(-1.0, 1.0, (4,), np.float32)",
-            )
-            ok = False
-    if not ok:
-        return False
-    try:
-        ObsFlattener(env.observation_space)
-    except UnsupportedSpaceError:
-        found.add(
-            "error",
-            "obs-space-unsupported",
-            f"no observation encoder supports {describe_space(env.observation_space)}",
-            method_location(env, "__init__"),
-            f"use one of: {SUPPORTED_OBSERVATION_SPACES}",
-        )
-        ok = False
-    _check_images(found, env)
-    action_space = env.action_space
-    try:
-        check_action_space(action_space)
-    except UnsupportedSpaceError:
-        found.add(
-            "error",
-            "action-space-unsupported",
-            f"no policy head supports the action space {describe_space(action_space)}",
-            method_location(env, "__init__"),
-            f"use one of: {SUPPORTED_ACTION_SPACES} (several Discrete choices fit one MultiDiscrete)",
-        )
-        ok = False
-    if isinstance(action_space, spaces.Box) and not (
-        np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()
-    ):
-        found.add(
-            "warning",
-            "action-bounds-infinite",
-            f"the action space {describe_space(action_space)} has infinite bounds, so Gaussian actions "
-            "are never clipped",
-            method_location(env, "__init__"),
-            "give the Box finite bounds (e.g. -1..1) and scale the action inside step()",
-        )
-    if expect is not None:
-        is_box = isinstance(action_space, spaces.Box)
-        if (expect == "continuous") != is_box:
-            want = "a Box" if expect == "continuous" else "Discrete, MultiDiscrete or MultiBinary"
-            found.add(
-                "error",
-                "variant-action-space",
-                f"the {expect} variant has the action space {describe_space(action_space)}, not {want}",
-                method_location(env, "__init__"),
-                "make __init__ choose the action space from the variant's argument (e.g. `if continuous: "
-                "spaces.Box(...) else: spaces.Discrete(...)`), or fix variants= in register_env",
-            )
-    return ok
-
-
-def _pictures(space: spaces.Space, name: str = "") -> list[tuple[str, spaces.Box, tuple[int, ...]]]:
-    """``(name, space, (height, width))`` of each Box part shaped like a picture: (H, W, C) or
-    (C, H, W) with 1-4 channels."""
-    if isinstance(space, spaces.Dict):
-        return [p for key, sub in space.spaces.items() for p in _pictures(sub, f"{name}/{key}".strip("/"))]
-    if not isinstance(space, spaces.Box) or len(space.shape) != 3 or min(space.shape[0], space.shape[2]) > 4:
-        return []
-    shape = space.shape
-    return [(name, space, shape[:2] if shape[2] <= shape[0] else shape[1:])]
-
-
-def _check_images(found: Findings, env: gym.Env) -> None:
-    """Picture-shaped observations that will not reach the CNN, said with why."""
-    for name, space, sides in _pictures(env.observation_space):
-        if image_layout(space) is not None:
-            continue
-        part = f"the observation{f' {name!r}' if name else ''} ({describe_space(space)})"
-        pixels = space.dtype == np.uint8 and np.all(space.low == 0) and np.all(space.high == 255)
-        if not pixels and min(sides) >= MIN_IMAGE_SIDE:
-            found.add(
-                "warning",
-                "image-not-uint8",
-                f"{part} is shaped like an image but is not uint8 with bounds 0..255, so it is "
-                "flattened into the MLP instead of going through the convolutional encoder",
-                method_location(env, "__init__"),
-                "declare it spaces.Box(0, 255, (H, W, C), np.uint8) and return uint8 pixels "
-                "(ppo-envkit scales them to [0, 1] inside the model)",
-            )
-        elif pixels:
-            found.add(
-                "warning",
-                "image-too-small",
-                f"{part} is an image smaller than {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels, so it is "
-                "flattened into the MLP rather than convolved",
-                method_location(env, "__init__"),
-                "nothing, if that is intended; render at least 8 x 8 pixels to use the CNN",
-            )
 
 
 class _BadMask(Exception):
@@ -370,77 +256,6 @@ def _check_render(found: Findings, env_id: str, kwargs: dict[str, Any], seed: in
         env.close()
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _gives_masks(env: gym.Env) -> bool:
-    """Whether ``env`` gives action masks (by method, or in the info of its first reset)."""
-    if has_mask_method(env):
-        return True
-    try:
-        info = env.reset(seed=0)[1]
-    except Exception:  # reported by the other checks
-        return False
-    return isinstance(info, dict) and "action_mask" in info
-
-
-def _run_gymnasium_checker(found: Findings, env_id: str, kwargs: dict[str, Any]) -> None:
-    """``gymnasium.utils.env_checker.check_env`` with its warnings and errors as findings."""
-    from gymnasium.utils.env_checker import check_env
-
-    had_findings = bool(found.items)
-    env = _make(found, env_id, kwargs)
-    if env is None:
-        return
-    if _gives_masks(env):
-        env.close()  # its checks step with random actions, illegal ones included: not run
-        return
-    collected: list[tuple[str, str]] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            check_env(env.unwrapped, skip_render_check=True)
-        except Exception as exc:
-            collected.append(("error", f"{type(exc).__name__}: {exc}"))
-        finally:
-            env.close()
-    for w in caught:
-        collected.append(("warning", _ANSI.sub("", str(w.message)).removeprefix("WARN: ").strip()))
-    if gym.spec(env_id).nondeterministic:  # its determinism assertions do not apply
-        collected = [
-            ("warning", f"{m} (expected: registered with nondeterministic=True)")
-            if "determinis" in m.lower()
-            else (sev, m)
-            for sev, m in collected
-        ]
-    if not collected:
-        return
-    if had_findings:  # it stops at its first failed assertion, most likely one of ours
-        more = f" (and {len(collected) - 1} more)" if len(collected) > 1 else ""
-        found.add(
-            "warning",
-            "gymnasium",
-            f"Gymnasium's own checker also complained, likely about the same thing: {collected[0][1]}{more}",
-            "gymnasium.utils.env_checker.check_env",
-            "fix the findings above, then run the check again",
-            source="gymnasium",
-        )
-        return
-    seen: set[str] = set()
-    for severity, message in collected:
-        if message in seen:
-            continue
-        seen.add(message)
-        found.add(
-            severity,
-            f"gymnasium:{len(seen)}",
-            message,
-            "gymnasium.utils.env_checker.check_env",
-            f"see Gymnasium's guide to custom environments: {GYMNASIUM_DOCS}",
-            source="gymnasium",
-        )
-
-
 def _short(value: Any) -> str:
     text = np.array2string(value, precision=3, threshold=8) if isinstance(value, np.ndarray) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -475,7 +290,7 @@ def check_environment(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Gymnasium's own warnings are reported by its checker
-                if _check_spaces(found, env, expect) and _check_seeding(found, env, seed):
+                if check_spaces(found, env, expect) and _check_seeding(found, env, seed):
                     report.steps, report.episodes = _run_steps(found, env, steps, seed)
         except EnvCallTimeout as exc:
             exception_finding(found, "hang", "the environment", exc)
@@ -490,7 +305,10 @@ def check_environment(
                     warnings.simplefilter("ignore")
                     _check_render(found, env_id, kwargs, seed)
                 with time_limit(4 * findings.CALL_TIME_LIMIT_S, "Gymnasium's checker"):
-                    _run_gymnasium_checker(found, env_id, kwargs)
+                    if (fresh := _make(found, env_id, kwargs)) is not None:
+                        run_gymnasium_checker(
+                            found, fresh, nondeterministic=gym.spec(env_id).nondeterministic
+                        )
             except EnvCallTimeout as exc:
                 exception_finding(found, "hang", "the environment", exc)
     report.findings = found.items

@@ -140,9 +140,10 @@ def _module_name_for_file(path: Path) -> str:
 
 def _module_of_file(path: Path) -> types.ModuleType | None:
     """A module already imported from ``path`` (by any name), if there is one."""
+    name = path.name  # a cheap test first: this runs per module and per environment copy
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if file and Path(file) == path:
+        if file and str(file).endswith(name) and Path(file) == path:
             return module
     return None
 

@@ -164,14 +164,6 @@ class EpisodeTracker:
             return None
         return self._history[self._start[i] : self._size, i].copy()
 
-    @property
-    def mean_recent_return(self) -> float:
-        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
-
-    @property
-    def mean_recent_length(self) -> float:
-        return float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan")
-
     # ---------------------------------------------------------------- state for checkpoints
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -11,6 +11,9 @@ the waiting, the error report and the close:
 * an exception in a worker becomes :class:`~ppo_envkit.errors.EnvWorkerError` with the
   worker's traceback, and a dead worker one that says how it died;
 * ``close()`` never waits on a dead worker, and ends workers that do not answer.
+
+``_poll_pipe_envs`` and ``_raise_if_errors`` are private to Gymnasium: the versions this
+relies on are pinned by ``tests/unit/test_gymnasium_pins.py`` (hence ``gymnasium<1.5``).
 """
 
 from __future__ import annotations

@@ -156,7 +156,6 @@ class Pane:
         self.outcome: str | None = None
         self.obs: Any = None
         self.action_mask: np.ndarray | None = None  # legal actions now (None: no masks)
-        self.memory_state: np.ndarray | None = None  # a recurrent policy's state before this step
         self.frame = np.zeros((1, 1, 3), np.uint8)
         self.rect = pygame.Rect(0, 0, 0, 0)
         self.frame_rect = pygame.Rect(0, 0, 0, 0)
@@ -170,7 +169,6 @@ class Pane:
         self.obs, info = self._env_call("reset()", self.env.reset, seed=seed)
         self.action_mask = info.get("action_mask")
         require_masks(self.agent.state.action_masks, self.agent.config.env, self.action_mask)
-        self.memory_state = None  # a new episode: the memory starts empty
         self.seed, self.episode = seed, episode
         self.step, self.episode_return, self.outcome = 0, 0.0, None
         self.values, self.rewards = [], []
@@ -210,7 +208,6 @@ class Pane:
         step = self._env_call("step()", self.env.step, self.decision["action"])
         self.obs, reward, terminated, truncated, info = step
         self.action_mask = info.get("action_mask")
-        self.memory_state = self.decision.get("state")  # the memory after the step taken
         self.step += 1
         self.episode_return += float(reward)
         self.rewards.append(float(reward))
