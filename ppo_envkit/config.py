@@ -215,7 +215,7 @@ class RunConfig(_Section):
         description=(
             "Compile the autograd PPO loss with torch.compile where the numpy fast path does not serve "
             "(analytic_gradients false, or a policy it does not cover). Compiling costs ~15 s once; "
-            "the README compares both."
+            "docs/performance.md compares both."
         ),
     )
     processes: int = Field(

@@ -20,7 +20,7 @@ needs nothing here. :class:`NumpyBackend` is one of the two implementations of
 :class:`~ppo_envkit.algo.backend.Backend`; it gathers its minibatches in numpy and hands back
 torch tensors and :class:`~ppo_envkit.algo.losses.LossStats` like the other.
 ``tests/unit/test_fastpath.py`` checks that both give the same losses and gradients; the
-README's performance section measures what it earns.
+docs/performance.md measures what it earns.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Why not ``torch.optim.Adam``: PPO on small networks takes many small steps (SB3'
 64-sample gradient step here; and creating any ``torch.optim`` optimizer imports
 ``torch._dynamo`` (0.8 s per process). With every parameter a view into one flat tensor
 (and every gradient a view into another), the clip is one norm and one multiply, and
-Adam is five whole-buffer operations: ~37 us per step, and no import (README, "Performance").
+Adam is five whole-buffer operations: ~37 us per step, and no import (docs/performance.md).
 
 The arithmetic is Adam's (Kingma & Ba; torch's default, non-AMSGrad form): ``m = b1 m +
 (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``, ``p -= lr / (1 - b1^t) * m / (sqrt(v) /

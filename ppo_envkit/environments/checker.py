@@ -86,9 +86,9 @@ def _mask(found: Findings, env: gym.Env, info: Any, where: str) -> np.ndarray | 
             "action-mask",
             str(exc),
             f"{where}, {method_location(env, 'action_masks' if has_mask_method(env) else 'step')}",
-            "return a boolean numpy array, True for each legal action, in the layout the README's "
-            "'Masks, images and frame stacks' section gives for this action space, with at least "
-            "one legal action",
+            "return a boolean numpy array, True for each legal action, in the layout the docs page "
+            "'Masks, images and frame stacks' (docs/masks-images.md) gives for this action space, "
+            "with at least one legal action",
         )
         raise _BadMask from exc
 
