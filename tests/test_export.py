@@ -99,6 +99,7 @@ def test_every_space_combination_acts_as_predict(tmp_path, obs_kind, act_kind, s
         assert len({a.tobytes() for a in model.predict(stack_observations(observations[:64]))}) > 1
 
 
+@pytest.mark.slow  # seconds of subprocesses or export: runs in the whole suite
 def test_distribution_and_value_outputs(tmp_path):
     agent = tiny_agent(OBSERVATION_SPACES["dict"], ACTION_SPACES["discrete"])
     path = agent.export_onnx(tmp_path / "m.onnx", distribution=True, value=True)
@@ -240,6 +241,7 @@ def knight_agent(steps: int = 2048) -> PPO:
     return PPO(config=config).learn(steps)
 
 
+@pytest.mark.slow  # seconds of subprocesses or export: runs in the whole suite
 def test_a_masked_agent_exports_its_mask_as_an_input(tmp_path):
     """KnightTour raises on an illegal action: the exported model must choose legal ones."""
     agent = knight_agent()

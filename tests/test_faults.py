@@ -439,6 +439,7 @@ def test_the_checker_reports_a_hanging_environment_instead_of_hanging(fault_env_
     assert "did not return within 0.5 s" in error.what and "fault_envs.py:" in error.fix
 
 
+@pytest.mark.slow  # seconds of subprocesses or export: runs in the whole suite
 def test_stopping_while_the_environment_hangs_saves_the_last_good_checkpoint(tmp_path):
     """A hung step cannot be told from a slow one; Ctrl-C or SIGTERM is the way out, and it
     loses nothing."""

@@ -386,6 +386,7 @@ def test_spawned_workers_import_the_entry_points_module(registry, tmp_path, monk
 # ----------------------------------------------------------------------------- the user's flow
 
 
+@pytest.mark.slow  # seconds of subprocesses or export: runs in the whole suite
 def test_user_flow_from_an_empty_folder(registry, tmp_path, monkeypatch, capsys):
     """check, train each variant with 4 async copies, eval; all through the CLI, in-process."""
     monkeypatch.chdir(tmp_path)

@@ -314,6 +314,7 @@ def test_no_display_suggests_headless_record(reach, monkeypatch, capsys):
     assert "--headless --record" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # seconds of subprocesses or export: runs in the whole suite
 def test_cli_replay_headless_record_with_checkpoints(cartpole_run, tmp_path, capsys):
     out = tmp_path / "cmp.mp4"
     args = ["replay", str(cartpole_run), "--headless", "--record", str(out), "--episodes", "2"]
