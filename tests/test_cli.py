@@ -174,3 +174,29 @@ def test_preset_defaults_means_the_library_defaults_even_where_a_preset_exists()
     assert chosen == "cartpole" and config.ppo.n_epochs == 20
     config, chosen = resolve_train_config(parser.parse_args(["train", "CartPole-v1", "--preset", "defaults"]))
     assert chosen is None and config == TrainConfig().with_overrides({"env.id": "CartPole-v1"})
+
+
+@pytest.mark.slow  # a second process: the hint pasted into a new shell
+def test_hints_after_training_name_the_env_module_so_they_work_as_printed(tmp_path, capsys, monkeypatch):
+    """A run of an environment from --env-module prints eval/replay commands that carry it."""
+    import gymnasium as gym
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hint_envs.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('HintPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv', "
+        "max_episode_steps=50)\n"
+    )
+    argv = ["train", "HintPole-v0", "--env-module", "hint_envs.py", "--total-timesteps", "64"]
+    try:
+        assert main([*argv, "--set", "env.num_envs=1", "--set", "run.eval_interval=0", "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        hints = [line for line in err.splitlines() if line.startswith(("evaluate:", "watch it:"))]
+        assert len(hints) == 2 and all(h.endswith(" --env-module hint_envs.py") for h in hints), hints
+        command = hints[0].split(":", 1)[1].split()  # pasted into a new shell, with one episode
+        assert command[:2] == ["ppo-envkit", "eval"]
+        pasted = [sys.executable, "-m", "ppo_envkit", *command[1:3], "--episodes", "1", *command[5:]]
+        done = subprocess.run(pasted, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+    finally:
+        gym.registry.pop("HintPole-v0", None)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from ..errors import quoted
+
 if TYPE_CHECKING:
     from ..environments.findings import CheckReport
 
@@ -26,6 +28,12 @@ _STYLE = {"error": "bold red", "warning": "yellow"}
 def out() -> Console:
     """Results (tables, reports) go to stdout, unwrapped when piped; messages go to stderr."""
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def env_module_flags(modules: Sequence[str]) -> str:
+    """`` --env-module M`` for each module a command was given (shell-quoted): what the commands
+    a message suggests need in order to find the same environments, pasted as printed."""
+    return "".join(f" --env-module {quoted(module)}" for module in modules)
 
 
 def add_env_module_arg(p: argparse.ArgumentParser) -> None:

@@ -7,12 +7,20 @@ import shlex
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, quoted
-from .common import add_env_module_arg, add_set_arg, console, exit_now, load_user_envs, print_report
+from .common import (
+    add_env_module_arg,
+    add_set_arg,
+    console,
+    env_module_flags,
+    exit_now,
+    load_user_envs,
+    print_report,
+)
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -96,8 +104,12 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | N
     return config, preset
 
 
-def preflight_check(config: TrainConfig, action_space: str | None = None) -> bool:
-    """The quick checker before training a user environment; False (after printing why) on errors."""
+def preflight_check(
+    config: TrainConfig, action_space: str | None = None, modules: Sequence[str] = ()
+) -> bool:
+    """The quick checker before training a user environment; False (after printing why) on errors.
+    ``modules``: the ``--env-module`` values, which the suggested ``envs check`` needs too."""
+    check = f"ppo-envkit envs check {quoted(config.env.id)}{env_module_flags(modules)}"
     from ..environments.lookup import current_variant, env_info, is_user_env
 
     env_id = config.env.id
@@ -118,16 +130,11 @@ def preflight_check(config: TrainConfig, action_space: str | None = None) -> boo
     )
     if report.errors:
         print_report(report, to=console)
-        console.print(
-            f"[red]not training[/]: fix the errors above (full check: ppo-envkit envs check {quoted(env_id)})"
-        )
+        console.print(f"[red]not training[/]: fix the errors above (full check: {check})")
         return False
     if report.warnings:
         n = len(report.warnings)
-        console.print(
-            f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check "
-            f"(details: ppo-envkit envs check {quoted(env_id)})"
-        )
+        console.print(f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check (details: {check})")
     return True
 
 
@@ -193,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
     restore_signals = stop_like_ctrl_c()
     console.quiet = rank != 0
     load_user_envs(args.env_module)
+    modules = env_module_flags(args.env_module)  # the commands suggested below need them too
     if args.resume:
         from .resume import resume_run
 
@@ -201,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.env_id:
             raise ConfigError("train needs ENV_ID (or --resume RUN_DIR)")
         config, preset = resolve_train_config(args)
-        if not preflight_check(config, args.action_space):  # the quick checker, for user environments
+        # the quick checker, for user environments
+        if not preflight_check(config, args.action_space, args.env_module):
             return 1
         if config.run.run_dir is None:
             config = config.with_overrides({"run.run_dir": _default_run_dir(config.env.id)})
@@ -245,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as exc:
         say(
             f"[yellow]interrupted[/]: checkpoint saved to {quoted(exc.checkpoint)}",
-            f"continue with: ppo-envkit train --resume {quoted(run_dir)}",
+            f"continue with: ppo-envkit train --resume {quoted(run_dir)}{modules}",
         )
         return 130
     finally:
@@ -274,8 +283,8 @@ def run(args: argparse.Namespace) -> int:
             f"final evaluation: mean return {m['eval_return']:.1f} +- {m['eval_return_std']:.1f} over "
             f"{cfg.run.eval_episodes} episodes{reached}; best agent: {quoted(Path(run_dir) / 'best')}"
         )
-    console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} --episodes 100")
-    console.print(f"watch it:  ppo-envkit replay {quoted(run_dir)}")
+    console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} --episodes 100{modules}")
+    console.print(f"watch it:  ppo-envkit replay {quoted(run_dir)}{modules}")
     if world_size > 1:
         exit_now(0)
     return 0
