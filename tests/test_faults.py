@@ -828,3 +828,14 @@ def test_a_corrupt_or_empty_study_is_one_line(tmp_path, capsys, content):
     code = main([*args, "--study-dir", str(tmp_path / "study"), "--resume"])
     line = _one_error_line(capsys.readouterr().err)
     assert code == 1 and "study.db" in line and len(line) < 400, line
+
+
+@pytest.mark.parametrize("call", ["reset", "step"])
+def test_the_checker_reports_user_code_that_exits_and_exits_non_zero(call, fault_env_ids):
+    """Gymnasium's check_env runs on the unwrapped environment: sys.exit() there is a finding too,
+    not the end of ``envs check`` with the environment's exit status."""
+    from ppo_envkit.environments.checker import check_environment
+
+    report = check_environment(fault_env_ids["exits"], {"how": "sys.exit", "call": call, "fail_at": 1})
+    assert not report.ok
+    assert any("SystemExit: 4" in f.what for f in report.errors), report.errors

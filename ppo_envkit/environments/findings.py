@@ -21,7 +21,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UserCodeExit
 from .checks import Problem
 from .discovery import display_path, user_location
 
@@ -249,7 +249,10 @@ def exception_finding(found: Findings, code: str, call: str, exc: BaseException,
     found.add(
         "error",
         code,
-        f"{call} raised {type(exc).__name__}: {text}",
+        # sys.exit() and the like arrive as UserCodeExit("SystemExit: 4"): named as the user wrote them
+        f"{call} raised {text}"
+        if isinstance(exc, UserCodeExit)
+        else f"{call} raised {type(exc).__name__}: {text}",
         where,
         fix,
         details="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),

@@ -13,6 +13,7 @@ import warnings
 
 import gymnasium as gym
 
+from ..errors import contained, foreign
 from .discovery import user_location
 from .findings import Findings
 from .masks import has_mask_method
@@ -54,9 +55,12 @@ def run_gymnasium_checker(found: Findings, env: gym.Env, *, nondeterministic: bo
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            check_env(env.unwrapped, skip_render_check=True)
-        except Exception as exc:
-            collected.append(("error", f"{type(exc).__name__}: {exc}"))
+            check_env(env.unwrapped, skip_render_check=True)  # unwrapped: no ContainExits around it
+        except BaseException as exc:
+            if not (isinstance(exc, Exception) or foreign(exc)):
+                raise  # Ctrl-C
+            what = str(contained(exc)) if foreign(exc) else f"{type(exc).__name__}: {exc}"
+            collected.append(("error", what))  # sys.exit() in step(): "SystemExit: 4"
             raised_at = user_location(exc.__traceback__)
         finally:
             env.close()
