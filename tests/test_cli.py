@@ -200,3 +200,15 @@ def test_hints_after_training_name_the_env_module_so_they_work_as_printed(tmp_pa
         assert done.returncode == 0, done.stderr
     finally:
         gym.registry.pop("HintPole-v0", None)
+
+
+def test_eval_prints_returns_with_the_precision_they_need():
+    """Returns below 1 were printed as 'mean 0.96 +- 0.00 (min 1.0, max 1.0)'."""
+    from ppo_envkit.cli.evaluate import return_decimals
+
+    small = (0.9638, 0.0041, 0.955, 0.9901)
+    places = return_decimals(*small)
+    assert [f"{v:.{places}f}" for v in small] == ["0.96380", "0.00410", "0.95500", "0.99010"]
+    assert return_decimals(268.02, 22.94, 230.6, 308.7) == 2  # the usual case is as before
+    assert return_decimals(500.0, 0.0, 500.0, 500.0) == 2  # a zero spread needs no digits
+    assert return_decimals(0.0, 0.0, 0.0, 0.0) == 2 and return_decimals(1e-12) == 6

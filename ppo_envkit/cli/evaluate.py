@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from ..errors import ConfigError
@@ -30,6 +31,16 @@ def add_parser(sub: Any) -> None:
     )
 
 
+def return_decimals(*values: float) -> int:
+    """Decimals that show the smallest non-zero magnitude among ``values`` to three significant
+    digits (2 at least, 6 at most): returns of 0.955 and 0.99 are not both printed as 1.0, and a
+    spread of 0.004 is not printed as 0.00."""
+    magnitudes = [abs(v) for v in values if v and math.isfinite(v)]
+    if not magnitudes:
+        return 2
+    return min(6, max(2, 2 - math.floor(math.log10(min(magnitudes)))))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
 
@@ -48,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out), flush=True)
     else:
         mode = "stochastic" if args.stochastic else "deterministic"
+        numbers = (result.mean_return, result.std_return, result.min_return, result.max_return)
+        mean, std, low, high = (f"{v:.{return_decimals(*numbers)}f}" for v in numbers)
         print(
-            f"{result.env_id}: mean return {result.mean_return:.2f} +- {result.std_return:.2f} over "
-            f"{result.episodes} {mode} episodes (min {result.min_return:.1f}, max {result.max_return:.1f}, "
-            f"mean length {result.mean_length:.0f})",
+            f"{result.env_id}: mean return {mean} +- {std} over {result.episodes} {mode} episodes "
+            f"(min {low}, max {high}, mean length {result.mean_length:.0f})",
             flush=True,
         )
     if args.write_result:  # after printing: a failed write (a full disk) loses no computed result

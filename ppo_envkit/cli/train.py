@@ -279,9 +279,13 @@ def run(args: argparse.Namespace) -> int:
             if stop_at is not None and agent.num_timesteps < agent.target_timesteps
             else ""
         )
+        from .evaluate import return_decimals
+
+        places = return_decimals(m["eval_return"], m["eval_return_std"])
         console.print(
-            f"final evaluation: mean return {m['eval_return']:.1f} +- {m['eval_return_std']:.1f} over "
-            f"{cfg.run.eval_episodes} episodes{reached}; best agent: {quoted(Path(run_dir) / 'best')}"
+            f"final evaluation: mean return {m['eval_return']:.{places}f} +- "
+            f"{m['eval_return_std']:.{places}f} over {cfg.run.eval_episodes} episodes{reached}; "
+            f"best agent: {quoted(Path(run_dir) / 'best')}"
         )
     console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} --episodes 100{modules}")
     console.print(f"watch it:  ppo-envkit replay {quoted(run_dir)}{modules}")
