@@ -33,7 +33,7 @@ from .io import checkpoint as ckpt
 from .io.atomic import atomic_write_dir
 from .parallel import copies_per_rank
 from .parallel.group import TrainingGroup
-from .spaces import ObsFlattener, require_same_spaces, space_from_data
+from .spaces import ObsFlattener, require_fits, space_from_data
 from .state import TrainingState
 
 if TYPE_CHECKING:
@@ -372,11 +372,7 @@ class PPO:
 
     def check_env_compatible(self, env: Any) -> None:
         """Raise a clear error if ``env``'s spaces differ from the agent's."""
-        obs_space = getattr(env, "single_observation_space", None) or env.observation_space
-        act_space = getattr(env, "single_action_space", None) or env.action_space
-        require_same_spaces(
-            self.config.env.id, (self.observation_space, self.action_space), (obs_space, act_space)
-        )
+        require_fits(self.config.env.id, self, env)
 
     def close(self) -> None:
         """Close the environments and end the other training processes (``run.processes``)."""

@@ -334,3 +334,13 @@ def require_same_spaces(
         f"{describe_space(agent[0])} and actions {describe_space(agent[1])}, "
         f"the environment has observations {describe_space(env[0])} and actions {describe_space(env[1])}"
     )
+
+
+def require_fits(env_id: str, agent: Any, env: Any) -> None:
+    """:func:`require_same_spaces` for ``agent`` (anything with ``observation_space`` and
+    ``action_space``: a policy, an agent) and ``env`` (an environment, or a vector of copies)."""
+    env_spaces = (
+        getattr(env, "single_observation_space", None) or env.observation_space,
+        getattr(env, "single_action_space", None) or env.action_space,
+    )
+    require_same_spaces(env_id, (agent.observation_space, agent.action_space), env_spaces)

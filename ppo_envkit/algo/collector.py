@@ -28,7 +28,7 @@ from ..errors import ActionMaskError, EnvironmentFailed, NonFiniteError, Observa
 from ..parallel import copies_per_rank
 from ..parallel.collectives import Collectives
 from ..parallel.vectorize import make_vec_env
-from ..spaces import require_same_spaces
+from ..spaces import require_fits
 from .context import RankContext
 from .normalize import ObsNormalizer, RunningMeanStd
 from .recurrent import Memory
@@ -92,11 +92,7 @@ class Collector:
         except Exception as exc:
             raise EnvironmentFailed(describe(exc, cfg.env.id, "while being built")) from exc
         try:
-            require_same_spaces(
-                cfg.env.id,
-                (self.policy.observation_space, self.policy.action_space),
-                (self.envs.single_observation_space, self.envs.single_action_space),
-            )
+            require_fits(cfg.env.id, self.policy, self.envs)
         except ValueError:
             self.close()
             raise

@@ -18,7 +18,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from ..config import EnvConfig
 from ..environments.factory import make_configured_env
 from ..environments.masks import require_masks, vector_masks
-from ..spaces import require_same_spaces
+from ..spaces import require_fits
 from .acting import EpisodeActor
 from .policy import ActorCritic
 
@@ -74,12 +74,7 @@ class Evaluator:
         ``i`` starts from seed ``seed + i``, so every call with the same seed plays the same
         episodes (as far as the policy acts the same). A policy ``trained_with_masks`` is refused
         an environment that gives none (:func:`~ppo_envkit.environments.masks.require_masks`)."""
-        envs = self.envs
-        require_same_spaces(
-            self.env.id,
-            (policy.observation_space, policy.action_space),
-            (envs.single_observation_space, envs.single_action_space),
-        )
+        require_fits(self.env.id, policy, self.envs)
         actor = EpisodeActor(policy, generator, deterministic)  # keeps a recurrent policy's memory per copy
         return self.play(
             actor,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from ..spaces import require_same_spaces
+from ..spaces import require_fits
 from .onnx import ExportError, ExportSource, refuse_unsupported, require
 
 #: Largest difference allowed between onnxruntime's and the agent's continuous actions.
@@ -89,11 +89,7 @@ def record_observations(
     policy = source.policy
     env = make_configured_env(source.config.env)
     try:
-        require_same_spaces(
-            source.config.env.id,
-            (policy.observation_space, policy.action_space),
-            (env.observation_space, env.action_space),
-        )
+        require_fits(source.config.env.id, policy, env)
         observations, actions, masks = [], [], []
         obs, info = env.reset(seed=seed)
         episode = 0
