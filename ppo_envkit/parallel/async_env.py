@@ -85,8 +85,17 @@ class GuardedAsyncVectorEnv(AsyncVectorEnv):
         try:
             return wait_call(*args, **kwargs)
         except (EOFError, BrokenPipeError, ConnectionResetError):
+            self._worker_died(self._first_dead_worker())
+
+    def _first_dead_worker(self, grace_s: float = 2.0) -> int | None:
+        """The index of a worker that has ended. A closed pipe can be seen before the kernel
+        reports the process's end, so wait up to ``grace_s`` for one to be reaped."""
+        deadline = time.monotonic() + grace_s
+        while True:
             dead = [i for i, p in enumerate(self.processes) if not p.is_alive()]
-            self._worker_died(dead[0] if dead else None)
+            if dead or time.monotonic() >= deadline:
+                return dead[0] if dead else None
+            time.sleep(0.01)
 
     def _worker_died(self, index: int | None) -> None:
         how = describe_exit(self.processes[index].exitcode) if index is not None else "pipe closed"

@@ -233,7 +233,7 @@ class ShardedVectorEnv(VectorEnv):
 
     def _died(self, k: int) -> None:
         proc = self._procs[k]
-        proc.join(timeout=0.1)
+        proc.join(timeout=2.0)  # a closed pipe can be seen before the kernel reaps the process
         self._fail(f"environment worker process {k + 1} died ({describe_exit(proc.exitcode)})")
 
     def _receive(self, k: int) -> Any:
