@@ -35,6 +35,7 @@ __all__ = [
     "TrainConfig",
     "WrapperSpec",
     "apply_overrides",
+    "env_id_problem",
     "format_validation_error",
     "load_config",
     "read_yaml",
@@ -54,6 +55,17 @@ def split_env_id(env_id: str) -> tuple[str | None, str]:
     without a module gives ``(None, env_id)``. The module is not imported here."""
     module, sep, rest = env_id.partition(":")
     return (module, rest) if sep else (None, env_id)
+
+
+def env_id_problem(env_id: str) -> str | None:
+    """What is wrong with the module of a ``module:id`` (None: nothing, or no module)."""
+    module, rest = split_env_id(env_id)
+    if module is not None and not (_MODULE_NAME.match(module) and rest and not module.endswith(".py")):
+        return (
+            "in module:id, the part before ':' names an installed module (as in "
+            "minigrid:MiniGrid-Empty-5x5-v0), not a file; for a file use --env-module FILE.py"
+        )
+    return None
 
 
 class _Section(BaseModel):
@@ -179,12 +191,9 @@ class EnvConfig(_Section):
     @field_validator("id")
     @classmethod
     def _check_id(cls, env_id: str) -> str:
-        module, rest = split_env_id(env_id)
-        if module is not None and not (_MODULE_NAME.match(module) and rest and not module.endswith(".py")):
-            raise ValueError(
-                "in module:id, the part before ':' names an installed module (as in "
-                "minigrid:MiniGrid-Empty-5x5-v0), not a file; for a file use --env-module FILE.py"
-            )
+        problem = env_id_problem(env_id)
+        if problem:
+            raise ValueError(problem)
         return env_id
 
     @field_validator("wrappers", mode="before")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 
-from ..config import split_env_id
+from ..config import env_id_problem, split_env_id
 from .discovery import _import_error, cwd_importable
 
 __all__ = [
@@ -92,6 +92,9 @@ def _known(env_id: str) -> KnownPackage | None:
 
 def import_id_module(module: str, env_id: str) -> None:
     """Import ``module`` (of ``env_id`` written as ``module:id``) by name; one-line errors."""
+    problem = env_id_problem(env_id)
+    if problem:
+        raise EnvNotFoundError(f"unknown environment '{env_id}': {problem}")
     cwd_importable()
     try:
         importlib.import_module(module)
