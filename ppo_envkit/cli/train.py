@@ -30,7 +30,12 @@ NAME = "train"
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train an agent; writes a run directory")
-    p.add_argument("env_id", nargs="?", help="environment id, e.g. LunarLander-v3 (optional with --resume)")
+    p.add_argument(
+        "env_id",
+        nargs="?",
+        help="environment id, e.g. LunarLander-v3, or module:id for another package's "
+        "(minigrid:MiniGrid-DoorKey-5x5-v0); optional with --resume",
+    )
     p.add_argument(
         "--preset",
         help="named preset from agents/ (default: the preset written for ENV_ID, if any; "
