@@ -3,7 +3,11 @@
     ppo-envkit export agents/lunarlander -o lunarlander.onnx
     python examples/onnx_inference.py lunarlander.onnx --episodes 100 --seed 0
 
-The environment's id and arguments come from the model's metadata. Episodes are played
+The environment's id and arguments come from the model's metadata, and so do its wrappers
+(``env_wrappers``: ``module:Class`` names with keyword arguments, applied innermost first,
+before frame stacking); a wrapper that cannot be imported here is named, and nothing is played
+(the policy would see other observations than it was trained on). An id written ``module:id``
+imports its module, as ``gym.make`` does. Episodes are played
 exactly as ``ppo-envkit eval --episodes N --seed S`` plays them (the same number of
 environment copies, copy ``i`` reset with seed ``S + i``, the same split of episodes among
 the copies), so the mean return is comparable number for number. No torch, no ppo-envkit:
@@ -38,6 +42,7 @@ class OnnxPolicy:
         self.max_episode_steps: int | None = json.loads(meta["max_episode_steps"])
         self.inputs: list[dict[str, Any]] = json.loads(meta["inputs"])
         self.frame_stack: int = json.loads(meta.get("frame_stack", "1"))
+        self.wrappers: list[dict[str, Any]] = json.loads(meta.get("env_wrappers", "[]"))
         self.masked: bool = json.loads(meta.get("action_masks", "false"))
 
     def __call__(self, obs: Any, masks: np.ndarray | None = None) -> np.ndarray:
@@ -80,6 +85,30 @@ class FlatActionMask(gym.Wrapper):
         return obs, reward, terminated, truncated, self._mask(info)
 
 
+def wrapper_classes(wrappers: list[dict[str, Any]]) -> list[tuple[type, dict[str, Any]]]:
+    """The classes the metadata's ``env_wrappers`` name, with their keyword arguments. Only
+    ``gymnasium.Wrapper`` classes, imported by module name (never from a path); SystemExit with
+    one line per wrapper that cannot be applied here, and why."""
+    found, problems = [], []
+    for wrapper in wrappers:
+        name, kwargs = wrapper["name"], wrapper.get("kwargs") or {}
+        module_name, _, attr = name.partition(":")
+        try:
+            value: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                value = getattr(value, part)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"cannot apply wrapper {name}: {type(exc).__name__}: {exc}")
+            continue
+        if not (isinstance(value, type) and issubclass(value, gym.Wrapper)):
+            problems.append(f"cannot apply wrapper {name}: not a gymnasium.Wrapper class")
+            continue
+        found.append((value, kwargs))
+    if problems:
+        raise SystemExit("\n".join(problems))
+    return found
+
+
 def play(policy: OnnxPolicy, episodes: int, seed: int, num_envs: int | None = None) -> list[float]:
     """Returns of ``episodes`` whole episodes, split among the copies in advance."""
     n = max(1, min(episodes, num_envs or MAX_COPIES))
@@ -87,8 +116,12 @@ def play(policy: OnnxPolicy, episodes: int, seed: int, num_envs: int | None = No
     if policy.max_episode_steps is not None:
         extra["max_episode_steps"] = policy.max_episode_steps
 
+    wrappers = wrapper_classes(policy.wrappers)
+
     def make() -> gym.Env:
         env = gym.make(policy.env_id, **extra)
+        for cls, kwargs in wrappers:  # innermost first, as training applied them
+            env = cls(env, **kwargs)
         if policy.frame_stack > 1:  # the agent was trained on stacks of observations
             env = gym.wrappers.FrameStackObservation(env, policy.frame_stack)
         return FlatActionMask(env) if policy.masked else env

@@ -8,6 +8,7 @@ field's dotted name and what it accepts (see :func:`format_validation_error`).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -32,11 +33,39 @@ __all__ = [
     "PolicyConfig",
     "RunConfig",
     "TrainConfig",
+    "WrapperSpec",
     "apply_overrides",
+    "env_id_problem",
     "format_validation_error",
     "load_config",
     "read_yaml",
+    "split_env_id",
 ]
+
+#: A dotted Python name: ``minigrid``, ``gymnasium.wrappers``.
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+#: ``module:Callable``, both dotted names (an importable module, never a file path).
+WRAPPER_NAME = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+_MODULE_NAME = re.compile(rf"^{_DOTTED}$")
+
+
+def split_env_id(env_id: str) -> tuple[str | None, str]:
+    """``"minigrid:MiniGrid-Empty-5x5-v0"`` -> ``("minigrid", "MiniGrid-Empty-5x5-v0")``: Gymnasium's
+    ``module:EnvId`` form (``gym.make`` imports the module, which registers the id). An id
+    without a module gives ``(None, env_id)``. The module is not imported here."""
+    module, sep, rest = env_id.partition(":")
+    return (module, rest) if sep else (None, env_id)
+
+
+def env_id_problem(env_id: str) -> str | None:
+    """What is wrong with the module of a ``module:id`` (None: nothing, or no module)."""
+    module, rest = split_env_id(env_id)
+    if module is not None and not (_MODULE_NAME.match(module) and rest and not module.endswith(".py")):
+        return (
+            "in module:id, the part before ':' names an installed module (as in "
+            "minigrid:MiniGrid-Empty-5x5-v0), not a file; for a file use --env-module FILE.py"
+        )
+    return None
 
 
 class _Section(BaseModel):
@@ -53,10 +82,67 @@ class _Section(BaseModel):
         return value
 
 
+class WrapperSpec(BaseModel):
+    """One Gymnasium wrapper by name: ``module:Class`` and its keyword arguments.
+
+    Written in settings as ``minigrid.wrappers:ImgObsWrapper``, as
+    ``{gymnasium.wrappers:AtariPreprocessing: {frame_skip: 1}}`` or as
+    ``{name: gymnasium.wrappers:AtariPreprocessing, kwargs: {frame_skip: 1}}``. A name, never
+    code: the module is imported as installed packages are (never from a path)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="module:Class of a gymnasium.Wrapper subclass")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the wrapper")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and len(value) == 1 and "name" not in value:
+            ((name, kwargs),) = value.items()
+            return {"name": name, "kwargs": {} if kwargs is None else kwargs}
+        if isinstance(value, dict) and not set(value) <= {"name", "kwargs"}:
+            raise ValueError(
+                f"unknown key(s) {sorted(map(str, set(value) - {'name', 'kwargs'}))}: a wrapper is "
+                "'module:Class', {module:Class: {keyword: value}} or {name: module:Class, kwargs: {...}}"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        name = name.strip()
+        if not WRAPPER_NAME.match(name) or name.partition(":")[0].endswith(".py"):
+            raise ValueError(
+                f"{name!r} is not 'module:Class' (e.g. minigrid.wrappers:ImgObsWrapper): the name of an "
+                "importable module, a colon, then the wrapper class; never a file path"
+            )
+        return name
+
+    @field_validator("kwargs")
+    @classmethod
+    def _check_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in kwargs if not (isinstance(k, str) and k.isidentifier())]
+        if bad:
+            raise ValueError(f"keyword argument names must be identifiers, got {bad[0]!r}")
+        return kwargs
+
+    def label(self) -> str:
+        """``module:Class(key=value, ...)``, as messages show it."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.name}({args})" if args else self.name
+
+
 class EnvConfig(_Section):
     """Which environment to train on and how to run its copies."""
 
-    id: str = Field("CartPole-v1", description="Gymnasium environment id, e.g. LunarLander-v3.")
+    id: str = Field(
+        "CartPole-v1",
+        description="Gymnasium environment id, e.g. LunarLander-v3; module:id (Gymnasium's form, "
+        "e.g. minigrid:MiniGrid-DoorKey-5x5-v0) imports the installed module that registers it.",
+    )
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments passed to the environment constructor."
     )
@@ -76,6 +162,13 @@ class EnvConfig(_Section):
     max_episode_steps: int | None = Field(
         None, ge=1, description="Override the environment's time limit (truncation)."
     )
+    wrappers: list[WrapperSpec] = Field(
+        default_factory=list,
+        description="Gymnasium wrappers applied in order around the environment (innermost first, "
+        "before frame stacking): module:Class, or {module:Class: {keyword: value}}; e.g. "
+        "[minigrid.wrappers:ImgObsWrapper]. Imported by name from installed packages (or modules "
+        "next to you), remembered in the agent file, so eval, replay and export apply them too.",
+    )
     frame_stack: int = Field(
         1,
         ge=1,
@@ -94,6 +187,22 @@ class EnvConfig(_Section):
     )
     clip_obs: float = Field(10.0, gt=0, description="Clip normalized observations to +-clip_obs.")
     clip_reward: float = Field(10.0, gt=0, description="Clip scaled rewards to +-clip_reward.")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, env_id: str) -> str:
+        problem = env_id_problem(env_id)
+        if problem:
+            raise ValueError(problem)
+        return env_id
+
+    @field_validator("wrappers", mode="before")
+    @classmethod
+    def _one_wrapper(cls, value: Any) -> Any:
+        """One wrapper needs no list: ``--set env.wrappers=minigrid.wrappers:ImgObsWrapper``."""
+        if value is None:
+            return []
+        return [value] if isinstance(value, str | dict) else value
 
 
 class PolicyConfig(_Section):

@@ -110,7 +110,7 @@ def format_validation_error(
         allowed = _allowed_range(_field_info(root, loc))
         suffix = f" (allowed: {allowed})" if allowed else ""
         echo = f" = {shown(value)}" if value is not None and not isinstance(value, dict) else ""
-        lines.append(f"invalid setting {name}{echo}: {_clip(msg.lower())}{suffix}")
+        lines.append(f"invalid setting {name}{echo}: {_clip(msg[:1].lower() + msg[1:])}{suffix}")
     return "; ".join(lines)
 
 

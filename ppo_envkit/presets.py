@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .config import MAX_CONFIG_BYTES, ConfigError, TrainConfig, load_config, read_yaml
+from .config import MAX_CONFIG_BYTES, ConfigError, TrainConfig, load_config, read_yaml, split_env_id
 from .errors import brief, quoted
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -95,7 +95,8 @@ def preset_for_env(env_id: str, kwargs: dict[str, Any] | None = None) -> str | N
         if env is None:
             continue
         preset_kwargs = env.get("kwargs") or {}
-        if env.get("id") != env_id or any(kwargs.get(k) != v for k, v in preset_kwargs.items()):
+        same_env = split_env_id(str(env.get("id")))[1] == split_env_id(env_id)[1]  # module:id or id
+        if not same_env or any(kwargs.get(k) != v for k, v in preset_kwargs.items()):
             continue
         if best is None or len(preset_kwargs) > best[0]:
             best = (len(preset_kwargs), name)

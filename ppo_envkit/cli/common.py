@@ -81,13 +81,17 @@ def load_user_envs(modules: Sequence[str] = ()) -> None:
 
 
 def require_agent_env(agent: Any) -> None:
-    """An agent's environment must be registered here; say which module registered it at training."""
+    """An agent's environment must be registered here (``module:id`` imports its module, by name),
+    and its ``env.wrappers`` importable; say which module registered it at training."""
     import gymnasium as gym
 
+    from ..environments.ids import registered_id
     from ..environments.registry import EnvNotFoundError
+    from ..environments.wrappers import check_wrappers
 
     env_id = agent.config.env.id
-    if env_id in gym.registry:
+    check_wrappers(agent.config.env.wrappers)  # names of installed wrapper classes, or one line
+    if registered_id(env_id) in gym.registry:
         return
     modules: list[str] = []
     try:

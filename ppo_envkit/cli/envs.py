@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from ..errors import ConfigError
-from .common import add_env_module_arg, load_user_envs, out, print_report
+from .common import add_env_module_arg, add_set_arg, load_user_envs, out, print_report
 
 if TYPE_CHECKING:  # imported where used: building the parser of every command stays cheap
     import gymnasium as gym
@@ -38,6 +38,11 @@ def add_parser(sub: Any) -> None:
     cp.add_argument("--steps", type=int, default=None, help="random steps to take (default 1000)")
     cp.add_argument("--seed", type=int, default=0, help="seed of resets and random actions")
     cp.add_argument("--quick", action="store_true", help="only the quick part that train runs")
+    add_set_arg(
+        cp,
+        "check the environment as these settings build it: env.kwargs.NAME=VALUE, env.wrappers=[...], "
+        "env.max_episode_steps=N (repeatable)",
+    )
     add_env_module_arg(cp)
 
 
@@ -60,7 +65,9 @@ def _ids_with_presets() -> set[str]:
     from ..presets import preset_env, preset_paths
 
     envs = (preset_env(path) for path in preset_paths().values())
-    return {str(env.get("id")) for env in envs if env is not None}
+    from ..config import split_env_id
+
+    return {split_env_id(str(env.get("id")))[1] for env in envs if env is not None}
 
 
 def _short_space(space: gym.Space) -> str:
@@ -164,6 +171,27 @@ def _targets(env_id: str, action_space: str | None) -> list[tuple[str, dict[str,
     return out
 
 
+#: What ``envs check --set`` may set: how the environment is built.
+CHECK_SETTINGS = ("env.kwargs", "env.wrappers", "env.max_episode_steps")
+
+
+def _check_settings(overrides: list[str]) -> Any:
+    """The ``EnvConfig`` that ``envs check --set ...`` describes (only :data:`CHECK_SETTINGS`)."""
+    from ..config import TrainConfig
+    from ..environments.wrappers import check_wrappers
+
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if not any(key == k or key.startswith(k + ".") for k in CHECK_SETTINGS):
+            raise ConfigError(
+                f"envs check --set {key}: only how the environment is built can be set here "
+                f"({', '.join(CHECK_SETTINGS)})"
+            )
+    env = TrainConfig().with_overrides(list(overrides)).env
+    check_wrappers(env.wrappers)
+    return env
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from ..environments.checker import check_environment
     from ..environments.lookup import env_info, list_envs
@@ -181,6 +209,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             )
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    settings = _check_settings(args.overrides)
     failed = False
     for env_id in ids:
         info = env_info(env_id)
@@ -192,7 +221,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
             out().print(escape(f"{env_id}: variants {variants}; {info.variants_from}"))
         for target, kwargs, expect in _targets(env_id, args.action_space):
             report = check_environment(
-                target, kwargs, quick=args.quick, steps=args.steps, seed=args.seed, expect=expect
+                target,
+                {**settings.kwargs, **kwargs},  # a variant's own arguments select it
+                quick=args.quick,
+                steps=args.steps,
+                seed=args.seed,
+                expect=expect,
+                max_episode_steps=settings.max_episode_steps,
+                wrappers=settings.wrappers,
             )
             print_report(report, details=args.debug)
             failed |= not report.ok

@@ -203,8 +203,10 @@ def time_to_first_step(env_id: str, argv: list[str]) -> dict[str, Any]:
     import tempfile
 
     probe = (
-        "import sys, time, gymnasium as gym\n"
-        "cls = gym.envs.registration.load_env_creator(gym.spec(sys.argv[1]).entry_point)\n"
+        "import importlib, sys, time, gymnasium as gym\n"
+        "module, _, env_id = sys.argv[1].rpartition(':')\n"  # module:id, Gymnasium's form
+        "module and importlib.import_module(module)\n"
+        "cls = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)\n"
         "original = cls.step\n"
         "def step(self, action):\n"
         "    if not getattr(cls, '_first_step', None):\n"

@@ -30,7 +30,12 @@ NAME = "train"
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train an agent; writes a run directory")
-    p.add_argument("env_id", nargs="?", help="environment id, e.g. LunarLander-v3 (optional with --resume)")
+    p.add_argument(
+        "env_id",
+        nargs="?",
+        help="environment id, e.g. LunarLander-v3, or module:id for another package's "
+        "(minigrid:MiniGrid-DoorKey-5x5-v0); optional with --resume",
+    )
     p.add_argument(
         "--preset",
         help="named preset from agents/ (default: the preset written for ENV_ID, if any; "
@@ -60,7 +65,8 @@ def add_parser(sub: Any) -> None:
 
 def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     """Defaults < preset < --config file < flags < --set. Returns (config, preset name used)."""
-    from ..config import TrainConfig
+    from ..config import TrainConfig, split_env_id
+    from ..environments.ids import with_module
     from ..environments.lookup import registered_preset, resolve_variant
     from ..presets import DEFAULTS, load_preset, preset_for_env
 
@@ -69,7 +75,7 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | N
     if args.action_space is not None and env_id:
         # the variant the environment declares: kwargs (continuous=True) and/or another id
         variant = resolve_variant(env_id, args.action_space)
-        env_id, env_kwargs = variant.env_id, dict(variant.kwargs)
+        env_id, env_kwargs = with_module(env_id, variant.env_id), dict(variant.kwargs)
     preset = args.preset
     if preset is None and args.config is None and env_id:
         preset = registered_preset(env_id, args.action_space) or preset_for_env(env_id, env_kwargs)
@@ -82,8 +88,13 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | N
         config = load_config(args.config)
     overrides: dict[str, Any] = {}
     if env_id:
-        if env_id != config.env.id:
+        module, bare = split_env_id(env_id)
+        preset_module, preset_bare = split_env_id(config.env.id)
+        if bare != preset_bare:  # another environment: the preset's arguments and wrappers are not for it
             overrides["env.kwargs"] = {}
+            overrides["env.wrappers"] = []
+        elif module is None and preset_module is not None:
+            env_id = config.env.id  # the preset says which module registers it
         overrides["env.id"] = env_id
     for key, value in env_kwargs.items():
         overrides[f"env.kwargs.{key}"] = value
@@ -108,8 +119,9 @@ def preflight_check(
     config: TrainConfig, action_space: str | None = None, modules: Sequence[str] = ()
 ) -> bool:
     """The quick checker before training a user environment; False (after printing why) on errors.
-    ``modules``: the ``--env-module`` values, which the suggested ``envs check`` needs too."""
-    check = f"ppo-envkit envs check {quoted(config.env.id)}{env_module_flags(modules)}"
+    ``modules``: the ``--env-module`` values, which the suggested ``envs check`` needs too; the
+    suggested command checks the same environment: its ``env.kwargs``, wrappers and time limit."""
+    check = f"ppo-envkit envs check {quoted(config.env.id)}{env_set_flags(config)}{env_module_flags(modules)}"
     from ..environments.lookup import current_variant, env_info, is_user_env
 
     env_id = config.env.id
@@ -127,6 +139,7 @@ def preflight_check(
         seed=config.run.seed,
         max_episode_steps=config.env.max_episode_steps,
         expect=expect,
+        wrappers=config.env.wrappers,
     )
     if report.errors:
         print_report(report, to=console)
@@ -138,9 +151,33 @@ def preflight_check(
     return True
 
 
+def env_set_flags(config: TrainConfig) -> str:
+    """`` --set KEY=VALUE`` for the environment settings that ``envs check`` takes (``env.kwargs``,
+    ``env.wrappers``, ``env.max_episode_steps``), where they differ from the defaults."""
+    import yaml
+
+    def flow(value: Any) -> str:
+        return (
+            yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+        )
+
+    def wrapper(spec: Any) -> str:  # module:Class, or {module:Class: {keyword: value}}
+        return f"{{{spec.name}: {flow(spec.kwargs)}}}" if spec.kwargs else spec.name
+
+    env = config.env
+    flags = [f"env.kwargs.{key}={flow(value)}" for key, value in env.kwargs.items()]
+    if env.wrappers:
+        flags.append(f"env.wrappers=[{', '.join(wrapper(w) for w in env.wrappers)}]")
+    if env.max_episode_steps is not None:
+        flags.append(f"env.max_episode_steps={env.max_episode_steps}")
+    return "".join(f" --set {quoted(flag)}" for flag in flags)
+
+
 def _default_run_dir(env_id: str) -> str:
+    from ..config import split_env_id
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return str(Path("runs") / f"{env_id.replace('/', '_')}-{stamp}")
+    return str(Path("runs") / f"{split_env_id(env_id)[1].replace('/', '_')}-{stamp}")
 
 
 def stop_like_ctrl_c() -> Callable[[], None]:
@@ -209,6 +246,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.env_id:
             raise ConfigError("train needs ENV_ID (or --resume RUN_DIR)")
         config, preset = resolve_train_config(args)
+        from ..environments.wrappers import check_wrappers
+
+        check_wrappers(config.env.wrappers)  # a bad name or argument: one line, before anything is built
         # the quick checker, for user environments
         if not preflight_check(config, args.action_space, args.env_module):
             return 1

@@ -14,13 +14,15 @@ they are located in the user's file, in :mod:`.findings`.
 
 from __future__ import annotations
 
+import traceback
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from ..config import WrapperSpec, split_env_id
 from ..errors import ActionMaskError
 from . import findings
 from .checks import (
@@ -32,6 +34,7 @@ from .checks import (
     same_observation,
 )
 from .factory import EntryPointError, make_env
+from .failures import ContainExits
 from .findings import (
     CheckReport,
     EnvCallTimeout,
@@ -39,28 +42,52 @@ from .findings import (
     ReturnLine,
     TimeLimited,
     exception_finding,
+    install_fix,
     method_location,
     time_limit,
 )
 from .gymnasium_check import run_gymnasium_checker
 from .masks import given_mask, has_mask_method, sample_legal, to_flat_mask
 from .space_checks import check_spaces
+from .wrappers import apply_wrappers
 
 QUICK_STEPS = 64
 FULL_STEPS = 1000
 
 
-def _make(found: Findings, env_id: str, kwargs: dict[str, Any], **extra: Any) -> gym.Env | None:
-    """Build without Gymnasium's passive checker wrapper: its assertions would hide ours."""
+def _make(
+    found: Findings, env_id: str, kwargs: dict[str, Any], wrappers: Sequence[WrapperSpec] = (), **extra: Any
+) -> gym.Env | None:
+    """Build without Gymnasium's passive checker wrapper: its assertions would hide ours.
+    ``wrappers`` (``env.wrappers``) are applied as training applies them."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return make_env(env_id, kwargs, disable_env_checker=True, **extra)
+            env = make_env(env_id, kwargs, disable_env_checker=True, **extra)
     except EntryPointError as exc:
         found.add("error", "entry-point", exc.problem, f"creating the environment {env_id}", exc.fix)
+        return None
     except Exception as exc:
         exception_finding(found, "make", "creating the environment", exc)
-    return None
+        return None
+    if not wrappers:
+        return env
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ContainExits(apply_wrappers(env.env, wrappers, env_id), check_rewards=False)
+    except Exception as exc:
+        env.close()
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        found.add(
+            "error",
+            "wrapper",
+            str(exc),
+            "env.wrappers",
+            install_fix(cause) or "correct env.wrappers (names, keyword arguments, order)",
+            details="".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+        )
+        return None
 
 
 class _BadMask(Exception):
@@ -157,8 +184,12 @@ def _check_seeding(found: Findings, env: gym.Env, seed: int) -> bool:
     return ok
 
 
-def _run_steps(found: Findings, env: gym.Env, steps: int, seed: int) -> tuple[int, int]:
-    """Random actions for ``steps`` steps, resetting at episode ends. Returns (steps, episodes)."""
+def _run_steps(found: Findings, env: gym.Env, steps: int, seed: int, quick: bool = False) -> tuple[int, int]:
+    """Random actions for ``steps`` steps, resetting at episode ends. Returns (steps, episodes).
+
+    Whether episodes end is judged by the full check only: the quick one's few dozen steps say
+    nothing about it (MiniGrid ends DoorKey's episodes after 250 steps, inside the environment),
+    and ``train`` would count a warning that ``envs check`` then does not show."""
     env.action_space.seed(seed + 1)
     rng = np.random.default_rng(seed + 1)
     step_at = method_location(env, "step")
@@ -202,7 +233,8 @@ def _run_steps(found: Findings, env: gym.Env, steps: int, seed: int) -> tuple[in
             if not _reset(found, env, None, f" after step {t}")[0]:
                 break
     spec = env.spec
-    if episodes == 0 and done_steps == steps and (spec is None or spec.max_episode_steps is None):
+    no_limit = spec is None or spec.max_episode_steps is None
+    if not quick and episodes == 0 and done_steps == steps and no_limit:
         found.add(
             "warning",
             "no-episode-end",
@@ -214,8 +246,15 @@ def _run_steps(found: Findings, env: gym.Env, steps: int, seed: int) -> tuple[in
     return done_steps, episodes
 
 
-def _check_render(found: Findings, env_id: str, kwargs: dict[str, Any], seed: int) -> None:
-    probe = _make(found, env_id, kwargs)
+def _nondeterministic(env_id: str) -> bool:
+    spec = gym.registry.get(split_env_id(env_id)[1])  # the module of module:id is imported by now
+    return bool(spec is not None and spec.nondeterministic)
+
+
+def _check_render(
+    found: Findings, env_id: str, kwargs: dict[str, Any], seed: int, wrappers: Sequence[WrapperSpec] = ()
+) -> None:
+    probe = _make(found, env_id, kwargs, wrappers)
     if probe is None:
         return
     modes = probe.metadata.get("render_modes", [])
@@ -230,7 +269,7 @@ def _check_render(found: Findings, env_id: str, kwargs: dict[str, Any], seed: in
             "__init__, and return an (height, width, 3) uint8 array from render()",
         )
         return
-    env = _make(found, env_id, kwargs, render_mode="rgb_array")
+    env = _make(found, env_id, kwargs, wrappers, render_mode="rgb_array")
     if env is None:
         return
     at = method_location(env, "render")
@@ -270,12 +309,14 @@ def check_environment(
     seed: int = 0,
     max_episode_steps: int | None = None,
     expect: str | None = None,
+    wrappers: Sequence[WrapperSpec] = (),
 ) -> CheckReport:
     """Check ``env_id`` built with ``kwargs``; never raises for problems of the environment.
 
     ``quick`` skips rendering and Gymnasium's checker and steps :data:`QUICK_STEPS` times
     (:data:`FULL_STEPS` otherwise, or ``steps``). ``expect`` (``"discrete"``/``"continuous"``)
-    also checks that the action space fits the variant asked for.
+    also checks that the action space fits the variant asked for. ``wrappers`` (``env.wrappers``)
+    are applied to every copy the checker builds, as training applies them.
     """
     kwargs = dict(kwargs or {})
     steps = steps if steps is not None else (QUICK_STEPS if quick else FULL_STEPS)
@@ -283,7 +324,7 @@ def check_environment(
     report = CheckReport(env_id, kwargs, quick=quick)
     extra = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
     with time_limit(findings.CALL_TIME_LIMIT_S, "building the environment"):
-        made = _make(found, env_id, kwargs, **extra)
+        made = _make(found, env_id, kwargs, wrappers, **extra)
     if made is not None:
         env = TimeLimited(made)  # a hanging call becomes a finding, not a hung checker
         env.last_mask = None  # the action mask in force: random steps take legal actions only
@@ -291,7 +332,7 @@ def check_environment(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Gymnasium's own warnings are reported by its checker
                 if check_spaces(found, env, expect) and _check_seeding(found, env, seed):
-                    report.steps, report.episodes = _run_steps(found, env, steps, seed)
+                    report.steps, report.episodes = _run_steps(found, env, steps, seed, quick)
         except EnvCallTimeout as exc:
             exception_finding(found, "hang", "the environment", exc)
         finally:
@@ -303,12 +344,10 @@ def check_environment(
             try:
                 with warnings.catch_warnings(), time_limit(4 * findings.CALL_TIME_LIMIT_S, "rendering"):
                     warnings.simplefilter("ignore")
-                    _check_render(found, env_id, kwargs, seed)
+                    _check_render(found, env_id, kwargs, seed, wrappers)
                 with time_limit(4 * findings.CALL_TIME_LIMIT_S, "Gymnasium's checker"):
-                    if (fresh := _make(found, env_id, kwargs)) is not None:
-                        run_gymnasium_checker(
-                            found, fresh, nondeterministic=gym.spec(env_id).nondeterministic
-                        )
+                    if (fresh := _make(found, env_id, kwargs, wrappers)) is not None:
+                        run_gymnasium_checker(found, fresh, nondeterministic=_nondeterministic(env_id))
             except EnvCallTimeout as exc:
                 exception_finding(found, "hang", "the environment", exc)
     report.findings = found.items

@@ -18,6 +18,7 @@ from .discovery import EnvModuleError, cwd_importable, registered_by
 from .failures import ContainExits
 from .masks import ActionMasks
 from .registry import ensure_registered, entry_point_callable
+from .wrappers import apply_wrappers
 
 __all__ = ["EntryPointError", "make_configured_env", "make_env", "wrap_env"]
 
@@ -41,8 +42,9 @@ def make_env(
     """One environment instance (no ppo-envkit wrappers but :class:`~.failures.ContainExits`, which
     turns ``sys.exit()`` and the like from the user's code into an error). ``make_kwargs`` go to ``gym.make``
     (``disable_env_checker=True``, say). An entry point that cannot be imported raises
-    :class:`EntryPointError`, which names it, the id, who registered it and the likely fix."""
-    ensure_registered(env_id)
+    :class:`EntryPointError`, which names it, the id, who registered it and the likely fix.
+    ``env_id`` may be written ``module:id`` (Gymnasium's form: ``module`` is imported first)."""
+    env_id = ensure_registered(env_id)
     cwd_importable()  # as under `python -m`: modules next to the user import
     extra: dict[str, Any] = {**(kwargs or {}), **make_kwargs}
     if max_episode_steps is not None:
@@ -69,10 +71,12 @@ def make_env(
 
 def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
     """``env`` with what the settings add to every environment ppo-envkit steps (training,
-    evaluation, replay): frame stacking, action masks read into ``info["action_mask"]``, and
-    (outermost, around every call into the user's code) :class:`~.failures.ContainExits`."""
+    evaluation, replay): ``env.wrappers`` in order (innermost), frame stacking, action masks
+    read into ``info["action_mask"]``, and (outermost, around every call into the user's code)
+    :class:`~.failures.ContainExits`."""
     if isinstance(env, ContainExits):  # from make_env: moved outside the wrappers added here
         env = env.env
+    env = apply_wrappers(env, config.wrappers, config.id)
     if config.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, config.frame_stack)
     if config.action_masks == "auto":

@@ -33,6 +33,7 @@ __all__ = [
     "ReturnLine",
     "TimeLimited",
     "exception_finding",
+    "install_fix",
     "method_location",
     "time_limit",
 ]
@@ -229,13 +230,32 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(remaining - (time.monotonic() - started), 0.001))
 
 
+_PIP_QUOTED = re.compile(r"`(pip install [^`]+)`")
+_PIP_PLAIN = re.compile(
+    r"pip install (?:\"[^\"]+\"|'[^']+'|[\w.\[\],=<>~-]+)(?: (?:\"[^\"]+\"|[\w.\[\],=<>~-]+))*"
+)
+
+
+def install_fix(exc: BaseException) -> str | None:
+    """The fix for a missing dependency: the ``pip install`` commands that Gymnasium's
+    ``DependencyNotInstalled`` (or an ImportError) names, in its words' order; None if it names none."""
+    if not isinstance(exc, gym.error.DependencyNotInstalled | ImportError):
+        return None
+    text = str(exc)
+    commands = _PIP_QUOTED.findall(text) or _PIP_PLAIN.findall(text)
+    if not commands:
+        return None
+    return "install what it needs: " + ", then ".join(dict.fromkeys(c.strip().rstrip(".") for c in commands))
+
+
 def exception_finding(found: Findings, code: str, call: str, exc: BaseException, at: str = "") -> None:
-    """An exception raised by the environment, located in the user's file."""
+    """An exception raised by the environment, located in the user's file; a missing dependency's
+    fix is the ``pip install`` its message names, not the user's line."""
     if isinstance(exc, ConfigError) and isinstance(exc.__cause__, TypeError):
         exc = exc.__cause__  # make_env's one-line form of the constructor's TypeError
     loc = user_location(exc.__traceback__)
     text = str(exc)
-    fix = f"fix the code at {loc}" if loc else "fix the exception"
+    fix = install_fix(exc) or (f"fix the code at {loc}" if loc else "fix the exception")
     if isinstance(exc, TypeError) and "unexpected keyword argument" in text:
         arg = re.search(r"argument '(\w+)'", text)
         name = arg.group(1) if arg else "?"

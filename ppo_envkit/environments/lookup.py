@@ -19,6 +19,7 @@ import gymnasium as gym
 
 from .discovery import discover_envs, user_modules
 from .factory import make_env
+from .ids import registered_id, split_env_id
 from .registry import (
     ACTION_SPACE_KINDS,
     BUILTIN_ACTION_NAMES,
@@ -48,14 +49,17 @@ __all__ = [
 
 
 def is_user_env(env_id: str) -> bool:
-    """Registered by user code (through :func:`register_env` or ``gym.register``), not by Gymnasium."""
+    """Registered by user code (through :func:`register_env` or ``gym.register``) or another
+    package, not by Gymnasium (``module:id`` is looked up as ``id``, after importing ``module``)."""
+    env_id = registered_id(env_id)
     return env_id in USER_ENVS or (env_id in gym.registry and not is_gymnasium_env(env_id))
 
 
 def modules_providing(env_id: str) -> list[str]:
     """The loaded environment modules that an agent of ``env_id`` needs: none for Gymnasium's own
-    environments, the one that registered it when that is known, else every loaded one."""
-    if not is_user_env(env_id):
+    environments nor for ``module:id`` (the id names its module), the one that registered it when
+    that is known, else every loaded one."""
+    if split_env_id(env_id)[0] is not None or not is_user_env(env_id):
         return []
     loaded = user_modules()
     info = env_info(env_id)
@@ -65,7 +69,8 @@ def modules_providing(env_id: str) -> list[str]:
     def provides(target: str) -> bool:
         if target.endswith(".py"):
             return source is not None and str(Path(target).resolve()) == source
-        return bool(module) and target.split(":")[0] == module
+        name = target.split(":")[0]
+        return bool(module) and (module == name or module.startswith(name + "."))
 
     return [t for t in loaded if provides(t)] or loaded
 
@@ -161,7 +166,7 @@ def resolve_variant(env_id: str, action_space: str) -> Variant:
     """The variant that ``--action-space action_space`` selects for ``env_id``."""
     if action_space not in ACTION_SPACE_KINDS:
         raise VariantError(f"--action-space must be 'discrete' or 'continuous', got {action_space!r}")
-    ensure_registered(env_id)
+    env_id = ensure_registered(env_id)
     variants = env_info(env_id).variants
     if not variants:
         raise VariantError(
@@ -189,6 +194,7 @@ def _signature_defaults(entry_point: Any) -> dict[str, Any]:
 
 def current_variant(env_id: str, kwargs: Mapping[str, Any] | None = None) -> str | None:
     """Which declared variant ``env_id`` built with ``kwargs`` is (None if it declares none)."""
+    env_id = registered_id(env_id)
     info = env_info(env_id)
     spec = gym.registry.get(env_id)
     effective: dict[str, Any] = {}
@@ -203,6 +209,7 @@ def current_variant(env_id: str, kwargs: Mapping[str, Any] | None = None) -> str
 
 def registered_preset(env_id: str, variant: str | None = None) -> str | None:
     """The preset that :func:`register_env` declared for ``env_id`` (and ``variant``), if any."""
+    env_id = registered_id(env_id)
     if env_id not in gym.registry:
         return None
     preset = env_info(env_id).preset

@@ -22,7 +22,9 @@ from typing import Any
 
 import gymnasium as gym
 
+from ..config import split_env_id
 from .discovery import discover_envs, loader_state, restore_loader_state
+from .ids import EnvNotFoundError, provider_hint, registered_id
 
 __all__ = [
     "ACTION_SPACE_KINDS",
@@ -44,13 +46,6 @@ ENV_ID_PATTERN = re.compile(r"^(?:(?P<namespace>[\w:-]+)/)?(?P<name>[\w:.-]+?)-v
 
 #: What ``--action-space`` accepts.
 ACTION_SPACE_KINDS = ("discrete", "continuous")
-
-
-class EnvNotFoundError(KeyError):
-    """An environment id that neither Gymnasium nor a loaded user module registers."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class RegistrationError(ValueError):
@@ -384,17 +379,35 @@ def warn_problems(problems: Sequence[Any]) -> None:
         warnings.warn(f"{problem.source}: {problem.message}", RuntimeWarning, stacklevel=3)
 
 
-def ensure_registered(env_id: str) -> None:
-    """Raise :class:`EnvNotFoundError` unless ``env_id`` is registered (after discovering ./envs)."""
-    if env_id in gym.registry:
-        return
+def ensure_registered(env_id: str) -> str:
+    """The registered id of ``env_id`` (``module:id`` imports ``module`` and gives ``id``); raise
+    :class:`EnvNotFoundError` unless it is registered (after discovering ./envs and entry points).
+    The message names the installed package that registers an unknown id, or the ``pip install``
+    that provides it, when a well-known one does."""
+    module, _ = split_env_id(env_id)
+    bare = registered_id(env_id)
+    if bare in gym.registry:
+        return bare
     warn_problems(discover_envs())  # the Python API finds ./envs and entry points too
-    if env_id in gym.registry:
-        return
+    if bare in gym.registry:
+        return bare
     try:
-        gym.spec(env_id)  # also resolves "module:Env-v0"
+        gym.spec(bare)
     except gym.error.Error as exc:
+        reason = str(exc).rstrip(".")
+        if module is not None:
+            raise EnvNotFoundError(
+                f"unknown environment '{env_id}': importing {module} did not register '{bare}' "
+                f"({reason}); 'ppo-envkit envs list --env-module {module}' lists what it registers"
+            ) from None
+        hint = provider_hint(bare)
         raise EnvNotFoundError(
-            f"unknown environment '{env_id}': {exc}. Use 'ppo-envkit envs list' to see registered "
-            "ids, or load your module with --env-module"
+            f"unknown environment '{env_id}': "
+            + (
+                f"{hint}"
+                if hint
+                else f"{reason}. Use 'ppo-envkit envs list' to see registered ids, or load your module "
+                "with --env-module"
+            )
         ) from None
+    return bare

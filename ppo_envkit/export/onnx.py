@@ -16,7 +16,9 @@ An agent trained with action masks gets one more input, ``action_mask`` (boolean
 ``[batch, mask size]``, the flat layout of :mod:`ppo_envkit.environments.masks`), applied as
 acting applies it: the action is the most likely *legal* one. Image parts go through the
 agent's CNN like any other part of the network (the input is float32 pixel values 0..255).
-A frame-stacked agent's input is the stack (``env.frame_stack`` in the metadata).
+A frame-stacked agent's input is the stack (``env.frame_stack`` in the metadata); the
+observation is the one ``env.wrappers`` give (``env_wrappers`` in the metadata: names and
+keyword arguments, applied innermost first, before stacking).
 
 Optional outputs: the distribution (``probs``, or ``mean`` and ``std``) and the ``value``.
 Every dimension but the first is fixed; the first is the dynamic ``batch``. The file's
@@ -333,6 +335,8 @@ def export_metadata(source: ExportSource, module: OnnxPolicy) -> dict[str, str]:
         "env_id": env.id,
         "env_kwargs": env.kwargs,
         "max_episode_steps": env.max_episode_steps,
+        # applied in order around the environment, innermost first, before frame stacking
+        "env_wrappers": [wrapper.model_dump(mode="json") for wrapper in env.wrappers],
         "frame_stack": env.frame_stack,
         "action_masks": module.masked,
         "observation_space": space_to_data(source.policy.observation_space),

@@ -53,10 +53,11 @@ class RenderError(ViewerError):
 
 def _declared_render_modes(env_id: str) -> list[str] | None:
     """``metadata["render_modes"]`` of the registered class, or None when it cannot be known."""
+    from ..config import split_env_id
     from ..environments.registry import entry_point_callable
 
-    try:
-        creator = entry_point_callable(gym.spec(env_id).entry_point)
+    try:  # module:id: the module was imported with the agent's environment
+        creator = entry_point_callable(gym.spec(split_env_id(env_id)[1]).entry_point)
     except Exception:
         return None
     metadata = getattr(creator, "metadata", None)
