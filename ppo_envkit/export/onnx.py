@@ -16,7 +16,11 @@ An agent trained with action masks gets one more input, ``action_mask`` (boolean
 ``[batch, mask size]``, the flat layout of :mod:`ppo_envkit.environments.masks`), applied as
 acting applies it: the action is the most likely *legal* one. Image parts go through the
 agent's CNN like any other part of the network (the input is float32 pixel values 0..255).
-A frame-stacked agent's input is the stack (``env.frame_stack`` in the metadata).
+A frame-stacked agent's input is the stack (``env.frame_stack`` in the metadata). A text part
+(``Text``, MiniGrid's ``mission``) is taken already encoded: float32 ``[batch, text_hash_size]``,
+the word counts :func:`ppo_envkit.spaces.encode_text` gives (the input's metadata names the
+rule: lower-cased runs of ``[0-9a-z]``, bucket ``crc32(utf-8 word) % text_hash_size``), since
+an ONNX graph exported from torch takes no strings.
 
 Optional outputs: the distribution (``probs``, or ``mean`` and ``std``) and the ``value``.
 Every dimension but the first is fixed; the first is the dynamic ``batch``. The file's
@@ -100,12 +104,23 @@ class InputSpec:
 
     name: str
     path: tuple[Any, ...]  # keys/indices from the observation to the leaf
-    kind: str  # the flattener's part kind (box | image | onehot | multionehot | binary), or mask
+    kind: str  # the flattener's part kind (box | image | onehot | multionehot | binary | text), or mask
     dtype: str  # numpy dtype name the input expects
     shape: tuple[int, ...]  # one observation's shape (the graph adds the batch dimension)
 
     def to_data(self) -> dict[str, Any]:
-        return {"name": self.name, "path": list(self.path), "dtype": self.dtype, "shape": list(self.shape)}
+        data = {"name": self.name, "path": list(self.path), "dtype": self.dtype, "shape": list(self.shape)}
+        if self.kind == "text":
+            data["text_hash_size"] = self.shape[0]
+            data["encoding"] = TEXT_ENCODING
+        return data
+
+
+#: How a text input is encoded before it is fed (the metadata repeats it for other languages).
+TEXT_ENCODING = (
+    "bag of words: the lower-cased text's runs of [0-9a-z], each counted in column "
+    "crc32(utf-8 bytes of the word) % text_hash_size (ppo_envkit.spaces.encode_text)"
+)
 
 
 _INPUT_DTYPES = {
@@ -114,6 +129,7 @@ _INPUT_DTYPES = {
     "onehot": "int64",
     "multionehot": "int64",
     "binary": "int8",
+    "text": "float32",
 }
 
 
@@ -123,7 +139,7 @@ def input_specs(flattener: ObsFlattener) -> list[InputSpec]:
     specs = []
     for part in flattener.parts:
         name = "/".join(str(key) for key in part.path) or "obs"
-        shape = tuple(int(d) for d in (part.space.shape or ()))
+        shape = (part.size,) if part.kind == "text" else tuple(int(d) for d in (part.space.shape or ()))
         specs.append(InputSpec(name, part.path, part.kind, _INPUT_DTYPES[part.kind], shape))
     return specs
 
@@ -162,7 +178,7 @@ class _Encode(nn.Module):
             self.register_buffer("classes", torch.arange(int(nvec.sum())))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind in ("box", "image", "binary"):
+        if self.kind in ("box", "image", "binary", "text"):
             return x.reshape(x.shape[0], -1).to(torch.float32)
         if self.kind == "onehot":
             return (x.reshape(-1, 1) - self.start == self.classes).to(torch.float32)
