@@ -358,6 +358,9 @@ def export_metadata(source: ExportSource, module: OnnxPolicy) -> dict[str, str]:
         "ppo_envkit_version": __version__,
         "num_timesteps": source.state.num_timesteps,
         "deterministic": True,
+        # The mode the agent's evaluations use: "stochastic" means sampling from the exported
+        # distribution (--distribution) scored clearly better than this graph's argmax.
+        "eval_mode": source.state.eval_mode,
         "provenance": provenance,
     }
     return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in data.items()}
