@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
+import zlib
 from typing import Any
 
 import gymnasium as gym
@@ -54,8 +56,22 @@ class OnnxPolicy:
             leaf = obs
             for key in spec["path"]:
                 leaf = leaf[key]
+            if "text_hash_size" in spec:  # text (MiniGrid's mission) goes in as its word counts
+                leaf = bag_of_words(leaf, int(spec["text_hash_size"]))
             feeds[spec["name"]] = np.asarray(leaf, dtype=spec["dtype"])
         return self.session.run(None, feeds)[0]  # the first output is the action
+
+
+def bag_of_words(texts: Any, size: int) -> np.ndarray:
+    """A batch of strings -> ``[batch, size]`` word counts, as the model's metadata ("encoding"
+    of a text input) says: lower-cased runs of [0-9a-z], each counted in column
+    ``crc32(utf-8 bytes) % size``."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    out = np.zeros((len(texts), size), np.float32)
+    for i, text in enumerate(texts):
+        for word in re.findall(r"[0-9a-z]+", str(text).lower()):
+            out[i, zlib.crc32(word.encode("utf-8")) % size] += 1.0
+    return out
 
 
 class FlatActionMask(gym.Wrapper):

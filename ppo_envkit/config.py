@@ -245,6 +245,14 @@ class PolicyConfig(_Section):
         "shared by actor and critic: lstm, gru, or none (feed-forward).",
     )
     recurrent_size: int = Field(64, ge=1, le=4096, description="Hidden units of the recurrent core.")
+    text_hash_size: int = Field(
+        128,
+        ge=0,
+        le=65536,
+        description="Columns of each text entry of an observation (gymnasium Text, MiniGrid's mission): "
+        "its words are hashed into this many buckets and counted (a bag of words; the first layer "
+        "learns each bucket's embedding). 0 refuses text observations.",
+    )
 
     @field_validator("hidden_sizes")
     @classmethod

@@ -2,13 +2,16 @@
 
 Observations are turned into one float32 matrix ``[batch, flat_dim]``: ``Box`` parts
 are flattened, ``Discrete`` and ``MultiDiscrete`` parts one-hot encoded,
-``MultiBinary`` parts cast, and ``Dict``/``Tuple`` spaces concatenated in the
-space's own key order. Spaces are serialized to JSON-ready dicts so that an agent
-file records them without pickling.
+``MultiBinary`` parts cast, text parts (``gymnasium.spaces.Text``, or any space of strings such
+as MiniGrid's ``MissionSpace``) turned into a bag of hashed words (:func:`encode_text`), and
+``Dict``/``Tuple`` spaces concatenated in the space's own key order. Spaces are serialized to
+JSON-ready dicts so that an agent file records them without pickling.
 """
 
 from __future__ import annotations
 
+import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +19,106 @@ import numpy as np
 from gymnasium import spaces
 
 SUPPORTED_OBSERVATION_SPACES = (
-    "Box (uint8 images through a CNN), Discrete, MultiDiscrete, MultiBinary, and Dict/Tuple of those"
+    "Box (uint8 images through a CNN), Discrete, MultiDiscrete, MultiBinary, Text (as a bag of hashed "
+    "words), and Dict/Tuple of those"
 )
 
 
 class UnsupportedSpaceError(TypeError):
-    """A space that no encoder or head handles; the message names the supported ones."""
+    """A space that no encoder or head handles; the message names the supported ones.
+
+    ``path`` is where the space sits inside a ``Dict``/``Tuple`` observation (``()`` at the top),
+    ``space`` the space itself (for findings that name the entry, not the whole observation)."""
+
+    def __init__(self, message: str, path: tuple[Any, ...] = (), space: spaces.Space | None = None):
+        super().__init__(message)
+        self.path, self.space = path, space
+
+
+def entry_name(path: tuple[Any, ...], root: str = "observation") -> str:
+    """``observation['mission']``, ``observation['pair'][0]``: how Python reaches the entry."""
+    return root + "".join(f"[{key!r}]" for key in path)
+
+
+# --------------------------------------------------------------------------- text
+
+#: Columns a text entry gets by default (``policy.text_hash_size``): words are hashed into this
+#: many buckets and counted. 0 leaves text unencoded (refused).
+TEXT_HASH_SIZE = 128
+#: Distinct strings whose codes are kept (missions repeat: encoding one is then a lookup).
+_TEXT_CACHE_SIZE = 4096
+_WORD = re.compile(r"[0-9a-z]+")
+
+
+def is_text_space(space: spaces.Space) -> bool:
+    """Whether observations of ``space`` are strings: ``gymnasium.spaces.Text``, or any other
+    space of dtype str (MiniGrid's ``MissionSpace`` is a plain ``Space`` of ``str``)."""
+    if isinstance(space, spaces.Text):
+        return True
+    if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+        return False
+    dtype = getattr(space, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind in "US"
+
+
+def text_words(text: str) -> list[str]:
+    """The words of ``text``: runs of lower-case letters and digits (case and punctuation dropped)."""
+    return _WORD.findall(str(text).lower())
+
+
+def word_bucket(word: str, size: int) -> int:
+    """The column of ``word`` among ``size``: CRC-32 of its UTF-8 bytes modulo ``size`` (the same
+    in every process and Python version, unlike ``hash()``)."""
+    return zlib.crc32(word.encode("utf-8")) % size
+
+
+def encode_text(text: str, size: int) -> np.ndarray:
+    """``text`` as ``size`` float32 columns: how many of its words fall in each bucket
+    (:func:`word_bucket`). Word order is lost; two words may share a bucket (with 128 buckets
+    the ~40 words of BabyAI's missions share a few). The ONNX export takes these columns."""
+    out = np.zeros(size, np.float32)
+    for word in text_words(text):
+        out[word_bucket(word, size)] += 1.0
+    return out
+
+
+class _TextCodes:
+    """:func:`encode_text` with a bounded cache of the strings seen."""
+
+    def __init__(self, size: int):
+        self.size, self.cache = size, {}
+
+    def __call__(self, leaf: Any) -> np.ndarray:
+        texts = [leaf] if isinstance(leaf, str) else list(np.asarray(leaf, dtype=object).reshape(-1))
+        out = np.empty((len(texts), self.size), np.float32)
+        for i, text in enumerate(texts):
+            code = self.cache.get(text)
+            if code is None:
+                code = encode_text(text, self.size)
+                if len(self.cache) >= _TEXT_CACHE_SIZE:
+                    self.cache.clear()
+                self.cache[text] = code
+            out[i] = code
+        return out
+
+
+class FreeText(spaces.Text):
+    """A text space that declares no lengths or characters (what an agent file records for
+    MiniGrid's ``MissionSpace``): any string belongs to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_length=1 << 16)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str)
+
+    def __repr__(self) -> str:
+        return "Text(any)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FreeText)
+
+    __hash__ = spaces.Text.__hash__
 
 
 #: The action spaces a policy head exists for (:func:`ppo_envkit.algo.heads.make_head` builds
@@ -45,7 +142,7 @@ def check_action_space(space: spaces.Space) -> None:
 
 @dataclass(frozen=True)
 class _Part:
-    kind: str  # "box" | "image" | "onehot" | "multionehot" | "binary"
+    kind: str  # "box" | "image" | "onehot" | "multionehot" | "binary" | "text"
     path: tuple[Any, ...]
     size: int
     space: spaces.Space
@@ -100,10 +197,21 @@ def image_layout(space: spaces.Space) -> ImageLayout | None:
     return ImageLayout(shape, channels_last, stacked)
 
 
-def _parts(space: spaces.Space, path: tuple[Any, ...] = (), images: bool = True) -> list[_Part]:
+def _parts(
+    space: spaces.Space, path: tuple[Any, ...] = (), images: bool = True, text: int = TEXT_HASH_SIZE
+) -> list[_Part]:
     if isinstance(space, spaces.Box):
         kind = "image" if images and image_layout(space) is not None else "box"
         return [_Part(kind, path, int(np.prod(space.shape, dtype=np.int64)), space)]
+    if is_text_space(space):
+        if text <= 0:
+            raise UnsupportedSpaceError(
+                f"{entry_name(path)} is text ({describe_space(space)}), and policy.text_hash_size=0 "
+                "leaves text unencoded",
+                path,
+                space,
+            )
+        return [_Part("text", path, int(text), space)]
     if isinstance(space, spaces.Discrete):
         return [_Part("onehot", path, int(space.n), space)]
     if isinstance(space, spaces.MultiDiscrete):
@@ -111,12 +219,14 @@ def _parts(space: spaces.Space, path: tuple[Any, ...] = (), images: bool = True)
     if isinstance(space, spaces.MultiBinary):
         return [_Part("binary", path, int(np.prod(space.shape, dtype=np.int64)), space)]
     if isinstance(space, spaces.Dict):
-        return [p for key, sub in space.spaces.items() for p in _parts(sub, (*path, key), images)]
+        return [p for key, sub in space.spaces.items() for p in _parts(sub, (*path, key), images, text)]
     if isinstance(space, spaces.Tuple):
-        return [p for i, sub in enumerate(space.spaces) for p in _parts(sub, (*path, i), images)]
-    where = "" if not path else f" at {'/'.join(map(str, path))}"
+        return [p for i, sub in enumerate(space.spaces) for p in _parts(sub, (*path, i), images, text)]
     raise UnsupportedSpaceError(
-        f"observation space {space}{where} is not supported; supported: {SUPPORTED_OBSERVATION_SPACES}"
+        f"{entry_name(path)} ({describe_space(space)}) is not supported; supported: "
+        f"{SUPPORTED_OBSERVATION_SPACES}",
+        path,
+        space,
     )
 
 
@@ -131,19 +241,25 @@ class ObsFlattener:
 
     With ``images``, image parts (:func:`image_layout`) are marked as such: they are
     flattened like any Box, but left out of normalization (an image encoder scales them).
+    Text parts take ``text_hash_size`` columns each (:func:`encode_text`; 0 refuses text).
     """
 
-    def __init__(self, space: spaces.Space, images: bool = False) -> None:
+    def __init__(
+        self, space: spaces.Space, images: bool = False, text_hash_size: int = TEXT_HASH_SIZE
+    ) -> None:
         self.space = space
-        self.parts = _parts(space, images=images)
+        self.text_hash_size = text_hash_size
+        self.parts = _parts(space, images=images, text=text_hash_size)
         self.flat_dim = sum(p.size for p in self.parts)
         # Only continuous parts are normalized; one-hot codes and pixels are on a fixed scale.
         mask = [np.full(p.size, p.kind == "box") for p in self.parts]
         self.normalize_mask = np.concatenate(mask) if mask else np.zeros(0, bool)
         self._simple_box = len(self.parts) == 1 and self.parts[0].kind in ("box", "image")
-        self._offsets = []
+        self._offsets: list[Any] = []
         for part in self.parts:
-            if part.kind == "multionehot":
+            if part.kind == "text":
+                self._offsets.append(_TextCodes(part.size))
+            elif part.kind == "multionehot":
                 nvec = np.asarray(part.space.nvec).reshape(-1)
                 self._offsets.append(np.concatenate([[0], np.cumsum(nvec)[:-1]]))
             else:
@@ -163,7 +279,10 @@ class ObsFlattener:
     def is_batched(self, obs: Any) -> bool:
         """True when ``obs`` holds a leading batch dimension."""
         part = self.parts[0]
-        leaf = np.asarray(_get(obs, part.path))
+        leaf = _get(obs, part.path)
+        if part.kind == "text":
+            return not isinstance(leaf, str)
+        leaf = np.asarray(leaf)
         single_ndim = {"box": len(part.space.shape), "image": len(part.space.shape), "onehot": 0}.get(
             part.kind, len(getattr(part.space, "shape", ()) or ())
         )
@@ -171,7 +290,7 @@ class ObsFlattener:
 
     def batch_size(self, obs: Any) -> int:
         """Observations in ``obs`` (1 for a single one)."""
-        return len(np.asarray(_get(obs, self.parts[0].path))) if self.is_batched(obs) else 1
+        return len(_get(obs, self.parts[0].path)) if self.is_batched(obs) else 1
 
     def __call__(self, obs: Any, batched: bool = True) -> np.ndarray:
         """Flatten ``obs`` (batched unless ``batched=False``) to ``[batch, flat_dim]`` float32."""
@@ -180,6 +299,10 @@ class ObsFlattener:
             return arr.reshape(arr.shape[0] if batched else 1, -1)
         columns = []
         for part, offsets in zip(self.parts, self._offsets, strict=False):
+            if part.kind == "text":
+                leaf = _get(obs, part.path)
+                columns.append(offsets([leaf] if not batched else leaf))
+                continue
             leaf = np.asarray(_get(obs, part.path))
             if not batched:
                 leaf = leaf[None]
@@ -252,7 +375,16 @@ def space_to_data(space: spaces.Space) -> dict[str, Any]:
         return {"type": "Dict", "spaces": {k: space_to_data(s) for k, s in space.spaces.items()}}
     if isinstance(space, spaces.Tuple):
         return {"type": "Tuple", "spaces": [space_to_data(s) for s in space.spaces]}
-    raise UnsupportedSpaceError(f"cannot serialize space {space}")
+    if is_text_space(space):
+        if isinstance(space, spaces.Text) and not isinstance(space, FreeText):
+            return {
+                "type": "Text",
+                "min_length": int(space.min_length),
+                "max_length": int(space.max_length),
+                "charset": "".join(space.character_list),
+            }
+        return {"type": "Text"}  # any string (MiniGrid's MissionSpace declares nothing more)
+    raise UnsupportedSpaceError(f"cannot serialize space {describe_space(space)}")
 
 
 #: Largest space read from a file: elements of a Box or MultiBinary, actions of a Discrete or
@@ -302,6 +434,16 @@ def space_from_data(data: dict[str, Any], _depth: int = 0) -> spaces.Space:
     if kind == "Tuple":
         _bounded(len(data["spaces"]), "number of Tuple entries")
         return spaces.Tuple([space_from_data(v, _depth + 1) for v in data["spaces"]])
+    if kind == "Text":
+        if "charset" not in data:
+            return FreeText()
+        charset = str(data["charset"])
+        _bounded(len(charset), "Text charset size")
+        return spaces.Text(
+            _bounded(int(data["max_length"]), "Text max_length"),
+            min_length=int(data["min_length"]),
+            charset=charset,
+        )
     raise ValueError(f"unknown space type in agent file: {kind!r}")
 
 
@@ -315,6 +457,16 @@ def describe_space(space: spaces.Space) -> str:
         return f"Dict({inner})"
     if isinstance(space, spaces.Tuple):
         return f"Tuple({', '.join(describe_space(s) for s in space.spaces)})"
+    if is_text_space(space):
+        if isinstance(space, spaces.Text):
+            return (
+                "Text(any)"
+                if isinstance(space, FreeText)
+                else f"Text({space.min_length}..{space.max_length} chars)"
+            )
+        return f"Text ({type(space).__name__})"
+    if type(space).__repr__ is object.__repr__ or " at 0x" in repr(space):
+        return type(space).__name__  # never a '<function ... at 0x...>' inside a message
     return str(space)
 
 

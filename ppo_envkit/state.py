@@ -34,13 +34,16 @@ class TrainingState:
     action_masks: bool = False
     #: Ranks trained with (``world_size``) and whether they ended with identical weights.
     distributed: dict[str, Any] | None = None
+    #: The mode evaluations use and why: the comparison of deterministic and stochastic play made
+    #: when training last ended (``algo.evaluator.compare_modes``; ``mode`` is the one to use).
+    eval_mode: dict[str, Any] | None = None
     #: Names of the discrete actions, as registered with the environment (for viewers).
     action_names: list[str] | None = None
     #: The metrics of the last iteration (not saved: they describe one training call).
     last_metrics: dict[str, float] = field(default_factory=dict, compare=False)
 
     #: ``agent.json`` keys holding the entries that are only written when set.
-    OPTIONAL_KEYS = ("provenance", "evaluation", "action_masks", "distributed")
+    OPTIONAL_KEYS = ("provenance", "evaluation", "action_masks", "distributed", "eval_mode")
 
     def to_meta(self) -> dict[str, Any]:
         """The entries this state contributes to ``agent.json`` (the counters and what is set)."""
@@ -61,6 +64,7 @@ class TrainingState:
             evaluation=_dict_or_none(meta.get("evaluation")),
             action_masks=meta.get("action_masks") is True,
             distributed=_dict_or_none(meta.get("distributed")),
+            eval_mode=_eval_mode(meta.get("eval_mode")),
             action_names=[str(n) for n in names] if isinstance(names, list) else None,
         )
 
@@ -81,4 +85,16 @@ def _dict_or_none(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-__all__ = ["TrainingState"]
+def _eval_mode(value: Any) -> dict[str, Any] | None:
+    """A recorded ``eval_mode`` whose ``mode`` is one of the two (anything else: none recorded)."""
+    if isinstance(value, dict) and value.get("mode") in ("deterministic", "stochastic"):
+        return value
+    return None
+
+
+def evaluation_mode(state: TrainingState) -> str:
+    """The mode an agent's evaluations use: the recorded one, deterministic when none is."""
+    return state.eval_mode["mode"] if state.eval_mode else "deterministic"
+
+
+__all__ = ["TrainingState", "evaluation_mode"]

@@ -7,6 +7,7 @@ not crowd out long ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,6 +45,69 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: "Clearly better": the difference of the two modes' mean returns is at least this many of its
+#: standard errors (Welch's statistic over the episodes; 2.33 is a one-sided 1% test).
+CLEARLY_Z = 2.33
+#: Episodes of each mode when training ends and the two are compared (at least; fewer cannot
+#: tell a policy that loops in half its deterministic episodes from noise).
+COMPARE_EPISODES = 20
+MODES = ("deterministic", "stochastic")
+
+
+def _mode(deterministic: bool) -> str:
+    return MODES[0] if deterministic else MODES[1]
+
+
+def compare_modes(first: EvalResult, second: EvalResult) -> dict[str, Any]:
+    """Which of two evaluations in different modes scores clearly better, if either does.
+
+    Welch's statistic ``z = (mean_a - mean_b) / sqrt(var_a / n_a + var_b / n_b)`` over the
+    episodes' returns (sample variances); a mode is clearly better when ``z >= CLEARLY_Z``
+    (with no spread at all, any difference beyond rounding counts). Returns a JSON-ready record:
+    both modes' mean, std and episodes, ``z`` (better minus worse; 0 when equal), ``better``
+    (the clearly better mode, or None) and ``mode`` (the one to evaluate with: the better one,
+    deterministic when neither is)."""
+    by_mode = {_mode(r.deterministic): r for r in (first, second)}
+    if len(by_mode) != 2:
+        raise ValueError("compare_modes takes one deterministic and one stochastic evaluation")
+    det, sto = by_mode["deterministic"], by_mode["stochastic"]
+    a, b = np.asarray(sto.returns, np.float64), np.asarray(det.returns, np.float64)
+    diff = float(a.mean() - b.mean())
+    var = (a.var(ddof=1) / len(a) if len(a) > 1 else 0.0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0.0)
+    se = math.sqrt(var)
+    tiny = 1e-9 * max(1.0, abs(float(a.mean())), abs(float(b.mean())))
+    if se > 0:
+        z = diff / se
+    else:
+        z = 0.0 if abs(diff) <= tiny else math.copysign(math.inf, diff)
+    better = None if abs(z) < CLEARLY_Z or abs(diff) <= tiny else ("stochastic" if z > 0 else "deterministic")
+    return {
+        "mode": better or "deterministic",
+        "better": better,
+        "z": abs(z) if math.isfinite(z) else None,
+        **{
+            name: {"mean_return": r.mean_return, "std_return": r.std_return, "episodes": r.episodes}
+            for name, r in (("deterministic", det), ("stochastic", sto))
+        },
+    }
+
+
+def comparison_line(comparison: dict[str, Any], places: int = 2) -> str | None:
+    """One line saying that a mode scores clearly better (None when neither does)."""
+    better = comparison.get("better")
+    if better not in MODES:
+        return None
+    other = MODES[1 - MODES.index(better)]
+    b, o = comparison[better], comparison[other]
+    z = comparison.get("z")
+    stat = "no spread in either" if z is None else f"Welch z = {z:.1f}"
+    return (
+        f"{better} play scores clearly better: {b['mean_return']:.{places}f} +- {b['std_return']:.{places}f} "
+        f"against {o['mean_return']:.{places}f} +- {o['std_return']:.{places}f} {other} "
+        f"({stat} over {b['episodes']} + {o['episodes']} episodes)"
+    )
 
 
 class Evaluator:
@@ -140,4 +204,14 @@ class Evaluator:
         self.envs.close()
 
 
-__all__ = ["MAX_EVAL_COPIES", "Actor", "EvalResult", "Evaluator"]
+__all__ = [
+    "CLEARLY_Z",
+    "COMPARE_EPISODES",
+    "MAX_EVAL_COPIES",
+    "MODES",
+    "Actor",
+    "EvalResult",
+    "Evaluator",
+    "compare_modes",
+    "comparison_line",
+]

@@ -103,7 +103,9 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
-        self.flattener = ObsFlattener(observation_space, images=policy.image_encoder != "none")
+        self.flattener = ObsFlattener(
+            observation_space, images=policy.image_encoder != "none", text_hash_size=policy.text_hash_size
+        )
         obs_dim = self.flattener.flat_dim
         trunk_in = _check_size(self.flattener, action_space, policy)
         self.obs_norm = ObsNormalizer(

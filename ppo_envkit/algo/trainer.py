@@ -161,6 +161,7 @@ class Trainer:
                             self.policy, self.generator, state.num_timesteps, final, state.action_masks
                         )
                     )
+                    state.eval_mode = evaluation.mode_record or state.eval_mode
                 if logger is not None:
                     logger.log_iteration(self, metrics)
                 stop = callback is not None and callback(metrics) is False
@@ -212,7 +213,7 @@ class Trainer:
         if self.collectives.rank != 0 or config.run.eval_interval == 0:
             return None
         threshold = env_info(config.env.id).reward_threshold
-        return EvalSchedule(config, threshold, self.state.num_timesteps)
+        return EvalSchedule(config, threshold, self.state.num_timesteps, self.state.eval_mode)
 
     def _iterate(self) -> dict[str, float]:
         """One iteration: collect, advantages, update; returns the metrics to log."""

@@ -17,7 +17,27 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate an agent over whole episodes")
     p.add_argument("agent", metavar="AGENT_OR_RUN_DIR")
     p.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the most likely one")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--stochastic",
+        dest="mode",
+        action="store_const",
+        const="stochastic",
+        help="sample actions (default: the mode the agent records, deterministic if none)",
+    )
+    mode.add_argument(
+        "--deterministic",
+        dest="mode",
+        action="store_const",
+        const="deterministic",
+        help="take the most likely action (default: the mode the agent records)",
+    )
+    p.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="play only the chosen mode (by default the other mode plays the same episodes too, and a "
+        "line says when it scores clearly better)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
     p.add_argument(
         "--num-envs", type=int, default=None, help="environment copies (default min(episodes, 16))"
@@ -43,35 +63,52 @@ def return_decimals(*values: float) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
+    from ..algo.evaluator import compare_modes, comparison_line
+    from ..state import evaluation_mode
 
     load_user_envs(args.env_module)
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     agent = PPO.load(args.agent)
     require_agent_env(agent)
+    recorded = evaluation_mode(agent.state)
+    mode = args.mode or recorded
     result = agent.evaluate(
-        args.episodes, deterministic=not args.stochastic, seed=args.seed, num_envs=args.num_envs
+        args.episodes, deterministic=mode == "deterministic", seed=args.seed, num_envs=args.num_envs
     )
+    comparison = None
+    if not args.no_compare:
+        other = agent.evaluate(
+            args.episodes, deterministic=mode != "deterministic", seed=args.seed, num_envs=args.num_envs
+        )
+        comparison = compare_modes(result, other)
+    numbers = (result.mean_return, result.std_return, result.min_return, result.max_return)
+    places = return_decimals(*numbers)
     if args.json:
         out = result.to_dict()
+        out["mode"] = mode
+        out["agent_mode"] = recorded
         out["agent"] = str(agent.path)
         out["num_timesteps"] = agent.num_timesteps
+        if comparison is not None:
+            out["comparison"] = comparison
         print(json.dumps(out), flush=True)
     else:
-        mode = "stochastic" if args.stochastic else "deterministic"
-        numbers = (result.mean_return, result.std_return, result.min_return, result.max_return)
-        mean, std, low, high = (f"{v:.{return_decimals(*numbers)}f}" for v in numbers)
+        mean, std, low, high = (f"{v:.{places}f}" for v in numbers)
+        why = " (the agent's mode)" if args.mode is None and recorded == "stochastic" else ""
         print(
-            f"{result.env_id}: mean return {mean} +- {std} over {result.episodes} {mode} episodes "
+            f"{result.env_id}: mean return {mean} +- {std} over {result.episodes} {mode} episodes{why} "
             f"(min {low}, max {high}, mean length {result.mean_length:.0f})",
             flush=True,
         )
+        line = None if comparison is None else comparison_line(comparison, places)
+        if line is not None and comparison is not None and comparison["better"] != mode:
+            flag = f"--{comparison['better']}"
+            print(f"note: {line}; evaluate with {flag}", flush=True)
     if args.write_result:  # after printing: a failed write (a full disk) loses no computed result
         from ..io.checkpoint import update_agent_meta
 
         summary = {k: v for k, v in result.to_dict().items() if k not in ("returns", "lengths")}
-        summary["command"] = f"ppo-envkit eval AGENT --episodes {args.episodes} --seed {args.seed}" + (
-            " --stochastic" if args.stochastic else ""
-        )
+        summary["command"] = f"ppo-envkit eval AGENT --episodes {args.episodes} --seed {args.seed} --{mode}"
         update_agent_meta(agent.path, "evaluation", summary)
     return 0

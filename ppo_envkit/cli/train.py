@@ -322,11 +322,24 @@ def run(args: argparse.Namespace) -> int:
         from .evaluate import return_decimals
 
         places = return_decimals(m["eval_return"], m["eval_return_std"])
+        episodes = int(m.get("eval_episodes", cfg.run.eval_episodes))
+        mode = (
+            " stochastic"
+            if m.get("eval_stochastic")
+            else (" deterministic" if "eval_stochastic" in m else "")
+        )
         console.print(
             f"final evaluation: mean return {m['eval_return']:.{places}f} +- "
-            f"{m['eval_return_std']:.{places}f} over {cfg.run.eval_episodes} episodes{reached}; "
+            f"{m['eval_return_std']:.{places}f} over {episodes}{mode} episodes{reached}; "
             f"best agent: {quoted(Path(run_dir) / 'best')}"
         )
+        from ..algo.evaluator import comparison_line
+
+        line = comparison_line(agent.state.eval_mode or {}, places)
+        if line is not None:
+            console.print(
+                f"note: {line}; the agent records it: eval uses {agent.state.eval_mode['mode']} play"
+            )
     console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} --episodes 100{modules}")
     console.print(f"watch it:  ppo-envkit replay {quoted(run_dir)}{modules}")
     if world_size > 1:

@@ -15,11 +15,14 @@ from ..spaces import (
     MIN_IMAGE_SIDE,
     SUPPORTED_ACTION_SPACES,
     SUPPORTED_OBSERVATION_SPACES,
+    TEXT_HASH_SIZE,
     ObsFlattener,
     UnsupportedSpaceError,
     check_action_space,
     describe_space,
+    entry_name,
     image_layout,
+    is_text_space,
 )
 from .findings import Findings, method_location
 
@@ -45,15 +48,26 @@ def check_spaces(found: Findings, env: gym.Env, expect: str | None) -> bool:
         return False
     try:
         ObsFlattener(env.observation_space)
-    except UnsupportedSpaceError:
+    except UnsupportedSpaceError as exc:
+        name = entry_name(exc.path)
+        space = exc.space if exc.space is not None else env.observation_space
+        if exc.path:
+            fix = (
+                f"drop it with a wrapper ({_drop_hint(env.observation_space, exc.path)}), or turn it "
+                f"into a space ppo-envkit encodes with a gymnasium.ObservationWrapper: "
+                f"{SUPPORTED_OBSERVATION_SPACES}"
+            )
+        else:
+            fix = f"turn it into one of: {SUPPORTED_OBSERVATION_SPACES}"
         found.add(
             "error",
             "obs-space-unsupported",
-            f"no observation encoder supports {describe_space(env.observation_space)}",
+            f"{name} is {describe_space(space)}, which no observation encoder reads",
             method_location(env, "__init__"),
-            f"use one of: {SUPPORTED_OBSERVATION_SPACES}",
+            fix,
         )
         ok = False
+    _check_text(found, env)
     _check_images(found, env)
     action_space = env.action_space
     try:
@@ -91,6 +105,48 @@ def check_spaces(found: Findings, env: gym.Env, expect: str | None) -> bool:
                 "spaces.Box(...) else: spaces.Discrete(...)`), or fix variants= in register_env",
             )
     return ok
+
+
+def _text_paths(space: spaces.Space, path: tuple = ()) -> list[tuple]:
+    """Where the text entries of an observation space are (``()`` for a text observation)."""
+    if is_text_space(space):
+        return [path]
+    if isinstance(space, spaces.Dict):
+        return [p for key, sub in space.spaces.items() for p in _text_paths(sub, (*path, key))]
+    if isinstance(space, spaces.Tuple):
+        return [p for i, sub in enumerate(space.spaces) for p in _text_paths(sub, (*path, i))]
+    return []
+
+
+def _drop_hint(space: spaces.Space, path: tuple) -> str:
+    """How to drop the entry at ``path``: Gymnasium's FilterObservation for a top-level Dict
+    key, an ObservationWrapper otherwise."""
+    if len(path) == 1 and isinstance(space, spaces.Dict):
+        keep = [key for key in space.spaces if key != path[0]]
+        return f"gymnasium.wrappers.FilterObservation(env, filter_keys={keep!r})"
+    return f"a gymnasium.ObservationWrapper whose observation() leaves out {entry_name(path)}"
+
+
+def _check_text(found: Findings, env: gym.Env) -> None:
+    """Text entries: encoded by default (a bag of hashed words), said once with the two choices."""
+    space = env.observation_space
+    for path in _text_paths(space):
+        found.add(
+            "warning",
+            "obs-text",
+            f"{entry_name(path)} is text ({type(_get_space(space, path)).__name__}); ppo-envkit encodes "
+            f"it as a bag of words hashed into policy.text_hash_size ({TEXT_HASH_SIZE} by default) columns "
+            "(word order is lost)",
+            method_location(env, "__init__"),
+            f"nothing, if the policy should read it; if it carries nothing the policy needs (a mission "
+            f"that never changes), drop it with a wrapper ({_drop_hint(space, path)})",
+        )
+
+
+def _get_space(space: spaces.Space, path: tuple) -> spaces.Space:
+    for key in path:
+        space = space[key]
+    return space
 
 
 def _pictures(space: spaces.Space, name: str = "") -> list[tuple[str, spaces.Box, tuple[int, ...]]]:

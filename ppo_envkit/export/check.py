@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from ..spaces import require_fits
+from ..spaces import encode_text, require_fits
 from .onnx import ExportError, ExportSource, refuse_unsupported, require
 
 #: Largest difference allowed between onnxruntime's and the agent's continuous actions.
@@ -48,6 +48,13 @@ def onnx_feeds(
         leaf = batch
         for key in spec["path"]:
             leaf = leaf[key]
+        if "text_hash_size" in spec:  # text goes in as its word counts (the graph takes no strings)
+            size = int(spec["text_hash_size"])
+            leaf = (
+                [encode_text(text, size) for text in leaf]
+                if not isinstance(leaf, str)
+                else [encode_text(leaf, size)]
+            )
         feeds[spec["name"]] = np.asarray(leaf, dtype=spec["dtype"])
     return feeds
 

@@ -19,6 +19,11 @@ agent's CNN like any other part of the network (the input is float32 pixel value
 A frame-stacked agent's input is the stack (``env.frame_stack`` in the metadata); the
 observation is the one ``env.wrappers`` give (``env_wrappers`` in the metadata: names and
 keyword arguments, applied innermost first, before stacking).
+A text part
+(``Text``, MiniGrid's ``mission``) is taken already encoded: float32 ``[batch, text_hash_size]``,
+the word counts :func:`ppo_envkit.spaces.encode_text` gives (the input's metadata names the
+rule: lower-cased runs of ``[0-9a-z]``, bucket ``crc32(utf-8 word) % text_hash_size``), since
+an ONNX graph exported from torch takes no strings.
 
 Optional outputs: the distribution (``probs``, or ``mean`` and ``std``) and the ``value``.
 Every dimension but the first is fixed; the first is the dynamic ``batch``. The file's
@@ -102,12 +107,23 @@ class InputSpec:
 
     name: str
     path: tuple[Any, ...]  # keys/indices from the observation to the leaf
-    kind: str  # the flattener's part kind (box | image | onehot | multionehot | binary), or mask
+    kind: str  # the flattener's part kind (box | image | onehot | multionehot | binary | text), or mask
     dtype: str  # numpy dtype name the input expects
     shape: tuple[int, ...]  # one observation's shape (the graph adds the batch dimension)
 
     def to_data(self) -> dict[str, Any]:
-        return {"name": self.name, "path": list(self.path), "dtype": self.dtype, "shape": list(self.shape)}
+        data = {"name": self.name, "path": list(self.path), "dtype": self.dtype, "shape": list(self.shape)}
+        if self.kind == "text":
+            data["text_hash_size"] = self.shape[0]
+            data["encoding"] = TEXT_ENCODING
+        return data
+
+
+#: How a text input is encoded before it is fed (the metadata repeats it for other languages).
+TEXT_ENCODING = (
+    "bag of words: the lower-cased text's runs of [0-9a-z], each counted in column "
+    "crc32(utf-8 bytes of the word) % text_hash_size (ppo_envkit.spaces.encode_text)"
+)
 
 
 _INPUT_DTYPES = {
@@ -116,6 +132,7 @@ _INPUT_DTYPES = {
     "onehot": "int64",
     "multionehot": "int64",
     "binary": "int8",
+    "text": "float32",
 }
 
 
@@ -125,7 +142,7 @@ def input_specs(flattener: ObsFlattener) -> list[InputSpec]:
     specs = []
     for part in flattener.parts:
         name = "/".join(str(key) for key in part.path) or "obs"
-        shape = tuple(int(d) for d in (part.space.shape or ()))
+        shape = (part.size,) if part.kind == "text" else tuple(int(d) for d in (part.space.shape or ()))
         specs.append(InputSpec(name, part.path, part.kind, _INPUT_DTYPES[part.kind], shape))
     return specs
 
@@ -164,7 +181,7 @@ class _Encode(nn.Module):
             self.register_buffer("classes", torch.arange(int(nvec.sum())))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind in ("box", "image", "binary"):
+        if self.kind in ("box", "image", "binary", "text"):
             return x.reshape(x.shape[0], -1).to(torch.float32)
         if self.kind == "onehot":
             return (x.reshape(-1, 1) - self.start == self.classes).to(torch.float32)
@@ -346,6 +363,9 @@ def export_metadata(source: ExportSource, module: OnnxPolicy) -> dict[str, str]:
         "ppo_envkit_version": __version__,
         "num_timesteps": source.state.num_timesteps,
         "deterministic": True,
+        # The mode the agent's evaluations use: "stochastic" means sampling from the exported
+        # distribution (--distribution) scored clearly better than this graph's argmax.
+        "eval_mode": source.state.eval_mode,
         "provenance": provenance,
     }
     return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in data.items()}
