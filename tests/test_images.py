@@ -186,3 +186,55 @@ def test_checker_explains_images_that_miss_the_cnn():
         assert not {f.code for f in fine} & {"image-not-uint8", "image-too-small"}
     finally:
         unregister_env("FloatPicture-v0")
+
+
+def test_rollout_keeps_pixels_as_uint8_and_minibatches_equal_the_float_path():
+    """Image columns are stored once as uint8 (an eighth of the stored and packed float32
+    copies); a minibatch gives back exactly the float rows the collector stored."""
+    from ppo_envkit.algo.rollout import RolloutBuffer, rollout_bytes
+
+    space = spaces.Dict(
+        {"a": spaces.Box(-1.0, 1.0, (3,), np.float32), "image": box((12, 12, 3)), "z": spaces.Discrete(4)}
+    )
+    policy = policy_for(space)
+    ranges = policy.flattener.image_ranges()
+    assert ranges == [(3, 3 + 432)]  # between a (3 values) and z (one-hot of 4)
+    dim = policy.flattener.flat_dim
+    n_steps, n = 6, 5
+    rollout = RolloutBuffer(n_steps, n, dim, 1, torch.device("cpu"), image_ranges=ranges)
+    floats = RolloutBuffer(n_steps, n, dim, 1, torch.device("cpu"))
+    assert rollout.pixels.dtype == torch.uint8 and rollout.pixels.shape == (n_steps, n, 432)
+    assert rollout.obs.shape == (n_steps, n, dim - 432)
+    image_bytes = rollout.pixels.numel() * rollout.pixels.element_size()
+    float_image_bytes = 2 * n_steps * n * 432 * 4  # stored and packed, float32
+    assert float_image_bytes == 8 * image_bytes
+    assert rollout_bytes(n_steps, n, dim, 1, image_dim=432) < rollout_bytes(n_steps, n, dim, 1) / 4
+    rng = np.random.default_rng(0)
+    obs = {
+        "a": rng.uniform(-1, 1, (n_steps * n, 3)).astype(np.float32),
+        "image": rng.integers(0, 256, (n_steps * n, 12, 12, 3), dtype=np.uint8),
+        "z": rng.integers(0, 4, n_steps * n),
+    }
+    flat = policy.obs_norm(policy.obs_to_tensor(obs)).reshape(n_steps, n, dim)
+    for t in range(n_steps):
+        rollout.store_obs(t, flat[t])
+        floats.store_obs(t, flat[t])
+    assert torch.equal(rollout.observations(), flat)
+    for buf in (rollout, floats):
+        buf.compute_advantages(0.99, 0.95)
+    rows = torch.randperm(n_steps * n)[:7]
+    assert torch.equal(rollout.minibatch(rows).obs, floats.minibatch(rows).obs)
+    assert torch.equal(rollout.minibatch(rows).obs, flat.reshape(-1, dim)[rows])
+
+
+def test_collection_stores_image_observations_as_uint8(masked_env_ids):
+    cfg = TrainConfig().with_overrides(
+        {"env.id": masked_env_ids["spot"], "env.num_envs": 4, "ppo.n_steps": 8, "ppo.minibatch_size": 16,
+         "ppo.n_epochs": 1, "run.eval_interval": 0, "policy.cnn_features": 16}
+    )  # fmt: skip
+    agent = PPO(config=cfg).learn(32)
+    rollout = agent._trainer.collector.rollout
+    assert rollout.pixels.dtype == torch.uint8 and rollout.pixels.shape == (8, 4, 12 * 12 * 3)
+    assert rollout.obs.shape == (8, 4, 0)
+    assert torch.equal(rollout.observations()[-1], rollout.observations()[-1].round())
+    agent.close()

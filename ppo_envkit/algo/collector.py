@@ -127,6 +127,7 @@ class Collector:
             mask_dim=0 if self.next_masks is None else self.next_masks.shape[1],
             state_dim=self.policy.state_size,
             sequence_length=cfg.ppo.sequence_length if self.policy.recurrent else 1,
+            image_ranges=self.policy.flattener.image_ranges(),
         )
 
     def _current_masks(self) -> torch.Tensor | None:
@@ -238,7 +239,7 @@ class Collector:
             self._add_obs_stats(raw)
             reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
             done_t = torch.from_numpy(done).to(device)
-            buf.obs[t] = obs
+            buf.store_obs(t, obs)
             buf.actions[t] = action
             if masks is not None:
                 buf.masks[t] = masks
