@@ -130,6 +130,13 @@ class PolicyConfig(_Section):
     cnn_features: int = Field(
         256, ge=1, le=8192, description="Output width of the image encoder's last (linear) layer."
     )
+    cnn_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="What the image encoder computes in while training (collection and updates; "
+        "weights, gradients and Adam stay float32; eval, predict and export are float32): bfloat16 "
+        "autocast, float32, or auto (bfloat16 where the device has it natively: CPUs with AMX or "
+        "AVX512-BF16, CUDA GPUs from Ampere on; else float32).",
+    )
     recurrent: Literal["none", "lstm", "gru"] = Field(
         "none",
         description="A recurrent core (memory) between the observation encoder and the trunks, "

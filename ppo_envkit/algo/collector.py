@@ -203,6 +203,10 @@ class Collector:
     def collect(self, num_timesteps: int) -> RolloutBuffer:
         """One rollout of ``ppo.n_steps`` steps per copy; ``num_timesteps`` (before it) names
         training steps in error messages. Call :meth:`start` first."""
+        with self.policy.training_precision():  # the image encoder's training dtype
+            return self._collect(num_timesteps)
+
+    def _collect(self, num_timesteps: int) -> RolloutBuffer:
         policy, envs, buf, episodes = self.policy, self.envs, self.rollout, self.episodes
         assert envs is not None and buf is not None and episodes is not None and self.next_obs is not None
         head, gen, device = policy.head, self.context.generator, policy.device
