@@ -11,7 +11,6 @@ is :class:`~ppo_envkit.parallel.group.TrainingGroup`'s decision; files are
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from .io import checkpoint as ckpt
 from .io.atomic import atomic_write_dir
 from .parallel import copies_per_rank
 from .parallel.group import TrainingGroup
-from .spaces import ObsFlattener, require_fits, space_from_data
+from .spaces import require_fits, space_from_data
 from .state import TrainingState
 
 if TYPE_CHECKING:
@@ -76,9 +75,8 @@ class PPO:
             probe.close()
         self.observation_space, self.action_space = observation_space, action_space
         threads = config.run.torch_threads
-        if threads is None:  # the default: 1, or every core for convolutions
-            images = ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images()
-            threads = len(os.sched_getaffinity(0)) if images else 1
+        if threads is None:  # the default: 1 (convolutions too: all-core threads wait for each other
+            threads = 1  # on a busy machine; 11x slower here under load; run.processes uses the cores)
         if threads:
             torch.set_num_threads(threads)
         with torch.random.fork_rng(devices=[]):

@@ -237,4 +237,11 @@ def test_collection_stores_image_observations_as_uint8(masked_env_ids):
     assert rollout.pixels.dtype == torch.uint8 and rollout.pixels.shape == (8, 4, 12 * 12 * 3)
     assert rollout.obs.shape == (8, 4, 0)
     assert torch.equal(rollout.observations()[-1], rollout.observations()[-1].round())
+    rows = torch.arange(0, 32, 3)
+    batch = rollout.minibatch(rows)  # one image: the minibatch holds its pixels, which the CNN takes
+    assert batch.obs.dtype == torch.uint8
+    assert torch.equal(batch.obs.float(), rollout.observations().reshape(32, -1)[rows])
+    policy = agent.policy
+    with torch.no_grad():
+        assert torch.allclose(policy.features(batch.obs), policy.features(batch.obs.float()))
     agent.close()

@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import PolicyConfig
@@ -106,6 +107,17 @@ def encoder_kind(setting: str, layout: ImageLayout) -> str:
     return "nature" if min(height, width) >= NATURE_MIN_SIDE else "small"
 
 
+def _scaled(net: nn.Sequential, pixels: torch.Tensor) -> torch.Tensor:
+    """``net(pixels / 255)`` in float32, with the scaling folded into the first convolution's
+    weights (``conv(x / 255) = conv_{w / 255}(x)``): one pass fewer over the pixels."""
+    first = net[0]
+    assert isinstance(first, nn.Conv2d)
+    x = F.conv2d(pixels, first.weight / 255.0, first.bias, first.stride, first.padding)
+    for layer in list(net)[1:]:
+        x = layer(x)
+    return x.float()
+
+
 class ImageEncoder(nn.Module):
     """Flat observation rows -> CNN features of each image part + the other columns."""
 
@@ -132,17 +144,21 @@ class ImageEncoder(nn.Module):
         self.out_features = len(images) * policy.cnn_features + int(keep.sum())
 
     @staticmethod
-    def to_chw(flat: torch.Tensor, layout: ImageLayout) -> torch.Tensor:
-        """``[batch, H*W*C...]`` pixel columns -> ``[batch, channels, H, W]`` in [0, 1]."""
+    def to_chw(flat: torch.Tensor, layout: ImageLayout, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``[batch, H*W*C...]`` pixel columns (float or uint8) -> ``[batch, channels, H, W]``
+        pixel values 0..255 as ``dtype`` (default float32): channels-last in memory where that is
+        free ((H, W, C) images) or pays (float32 convolutions: 1.7x faster here; the reorder is
+        done on the narrowest type), else channel-first (bfloat16 convolutions run alike in both)."""
         batch = flat.shape[0]
         channels, height, width = layout.chw
+        dtype = dtype or torch.float32
         image = flat.reshape(batch, *layout.shape)
         if layout.channels_last and len(layout.shape) - layout.stacked == 3:
             image = image.movedim(-1, -3)  # (..., H, W, C) -> (..., C, H, W)
         image = image.reshape(batch, channels, height, width)
-        # Channels-last memory order (a view already for (H, W, C) images): the fast one for
-        # the convolutions; the values are the same
-        return image.contiguous(memory_format=torch.channels_last) / 255.0
+        if dtype == torch.float32 and channels > 1:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return image.to(dtype)  # (the memory order is kept)
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         """The dtype training runs the CNN in on ``device`` (None: float32): bfloat16 when
@@ -164,14 +180,16 @@ class ImageEncoder(nn.Module):
             self._autocast = previous
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        """Flat rows (float32, or uint8 when the observation is one image: the rollout's
+        minibatches) -> features."""
         dtype = self._autocast
         with torch.autocast(flat.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             parts = [
-                net(self.to_chw(flat[:, start : start + math.prod(layout.shape)], layout)).float()
+                _scaled(net, self.to_chw(flat[:, start : start + math.prod(layout.shape)], layout, dtype))
                 for net, start, layout in zip(self.cnns, self.starts, self.layouts, strict=True)
             ]
         if self.other_columns.numel():
-            parts.append(flat.index_select(1, self.other_columns))
+            parts.append(flat.index_select(1, self.other_columns).to(torch.float32))
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
 

@@ -50,7 +50,7 @@ def compute_gae(
 class Minibatch(NamedTuple):
     """What one gradient step needs, as tensors; every field has one row per sample."""
 
-    obs: torch.Tensor
+    obs: torch.Tensor  # flat, normalized; uint8 when the observation is one image (its pixels)
     actions: torch.Tensor
     old_logprobs: torch.Tensor
     advantages: torch.Tensor
@@ -223,19 +223,21 @@ class RolloutBuffer:
             target[t, :, stored] = obs[:, flat]  # pixels: whole numbers 0..255, cast exactly
 
     def flat_obs(self, other: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-        """Flat float32 observations ``[batch, flat_obs_dim]`` from rows of the float columns
-        (:attr:`obs`) and of :attr:`pixels` (the inverse of :meth:`store_obs`)."""
+        """Flat observations ``[batch, flat_obs_dim]`` from rows of the float columns (:attr:`obs`)
+        and of :attr:`pixels` (the inverse of :meth:`store_obs`): float32, or the uint8 pixels
+        themselves when the observation is one image (the image encoder takes them as they are;
+        a conversion and 3 bytes per pixel fewer)."""
         if not self.image_dim:
             return other
-        if len(self._segments) == 1:  # images only (a Box observation): one conversion
-            return pixels.to(torch.float32)
+        if len(self._segments) == 1:  # one image: the pixels as they are (the CNN converts them)
+            return pixels
         parts = [(pixels if kind == "image" else other)[:, stored] for kind, _, stored in self._segments]
         return torch.cat([p.to(torch.float32) for p in parts], 1)
 
     def observations(self) -> torch.Tensor:
         """Every stored observation as flat float32 ``[n_steps, num_envs, flat_obs_dim]``."""
         flat = self.flat_obs(self.obs.reshape(self.size, self.obs_dim), self.pixels.reshape(self.size, -1))
-        return flat.reshape(self.n_steps, self.num_envs, -1)
+        return flat.to(torch.float32).reshape(self.n_steps, self.num_envs, -1)
 
     def compute_advantages(self, gamma: float, gae_lambda: float) -> None:
         """GAE over the rollout (bootstrapping from :attr:`last_values`, and from V(final
