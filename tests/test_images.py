@@ -245,3 +245,23 @@ def test_collection_stores_image_observations_as_uint8(masked_env_ids):
     with torch.no_grad():
         assert torch.allclose(policy.features(batch.obs), policy.features(batch.obs.float()))
     agent.close()
+
+
+def test_atari_preset_has_the_published_cleanrl_and_zoo_settings():
+    from ppo_envkit.presets import load_preset
+
+    c = load_preset("atari")
+    assert (c.env.num_envs, c.ppo.n_steps, c.minibatch_size, c.ppo.n_epochs) == (8, 128, 256, 4)
+    assert (c.ppo.learning_rate, c.ppo.anneal_lr, c.ppo.clip_coef, c.ppo.ent_coef) == (
+        2.5e-4,
+        True,
+        0.1,
+        0.01,
+    )
+    assert (c.ppo.gamma, c.ppo.gae_lambda, c.ppo.vf_coef, c.ppo.max_grad_norm) == (0.99, 0.95, 0.5, 0.5)
+    assert c.env.frame_stack == 4 and c.env.kwargs == {"frameskip": 1} and not c.env.normalize_reward
+    assert (c.policy.image_encoder, c.policy.cnn_features, c.run.total_timesteps) == (
+        "nature",
+        512,
+        10_000_000,
+    )
