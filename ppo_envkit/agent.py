@@ -24,7 +24,7 @@ from .algo.acting import EpisodeActor
 from .algo.evaluator import EvalResult, Evaluator
 from .algo.policy import ActorCritic, resolve_device
 from .algo.trainer import Trainer
-from .config import TrainConfig
+from .config import TrainConfig, with_image_defaults
 from .environments.factory import make_configured_env
 from .environments.lookup import env_info
 from .errors import brief
@@ -32,7 +32,7 @@ from .io import checkpoint as ckpt
 from .io.atomic import atomic_write_dir
 from .parallel import copies_per_rank
 from .parallel.group import TrainingGroup
-from .spaces import require_fits, space_from_data
+from .spaces import ObsFlattener, require_fits, space_from_data
 from .state import TrainingState
 
 if TYPE_CHECKING:
@@ -74,6 +74,12 @@ class PPO:
             observation_space, action_space = probe.observation_space, probe.action_space
             probe.close()
         self.observation_space, self.action_space = observation_space, action_space
+        #: The IMAGE_DEFAULTS keys that replaced library defaults (the policy sees images and
+        #: the settings left them unset); [] otherwise
+        self.image_defaults: list[str] = []
+        if ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images():
+            config, self.image_defaults = with_image_defaults(config)
+            self.config = config
         threads = config.run.torch_threads
         if threads is None:  # the default: 1 (convolutions too: all-core threads wait for each other
             threads = 1  # on a busy machine; 11x slower here under load; run.processes uses the cores)

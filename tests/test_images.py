@@ -265,3 +265,28 @@ def test_atari_preset_has_the_published_cleanrl_and_zoo_settings():
         512,
         10_000_000,
     )
+
+
+def test_image_defaults_apply_only_to_settings_left_unset(masked_env_ids, tmp_path):
+    from ppo_envkit.config import IMAGE_DEFAULTS
+
+    spot = masked_env_ids["spot"]
+    agent = PPO(config=TrainConfig().with_overrides({"env.id": spot}))
+    assert sorted(agent.image_defaults) == sorted(IMAGE_DEFAULTS)
+    assert (agent.config.ppo.n_epochs, agent.config.ppo.minibatch_size) == (4, 256)
+    assert agent.config.ppo.learning_rate == IMAGE_DEFAULTS["ppo.learning_rate"]
+    path = agent.save(tmp_path / "agent")
+    agent.close()
+    loaded = load_agent(str(path))  # the settings trained with, as saved: nothing applied again
+    assert loaded.config == agent.config and loaded.image_defaults == []
+    # a key the user set stays as set, even to the MLP default's value
+    mine = PPO(config=TrainConfig().with_overrides({"env.id": spot, "ppo.n_epochs": 10}))
+    assert mine.config.ppo.n_epochs == 10 and "ppo.n_epochs" not in mine.image_defaults
+    assert mine.config.ppo.minibatch_size == 256
+    mine.close()
+    flat = PPO(config=TrainConfig().with_overrides({"env.id": spot, "policy.image_encoder": "none"}))
+    assert flat.image_defaults == [] and flat.config.ppo.n_epochs == 10  # no CNN: the MLP defaults
+    flat.close()
+    mlp = PPO(config=TrainConfig())  # CartPole
+    assert mlp.image_defaults == [] and mlp.config == TrainConfig()
+    mlp.close()
