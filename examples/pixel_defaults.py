@@ -2,9 +2,9 @@
 
 The suite (tests/pixel_suite.py and envs/pixels.py): catch falling balls, dodge falling
 rocks, walk to a target; RGB pictures of 16 to 84 pixels. Each run trains with the library's
-defaults (the image defaults apply: nothing is set but the environment, the seed and the
-evaluation schedule) and stops once a deterministic evaluation (20 episodes) reaches half
-the rule's score, or after ``--steps``. One line per run; a table at the end.
+defaults (the image defaults apply: nothing is set but the environment and the seed),
+evaluating every ``--every`` steps (20 deterministic episodes, not counted as training
+time), and stops once an evaluation reaches half the rule's score, or after ``--steps``.
 
     python examples/pixel_defaults.py                            # the suite, seeds 0 1
     python examples/pixel_defaults.py --games catch16 avoid32 --seeds 0 1 2
@@ -33,31 +33,32 @@ GAMES = {
 }
 
 
-def run(game: str, seed: int, steps: int, overrides: list[str]) -> tuple[int | None, float, float]:
-    """(steps to the threshold or None, seconds to it or to the end, last evaluation's mean)."""
-    from ppo_envkit import PPO, TrainConfig
+def run(game: str, seed: int, steps: int, overrides: list[str], every: int) -> tuple[int | None, float, float]:
+    """(steps to the threshold or None, training seconds to it or to the end, last evaluation's
+    mean): trains in chunks of ``every`` steps, each followed by an evaluation (20 episodes,
+    deterministic, fixed seeds; not counted as training time)."""
+    from ppo_envkit import PPO, TrainConfig, evaluate
 
     env_id, size, threshold, _ = GAMES[game]
     config = TrainConfig().with_overrides(
         {"env.id": env_id, "env.kwargs": {"size": size}, "run.seed": seed, "run.total_timesteps": steps,
-         "run.eval_interval": 8192, "run.eval_episodes": 20, "run.stop_at": threshold,
-         "run.checkpoint_interval": 0}
+         "run.eval_interval": 0, "run.checkpoint_interval": 0}
     )  # fmt: skip
     if overrides:
         config = config.with_overrides(overrides)
     agent = PPO(config=config)
-    start = time.perf_counter()
-    agent.learn(steps)
-    wall = time.perf_counter() - start
-    last = agent.state.last_eval_mean if hasattr(agent.state, "last_eval_mean") else float("nan")
-    from ppo_envkit import evaluate
-
-    final = evaluate(agent, 20, seed=10_000).mean_return
-    done = agent.state.num_timesteps
+    wall, score, reached = 0.0, float("nan"), None
+    while agent.state.num_timesteps < steps:
+        start = time.perf_counter()
+        agent.learn(min(every, steps - agent.state.num_timesteps))
+        wall += time.perf_counter() - start
+        score = evaluate(agent, 20, seed=10_000).mean_return
+        print(f"  {game} seed {seed}: {agent.state.num_timesteps:,} steps, {wall:.0f} s, eval {score:.2f}", flush=True)
+        if score >= threshold:
+            reached = agent.state.num_timesteps
+            break
     agent.close()
-    reached = done if final >= threshold or done < steps else None
-    del last
-    return reached, wall, final
+    return reached, wall, score
 
 
 def main() -> None:
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--steps", type=int, default=150_000)
     parser.add_argument("--set", nargs="*", default=[], dest="overrides")
+    parser.add_argument("--every", type=int, default=16_384, help="steps between evaluations")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from ppo_envkit.environments.discovery import load_env_module
@@ -76,7 +78,7 @@ def main() -> None:
     rows = []
     for game in args.games:
         for seed in args.seeds:
-            reached, wall, final = run(game, seed, args.steps, args.overrides)
+            reached, wall, final = run(game, seed, args.steps, args.overrides, args.every)
             rows.append((game, seed, reached, wall, final))
             to = f"{reached:,} steps" if reached else f"not within {args.steps:,} steps"
             print(f"{game:8s} seed {seed}: threshold {GAMES[game][2]} {to}, {wall:5.0f} s, "
