@@ -33,7 +33,9 @@ GAMES = {
 }
 
 
-def run(game: str, seed: int, steps: int, overrides: list[str], every: int) -> tuple[int | None, float, float]:
+def run(
+    game: str, seed: int, steps: int, overrides: list[str], every: int
+) -> tuple[int | None, float, float]:
     """(steps to the threshold or None, training seconds to it or to the end, last evaluation's
     mean): trains in chunks of ``every`` steps, each followed by an evaluation (20 episodes,
     deterministic, fixed seeds; not counted as training time)."""
@@ -53,7 +55,10 @@ def run(game: str, seed: int, steps: int, overrides: list[str], every: int) -> t
         agent.learn(min(every, steps - agent.state.num_timesteps))
         wall += time.perf_counter() - start
         score = evaluate(agent, 20, seed=10_000).mean_return
-        print(f"  {game} seed {seed}: {agent.state.num_timesteps:,} steps, {wall:.0f} s, eval {score:.2f}", flush=True)
+        print(
+            f"  {game} seed {seed}: {agent.state.num_timesteps:,} steps, {wall:.0f} s, eval {score:.2f}",
+            flush=True,
+        )
         if score >= threshold:
             reached = agent.state.num_timesteps
             break
