@@ -11,7 +11,6 @@ is :class:`~ppo_envkit.parallel.group.TrainingGroup`'s decision; files are
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from .algo.acting import EpisodeActor
 from .algo.evaluator import EvalResult, Evaluator
 from .algo.policy import ActorCritic, resolve_device
 from .algo.trainer import Trainer
-from .config import TrainConfig
+from .config import TrainConfig, with_image_defaults
 from .environments.factory import make_configured_env
 from .environments.lookup import env_info
 from .errors import brief
@@ -75,10 +74,15 @@ class PPO:
             observation_space, action_space = probe.observation_space, probe.action_space
             probe.close()
         self.observation_space, self.action_space = observation_space, action_space
+        #: The IMAGE_DEFAULTS keys that replaced library defaults (the policy sees images and
+        #: the settings left them unset); [] otherwise
+        self.image_defaults: list[str] = []
+        if ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images():
+            config, self.image_defaults = with_image_defaults(config)
+            self.config = config
         threads = config.run.torch_threads
-        if threads is None:  # the default: 1, or every core for convolutions
-            images = ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images()
-            threads = len(os.sched_getaffinity(0)) if images else 1
+        if threads is None:  # the default: 1 (convolutions too: all-core threads wait for each other
+            threads = 1  # on a busy machine; 11x slower here under load; run.processes uses the cores)
         if threads:
             torch.set_num_threads(threads)
         with torch.random.fork_rng(devices=[]):

@@ -276,6 +276,10 @@ class ObsFlattener:
             start += part.size
         return out
 
+    def image_ranges(self) -> list[tuple[int, int]]:
+        """``[start, end)`` columns of each image part, in order (the rollout keeps them as uint8)."""
+        return [(start, start + int(np.prod(layout.shape))) for start, layout in self.images()]
+
     def is_batched(self, obs: Any) -> bool:
         """True when ``obs`` holds a leading batch dimension."""
         part = self.parts[0]

@@ -186,3 +186,107 @@ def test_checker_explains_images_that_miss_the_cnn():
         assert not {f.code for f in fine} & {"image-not-uint8", "image-too-small"}
     finally:
         unregister_env("FloatPicture-v0")
+
+
+def test_rollout_keeps_pixels_as_uint8_and_minibatches_equal_the_float_path():
+    """Image columns are stored once as uint8 (an eighth of the stored and packed float32
+    copies); a minibatch gives back exactly the float rows the collector stored."""
+    from ppo_envkit.algo.rollout import RolloutBuffer, rollout_bytes
+
+    space = spaces.Dict(
+        {"a": spaces.Box(-1.0, 1.0, (3,), np.float32), "image": box((12, 12, 3)), "z": spaces.Discrete(4)}
+    )
+    policy = policy_for(space)
+    ranges = policy.flattener.image_ranges()
+    assert ranges == [(3, 3 + 432)]  # between a (3 values) and z (one-hot of 4)
+    dim = policy.flattener.flat_dim
+    n_steps, n = 6, 5
+    rollout = RolloutBuffer(n_steps, n, dim, 1, torch.device("cpu"), image_ranges=ranges)
+    floats = RolloutBuffer(n_steps, n, dim, 1, torch.device("cpu"))
+    assert rollout.pixels.dtype == torch.uint8 and rollout.pixels.shape == (n_steps, n, 432)
+    assert rollout.obs.shape == (n_steps, n, dim - 432)
+    image_bytes = rollout.pixels.numel() * rollout.pixels.element_size()
+    float_image_bytes = 2 * n_steps * n * 432 * 4  # stored and packed, float32
+    assert float_image_bytes == 8 * image_bytes
+    assert rollout_bytes(n_steps, n, dim, 1, image_dim=432) < rollout_bytes(n_steps, n, dim, 1) / 4
+    rng = np.random.default_rng(0)
+    obs = {
+        "a": rng.uniform(-1, 1, (n_steps * n, 3)).astype(np.float32),
+        "image": rng.integers(0, 256, (n_steps * n, 12, 12, 3), dtype=np.uint8),
+        "z": rng.integers(0, 4, n_steps * n),
+    }
+    flat = policy.obs_norm(policy.obs_to_tensor(obs)).reshape(n_steps, n, dim)
+    for t in range(n_steps):
+        rollout.store_obs(t, flat[t])
+        floats.store_obs(t, flat[t])
+    assert torch.equal(rollout.observations(), flat)
+    for buf in (rollout, floats):
+        buf.compute_advantages(0.99, 0.95)
+    rows = torch.randperm(n_steps * n)[:7]
+    assert torch.equal(rollout.minibatch(rows).obs, floats.minibatch(rows).obs)
+    assert torch.equal(rollout.minibatch(rows).obs, flat.reshape(-1, dim)[rows])
+
+
+def test_collection_stores_image_observations_as_uint8(masked_env_ids):
+    cfg = TrainConfig().with_overrides(
+        {"env.id": masked_env_ids["spot"], "env.num_envs": 4, "ppo.n_steps": 8, "ppo.minibatch_size": 16,
+         "ppo.n_epochs": 1, "run.eval_interval": 0, "policy.cnn_features": 16}
+    )  # fmt: skip
+    agent = PPO(config=cfg).learn(32)
+    rollout = agent._trainer.collector.rollout
+    assert rollout.pixels.dtype == torch.uint8 and rollout.pixels.shape == (8, 4, 12 * 12 * 3)
+    assert rollout.obs.shape == (8, 4, 0)
+    assert torch.equal(rollout.observations()[-1], rollout.observations()[-1].round())
+    rows = torch.arange(0, 32, 3)
+    batch = rollout.minibatch(rows)  # one image: the minibatch holds its pixels, which the CNN takes
+    assert batch.obs.dtype == torch.uint8
+    assert torch.equal(batch.obs.float(), rollout.observations().reshape(32, -1)[rows])
+    policy = agent.policy
+    with torch.no_grad():
+        assert torch.allclose(policy.features(batch.obs), policy.features(batch.obs.float()))
+    agent.close()
+
+
+def test_atari_preset_has_the_published_cleanrl_and_zoo_settings():
+    from ppo_envkit.presets import load_preset
+
+    c = load_preset("atari")
+    assert (c.env.num_envs, c.ppo.n_steps, c.minibatch_size, c.ppo.n_epochs) == (8, 128, 256, 4)
+    assert (c.ppo.learning_rate, c.ppo.anneal_lr, c.ppo.clip_coef, c.ppo.ent_coef) == (
+        2.5e-4,
+        True,
+        0.1,
+        0.01,
+    )
+    assert (c.ppo.gamma, c.ppo.gae_lambda, c.ppo.vf_coef, c.ppo.max_grad_norm) == (0.99, 0.95, 0.5, 0.5)
+    assert c.env.frame_stack == 4 and c.env.kwargs == {"frameskip": 1} and not c.env.normalize_reward
+    assert (c.policy.image_encoder, c.policy.cnn_features, c.run.total_timesteps) == (
+        "nature",
+        512,
+        10_000_000,
+    )
+
+
+def test_image_defaults_apply_only_to_settings_left_unset(masked_env_ids, tmp_path):
+    from ppo_envkit.config import IMAGE_DEFAULTS
+
+    spot = masked_env_ids["spot"]
+    agent = PPO(config=TrainConfig().with_overrides({"env.id": spot}))
+    assert sorted(agent.image_defaults) == sorted(IMAGE_DEFAULTS)
+    assert (agent.config.ppo.n_epochs, agent.config.ppo.minibatch_size) == (4, 256)
+    assert agent.config.ppo.learning_rate == IMAGE_DEFAULTS["ppo.learning_rate"]
+    path = agent.save(tmp_path / "agent")
+    agent.close()
+    loaded = load_agent(str(path))  # the settings trained with, as saved: nothing applied again
+    assert loaded.config == agent.config and loaded.image_defaults == []
+    # a key the user set stays as set, even to the MLP default's value
+    mine = PPO(config=TrainConfig().with_overrides({"env.id": spot, "ppo.n_epochs": 10}))
+    assert mine.config.ppo.n_epochs == 10 and "ppo.n_epochs" not in mine.image_defaults
+    assert mine.config.ppo.minibatch_size == 256
+    mine.close()
+    flat = PPO(config=TrainConfig().with_overrides({"env.id": spot, "policy.image_encoder": "none"}))
+    assert flat.image_defaults == [] and flat.config.ppo.n_epochs == 10  # no CNN: the MLP defaults
+    flat.close()
+    mlp = PPO(config=TrainConfig())  # CartPole
+    assert mlp.image_defaults == [] and mlp.config == TrainConfig()
+    mlp.close()

@@ -127,6 +127,7 @@ class Collector:
             mask_dim=0 if self.next_masks is None else self.next_masks.shape[1],
             state_dim=self.policy.state_size,
             sequence_length=cfg.ppo.sequence_length if self.policy.recurrent else 1,
+            image_ranges=self.policy.flattener.image_ranges(),
         )
 
     def _current_masks(self) -> torch.Tensor | None:
@@ -202,6 +203,10 @@ class Collector:
     def collect(self, num_timesteps: int) -> RolloutBuffer:
         """One rollout of ``ppo.n_steps`` steps per copy; ``num_timesteps`` (before it) names
         training steps in error messages. Call :meth:`start` first."""
+        with self.policy.training_precision():  # the image encoder's training dtype
+            return self._collect(num_timesteps)
+
+    def _collect(self, num_timesteps: int) -> RolloutBuffer:
         policy, envs, buf, episodes = self.policy, self.envs, self.rollout, self.episodes
         assert envs is not None and buf is not None and episodes is not None and self.next_obs is not None
         head, gen, device = policy.head, self.context.generator, policy.device
@@ -238,7 +243,7 @@ class Collector:
             self._add_obs_stats(raw)
             reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
             done_t = torch.from_numpy(done).to(device)
-            buf.obs[t] = obs
+            buf.store_obs(t, obs)
             buf.actions[t] = action
             if masks is not None:
                 buf.masks[t] = masks

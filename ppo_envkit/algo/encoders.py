@@ -9,13 +9,22 @@ the other columns (normalized as usual) pass through unchanged. The result feeds
 MLP trunks. One encoder serves actor and critic (as Stable-Baselines3's CNN policies
 share their feature extractor): images dominate the cost, and the value gradient helps
 the convolutions learn.
+
+Speed: the images enter the CNN in channels-last memory order (oneDNN's fast layout on the
+CPU, 1.7-1.9x faster convolutions here than channel-first) and, during training only,
+the CNN may run under bfloat16 autocast (``policy.cnn_precision``; weights, gradients,
+Adam and everything after the CNN stay float32): on CPUs with native bfloat16 (AMX,
+AVX512-BF16) another 1.9x. Evaluation, ``predict`` and the ONNX export stay float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import PolicyConfig
@@ -77,12 +86,36 @@ def cnn_parameters(kind: str, channels: int, height: int, width: int, features: 
     return total + flat * features + features
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions natively (else they are emulated, slower
+    than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
 def encoder_kind(setting: str, layout: ImageLayout) -> str:
     """The CNN that ``policy.image_encoder`` gives images of ``layout``."""
     if setting != "auto":
         return setting
     _, height, width = layout.chw
     return "nature" if min(height, width) >= NATURE_MIN_SIDE else "small"
+
+
+def _scaled(net: nn.Sequential, pixels: torch.Tensor) -> torch.Tensor:
+    """``net(pixels / 255)`` in float32, with the scaling folded into the first convolution's
+    weights (``conv(x / 255) = conv_{w / 255}(x)``): one pass fewer over the pixels."""
+    first = net[0]
+    assert isinstance(first, nn.Conv2d)
+    x = F.conv2d(pixels, first.weight / 255.0, first.bias, first.stride, first.padding)
+    for layer in list(net)[1:]:
+        x = layer(x)
+    return x.float()
 
 
 class ImageEncoder(nn.Module):
@@ -102,6 +135,8 @@ class ImageEncoder(nn.Module):
             )
             for layout in self.layouts
         )
+        self.precision = policy.cnn_precision
+        self._autocast: torch.dtype | None = None  # set by training_precision()
         keep = torch.ones(flattener.flat_dim, dtype=torch.bool)
         for start, layout in images:
             keep[start : start + math.prod(layout.shape)] = False
@@ -109,23 +144,53 @@ class ImageEncoder(nn.Module):
         self.out_features = len(images) * policy.cnn_features + int(keep.sum())
 
     @staticmethod
-    def to_chw(flat: torch.Tensor, layout: ImageLayout) -> torch.Tensor:
-        """``[batch, H*W*C...]`` pixel columns -> ``[batch, channels, H, W]`` in [0, 1]."""
+    def to_chw(flat: torch.Tensor, layout: ImageLayout, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``[batch, H*W*C...]`` pixel columns (float or uint8) -> ``[batch, channels, H, W]``
+        pixel values 0..255 as ``dtype`` (default float32): channels-last in memory where that is
+        free ((H, W, C) images) or pays (float32 convolutions: 1.7x faster here; the reorder is
+        done on the narrowest type), else channel-first (bfloat16 convolutions run alike in both)."""
         batch = flat.shape[0]
         channels, height, width = layout.chw
+        dtype = dtype or torch.float32
         image = flat.reshape(batch, *layout.shape)
         if layout.channels_last and len(layout.shape) - layout.stacked == 3:
             image = image.movedim(-1, -3)  # (..., H, W, C) -> (..., C, H, W)
-        return image.reshape(batch, channels, height, width) / 255.0
+        image = image.reshape(batch, channels, height, width)
+        if dtype == torch.float32 and channels > 1:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return image.to(dtype)  # (the memory order is kept)
+
+    def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+        """The dtype training runs the CNN in on ``device`` (None: float32): bfloat16 when
+        ``policy.cnn_precision`` says so, or under ``auto`` where the device has native
+        bfloat16 (CPUs with AMX or AVX512-BF16, CUDA GPUs of compute capability 8 and up)."""
+        if self.precision == "float32":
+            return None
+        if self.precision == "auto" and not native_bfloat16(device):
+            return None
+        return torch.bfloat16
+
+    @contextlib.contextmanager
+    def training_precision(self, device: torch.device) -> Iterator[None]:
+        """Within this block the CNN runs in the training dtype (:meth:`autocast_dtype`)."""
+        previous, self._autocast = self._autocast, self.autocast_dtype(device)
+        try:
+            yield
+        finally:
+            self._autocast = previous
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
-        parts = [
-            net(self.to_chw(flat[:, start : start + math.prod(layout.shape)], layout))
-            for net, start, layout in zip(self.cnns, self.starts, self.layouts, strict=True)
-        ]
+        """Flat rows (float32, or uint8 when the observation is one image: the rollout's
+        minibatches) -> features."""
+        dtype = self._autocast
+        with torch.autocast(flat.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            parts = [
+                _scaled(net, self.to_chw(flat[:, start : start + math.prod(layout.shape)], layout, dtype))
+                for net, start, layout in zip(self.cnns, self.starts, self.layouts, strict=True)
+            ]
         if self.other_columns.numel():
-            parts.append(flat.index_select(1, self.other_columns))
+            parts.append(flat.index_select(1, self.other_columns).to(torch.float32))
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
 
-__all__ = ["NATURE_MIN_SIDE", "ImageEncoder", "cnn", "cnn_parameters", "encoder_kind"]
+__all__ = ["NATURE_MIN_SIDE", "ImageEncoder", "cnn", "cnn_parameters", "encoder_kind", "native_bfloat16"]

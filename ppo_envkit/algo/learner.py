@@ -97,6 +97,10 @@ class Learner:
         an existing optimizer), annealed by ``progress`` (steps done / planned) when
         ``ppo.anneal_lr``; ``where`` names this update in errors ("in update 3 (after 4096 steps)").
         """
+        with self.policy.training_precision():  # the image encoder's training dtype
+            return self._update(rollout, progress, where)
+
+    def _update(self, rollout: RolloutBuffer, progress: float, where: str) -> UpdateStats:
         context = self.context
         cfg = context.config.ppo
         optimizer, policy, gen, collectives = (

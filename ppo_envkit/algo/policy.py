@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -158,6 +159,13 @@ class ActorCritic(nn.Module):
     def initial_memory(self, batch: int) -> Memory:
         """The memory of ``batch`` copies at the start of their episodes."""
         return Memory.fresh(batch, self.state_size, self.device)
+
+    def training_precision(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which the image encoder computes in its training dtype
+        (``policy.cnn_precision``); nothing changes for a policy without images."""
+        if self.encoder is None:
+            return contextlib.nullcontext()
+        return self.encoder.training_precision(self.device)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """Normalized flat observations -> the recurrent core's (or the trunks') input: image

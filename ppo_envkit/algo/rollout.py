@@ -13,6 +13,7 @@ Conventions, for a step ``t`` of environment copy ``i``:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -49,7 +50,7 @@ def compute_gae(
 class Minibatch(NamedTuple):
     """What one gradient step needs, as tensors; every field has one row per sample."""
 
-    obs: torch.Tensor
+    obs: torch.Tensor  # flat, normalized; uint8 when the observation is one image (its pixels)
     actions: torch.Tensor
     old_logprobs: torch.Tensor
     advantages: torch.Tensor
@@ -78,11 +79,19 @@ class Columns(NamedTuple):
 
 
 def rollout_bytes(
-    n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int = 0, state_dim: int = 0
+    n_steps: int,
+    num_envs: int,
+    obs_dim: int,
+    action_dim: int,
+    mask_dim: int = 0,
+    state_dim: int = 0,
+    image_dim: int = 0,
 ) -> int:
     """Bytes a :class:`RolloutBuffer` allocates (observations, actions, masks and recurrent
-    states twice: stored and packed)."""
-    return n_steps * num_envs * (4 * (2 * (obs_dim + action_dim + state_dim) + 14) + 5 * mask_dim)
+    states twice: stored and packed; the ``image_dim`` of the ``obs_dim`` observation values
+    that are image pixels once, one byte each)."""
+    floats = obs_dim - image_dim + action_dim + state_dim
+    return n_steps * num_envs * (4 * (2 * floats + 14) + 5 * mask_dim + image_dim)
 
 
 def available_memory() -> int | None:
@@ -98,10 +107,10 @@ def available_memory() -> int | None:
 
 
 def _check_memory(
-    n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int, state_dim: int
+    n_steps: int, num_envs: int, obs_dim: int, action_dim: int, mask_dim: int, state_dim: int, image_dim: int
 ) -> None:
     """A rollout that cannot fit is a settings error, said before torch fails to allocate it."""
-    need = rollout_bytes(n_steps, num_envs, obs_dim, action_dim, mask_dim, state_dim)
+    need = rollout_bytes(n_steps, num_envs, obs_dim, action_dim, mask_dim, state_dim, image_dim)
     have = available_memory()
     if have is not None and need > 0.8 * have:
         raise ConfigError(
@@ -111,12 +120,34 @@ def _check_memory(
         )
 
 
+def _segments(flat_dim: int, image_ranges: list[tuple[int, int]]) -> list[tuple[str, slice, slice]]:
+    """``(kind, columns of the flat observation, columns of its store)`` of each run of image
+    or other columns, in the flat order; a store is :attr:`RolloutBuffer.pixels` for kind
+    ``image``, :attr:`RolloutBuffer.obs` for ``other``."""
+    out: list[tuple[str, slice, slice]] = []
+    stored = {"image": 0, "other": 0}
+    position = 0
+    for start, end in [*sorted(image_ranges), (flat_dim, flat_dim)]:
+        for kind, a, b in (("other", position, start), ("image", start, end)):
+            if b > a:
+                out.append((kind, slice(a, b), slice(stored[kind], stored[kind] + b - a)))
+                stored[kind] += b - a
+        position = end
+    return out
+
+
 class RolloutBuffer:
     """Preallocated ``[n_steps, num_envs, ...]`` storage for one rollout.
 
-    The collector fills it (and sets :attr:`last_values`); :meth:`compute_advantages`
-    runs GAE and packs every field into one matrix, from which :meth:`minibatch`
-    gathers a shuffled minibatch with a single index.
+    The collector fills it (:meth:`store_obs`, the other fields directly, and
+    :attr:`last_values`); :meth:`compute_advantages` runs GAE and packs every field into
+    one matrix, from which :meth:`minibatch` gathers a shuffled minibatch with a single index.
+
+    Image pixels (``image_ranges``: the ``[start, end)`` columns of each image part of the
+    flat observation) are kept as ``uint8`` in :attr:`pixels`, once (a quarter of one float32
+    copy, an eighth of the stored and packed float32 copies): they are whole numbers 0..255
+    that normalization leaves alone, so the minibatch turns them back into exactly the float
+    columns the collector saw. :attr:`obs` then holds the other columns only.
     """
 
     PACKED = ("logprobs", "advantages", "returns", "values")  # after obs and actions
@@ -131,14 +162,21 @@ class RolloutBuffer:
         mask_dim: int = 0,
         state_dim: int = 0,
         sequence_length: int = 1,
+        image_ranges: Sequence[tuple[int, int]] = (),
     ):
-        _check_memory(n_steps, num_envs, obs_dim, action_dim, mask_dim, state_dim)
+        self.image_ranges = [(int(a), int(b)) for a, b in image_ranges]
+        image_dim = sum(b - a for a, b in self.image_ranges)
+        _check_memory(n_steps, num_envs, obs_dim, action_dim, mask_dim, state_dim, image_dim)
         self.n_steps, self.num_envs = n_steps, num_envs
+        self.flat_obs_dim, self.image_dim = obs_dim, image_dim
+        obs_dim -= image_dim  # the float columns (all of them without images)
         self.obs_dim, self.action_dim, self.mask_dim = obs_dim, action_dim, mask_dim
         self.state_dim, self.sequence_length = state_dim, sequence_length
         shape = (n_steps, num_envs)
         f32 = {"dtype": torch.float32, "device": device}
         self.obs = torch.zeros((*shape, obs_dim), **f32)
+        self.pixels = torch.zeros((*shape, image_dim), dtype=torch.uint8, device=device)
+        self._segments = _segments(self.flat_obs_dim, self.image_ranges)
         self.actions = torch.zeros((*shape, action_dim), **f32)
         # The mask in force at each step (mask_dim 0: the environment gives none)
         self.masks = torch.ones((*shape, mask_dim), dtype=torch.bool, device=device)
@@ -175,6 +213,32 @@ class RolloutBuffer:
         """Samples in the rollout."""
         return self.n_steps * self.num_envs
 
+    def store_obs(self, t: int, obs: torch.Tensor) -> None:
+        """Store step ``t``'s flat (normalized) observations ``[num_envs, flat_obs_dim]``."""
+        if not self.image_dim:
+            self.obs[t] = obs
+            return
+        for kind, flat, stored in self._segments:
+            target = self.pixels if kind == "image" else self.obs
+            target[t, :, stored] = obs[:, flat]  # pixels: whole numbers 0..255, cast exactly
+
+    def flat_obs(self, other: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """Flat observations ``[batch, flat_obs_dim]`` from rows of the float columns (:attr:`obs`)
+        and of :attr:`pixels` (the inverse of :meth:`store_obs`): float32, or the uint8 pixels
+        themselves when the observation is one image (the image encoder takes them as they are;
+        a conversion and 3 bytes per pixel fewer)."""
+        if not self.image_dim:
+            return other
+        if len(self._segments) == 1:  # one image: the pixels as they are (the CNN converts them)
+            return pixels
+        parts = [(pixels if kind == "image" else other)[:, stored] for kind, _, stored in self._segments]
+        return torch.cat([p.to(torch.float32) for p in parts], 1)
+
+    def observations(self) -> torch.Tensor:
+        """Every stored observation as flat float32 ``[n_steps, num_envs, flat_obs_dim]``."""
+        flat = self.flat_obs(self.obs.reshape(self.size, self.obs_dim), self.pixels.reshape(self.size, -1))
+        return flat.to(torch.float32).reshape(self.n_steps, self.num_envs, -1)
+
     def compute_advantages(self, gamma: float, gae_lambda: float) -> None:
         """GAE over the rollout (bootstrapping from :attr:`last_values`, and from V(final
         observation) where an episode was truncated); then pack every field for training."""
@@ -185,7 +249,7 @@ class RolloutBuffer:
         )
         d, a = self.obs_dim, self.action_dim
         packed = self.packed
-        packed[:, :d] = self.obs.reshape(-1, d)
+        packed[:, :d] = self.obs.reshape(self.size, d)
         packed[:, d : d + a] = self.actions.reshape(-1, a)
         packed[:, d + a] = self.logprobs.reshape(-1)
         packed[:, d + a + 1] = self.advantages.reshape(-1)
@@ -215,13 +279,16 @@ class RolloutBuffer:
         """The samples at ``indices`` (into the flattened rollout), after :meth:`compute_advantages`."""
         batch = self.packed.index_select(0, indices)
         c = self.columns
+        obs = batch[:, c.obs]
+        if self.image_dim:
+            obs = self.flat_obs(obs, self.pixels.view(self.size, self.image_dim).index_select(0, indices))
         masks = batch[:, c.masks] > 0.5 if c.masks is not None else None
         states = starts = None
         if c.states is not None:  # whole sequences: the state stored at each one's first step
             states = batch[:: self.sequence_length, c.states]
             starts = batch[:, c.starts] > 0.5
         return Minibatch(
-            batch[:, c.obs],
+            obs,
             batch[:, c.actions],
             batch[:, c.old_logprobs],
             batch[:, c.advantages],

@@ -267,6 +267,10 @@ def run(args: argparse.Namespace) -> int:
             else ("config " + args.config if args.config else "default settings")
         )
         console.print(f"training {config.env.id} with {used}; run directory: {quoted(run_dir)}")
+        if agent.image_defaults:  # the policy sees images and these keys were left unset
+            cfg = agent.config.model_dump()
+            chosen = ", ".join(f"{k}={cfg[k.split('.')[0]][k.split('.')[1]]}" for k in agent.image_defaults)
+            console.print(f"image observations: the image defaults {chosen} (docs/defaults.md)")
     cfg = agent.config
     logger = None
     if rank == 0:
