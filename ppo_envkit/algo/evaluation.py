@@ -22,7 +22,7 @@ import time
 import torch
 
 from ..config import TrainConfig
-from .evaluator import Evaluator
+from .evaluator import EvalResult, Evaluator
 from .policy import ActorCritic
 
 #: ``auto`` evaluates after at least this many steps.
@@ -53,6 +53,9 @@ class EvalSchedule:
         self.best = -math.inf
         self.reached = False
         self._evaluator: Evaluator | None = None
+        #: The last evaluation's episodes and logged metrics (for ``on_evaluation_end``).
+        self.last_result: EvalResult | None = None
+        self.last_metrics: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -80,13 +83,15 @@ class EvalSchedule:
         improved = result.mean_return > self.best
         self.best = max(self.best, result.mean_return)
         self.reached = self.target is not None and result.mean_return >= self.target
-        return {
+        self.last_result = result
+        self.last_metrics = {
             "eval_return": result.mean_return,
             "eval_return_std": result.std_return,
             "eval_length": result.mean_length,
             "eval_best": float(improved),
             "eval_seconds": time.perf_counter() - start,
         }
+        return dict(self.last_metrics)
 
     def _interval(self, eval_episode_length: float) -> int:
         """Steps to the next evaluation. ``auto`` scales with the steps the last evaluation took
