@@ -201,7 +201,7 @@ class PPO:
     ) -> EvalResult:
         """Play ``episodes`` full episodes with the agent's stored normalization statistics
         (split evenly over at most ``num_envs`` copies, without the short-episode bias)."""
-        evaluator = Evaluator(self.config.env, episodes, num_envs)
+        evaluator = Evaluator(self.config.env, episodes, num_envs, self.config.run.info_keywords)
         try:
             return evaluator.run(
                 self.policy,

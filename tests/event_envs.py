@@ -24,7 +24,10 @@ class MetricWalk(gym.Env):
     random number, ``y`` on odd steps only); the last step also reports the episode's own
     averages (``naive_x``, ``naive_y``) and ``is_success``, computed here the naive way."""
 
-    def __init__(self):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, render_mode: str | None = None):
+        self.render_mode = render_mode
         self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.action_space = spaces.Discrete(2)
         self._xs: list[float] = []
@@ -55,6 +58,11 @@ class MetricWalk(gym.Env):
             info["naive_y"] = sum(self._ys) / len(self._ys)
             info["is_success"] = float(action == 1)
         return self._obs(), float(action), terminated, False, info
+
+    def render(self):
+        frame = np.zeros((64, 96, 3), np.uint8)
+        frame[:, : 3 * len(self._xs)] = 200
+        return frame
 
 
 register_env(METRIC_ENV_ID, MetricWalk)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from ppo_envkit import PPO, Callback, TrainConfig
 from ppo_envkit.io.runlog import RunLogger
 
-from .event_envs import EVENTS, CountEvents, StopFromEvent
+from .event_envs import EVENTS, METRIC_ENV_ID, CountEvents, StopFromEvent
 from .weights_digest import digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,3 +201,114 @@ def test_cli_callback_stops_and_resume_goes_on(tmp_path):
     bad = _cli(tmp_path, "train", "CartPole-v1", "--callback", "no_such_module:X", "--no-progress")
     assert bad.returncode != 0 and "no module named 'no_such_module'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------ the environment's metrics
+
+
+@pytest.fixture
+def metric_env():
+    import gymnasium as gym
+
+    from . import event_envs
+
+    if METRIC_ENV_ID not in gym.registry:
+        from ppo_envkit import register_env
+
+        register_env(METRIC_ENV_ID, event_envs.MetricWalk)
+    return METRIC_ENV_ID
+
+
+@pytest.mark.parametrize(
+    "vectorization",
+    [{}, {"env.vectorization": "async"}, {"env.vectorization": "async", "env.num_workers": 2}],
+    ids=["sync", "async", "sharded"],
+)
+def test_per_episode_metrics_equal_a_naive_recomputation(metric_env, vectorization):
+    keywords = ["naive_x", "naive_y", "is_success"]
+    extra = {"env.id": metric_env, "run.info_keywords": keywords, "run.log_window": 7, **vectorization}
+    cfg = config(**extra)
+    agent = PPO(config=cfg)
+    counter = CountEvents()
+    try:
+        agent.learn(512, callback=counter)
+    finally:
+        agent.close()
+    metrics = agent.last_metrics
+    recent = [e["info"] for e in counter.episodes][-7:]
+    assert len(counter.episodes) == metrics["episodes"] > 7
+    for key, naive in (("x", "naive_x"), ("y", "naive_y"), ("is_success", "is_success")):
+        expected = sum(info[naive] for info in recent) / len(recent)
+        assert math.isclose(metrics[f"metrics/{key}"], expected, rel_tol=1e-9, abs_tol=1e-12), key
+    assert math.isclose(metrics["metrics/naive_x"], metrics["metrics/x"], rel_tol=1e-9)
+
+
+def test_metrics_survive_an_exact_resume(metric_env, tmp_path):
+    cfg = config(**{"env.id": metric_env})
+    whole = PPO(config=cfg)
+    try:
+        whole.learn(1024)
+    finally:
+        whole.close()
+    first = PPO(config=cfg)
+    try:
+        first.learn(1024, callback=StopFromEvent("on_update_end", after=2), logger=None)
+        first.save_checkpoint(tmp_path / "ckpt")
+    finally:
+        first.close()
+    resumed = PPO.resume(tmp_path / "ckpt")
+    try:
+        resumed.train()
+    finally:
+        resumed.close()
+    assert resumed.num_timesteps == whole.num_timesteps
+    for key in ("metrics/x", "metrics/y", "episode_return"):
+        assert resumed.last_metrics[key] == whole.last_metrics[key], key
+
+
+def test_metrics_reach_every_sink(metric_env, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    module = str(REPO / "tests" / "event_envs.py")
+    run = tmp_path / "run"
+    args = ["train", metric_env, "--env-module", module, "--run-dir", str(run), "--total-timesteps", "1024"]
+    args += ["--set", "env.num_envs=4", "--set", "ppo.n_steps=64", "--set", "ppo.minibatch_size=64"]
+    args += ["--set", "run.eval_interval=0", "--set", "run.info_keywords=[is_success]"]
+    proc = _cli(tmp_path, *args)  # not a terminal: plain progress lines, the first at once
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("steps ")]
+    assert progress and " is_success " in progress[0] and " x " in progress[0], proc.stderr
+    table = rows(run)
+    for column in ("metrics/x", "metrics/y", "metrics/is_success"):
+        assert table[-1][column] != "", column
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert {"metrics/x", "metrics/y", "metrics/is_success"} <= set(events.Tags()["scalars"])
+    proc = _cli(tmp_path, "plot", str(run), "-o", str(tmp_path / "curves.png"))
+    assert proc.returncode == 0 and (tmp_path / "curves.png").stat().st_size > 0, proc.stderr[-2000:]
+    proc = _cli(tmp_path, "eval", str(run), "--episodes", "4", "--json", "--env-module", module)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert set(result["metrics"]) == {"x", "y", "is_success"}
+
+
+def test_the_viewer_overlay_shows_the_environments_numbers(metric_env, tmp_path):
+    import numpy as np
+
+    from ppo_envkit import Viewer
+
+    cfg = TrainConfig().with_overrides({"env.id": metric_env, "run.info_keywords": ["is_success"]})
+    path = PPO(config=cfg).save(tmp_path / "agent")
+    viewer = Viewer(path, headless=True)
+    try:
+        viewer.tick(3)
+        pane = viewer.panes[0]
+        assert set(pane.env_metrics) >= {"x"}
+        view = pane.view("deterministic")
+        assert ("x", pane.env_metrics["x"]) in view.env_metrics
+        with_numbers = viewer.redraw().frame_array()
+        pane.env_metrics = {}
+        without = viewer.redraw().frame_array()
+        assert not np.array_equal(with_numbers, without)  # the numbers are drawn
+    finally:
+        viewer.close()

@@ -104,7 +104,7 @@ class Collector:
             self.close()
             raise
         if cfg.run.info_keywords:
-            self.envs.set_attr("info_keywords", tuple(cfg.run.info_keywords))
+            self.envs.set_attr("info_keywords", [tuple(cfg.run.info_keywords)] * n)
         if self.keep_final_info:
             self.envs.set_attr("keep_final_info", True)
         try:

@@ -73,7 +73,9 @@ class EvalSchedule:
         if not self.enabled or (steps < self.next_at and not final) or self.last_at == steps:
             return {}
         if self._evaluator is None:
-            self._evaluator = Evaluator(self.config.env, self.episodes)
+            self._evaluator = Evaluator(
+                self.config.env, self.episodes, info_keywords=self.config.run.info_keywords
+            )
         start = time.perf_counter()
         result = self._evaluator.run(
             policy, generator, deterministic=True, seed=self.seed, trained_with_masks=trained_with_masks

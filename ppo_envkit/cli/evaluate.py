@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             f"(min {low}, max {high}, mean length {result.mean_length:.0f})",
             flush=True,
         )
+        if result.metrics:  # the environment's own (info["metrics"], run.info_keywords)
+            print("  " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()), flush=True)
     if args.write_result:  # after printing: a failed write (a full disk) loses no computed result
         from ..io.checkpoint import update_agent_meta
 

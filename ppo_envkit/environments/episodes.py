@@ -37,15 +37,15 @@ def episode_seed(base_seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([int(base_seed), int(episode)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-class ReplayableEpisodes(gym.Wrapper):
-    """Reseeds every reset deterministically and can rebuild an episode by replaying actions."""
+class _EpisodeMetrics:
+    """Per-episode metrics of one environment copy: each key of ``info["metrics"]`` averaged
+    over the episode's steps that gave it, and each of ``info_keywords``' value at the
+    episode's last step; kept with the episode's index (and its last info, when asked) until
+    :meth:`take_finished`."""
 
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.base_seed: int | None = None
-        self.episode = -1
-        self.steps = 0
-        self.pending_replay: tuple[int, int, np.ndarray] | None = None
+    episode: int
+
+    def _init_metrics(self) -> None:
         #: Plain info keys whose value at an episode's last step is kept (``run.info_keywords``).
         self.info_keywords: tuple[str, ...] = ()
         #: Whether finished episodes keep their last step's info (for ``on_episode_end``).
@@ -56,39 +56,14 @@ class ReplayableEpisodes(gym.Wrapper):
         self._finished: deque[tuple[int, dict[str, float], dict[str, Any] | None]] = deque(
             maxlen=MAX_KEPT_EPISODES
         )
-        space = env.observation_space
-        # Box observations are checked on every step (a tuple compare): a wrong shape would
-        # otherwise surface as "Output array is the wrong shape" deep inside the vector env.
-        self._shape = space.shape if isinstance(space, gym.spaces.Box) else None
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if seed is not None:
-            self.base_seed, self.episode = int(seed), 0
-        else:
-            if self.base_seed is None:
-                self.base_seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
-            self.episode += 1
-        self.steps = 0
-        self._sums.clear()
-        self._counts.clear()
-        obs, info = self.env.reset(seed=episode_seed(self.base_seed, self.episode), options=options)
-        self._check(obs, "reset()")
-        return obs, info
-
-    def step(self, action: Any):
-        result = self.env.step(action)
-        self.steps += 1
-        if self._shape is not None and np.shape(result[0]) != self._shape:
-            self._check(result[0], "step()")
+    def _step_metrics(self, result: tuple[Any, ...]) -> None:
         info = result[4]
         metrics = info.get(METRICS_KEY) if info else None
         if metrics is not None:
             self._add_metrics(metrics)
         if (result[2] or result[3]) and (self._has_metrics or self.info_keywords or self.keep_final_info):
             self._finish(info)
-        return result
-
-    # ---------------------------------------------------------------- the environment's metrics
 
     def _add_metrics(self, metrics: Any) -> None:
         """Add one step's ``info["metrics"]`` to the episode's sums."""
@@ -135,6 +110,65 @@ class ReplayableEpisodes(gym.Wrapper):
         finished = list(self._finished)
         self._finished.clear()
         return finished
+
+
+class EpisodeMetrics(gym.Wrapper, _EpisodeMetrics):
+    """The per-episode metrics alone (evaluation copies, which need no replay)."""
+
+    def __init__(self, env: gym.Env, info_keywords: tuple[str, ...] = ()):
+        super().__init__(env)
+        self.episode = -1
+        self._init_metrics()
+        self.info_keywords = tuple(info_keywords)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.episode = 0 if seed is not None else self.episode + 1
+        self._sums.clear()
+        self._counts.clear()
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        result = self.env.step(action)
+        self._step_metrics(result)
+        return result
+
+
+class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
+    """Reseeds every reset deterministically and can rebuild an episode by replaying actions."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.base_seed: int | None = None
+        self.episode = -1
+        self.steps = 0
+        self.pending_replay: tuple[int, int, np.ndarray] | None = None
+        self._init_metrics()
+        space = env.observation_space
+        # Box observations are checked on every step (a tuple compare): a wrong shape would
+        # otherwise surface as "Output array is the wrong shape" deep inside the vector env.
+        self._shape = space.shape if isinstance(space, gym.spaces.Box) else None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.base_seed, self.episode = int(seed), 0
+        else:
+            if self.base_seed is None:
+                self.base_seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
+            self.episode += 1
+        self.steps = 0
+        self._sums.clear()
+        self._counts.clear()
+        obs, info = self.env.reset(seed=episode_seed(self.base_seed, self.episode), options=options)
+        self._check(obs, "reset()")
+        return obs, info
+
+    def step(self, action: Any):
+        result = self.env.step(action)
+        self.steps += 1
+        if self._shape is not None and np.shape(result[0]) != self._shape:
+            self._check(result[0], "step()")
+        self._step_metrics(result)
+        return result
 
     def _check(self, obs: Any, call: str) -> None:
         if self._shape is not None and np.shape(obs) != self._shape:
