@@ -312,3 +312,29 @@ def test_the_viewer_overlay_shows_the_environments_numbers(metric_env, tmp_path)
         assert not np.array_equal(with_numbers, without)  # the numbers are drawn
     finally:
         viewer.close()
+
+
+def test_events_under_two_processes_fire_on_rank_0_and_a_stop_stops_both():
+    agent = PPO(config=config(**{"run.processes": 2}))
+    counter = CountEvents()
+    stopper = StopFromEvent("on_update_end", after=3)
+    try:
+        agent.learn(2048, callback=[counter, stopper])
+        stopped_at = agent.num_timesteps
+        assert agent.state.distributed["weights_identical_across_ranks"]
+    finally:
+        agent.close()
+    assert stopped_at == 3 * 256  # both ranks stopped after the third iteration
+    assert counter.counts["on_training_start"] == counter.counts["on_training_end"] == 1
+    assert counter.counts["on_rollout_end"] == counter.counts["on_update_end"] == 3
+    assert counter.env_indices == {0, 1}  # rank 0's copies of the 4
+    assert 0 < counter.counts["on_episode_end"] < agent.last_metrics["episodes"]
+
+
+def test_metrics_are_combined_over_two_processes(metric_env):
+    agent = PPO(config=config(**{"env.id": metric_env, "run.processes": 2}))
+    try:
+        agent.learn(512)
+    finally:
+        agent.close()
+    assert math.isfinite(agent.last_metrics["metrics/x"]) and math.isfinite(agent.last_metrics["metrics/y"])
