@@ -223,6 +223,29 @@ class Callback:
         """Restore :meth:`state_dict` when a resumed run starts training."""
 
 
+class EveryEvent(Callback):
+    """Listens to every event and does nothing: what the events themselves cost
+    (``ppo-envkit bench --callback ppo_envkit.algo.callbacks:EveryEvent``)."""
+
+    def on_training_start(self, event: TrainingStart) -> bool | None:
+        return None
+
+    def on_episode_end(self, episode: EpisodeEnd) -> bool | None:
+        return None
+
+    def on_rollout_end(self, rollout: RolloutEnd) -> bool | None:
+        return None
+
+    def on_update_end(self, update: UpdateEnd) -> bool | None:
+        return None
+
+    def on_evaluation_end(self, evaluation: EvaluationEnd) -> bool | None:
+        return None
+
+    def on_training_end(self, event: TrainingEnd) -> bool | None:
+        return None
+
+
 class CallbackList(Callback):
     """Several callbacks as one; each event goes to each in order (all of them, even after
     one asked to stop)."""
@@ -296,6 +319,7 @@ __all__ = [
     "CallbackList",
     "EpisodeEnd",
     "EvaluationEnd",
+    "EveryEvent",
     "RolloutEnd",
     "StopTraining",
     "TrainingEnd",
