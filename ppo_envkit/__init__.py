@@ -19,6 +19,9 @@ from ._version import __version__ as __version__
 #: public name -> module that defines it
 _EXPORTS = {
     "PPO": "ppo_envkit.agent",
+    "Callback": "ppo_envkit.algo.callbacks",
+    "CallbackList": "ppo_envkit.algo.callbacks",
+    "StopTraining": "ppo_envkit.algo.callbacks",
     "TrainConfig": "ppo_envkit.config",
     "ConfigError": "ppo_envkit.errors",
     "NonFiniteError": "ppo_envkit.errors",
@@ -37,6 +40,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from .agent import PPO, evaluate
+    from .algo.callbacks import Callback, CallbackList, StopTraining
     from .config import TrainConfig
     from .environments.checker import check_environment
     from .environments.discovery import load_env_module
@@ -77,10 +81,13 @@ def __dir__() -> list[str]:
 __all__ = [
     "PPO",
     "AgentFileError",
+    "Callback",
+    "CallbackList",
     "ConfigError",
     "EnvironmentFailed",
     "NonFiniteError",
     "RunDirError",
+    "StopTraining",
     "TrainConfig",
     "TrainingInterrupted",
     "Viewer",

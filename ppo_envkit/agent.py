@@ -21,6 +21,7 @@ from gymnasium import spaces
 
 from .algo import acting
 from .algo.acting import EpisodeActor
+from .algo.callbacks import Callback, CallbackList
 from .algo.evaluator import EvalResult, Evaluator
 from .algo.policy import ActorCritic, resolve_device
 from .algo.trainer import Trainer
@@ -39,7 +40,10 @@ if TYPE_CHECKING:
     from .io.runlog import RunLogger
 
 #: ``callback(agent, metrics)``, after every training iteration; returning False stops.
-Callback = Callable[["PPO", dict[str, float]], Any]
+MetricsCallback = Callable[["PPO", dict[str, float]], Any]
+#: What ``learn``/``train`` take as ``callback``: a :class:`~ppo_envkit.algo.callbacks.Callback`
+#: (or a list of them), or a plain ``callback(agent, metrics)`` function.
+AnyCallback = Callback | list[Callback] | MetricsCallback
 #: An actor that keeps a recurrent policy's state between calls (see :meth:`PPO.stateful`).
 StatefulActor = EpisodeActor
 
@@ -201,7 +205,7 @@ class PPO:
     ) -> EvalResult:
         """Play ``episodes`` full episodes with the agent's stored normalization statistics
         (split evenly over at most ``num_envs`` copies, without the short-episode bias)."""
-        evaluator = Evaluator(self.config.env, episodes, num_envs)
+        evaluator = Evaluator(self.config.env, episodes, num_envs, self.config.run.info_keywords)
         try:
             return evaluator.run(
                 self.policy,
@@ -219,12 +223,14 @@ class PPO:
         self,
         total_timesteps: int | None = None,
         *,
-        callback: Callback | None = None,
+        callback: AnyCallback | None = None,
         logger: RunLogger | None = None,
     ) -> PPO:
         """Train for ``total_timesteps`` more environment steps (default: ``run.total_timesteps``).
 
-        ``callback(agent, metrics)`` runs after every iteration; returning False stops.
+        ``callback``: a :class:`~ppo_envkit.Callback` (events: episode, rollout, update and
+        evaluation ends; see ``docs/callbacks.md``), a list of them, or a plain
+        ``callback(agent, metrics)`` run after every iteration; returning False stops.
         ``logger`` (a :class:`~ppo_envkit.io.runlog.RunLogger`) writes progress and checkpoints.
         """
         steps = self.config.run.total_timesteps if total_timesteps is None else int(total_timesteps)
@@ -234,7 +240,7 @@ class PPO:
 
     def train(
         self,
-        callback: Callback | None = None,
+        callback: AnyCallback | None = None,
         logger: RunLogger | None = None,
         *,
         target_timesteps: int | None = None,
@@ -250,7 +256,8 @@ class PPO:
             if target_timesteps is not None:
                 trainer.plan(target_timesteps)
             self._group.begin_call(trainer)
-            trainer.train(None if callback is None else lambda metrics: callback(self, metrics), logger)
+            events, plain = self._events(callback)
+            trainer.train(None if plain is None else lambda metrics: plain(self, metrics), logger, events)
         except BaseException:
             self._group.end(failed=True)
             raise
@@ -258,6 +265,24 @@ class PPO:
             if logger is not None:
                 logger.close()
         return self
+
+    def _events(self, callback: AnyCallback | None) -> tuple[Callback | None, MetricsCallback | None]:
+        """``callback`` as events (a Callback, with ``agent`` set) or as a plain function."""
+        if callback is None:
+            return None, None
+        if isinstance(callback, (list, tuple)):
+            callback = CallbackList(callback)
+        if isinstance(callback, Callback):
+            callback.agent = self
+            for inner in getattr(callback, "callbacks", ()):
+                inner.agent = self
+            return callback, None
+        if callable(callback):
+            return None, callback
+        raise TypeError(
+            f"callback must be a ppo_envkit.Callback, a list of them, or a function (agent, metrics), "
+            f"not {type(callback).__name__}"
+        )
 
     def prepare(self) -> None:
         """Build what training needs before its first step (the environment copies and the
@@ -398,4 +423,4 @@ def evaluate(
     return agent.evaluate(episodes, deterministic=deterministic, seed=seed, num_envs=num_envs)
 
 
-__all__ = ["PPO", "Callback", "StatefulActor", "evaluate"]
+__all__ = ["PPO", "AnyCallback", "MetricsCallback", "StatefulActor", "evaluate"]

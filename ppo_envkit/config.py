@@ -364,6 +364,15 @@ class RunConfig(_Section):
     log_window: int = Field(
         20, ge=1, description="Episodes averaged for the 'recent return' shown while training."
     )
+    info_keywords: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Plain info keys logged per episode, as SB3's Monitor(info_keywords=...) does: each "
+            "episode's value at its last step, averaged over the last log_window episodes (numbers "
+            'in info["metrics"] = {name: value} are logged without this: averaged over each '
+            "episode's steps, then over episodes)."
+        ),
+    )
     eval_interval: int | Literal["auto"] = Field(
         "auto",
         description=(

@@ -14,6 +14,7 @@ returns of reward scaling, and the observation the next rollout starts from.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,12 @@ class Collector:
         self.memory: Memory | None = None  # recurrent policies: each copy's state, and episode starts
         self.rollout: RolloutBuffer | None = None
         self._obs_sync: _SharedObsStats | None = None
+        #: Episodes that ended in the last rollout, in step order: ``(training step, copy over
+        #: all ranks, return, length, per-episode metrics, last info or None)``.
+        self.ended: list[tuple[int, int, float, int, dict[str, float], dict[str, Any] | None]] = []
+        #: Whether ended episodes keep their last step's info (someone listens to episode ends).
+        self.keep_final_info = False
+        self._metric_keys_hash: tuple[tuple[str, ...], int] = ((), 0)
         self.share_obs_stats()
 
     @property
@@ -96,6 +103,10 @@ class Collector:
         except ValueError:
             self.close()
             raise
+        if cfg.run.info_keywords:
+            self.envs.set_attr("info_keywords", [tuple(cfg.run.info_keywords)] * n)
+        if self.keep_final_info:
+            self.envs.set_attr("keep_final_info", True)
         try:
             if self.episodes is None:
                 rank, size = self.context.collectives.rank, self.context.collectives.size
@@ -129,6 +140,13 @@ class Collector:
             sequence_length=cfg.ppo.sequence_length if self.policy.recurrent else 1,
             image_ranges=self.policy.flattener.image_ranges(),
         )
+
+    def watch_episode_infos(self, keep: bool) -> None:
+        """Keep (or stop keeping) each ended episode's last info, for ``on_episode_end``."""
+        if keep != self.keep_final_info:
+            self.keep_final_info = keep
+            if self.envs is not None:
+                self.envs.set_attr("keep_final_info", keep)
 
     def _current_masks(self) -> torch.Tensor | None:
         """The action masks of the copies' current observations (after a reset or a replay),
@@ -214,6 +232,8 @@ class Collector:
         obs, masks, memory = self.next_obs, self.next_masks, self.memory
         gather_returns = self.context.collectives.gather_rows
         buf.truncated.zero_()
+        first_copy = self.context.collectives.rank * n
+        ended: list[tuple[int, int, int, float, int]] = []  # step, copy, episode index, return, length
         backend = self.context.backend()  # the numpy fast path where it serves, else the policy's modules
         for t in range(buf.n_steps):
             if memory is not None:  # the state before this step, and whether it starts an episode
@@ -233,7 +253,14 @@ class Collector:
                     describe(exc, self.config.env.id, f"in step() at training step {step:,}")
                 ) from exc
             done = terminated | truncated
-            episodes.record(env_action, reward, done)
+            if done.any():
+                idx = np.flatnonzero(done)
+                numbers = episodes.episodes[idx].tolist()
+                finished = episodes.record(env_action, reward, done)
+                for i, k, (ret, length) in zip(idx.tolist(), numbers, finished, strict=True):
+                    ended.append((step, i, k, ret, length))
+            else:
+                episodes.record(env_action, reward, done)
             if not np.isfinite(reward).all():
                 raise NonFiniteError(
                     f"environment {self.config.env.id} returned a non-finite reward at training step "
@@ -270,7 +297,23 @@ class Collector:
             obs = policy.obs_norm(raw)
         self.next_obs, self.next_masks = obs, masks
         buf.last_values.copy_(policy.value(obs, memory))
+        self._finish_episodes(ended, first_copy)
         return buf
+
+    def _finish_episodes(self, ended: list[tuple[int, int, int, float, int]], first_copy: int) -> None:
+        """Pair the episodes that ended in this rollout with what their copies kept of them
+        (their metrics, their last info), in step order; add the metrics to the window."""
+        assert self.envs is not None and self.episodes is not None
+        kept: dict[tuple[int, int], tuple[dict[str, float], dict[str, Any] | None]] = {}
+        for i, finished in enumerate(self.envs.call("take_finished")):
+            for episode, values, info in finished:
+                kept[(i, episode)] = (values, info)
+        self.ended = []
+        for step, i, episode, ret, length in ended:
+            values, info = kept.get((i, episode), ({}, None))
+            if values:
+                self.episodes.add_metrics(values)
+            self.ended.append((step, first_copy + i, ret, length, values, info))
 
     def _mask_error(self, exc: ActionMaskError, step: int) -> ActionMaskError:
         """``exc`` (from the masks wrapper or the vector info), naming the environment and step."""
@@ -298,10 +341,33 @@ class Collector:
         finished, count, returns, lengths = self.context.collectives.sum(
             torch.tensor(local, dtype=torch.float64)
         ).tolist()
-        return {
+        metrics = {
             "episode_return": returns / count if count else float("nan"),
             "episode_length": lengths / count if count else float("nan"),
             "episodes": int(finished),
+        }
+        metrics.update(self._env_metrics())
+        return metrics
+
+    def _env_metrics(self) -> dict[str, float]:
+        """The environment's own per-episode metrics (``info["metrics"]``, ``run.info_keywords``),
+        averaged over each key's recent episodes, as ``metrics/KEY``. Over every rank when all
+        ranks have seen the same keys (one collective checks that); else this rank's own."""
+        assert self.episodes is not None
+        recent = self.episodes.recent_metrics
+        keys = tuple(sorted(recent))
+        local = [v for key in keys for v in (float(np.sum(recent[key])), float(len(recent[key])))]
+        collectives = self.context.collectives
+        if collectives.size > 1:
+            if self._metric_keys_hash[0] != keys:
+                self._metric_keys_hash = (keys, zlib.crc32("\0".join(keys).encode()))
+            code = float(self._metric_keys_hash[1])
+            agreed = collectives.all_reduce(torch.tensor([code, -code], dtype=torch.float64), "max")
+            if keys and float(agreed[0]) == -float(agreed[1]):
+                local = collectives.sum(torch.tensor(local, dtype=torch.float64)).tolist()
+        return {
+            f"metrics/{key}": local[2 * k] / local[2 * k + 1] if local[2 * k + 1] else float("nan")
+            for k, key in enumerate(keys)
         }
 
     # ----------------------------------------------------------------------------- state

@@ -72,6 +72,9 @@ class EvalSchedule:
         self.best = -math.inf
         self.reached = False
         self._evaluator: Evaluator | None = None
+        #: The last evaluation's episodes and logged metrics (for ``on_evaluation_end``).
+        self.last_result: EvalResult | None = None
+        self.last_metrics: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -89,7 +92,9 @@ class EvalSchedule:
         if not self.enabled or (steps < self.next_at and not final) or self.last_at == steps:
             return {}
         if self._evaluator is None:
-            self._evaluator = Evaluator(self.config.env, self.episodes)
+            self._evaluator = Evaluator(
+                self.config.env, self.episodes, info_keywords=self.config.run.info_keywords
+            )
         start = time.perf_counter()
         extra: dict[str, float] = {}
         if final:
@@ -103,7 +108,8 @@ class EvalSchedule:
         improved = result.mean_return > self.best
         self.best = max(self.best, result.mean_return)
         self.reached = self.target is not None and result.mean_return >= self.target
-        return {
+        self.last_result = result
+        self.last_metrics = {
             "eval_return": result.mean_return,
             "eval_return_std": result.std_return,
             "eval_length": result.mean_length,
@@ -111,6 +117,7 @@ class EvalSchedule:
             "eval_seconds": time.perf_counter() - start,
             **extra,
         }
+        return dict(self.last_metrics)
 
     def _play(
         self,
@@ -134,7 +141,11 @@ class EvalSchedule:
         """Both modes on the same episodes; records the comparison and returns the chosen mode's
         evaluation."""
         if self._compare is None:
-            self._compare = Evaluator(self.config.env, max(self.episodes, COMPARE_EPISODES))
+            self._compare = Evaluator(
+                self.config.env,
+                max(self.episodes, COMPARE_EPISODES),
+                info_keywords=self.config.run.info_keywords,
+            )
         unused = torch.Generator(device=policy.device)
         results = {
             det: self._play(self._compare, policy, unused, det, trained_with_masks) for det in (True, False)

@@ -8,7 +8,7 @@ not crowd out long ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
+from ..environments.episodes import EpisodeMetrics
 from ..environments.factory import make_configured_env
 from ..environments.masks import require_masks, vector_masks
 from ..spaces import require_fits
@@ -42,6 +43,9 @@ class EvalResult:
     env_id: str
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    #: The environment's own metrics (``info["metrics"]``, ``run.info_keywords``): each key's
+    #: per-episode value averaged over the evaluated episodes that gave it.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,14 +118,22 @@ class Evaluator:
     """Plays whole episodes with an agent on copies of its environment, which stay open
     between evaluations (evaluation during training reuses them)."""
 
-    def __init__(self, env: EnvConfig, episodes: int, num_envs: int | None = None):
+    def __init__(
+        self,
+        env: EnvConfig,
+        episodes: int,
+        num_envs: int | None = None,
+        info_keywords: Sequence[str] = (),
+    ):
         if episodes < 1:
             raise ValueError("episodes must be >= 1")
         self.env, self.episodes = env, episodes
         n = max(1, min(episodes, num_envs or MAX_EVAL_COPIES))
 
+        keywords = tuple(info_keywords)
+
         def factory() -> Any:
-            return make_configured_env(env)
+            return EpisodeMetrics(make_configured_env(env), keywords)
 
         self.envs = SyncVectorEnv([factory] * n, autoreset_mode=AutoresetMode.SAME_STEP)
 
@@ -164,6 +176,7 @@ class Evaluator:
         quota = np.full(n, episodes // n)
         quota[: episodes % n] += 1
         obs, info = envs.reset(seed=seed)
+        envs.call("take_finished")  # (a previous evaluation's)
         masks = vector_masks(info, n, mask_size)
         require_masks(trained_with_masks, self.env, masks)  # a masked agent needs an env with masks
         running = np.zeros(n)
@@ -186,6 +199,7 @@ class Evaluator:
                     done_count[i] += 1
                 running[i], steps[i] = 0.0, 0
         arr = np.asarray(returns)
+        metrics = _episode_metrics(envs.call("take_finished"), quota)
         return EvalResult(
             mean_return=float(arr.mean()),
             std_return=float(arr.std()),
@@ -198,10 +212,22 @@ class Evaluator:
             env_id=self.env.id,
             returns=returns,
             lengths=lengths,
+            metrics=metrics,
         )
 
     def close(self) -> None:
         self.envs.close()
+
+
+def _episode_metrics(finished: Any, quota: np.ndarray) -> dict[str, float]:
+    """Each metric averaged over the counted episodes (copy ``i``'s first ``quota[i]``)."""
+    sums: dict[str, list[float]] = {}
+    for i, episodes in enumerate(finished):
+        for episode, values, _info in episodes:
+            if episode < quota[i]:
+                for key, value in values.items():
+                    sums.setdefault(key, []).append(value)
+    return {key: float(np.mean(values)) for key, values in sorted(sums.items())}
 
 
 __all__ = [

@@ -18,6 +18,7 @@ train together, and how a forked one runs, is :mod:`ppo_envkit.parallel`'s busin
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,18 @@ from ..io import checkpoint as ckpt
 from ..live_settings import settings_change
 from ..parallel.collectives import Collectives, RankState
 from ..state import TrainingState
+from .callbacks import (
+    Callback,
+    EpisodeEnd,
+    EvaluationEnd,
+    RolloutEnd,
+    TrainingEnd,
+    TrainingStart,
+    UpdateEnd,
+    fire,
+    overrides,
+    read_only,
+)
 from .collector import Collector
 from .context import RankContext
 from .evaluation import EvalSchedule
@@ -87,6 +100,10 @@ class Trainer:
         self.collector = Collector(self.context)
         self.learner = Learner(self.context, optimizer)
         self._captured: dict[str, Any] | None = None
+        #: The events of the current training call (rank 0 only; see :mod:`.callbacks`).
+        self.events: Callback | None = None
+        #: A callback's state from a loaded checkpoint, for the next training call's callback.
+        self.callback_state: dict[str, Any] | None = None
         #: Other ranks' episodes and random streams from a loaded checkpoint, for the forked ranks.
         self.rank_states: dict[int, RankState] = {}
         self.attach(collectives)
@@ -142,31 +159,55 @@ class Trainer:
         """Train to ``target_timesteps`` steps in all (the learning-rate schedule follows the plan)."""
         self.state.target_timesteps = int(target_timesteps)
 
-    def train(self, callback: IterationCallback | None = None, logger: RunOutput | None = None) -> None:
-        """Train until the planned ``target_timesteps``, until ``callback`` returns False, or
-        until an evaluation reaches ``run.stop_at``."""
+    def train(
+        self,
+        callback: IterationCallback | None = None,
+        logger: RunOutput | None = None,
+        events: Callback | None = None,
+    ) -> None:
+        """Train until the planned ``target_timesteps``, until ``callback`` returns False or an
+        event of ``events`` asks to stop (:mod:`.callbacks`), or until an evaluation reaches
+        ``run.stop_at``. Events fire on rank 0 only; rank 0's decision to stop is every rank's."""
         state = self.state
+        self.events = events if self.collectives.rank == 0 else None
+        events = self.events
+        self.collector.watch_episode_infos(overrides(events, "on_episode_end"))
         self.prepare()
         self._post_state()
         evaluation = self._evaluation()
         if logger is not None:
             logger.start(self)
+        reason = "steps"
         try:
-            while state.num_timesteps < state.target_timesteps:
-                metrics = self._iterate()
+            stop = False
+            if events is not None:
+                if self.callback_state is not None:  # saved with the checkpoint this run resumed from
+                    events.load_state_dict(self.callback_state)
+                self.callback_state = None
+                start = TrainingStart(
+                    state.num_timesteps, state.iteration, state.target_timesteps, self.collectives.size
+                )
+                stop = fire(events, "on_training_start", start)
+            stopped = self.collectives.rank0_decides(stop)
+            if stopped:
+                reason = "callback"
+            while not stopped and state.num_timesteps < state.target_timesteps:
+                metrics, stop = self._iterate(events)
                 if evaluation is not None:
                     final = state.num_timesteps >= state.target_timesteps
-                    metrics.update(
-                        evaluation.after_iteration(
-                            self.policy, self.generator, state.num_timesteps, final, state.action_masks
-                        )
+                    evaluated = evaluation.after_iteration(
+                        self.policy, self.generator, state.num_timesteps, final, state.action_masks
                     )
                     state.eval_mode = evaluation.mode_record or state.eval_mode
+                    metrics.update(evaluated)
+                    if evaluated and events is not None and evaluation.last_result is not None:
+                        stop = fire(events, "on_evaluation_end", _evaluation_end(state, evaluation)) or stop
                 if logger is not None:
                     logger.log_iteration(self, metrics)
-                stop = callback is not None and callback(metrics) is False
-                stop = stop or (evaluation is not None and evaluation.reached)
-                if self.collectives.rank0_decides(stop):  # every rank stops at the same iteration
+                stop = (callback is not None and callback(metrics) is False) or stop
+                reached = evaluation is not None and evaluation.reached
+                if self.collectives.rank0_decides(stop or reached):  # every rank stops at the same iteration
+                    reason = "callback" if stop else "stop_at"
                     break
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.save_captured(logger)) from None
@@ -204,8 +245,11 @@ class Trainer:
             state.distributed = {**(state.distributed or {}), "weights_identical_across_ranks": identical}
             if not identical:
                 raise RuntimeError("ranks ended with different weights: training went out of step")
+        if events is not None:
+            fire(events, "on_training_end", TrainingEnd(*state.counters().values(), reason))
         if logger is not None:
             logger.finish(self)
+        self.events = None
 
     def _evaluation(self) -> EvalSchedule | None:
         """This call's evaluations: rank 0's, when ``run.eval_interval`` is not 0."""
@@ -215,19 +259,28 @@ class Trainer:
         threshold = env_info(config.env.id).reward_threshold
         return EvalSchedule(config, threshold, self.state.num_timesteps, self.state.eval_mode)
 
-    def _iterate(self) -> dict[str, float]:
-        """One iteration: collect, advantages, update; returns the metrics to log."""
+    def _iterate(self, events: Callback | None = None) -> tuple[dict[str, float], bool]:
+        """One iteration: collect, advantages, update; returns the metrics to log, and whether
+        an event asked to stop."""
         state, ppo = self.state, self.config.ppo
         self._captured = self.capture()
         start = time.perf_counter()
         rollout = self.collector.collect(state.num_timesteps)
         collect_time = time.perf_counter() - start
         rollout.compute_advantages(ppo.gamma, ppo.gae_lambda)
+        batch = rollout.size * self.collectives.size
+        stop = False
+        if events is not None:
+            if self.collector.keep_final_info:
+                for step, copy, ret, length, _values, info in self.collector.ended:
+                    episode = EpisodeEnd(copy, ret, length, read_only(info or {}), step)
+                    stop = fire(events, "on_episode_end", episode) or stop
+            view = RolloutEnd(rollout, state.num_timesteps + batch, state.iteration + 1)
+            stop = fire(events, "on_rollout_end", view) or stop
         progress = state.num_timesteps / max(state.target_timesteps, 1)
         where = f"in update {state.iteration + 1} (after {state.num_timesteps} steps)"
         stats = self.learner.update(rollout, progress, where)
         elapsed = time.perf_counter() - start
-        batch = rollout.size * self.collectives.size
         state.num_timesteps += batch
         state.iteration += 1
         metrics = stats.metrics()
@@ -238,7 +291,10 @@ class Trainer:
         )
         state.last_metrics = metrics
         self._post_state()
-        return metrics
+        if events is not None:
+            update = UpdateEnd(state.num_timesteps, state.iteration, read_only(metrics))
+            stop = fire(events, "on_update_end", update) or stop
+        return metrics, stop
 
     # ----------------------------------------------------------------------------- files
 
@@ -263,6 +319,9 @@ class Trainer:
         episodes_meta, episode_tensors = self.collector.state()
         tensors = {**tensors, **episode_tensors, "rng": self.generator.get_state().clone()}
         meta = {**self.state.counters(), "optimizer": optimizer_meta, "episodes": episodes_meta}
+        callback_state = self._callback_state()
+        if callback_state is not None:
+            meta["callback"] = callback_state
         if ranks:
             meta["ranks"] = {}
             others = {**self.rank_states, **self.collectives.other_states(self.state.iteration)}
@@ -270,6 +329,16 @@ class Trainer:
                 meta["ranks"][str(rank)] = rank_meta
                 tensors.update({f"rank{rank}.{name}": value for name, value in rank_tensors.items()})
         return meta, tensors
+
+    def _callback_state(self) -> dict[str, Any] | None:
+        """The callback's state for a checkpoint: one loaded and not yet handed to a callback,
+        else the training call's callback's (a JSON copy: it cannot change after capture)."""
+        if self.callback_state is not None:
+            return self.callback_state
+        if self.events is None:
+            return None
+        state = self.events.state_dict()
+        return json.loads(json.dumps(state)) if state else None
 
     def _own_state(self) -> RankState:
         """This rank's episodes and random stream (what another rank's checkpoint holds of it)."""
@@ -287,6 +356,7 @@ class Trainer:
         another rank draws its own stream and starts fresh episodes."""
         self.state.set_counters(meta["num_timesteps"], meta["iteration"], meta["target_timesteps"])
         self.learner.load_optimizer_state(meta["optimizer"], tensors)
+        self.callback_state = meta.get("callback")
         if self.collectives.rank == 0:
             self.generator.set_state(tensors["rng"])
             self.collector.load_state(meta["episodes"], tensors)
@@ -364,6 +434,19 @@ class Trainer:
 
     def close(self) -> None:
         self.collector.close()
+
+
+def _evaluation_end(state: TrainingState, evaluation: EvalSchedule) -> EvaluationEnd:
+    result = evaluation.last_result
+    assert result is not None
+    return EvaluationEnd(
+        state.num_timesteps,
+        result.mean_return,
+        result.std_return,
+        tuple(result.returns),
+        tuple(result.lengths),
+        read_only(evaluation.last_metrics),
+    )
 
 
 def _note(exc: BaseException, text: str) -> None:

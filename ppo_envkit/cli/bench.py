@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .common import add_set_arg, console
@@ -54,6 +55,18 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="also measure 'ppo-envkit train' from launch to its first environment step",
     )
+    p.add_argument(
+        "--callback",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="also train each preset with these callbacks (as train --callback), alternating with "
+        "runs without, and report the ratio (ppo_envkit.algo.callbacks:EveryEvent listens to "
+        "every event and does nothing)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="with --callback: rounds of (without, with) (default 1)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -75,14 +88,26 @@ def run(args: argparse.Namespace) -> int:
     vec = in_fresh_process(raw_env_rate, env_id, kwargs, first.env.num_envs, args.env_steps, args.seed)
     rows.append({"what": f"{env_id} raw sync vector env, {first.env.num_envs} copies", **vec})
 
-    def train(name: str, label: str, overrides: list[str]) -> dict[str, Any]:
+    def train(name: str, label: str, overrides: list[str], callbacks: Sequence[str] = ()) -> dict[str, Any]:
         say(f"training preset {name}{label} for {args.steps} steps ...")
-        result = in_fresh_process(train_rate, name, [*args.overrides, *overrides], args.steps, args.seed)
+        result = in_fresh_process(
+            train_rate, name, [*args.overrides, *overrides], args.steps, args.seed, list(callbacks)
+        )
         result["ratio_to_raw_env"] = result["steps_per_s"] / single["steps_per_s"]
         rows.append({"what": f"train preset {name}{label}", "preset": name, **result})
         return result
 
     for name in presets:
+        if args.callback:  # rounds of (without, with), side by side: the callbacks' cost
+            ratios = []
+            for _ in range(max(1, args.repeat)):
+                plain = train(name, ", no callbacks", [])
+                with_cb = train(name, f", callbacks {' '.join(args.callback)}", [], args.callback)
+                ratios.append(with_cb["steps_per_s"] / plain["steps_per_s"])
+                rows[-1]["ratio_to_no_callbacks"] = ratios[-1]
+            shown = ", ".join(f"{r:.3f}" for r in ratios)
+            say(f"{name}: steps/s with callbacks / without, per round: {shown}")
+            continue
         for gradients in args.gradients:
             label = "" if args.gradients == ["analytic"] else f", {gradients}"
             result = train(name, label, GRADIENTS[gradients])
@@ -121,6 +146,7 @@ def _print_table(report: dict[str, Any]) -> None:
     table = Table(title=f"ppo-envkit bench ({report['machine']})")
     columns = ["measurement", "steps", "seconds", "steps/s", "x raw env", "peak MB", "process s"]
     extras = [("speedup_over_one_process", "x 1 process"), ("speedup_over_one_rank", "x 1 rank")]
+    extras += [("ratio_to_no_callbacks", "x no callbacks")]
     extras = [(key, title) for key, title in extras if any(key in row for row in rows)]
     columns += [title for _, title in extras]
     for col in columns:

@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             f"(min {low}, max {high}, mean length {result.mean_length:.0f})",
             flush=True,
         )
+        if result.metrics:  # the environment's own (info["metrics"], run.info_keywords)
+            print("  " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()), flush=True)
         line = None if comparison is None else comparison_line(comparison, places)
         if line is not None and comparison is not None and comparison["better"] != mode:
             flag = f"--{comparison['better']}"

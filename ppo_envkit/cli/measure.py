@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,19 @@ def raw_env_rate(env_id: str, kwargs: dict[str, Any], num_envs: int, steps: int,
     return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / elapsed, "peak_mb": peak_rss_mb()}
 
 
-def train_rate(preset: str, overrides: list[str], steps: int, seed: int) -> dict[str, Any]:
-    """Training throughput of a preset: whole process time (set-up excluded), collection + updates."""
+def train_rate(
+    preset: str, overrides: list[str], steps: int, seed: int, callbacks: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Training throughput of a preset: whole process time (set-up excluded), collection + updates;
+    with ``callbacks`` (``MODULE:CLASS``, as ``train --callback``), their cost included."""
     from ..agent import PPO
+    from .train import load_callbacks
 
     agent = PPO.from_preset(preset, overrides=[*overrides, f"run.seed={seed}"])
+    callback = load_callbacks(callbacks)
     agent.prepare()  # set-up, not timed: environments, and the optimizer (process_seconds counts it)
     start = time.perf_counter()
-    agent.learn(steps)
+    agent.learn(steps, callback=callback)
     elapsed = time.perf_counter() - start
     agent.close()
     return _rate_result(agent, elapsed, peak_rss_mb())

@@ -60,6 +60,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="torch device")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     add_env_module_arg(p)
+    p.add_argument(
+        "--callback",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="a ppo_envkit.Callback subclass (made with no arguments) or a function returning one; "
+        "MODULE is a module or a .py file, imported as --env-module is (repeatable; give it again "
+        "with --resume: a callback's state_dict() comes back from the checkpoint)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -173,6 +182,29 @@ def env_set_flags(config: TrainConfig) -> str:
     return "".join(f" --set {quoted(flag)}" for flag in flags)
 
 
+def load_callbacks(targets: Sequence[str]) -> Any:
+    """The ``--callback`` objects (None without any): each ``MODULE:NAME`` names a Callback
+    subclass or a function, called with no arguments, that gives a Callback."""
+    if not targets:
+        return None
+    from ..algo.callbacks import Callback, CallbackList
+    from ..environments.discovery import import_named
+
+    made = []
+    for target in targets:
+        named = import_named(target)
+        if not callable(named):
+            raise ConfigError(f"--callback {target}: {type(named).__name__} is not a class or a function")
+        callback = named()
+        if not isinstance(callback, Callback):
+            raise ConfigError(
+                f"--callback {target}: gave a {type(callback).__name__}, not a ppo_envkit.Callback "
+                "(subclass ppo_envkit.Callback)"
+            )
+        made.append(callback)
+    return made[0] if len(made) == 1 else CallbackList(made)
+
+
 def _default_run_dir(env_id: str) -> str:
     from ..config import split_env_id
 
@@ -237,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
     restore_signals = stop_like_ctrl_c()
     console.quiet = rank != 0
     load_user_envs(args.env_module)
+    callback = load_callbacks(args.callback)
     modules = env_module_flags(args.env_module)  # the commands suggested below need them too
     if args.resume:
         from .resume import resume_run
@@ -292,9 +325,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         if args.resume:
-            agent.train(logger=logger, target_timesteps=args.total_timesteps)
+            agent.train(callback=callback, logger=logger, target_timesteps=args.total_timesteps)
         else:
-            agent.learn(cfg.run.total_timesteps, logger=logger)
+            agent.learn(cfg.run.total_timesteps, callback=callback, logger=logger)
     except TrainingInterrupted as exc:
         say(
             f"[yellow]interrupted[/]: checkpoint saved to {quoted(exc.checkpoint)}",

@@ -125,12 +125,11 @@ def display_path(path: str | Path) -> str:
         return str(p)
 
 
-def _import_error(target: str, exc: BaseException) -> EnvModuleError:
+def _import_error(target: str, exc: BaseException, what: str = "environment module") -> EnvModuleError:
     where = user_location(exc.__traceback__)
     at = f" at {where}" if where else ""
     return EnvModuleError(
-        f"could not import environment module {target}: {type(exc).__name__}: {exc}{at} "
-        "(--debug shows the traceback)"
+        f"could not import {what} {target}: {type(exc).__name__}: {exc}{at} (--debug shows the traceback)"
     )
 
 
@@ -240,6 +239,40 @@ def load_env_module(target: str) -> None:
     shown = display_path(key) if key.endswith(".py") or Path(key).is_dir() else key
     for env_id in set(gym.registry) - before:
         _registered_by.setdefault(env_id, shown)
+
+
+def import_named(target: str, what: str = "callback") -> Any:
+    """The object ``target`` names: ``MODULE:NAME``, where ``MODULE`` is a dotted module name
+    (importable from the current directory or an installed package) or a ``.py`` file,
+    imported as ``--env-module`` imports it (so the file may register environments too)."""
+    module_part, sep, name = target.rpartition(":")
+    if not sep or not module_part or not name:
+        raise EnvModuleError(f"{what} {target!r}: write MODULE:NAME (a module or a .py file, then a name)")
+    try:
+        if module_part.endswith(".py") or Path(module_part).exists():
+            path = Path(module_part).resolve()
+            if not path.is_file():
+                raise EnvModuleError(f"{what} {target}: file not found: {module_part}")
+            make_importable(path.parent)
+            module = _load_file(path)
+        else:
+            module = _import_module(module_part)
+    except EnvModuleError:
+        raise
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module_part or module_part.startswith(exc.name + ".")):
+            raise EnvModuleError(
+                f"{what} {target}: no module named '{exc.name}'; pass a .py file path, or a module "
+                "importable from the current directory or an installed package"
+            ) from exc
+        raise _import_error(target, exc, what) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise _import_error(target, exc, what) from exc
+    if not hasattr(module, name):
+        raise EnvModuleError(f"{what} {target}: module {module_part} has no {name!r}")
+    return getattr(module, name)
 
 
 def user_modules() -> list[str]:

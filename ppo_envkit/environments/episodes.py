@@ -23,6 +23,11 @@ from ..errors import ObservationError
 
 #: Episodes longer than this are not kept for replay; such a copy restarts its episode on resume.
 MAX_REPLAY_STEPS = 100_000
+#: Finished episodes a copy keeps for :meth:`ReplayableEpisodes.take_finished` (older ones are
+#: dropped: a copy nobody reads, such as an evaluation copy, keeps no more than this).
+MAX_KEPT_EPISODES = 10_000
+#: The info key of an environment's own per-step numbers (``info["metrics"] = {"drag": 0.3}``).
+METRICS_KEY = "metrics"
 
 
 def episode_seed(base_seed: int, episode: int) -> int:
@@ -32,7 +37,103 @@ def episode_seed(base_seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([int(base_seed), int(episode)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-class ReplayableEpisodes(gym.Wrapper):
+class _EpisodeMetrics:
+    """Per-episode metrics of one environment copy: each key of ``info["metrics"]`` averaged
+    over the episode's steps that gave it, and each of ``info_keywords``' value at the
+    episode's last step; kept with the episode's index (and its last info, when asked) until
+    :meth:`take_finished`."""
+
+    episode: int
+
+    def _init_metrics(self) -> None:
+        #: Plain info keys whose value at an episode's last step is kept (``run.info_keywords``).
+        self.info_keywords: tuple[str, ...] = ()
+        #: Whether finished episodes keep their last step's info (for ``on_episode_end``).
+        self.keep_final_info = False
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._has_metrics = False
+        self._finished: deque[tuple[int, dict[str, float], dict[str, Any] | None]] = deque(
+            maxlen=MAX_KEPT_EPISODES
+        )
+
+    def _step_metrics(self, result: tuple[Any, ...]) -> None:
+        info = result[4]
+        metrics = info.get(METRICS_KEY) if info else None
+        if metrics is not None:
+            self._add_metrics(metrics)
+        if (result[2] or result[3]) and (self._has_metrics or self.info_keywords or self.keep_final_info):
+            self._finish(info)
+
+    def _add_metrics(self, metrics: Any) -> None:
+        """Add one step's ``info["metrics"]`` to the episode's sums."""
+        if not isinstance(metrics, dict):
+            raise TypeError(
+                f'info["{METRICS_KEY}"] must be a dict of numbers (name -> value), '
+                f"not {type(metrics).__name__}"
+            )
+        self._has_metrics = True
+        sums, counts = self._sums, self._counts
+        for key, value in metrics.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f'info["{METRICS_KEY}"]["{key}"] must be a number, not {type(value).__name__}'
+                ) from None
+            sums[key] = sums.get(key, 0.0) + number
+            counts[key] = counts.get(key, 0) + 1
+
+    def _finish(self, info: dict[str, Any]) -> None:
+        """An episode ended: keep its per-episode metrics (and its last info, when asked)."""
+        values = {key: self._sums[key] / self._counts[key] for key in self._sums}
+        for key in self.info_keywords:
+            value = info.get(key)
+            if value is not None:
+                try:
+                    values[key] = float(value)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f'info["{key}"] (run.info_keywords) must be a number at an episode\'s end, '
+                        f"not {type(value).__name__}"
+                    ) from None
+        self._sums.clear()
+        self._counts.clear()
+        self._finished.append((self.episode, values, dict(info) if self.keep_final_info else None))
+
+    def take_finished(self) -> list[tuple[int, dict[str, float], dict[str, Any] | None]]:
+        """``(episode index, per-episode metrics, last info or None)`` of each episode finished
+        since the last call (the training copies' owner calls it once per rollout).
+
+        Per-episode metrics: each key of ``info["metrics"]`` averaged over the episode's steps
+        that gave it; each ``info_keywords`` key's value at the episode's last step."""
+        finished = list(self._finished)
+        self._finished.clear()
+        return finished
+
+
+class EpisodeMetrics(gym.Wrapper, _EpisodeMetrics):
+    """The per-episode metrics alone (evaluation copies, which need no replay)."""
+
+    def __init__(self, env: gym.Env, info_keywords: tuple[str, ...] = ()):
+        super().__init__(env)
+        self.episode = -1
+        self._init_metrics()
+        self.info_keywords = tuple(info_keywords)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.episode = 0 if seed is not None else self.episode + 1
+        self._sums.clear()
+        self._counts.clear()
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        result = self.env.step(action)
+        self._step_metrics(result)
+        return result
+
+
+class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
     """Reseeds every reset deterministically and can rebuild an episode by replaying actions."""
 
     def __init__(self, env: gym.Env):
@@ -41,6 +142,7 @@ class ReplayableEpisodes(gym.Wrapper):
         self.episode = -1
         self.steps = 0
         self.pending_replay: tuple[int, int, np.ndarray] | None = None
+        self._init_metrics()
         space = env.observation_space
         # Box observations are checked on every step (a tuple compare): a wrong shape would
         # otherwise surface as "Output array is the wrong shape" deep inside the vector env.
@@ -54,6 +156,8 @@ class ReplayableEpisodes(gym.Wrapper):
                 self.base_seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
             self.episode += 1
         self.steps = 0
+        self._sums.clear()
+        self._counts.clear()
         obs, info = self.env.reset(seed=episode_seed(self.base_seed, self.episode), options=options)
         self._check(obs, "reset()")
         return obs, info
@@ -63,6 +167,7 @@ class ReplayableEpisodes(gym.Wrapper):
         self.steps += 1
         if self._shape is not None and np.shape(result[0]) != self._shape:
             self._check(result[0], "step()")
+        self._step_metrics(result)
         return result
 
     def _check(self, obs: Any, call: str) -> None:
@@ -85,6 +190,8 @@ class ReplayableEpisodes(gym.Wrapper):
         self.base_seed, self.episode = int(base_seed), int(episode)
         obs, _ = self.env.reset(seed=episode_seed(self.base_seed, self.episode))
         self.steps = 0
+        self._sums.clear()  # rebuilt by the replay
+        self._counts.clear()
         for step, action in enumerate(actions):
             obs, _, terminated, truncated, _ = self.step(action)
             if (terminated or truncated) and step != len(actions) - 1:
@@ -113,6 +220,10 @@ class EpisodeTracker:
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self.recent_returns: deque[float] = deque(maxlen=window)
         self.recent_lengths: deque[int] = deque(maxlen=window)
+        #: Per-episode values of the environment's metrics (``info["metrics"]``, ``run.info_keywords``),
+        #: the last ``window`` episodes that gave each key, in the order they ended.
+        self.recent_metrics: dict[str, deque[float]] = {}
+        self.window = window
         self.finished = 0
         self._action_shape = tuple(action_shape)
         self._dtype = np.dtype(action_dtype)
@@ -142,6 +253,14 @@ class EpisodeTracker:
             self._start[dones] = self._size
             self.replayable[dones] = True
         return ended
+
+    def add_metrics(self, values: dict[str, float]) -> None:
+        """One finished episode's metrics (see :meth:`ReplayableEpisodes.take_finished`)."""
+        for key, value in values.items():
+            recent = self.recent_metrics.get(key)
+            if recent is None:
+                recent = self.recent_metrics[key] = deque(maxlen=self.window)
+            recent.append(value)
 
     def _compact(self) -> None:
         """Drop rows no current episode needs; grow when every row is still needed."""
@@ -176,13 +295,21 @@ class EpisodeTracker:
             "recent_returns": np.asarray(self.recent_returns, dtype=np.float64),
             "recent_lengths": np.asarray(self.recent_lengths, dtype=np.int64),
         }
+        metric_keys = sorted(self.recent_metrics)
+        for k, key in enumerate(metric_keys):
+            arrays[f"metrics.{k}"] = np.asarray(self.recent_metrics[key], dtype=np.float64)
         replayable = []
         for i in range(self.num_envs):
             actions = self.current_actions(i)
             replayable.append(actions is not None)
             if actions is not None:
                 arrays[f"actions.{i}"] = actions
-        meta = {"finished": self.finished, "replayable": replayable, "window": self.recent_returns.maxlen}
+        meta = {
+            "finished": self.finished,
+            "replayable": replayable,
+            "window": self.recent_returns.maxlen,
+            "metrics": metric_keys,
+        }
         return meta, arrays
 
     def load_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -194,6 +321,11 @@ class EpisodeTracker:
         self.recent_returns = deque(arrays["recent_returns"].tolist(), maxlen=meta["window"])
         self.recent_lengths = deque(arrays["recent_lengths"].tolist(), maxlen=meta["window"])
         self.finished = int(meta["finished"])
+        self.window = int(meta["window"])
+        self.recent_metrics = {
+            key: deque(arrays[f"metrics.{k}"].tolist(), maxlen=self.window)
+            for k, key in enumerate(meta.get("metrics", []))
+        }
         stored = [arrays[f"actions.{i}"] if meta["replayable"][i] else None for i in range(self.num_envs)]
         longest = max((len(a) for a in stored if a is not None), default=0)
         self._history = np.zeros((max(1024, 2 * longest), self.num_envs, *self._action_shape), self._dtype)

@@ -18,6 +18,8 @@ from ..errors import StorageError, quoted
 PROGRESS_FILE = "progress.csv"
 
 #: (column, panel title, log scale) in drawing order; panels whose column no run has are left out.
+#: Columns of the environment's own metrics (``io.runlog.ENV_METRIC_PREFIX``), one panel each.
+ENV_METRIC_PREFIX = "metrics/"
 PANELS: tuple[tuple[str, str, bool], ...] = (
     ("episode_return", "episode return", False),
     ("eval_return", "evaluation return (deterministic)", False),
@@ -78,7 +80,12 @@ def plot_runs(
         raise ValueError("plot needs at least one run directory")
     paths = [Path(r) for r in run_dirs]
     runs = [(p, read_progress(p)) for p in paths]
-    panels = [p for p in PANELS if any(p[0] in data and np.isfinite(data[p[0]]).any() for _, data in runs)]
+    # the environment's own metrics (info["metrics"], run.info_keywords) after the standard panels
+    own = sorted({c for _, data in runs for c in data if c.startswith(ENV_METRIC_PREFIX)})
+    candidates = [*PANELS, *((c, f"environment: {c[len(ENV_METRIC_PREFIX) :]}", False) for c in own)]
+    panels = [
+        p for p in candidates if any(p[0] in data and np.isfinite(data[p[0]]).any() for _, data in runs)
+    ]
     if not panels:
         raise ValueError(
             "the progress files have none of the columns to plot: " + ", ".join(c for c, *_ in PANELS)

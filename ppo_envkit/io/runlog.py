@@ -74,6 +74,11 @@ CSV_COLUMNS = [
     "sps",
     "collect_sps",
 ]
+#: Metrics named ``metrics/KEY`` are the environment's own (``info["metrics"]``,
+#: ``run.info_keywords``): columns added to ``progress.csv`` when they first appear.
+ENV_METRIC_PREFIX = "metrics/"
+#: The environment's metrics shown on the progress bar (the first ones, by name).
+PROGRESS_METRICS = 3
 
 
 class RunLogger:
@@ -102,6 +107,7 @@ class RunLogger:
         self._last_plain = 0.0
         self._csv_file = None
         self._csv: csv.DictWriter | None = None
+        self._columns = list(CSV_COLUMNS)
         self._tb = None
         self._tb_purge_step: int | None = None
         self._last_eval = "-"
@@ -161,6 +167,7 @@ class RunLogger:
                 TextColumn("{task.fields[sps]:>6} steps/s"),
                 TextColumn("return {task.fields[ret]}"),
                 TextColumn("eval {task.fields[evl]}"),
+                TextColumn("{task.fields[env]}"),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
@@ -175,6 +182,7 @@ class RunLogger:
                 sps="-",
                 ret="-",
                 evl="-",
+                env="",
             )
         else:
             self.console.print(f"training {config.env.id} to {state.target_timesteps} steps")
@@ -188,6 +196,9 @@ class RunLogger:
             "time_elapsed": round(elapsed, 3),
         }
         row.update({k: _fmt(v) for k, v in metrics.items()})
+        new = [k for k in metrics if k.startswith(ENV_METRIC_PREFIX) and k not in self._columns]
+        if new and self._csv is not None:
+            self._add_columns(new)
         if self._csv is not None:
             self._csv.writerow(row)
             self._csv_file.flush()
@@ -211,6 +222,7 @@ class RunLogger:
                 sps=f"{metrics['sps']:.0f}",
                 ret=ret_text,
                 evl=self._last_eval,
+                env=_env_metrics_text(metrics),
             )
         elif self._show_progress and evaluated:
             best = " (best so far)" if metrics.get("eval_best") else ""
@@ -222,7 +234,7 @@ class RunLogger:
             self._last_plain = time.perf_counter()
             self.console.print(
                 f"steps {state.num_timesteps}/{state.target_timesteps}  {metrics['sps']:.0f} steps/s  "
-                f"return {ret_text.strip()}  elapsed {elapsed:.0f}s"
+                f"return {ret_text.strip()}  {_env_metrics_text(metrics)}  elapsed {elapsed:.0f}s"
             )
         if self._next_checkpoint is not None and state.num_timesteps >= self._next_checkpoint:
             self.save_checkpoint(run)
@@ -236,20 +248,40 @@ class RunLogger:
         assert self.run_dir is not None
         path = self.run_dir / "progress.csv"
         rows = _read_rows(path) if self._resume else []
+        self._columns = list(CSV_COLUMNS)
+        for row in rows[:1]:  # the environment's metric columns of the run so far
+            self._columns += [k for k in row if k.startswith(ENV_METRIC_PREFIX) and k not in self._columns]
         kept = [r for r in rows if _int(r.get("timesteps")) <= timesteps]
         self.elapsed_before = _float(kept[-1].get("time_elapsed")) if kept else 0.0
         if not self._resume or len(kept) != len(rows) or not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(kept)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            self._rewrite(path, kept)
         self._csv_file = open(path, "a", newline="")
-        self._csv = csv.DictWriter(self._csv_file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=self._columns, extrasaction="ignore")
         self._tb_purge_step = timesteps + 1 if self._resume else None
+
+    def _rewrite(self, path: Path, rows: list[dict[str, Any]]) -> None:
+        """``path`` holding ``rows`` under the current columns, through a temporary file that
+        replaces it (a kill leaves the old file or the new one, never a partial one)."""
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self._columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def _add_columns(self, names: list[str]) -> None:
+        """New environment metrics: ``progress.csv`` rewritten with their columns (empty in the
+        rows before), then appended to as before."""
+        assert self.run_dir is not None and self._csv_file is not None
+        path = self.run_dir / "progress.csv"
+        self._csv_file.close()
+        rows = _read_rows(path)
+        self._columns += names
+        self._rewrite(path, rows)
+        self._csv_file = open(path, "a", newline="")
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=self._columns, extrasaction="ignore")
 
     def _tensorboard_writer(self) -> Any:
         """TensorBoard's writer, opened with the first logged iteration (its imports take ~40 ms,
@@ -319,7 +351,15 @@ _TB_GROUPS = {
 
 
 def _tb_name(key: str) -> str | None:
+    if key.startswith(ENV_METRIC_PREFIX):
+        return key  # the environment's own, in their own group
     return _TB_GROUPS.get(key, f"train/{key}")
+
+
+def _env_metrics_text(metrics: dict[str, float]) -> str:
+    """The first few of the environment's metrics, for the progress display."""
+    shown = [(k[len(ENV_METRIC_PREFIX) :], v) for k, v in metrics.items() if k.startswith(ENV_METRIC_PREFIX)]
+    return "  ".join(f"{k} {v:.3g}" for k, v in shown[:PROGRESS_METRICS] if math.isfinite(v))
 
 
 def _int(value: str | None) -> int:

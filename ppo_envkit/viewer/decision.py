@@ -56,6 +56,8 @@ class PaneView:
     rewards: Sequence[float] = ()
     outcome: str | None = None
     memory: float | None = None  # the norm of a recurrent policy's state (None: no memory)
+    #: The environment's own numbers at this step (``info["metrics"]``, ``run.info_keywords``).
+    env_metrics: list[tuple[str, float]] = field(default_factory=list)
 
 
 def fmt_value(x: float) -> str:

@@ -36,6 +36,7 @@ LINE = 22
 BAR_ROW = 20
 MAX_BARS = 12
 MAX_GAUGES = 6
+MAX_ENV_METRICS = 4  # the environment's own numbers shown (the first ones)
 
 
 class Fonts:
@@ -103,8 +104,26 @@ def fit(font: pygame.font.Font, s: str, max_width: int) -> str:
     return ""
 
 
+def info_numbers(info: dict[str, Any], keywords: Sequence[str] = ()) -> dict[str, float]:
+    """The numbers of one step's ``info["metrics"]`` and of the ``keywords`` present (the
+    environment's own metrics, as training logs them), for the overlay."""
+    numbers: dict[str, float] = {}
+    metrics = info.get("metrics")
+    items = [
+        *(metrics.items() if isinstance(metrics, dict) else ()),
+        *((k, info[k]) for k in keywords if k in info),
+    ]
+    for key, value in items:
+        try:
+            numbers[str(key)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return numbers
+
+
 def info_height(view: PaneView) -> int:
     rows = (7 if view.memory is not None else 6) * LINE
+    rows += LINE * min(len(view.env_metrics), MAX_ENV_METRICS)
     for group in view.bars[:MAX_BARS]:
         shown, hidden = _bar_rows(group)
         rows += (LINE if group.title else 0) + BAR_ROW * len(shown) + (LINE if hidden else 0)
@@ -140,6 +159,10 @@ def draw_info(
     if view.memory is not None:  # how much the recurrent state holds (it grows as it remembers)
         text(surface, fonts.normal, "memory |h|", (x0, y), DIM)
         text(surface, fonts.normal, f"{view.memory:.2f}", (x1, y), VALUE, align="right")
+        y += LINE
+    for name, number in view.env_metrics[:MAX_ENV_METRICS]:  # the environment's own numbers
+        label = text(surface, fonts.normal, name, (x0, y), DIM, max_width=(x1 - x0) // 2)
+        text(surface, fonts.normal, fmt_value(number), (x1, y), TEXT, align="right")
         y += LINE
     label = text(surface, fonts.normal, "action", (x0, y), DIM)
     text(surface, fonts.normal, view.action_text, (x1, y), CHOSEN, "right", max_width=x1 - label.right - 12)
@@ -340,4 +363,5 @@ __all__ = [
     "draw_info",
     "draw_plot",
     "draw_toast",
+    "info_numbers",
 ]

@@ -157,6 +157,9 @@ class Pane:
         self.outcome: str | None = None
         self.obs: Any = None
         self.action_mask: np.ndarray | None = None  # legal actions now (None: no masks)
+        #: The environment's own numbers at the last step (``info["metrics"]``, ``run.info_keywords``).
+        self.env_metrics: dict[str, float] = {}
+        self._info_keywords = tuple(agent.config.run.info_keywords)
         self.frame = np.zeros((1, 1, 3), np.uint8)
         self.rect = pygame.Rect(0, 0, 0, 0)
         self.frame_rect = pygame.Rect(0, 0, 0, 0)
@@ -173,6 +176,7 @@ class Pane:
         self.seed, self.episode = seed, episode
         self.step, self.episode_return, self.outcome = 0, 0.0, None
         self.values, self.rewards = [], []
+        self.env_metrics = {}
         self._render()
         self._decide(deterministic)
 
@@ -209,6 +213,7 @@ class Pane:
         step = self._env_call("step()", self.env.step, self.decision["action"])
         self.obs, reward, terminated, truncated, info = step
         self.action_mask = info.get("action_mask")
+        self.env_metrics = overlay.info_numbers(info, self._info_keywords)
         self.step += 1
         self.episode_return += float(reward)
         self.rewards.append(float(reward))
@@ -256,6 +261,7 @@ class Pane:
             rewards=self.rewards,
             outcome=self.outcome,
             memory=None if self.decision is None else self.decision.get("memory_norm"),
+            env_metrics=list(self.env_metrics.items()),
         )
 
     def hud_rects(self, view: PaneView) -> list[pygame.Rect]:
