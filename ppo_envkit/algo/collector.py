@@ -145,7 +145,7 @@ class Collector:
 
     def _new_tracker(self, first_seed: int) -> EpisodeTracker:
         head = self.policy.head
-        sample = head.to_env(torch.zeros((1, head.storage_dim), device=self.policy.device))
+        sample = head.history_rows(head.to_env(torch.zeros((1, head.storage_dim), device=self.policy.device)))
         return EpisodeTracker(
             self.num_envs, first_seed, sample.shape[1:], sample.dtype, self.config.run.log_window
         )
@@ -228,7 +228,7 @@ class Collector:
                     describe(exc, self.config.env.id, f"in step() at training step {step:,}")
                 ) from exc
             done = terminated | truncated
-            episodes.record(env_action, reward, done)
+            episodes.record(head.history_rows(env_action), reward, done)
             if not np.isfinite(reward).all():
                 raise NonFiniteError(
                     f"environment {self.config.env.id} returned a non-finite reward at training step "

@@ -85,7 +85,10 @@ class ReplayableEpisodes(gym.Wrapper):
         self.base_seed, self.episode = int(base_seed), int(episode)
         obs, _ = self.env.reset(seed=episode_seed(self.base_seed, self.episode))
         self.steps = 0
+        composite = isinstance(self.action_space, gym.spaces.Tuple | gym.spaces.Dict)
         for step, action in enumerate(actions):
+            if composite:  # (histories hold composite actions flattened: heads' history_rows)
+                action = gym.spaces.unflatten(self.action_space, action)
             obs, _, terminated, truncated, _ = self.step(action)
             if (terminated or truncated) and step != len(actions) - 1:
                 raise RuntimeError(
