@@ -37,7 +37,7 @@ SCALE = 10.0
 class Golf(gym.Env):
     """Hole out on a line: choose a club and the power of the shot."""
 
-    metadata = {"render_modes": [], "render_fps": 4}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     #: Names of the choices (viewers show them).
     action_names = [name for name, _, _ in CLUBS]
 
@@ -79,3 +79,19 @@ class Golf(gym.Env):
         if holed:
             reward += 1.0
         return self._obs(), float(reward), holed, False, {"holed": holed}
+
+    def render(self) -> np.ndarray | None:
+        """The line from -16 to 16 seen from above: the hole dark, the ball white."""
+        if self.render_mode != "rgb_array":
+            return None
+        height, width = 64, 384
+        frame = np.zeros((height, width, 3), np.uint8)
+        frame[...] = (60, 140, 60)
+
+        def column(x: float) -> int:
+            return int(np.clip((x + 16.0) / 32.0 * (width - 1), 0, width - 1))
+
+        hole, ball = column(self._hole), column(self._ball)
+        frame[height // 2 - 5 : height // 2 + 6, max(hole - 5, 0) : hole + 6] = (20, 30, 20)
+        frame[height // 2 - 2 : height // 2 + 3, max(ball - 2, 0) : ball + 3] = (250, 250, 250)
+        return frame

@@ -13,8 +13,8 @@ from gymnasium import spaces
 
 from ppo_envkit import PPO, TrainConfig, evaluate, load_agent, register_env
 from ppo_envkit.environments.masks import mask_size, sample_legal, to_flat_mask, user_masks
-from ppo_envkit.errors import ActionMaskError
 from ppo_envkit.environments.registry import unregister_env
+from ppo_envkit.errors import ActionMaskError
 
 from .resume import assert_resume_is_exact
 
@@ -162,3 +162,41 @@ def test_resume_of_a_composite_agent_equals_an_unbroken_run(pick_aim, tmp_path):
         config(pick_aim["structured"], **{"run.total_timesteps": 128 * 5, "policy.composite": "conditional"}),
         tmp_path / "r",
     )
+
+
+def test_checker_steps_a_masked_composite_environment_legally(pick_aim):
+    from ppo_envkit.environments.checker import check_environment
+
+    for env_id in pick_aim.values():
+        report = check_environment(env_id, steps=200)
+        assert not [f for f in report.findings if f.severity == "error"], (env_id, report.findings)
+        assert report.steps == 200  # no illegal pick sent (they raise)
+
+
+def test_viewer_draws_each_part_named_by_its_key(pick_aim):
+    import sys
+
+    from ppo_envkit.viewer import Viewer
+    from ppo_envkit.viewer.decision import decision_view
+
+    agent = PPO(config=config(pick_aim["structured"]))
+    obs = np.zeros(12, np.float32)
+    decision = agent.policy_step(obs, action_mask={"pick": np.array([0, 1, 1, 0], bool)})
+    text, bars, gauges = decision_view(decision, agent.action_space)
+    assert text.startswith("aim=") and " pick=" in text and " flags=" in text
+    pick = [b for b in bars if b.title == "pick"]
+    assert pick and pick[0].legal.tolist() == [False, True, True, False]
+    assert [g.label for g in gauges] == ["aim.a0"]
+    agent.close()
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "envs"))
+    import golf  # noqa: F401  (registers Golf-v0)
+
+    golfer = PPO(config=config("Golf-v0"))
+    viewer = Viewer(golfer, headless=True)
+    for _ in range(5):
+        viewer.tick(1)
+    decision = viewer.panes[0].decision
+    assert decision is not None and {"0.probs", "1/0.mean", "1/2.std"} <= set(decision)
+    assert viewer.frame_array().ndim == 3
+    viewer.close()
+    golfer.close()
