@@ -200,3 +200,44 @@ def test_viewer_draws_each_part_named_by_its_key(pick_aim):
     assert viewer.frame_array().ndim == 3
     viewer.close()
     golfer.close()
+
+
+@pytest.mark.slow  # tens of seconds of export under load
+@pytest.mark.parametrize("composite", ["independent", "conditional"])
+def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import torch
+
+    from ppo_envkit.export.check import OnnxAgent, check_export, stack_observations
+
+    obs_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+    act_space = spaces.Dict(
+        {
+            "club": spaces.Discrete(3, start=1),
+            "power": spaces.Tuple((spaces.Box(-1, 1, (1,)), spaces.Box(0, 2, (2,)), spaces.Box(-1, 1, (1,)))),
+            "keys": spaces.MultiBinary(2),
+            "gear": spaces.MultiDiscrete([2, 3]),
+        }
+    )
+    config = TrainConfig().with_overrides({"policy.hidden_sizes": [16, 16], "policy.composite": composite})
+    agent = PPO(config=config, observation_space=obs_space, action_space=act_space)
+    with torch.no_grad():
+        for part in agent.policy.head.parts:
+            part.out.weight.mul_(300.0)  # actions vary, and often hit the Box bounds
+    path = agent.export_onnx(tmp_path / "m.onnx", distribution=True)
+    obs_space.seed(0)
+    observations = [obs_space.sample() for _ in range(500)]
+    result = check_export(agent, path, observations=observations)  # raises on any mismatch
+    assert result.observations == 500 and result.mismatches == 0
+    model = OnnxAgent(path)
+    names = [o.name for o in model.session.get_outputs()]
+    assert names[:5] == ["action/club", "action/gear", "action/keys", "action/power/0", "action/power/1"]
+    assert "probs/club" in names and "mean/power/2" in names
+    batch = stack_observations(observations[:64])
+    action, expected = model.predict(batch), agent.predict(batch)
+    assert list(action) == list(act_space.spaces) and isinstance(action["power"], tuple)
+    np.testing.assert_array_equal(action["club"], expected["club"])
+    assert len(set(action["club"].tolist())) > 1
+    np.testing.assert_allclose(action["power"][1], expected["power"][1], atol=1e-5)
+    assert act_space.contains(agent.policy.head.row(action, 0))
