@@ -147,6 +147,7 @@ def test_masked_composite_training_predict_and_evaluation(pick_aim, kind, tmp_pa
     assert result.episodes == 8
 
 
+@pytest.mark.slow  # a 3,000-step learning run
 def test_composite_training_learns_the_conditional_aim(pick_aim):
     """(A short run: the return rises from random play.)"""
     agent = PPO(config=config(pick_aim["structured"], **{"policy.composite": "conditional"}))
@@ -241,3 +242,11 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
     assert len(set(action["club"].tolist())) > 1
     np.testing.assert_allclose(action["power"][1], expected["power"][1], atol=1e-5)
     assert act_space.contains(agent.policy.head.row(action, 0))
+
+
+def test_the_numpy_fast_path_falls_back_to_autograd_for_composite_heads(pick_aim):
+    from ppo_envkit.algo.fastpath import NumpyBackend
+
+    agent = PPO(config=config(pick_aim["structured"]))
+    assert not NumpyBackend.supports(agent.policy)  # no registered gradient: autograd trains it
+    agent.close()
