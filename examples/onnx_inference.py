@@ -12,6 +12,9 @@ exactly as ``ppo-envkit eval --episodes N --seed S`` plays them (the same number
 environment copies, copy ``i`` reset with seed ``S + i``, the same split of episodes among
 the copies), so the mean return is comparable number for number. No torch, no ppo-envkit:
 this file is meant to be copied next to a deployed model.
+
+A composite (Tuple/Dict) action comes out as one output per part (``action/<part>``, in the
+space's order); :func:`rebuild` puts them back into the structure of the action space.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ class OnnxPolicy:
         self.wrappers: list[dict[str, Any]] = json.loads(meta.get("env_wrappers", "[]"))
         self.masked: bool = json.loads(meta.get("action_masks", "false"))
 
-    def __call__(self, obs: Any, masks: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, obs: Any, masks: np.ndarray | None = None, space: gym.Space | None = None) -> Any:
+        """The batch's actions; with ``space`` (the environment's single action space) a
+        composite action is rebuilt into its structure."""
         feeds = {}
         for spec in self.inputs:  # one input per observation leaf (Dict key), "obs" for a plain space
             if spec["name"] == "action_mask":  # a masked agent: True for each legal action
@@ -59,7 +64,48 @@ class OnnxPolicy:
             if "text_hash_size" in spec:  # text (MiniGrid's mission) goes in as its word counts
                 leaf = bag_of_words(leaf, int(spec["text_hash_size"]))
             feeds[spec["name"]] = np.asarray(leaf, dtype=spec["dtype"])
-        return self.session.run(None, feeds)[0]  # the first output is the action
+        outputs = self.session.run(None, feeds)  # the action first (a composite one: one per part)
+        if isinstance(space, gym.spaces.Tuple | gym.spaces.Dict):
+            return rebuild(space, iter(outputs))
+        return outputs[0]
+
+
+def rebuild(space: gym.Space, parts: Any) -> Any:
+    """A composite action batch in the structure of ``space`` from its parts, in the space's order."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: rebuild(sub, parts) for key, sub in space.spaces.items()}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(rebuild(sub, parts) for sub in space.spaces)
+    return next(parts)
+
+
+def _leaf_masks(space: gym.Space, raw: Any) -> list[np.ndarray]:
+    """A composite action's mask given in the space's structure, as the flat parts of its
+    maskable (discrete) parts in the space's order; a part left out: all legal."""
+    if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+        keys = space.spaces.keys() if isinstance(space, gym.spaces.Dict) else range(len(space.spaces))
+        out = []
+        for key in keys:
+            sub = None
+            if raw is not None:
+                try:
+                    sub = raw[key]
+                except (KeyError, IndexError):
+                    sub = None
+            out += _leaf_masks(space[key], sub)
+        return out
+    sizes = {
+        gym.spaces.Discrete: lambda s: int(s.n),
+        gym.spaces.MultiDiscrete: lambda s: int(np.sum(s.nvec)),
+        gym.spaces.MultiBinary: lambda s: 2 * int(np.prod(s.shape)),
+    }
+    size = next((f(space) for kind, f in sizes.items() if isinstance(space, kind)), None)
+    if size is None:  # a Box part has no mask
+        return []
+    if raw is None:
+        return [np.ones(size, bool)]
+    parts = raw if isinstance(raw, (list, tuple)) else [raw]
+    return [np.concatenate([np.asarray(p).reshape(-1) for p in parts]).astype(bool)]
 
 
 def bag_of_words(texts: Any, size: int) -> np.ndarray:
@@ -84,6 +130,13 @@ class FlatActionMask(gym.Wrapper):
         raw = method() if callable(method) else info.get("action_mask")
         if raw is None:
             return info
+        space = self.env.action_space
+        if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple) and (
+            isinstance(raw, dict) or any(p is None or np.ndim(p) > 0 for p in raw)
+            if isinstance(raw, (dict, tuple, list))
+            else False
+        ):
+            return {**info, "action_mask": np.concatenate(_leaf_masks(space, raw))}
         parts = raw if isinstance(raw, (list, tuple)) else [raw]
         return {
             **info,
@@ -151,7 +204,8 @@ def play(policy: OnnxPolicy, episodes: int, seed: int, num_envs: int | None = No
         returns: list[float] = []
         obs, info = envs.reset(seed=seed)
         while (finished < quota).any():
-            obs, reward, terminated, truncated, info = envs.step(policy(obs, info.get("action_mask")))
+            action = policy(obs, info.get("action_mask"), envs.single_action_space)
+            obs, reward, terminated, truncated, info = envs.step(action)
             running += reward
             for i in np.flatnonzero(terminated | truncated):
                 if finished[i] < quota[i]:

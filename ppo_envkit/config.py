@@ -233,6 +233,18 @@ class PolicyConfig(_Section):
         "(log-probabilities carry the log-det correction).",
     )
 
+    composite: Literal["independent", "conditional"] = Field(
+        "independent",
+        description="Tuple/Dict action spaces: independent parts, or conditional (each Box part's "
+        "mean is chosen by the first Discrete part's action: one mean per choice).",
+    )
+    composite_params: Literal["all", "chosen"] = Field(
+        "all",
+        description="Tuple/Dict action spaces of a Discrete(k) choice and a Tuple/Dict of k Box "
+        "parameter parts (the i-th belongs to choice i): all parts count in the loss, or only the "
+        "chosen choice's parameters (chosen).",
+    )
+
     image_encoder: Literal["auto", "nature", "small", "none"] = Field(
         "auto",
         description="Encoder of image observations (uint8 Box, 0..255, (H, W, C) or (C, H, W)): "

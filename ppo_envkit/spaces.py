@@ -129,15 +129,37 @@ ACTION_SPACE_TYPES: tuple[type[spaces.Space], ...] = (
     spaces.MultiDiscrete,
     spaces.MultiBinary,
 )
-SUPPORTED_ACTION_SPACES = "Discrete, Box (Gaussian, optionally tanh-squashed), MultiDiscrete, MultiBinary"
+SUPPORTED_ACTION_SPACES = (
+    "Discrete, Box (Gaussian, optionally tanh-squashed), MultiDiscrete, MultiBinary, "
+    "and Tuple/Dict of those (nested too)"
+)
+
+#: Composite action spaces: one head per leaf (:class:`ppo_envkit.algo.heads.CompositeHead`).
+COMPOSITE_ACTION_SPACE_TYPES: tuple[type[spaces.Space], ...] = (spaces.Tuple, spaces.Dict)
+
+
+def action_leaves(
+    space: spaces.Space, path: tuple[Any, ...] = ()
+) -> list[tuple[tuple[Any, ...], spaces.Space]]:
+    """``(path, leaf space)`` of every simple part of a composite action space, in the space's
+    own order (Tuple positions, Dict keys); ``[((), space)]`` for a simple one."""
+    if isinstance(space, spaces.Dict):
+        return [leaf for key, sub in space.spaces.items() for leaf in action_leaves(sub, (*path, key))]
+    if isinstance(space, spaces.Tuple):
+        return [leaf for i, sub in enumerate(space.spaces) for leaf in action_leaves(sub, (*path, i))]
+    return [(path, space)]
 
 
 def check_action_space(space: spaces.Space) -> None:
     """Raise :class:`UnsupportedSpaceError` if no policy head handles ``space``."""
-    if not isinstance(space, ACTION_SPACE_TYPES):
-        raise UnsupportedSpaceError(
-            f"action space {space} is not supported; supported: {SUPPORTED_ACTION_SPACES}"
-        )
+    for path, leaf in action_leaves(space):
+        if not isinstance(leaf, ACTION_SPACE_TYPES):
+            where = f" (part {'/'.join(map(str, path))} is {leaf})" if path else ""
+            raise UnsupportedSpaceError(
+                f"action space {space} is not supported{where}; supported: {SUPPORTED_ACTION_SPACES}"
+            )
+    if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES) and not action_leaves(space):
+        raise UnsupportedSpaceError(f"action space {space} has no parts; give it at least one")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ def test_compare_modes_uses_a_statistic_over_episodes():
     verdict = compare_modes(_result(loops, True), _result(sampled, False))
     assert verdict["better"] == "stochastic" and verdict["mode"] == "stochastic" and verdict["z"] > CLEARLY_Z
     line = comparison_line(verdict)
-    assert line is not None and line.startswith("stochastic play scores clearly better: 0.95 +- 0.01 against 0.48 +- 0.48 deterministic")
+    assert line is not None and line.startswith(
+        "stochastic play scores clearly better: 0.95 +- 0.01 against 0.48 +- 0.48 deterministic"
+    )
     assert "Welch z = " in line and "20 + 20 episodes" in line
     # the same gap over 4 episodes each is not clear
     few = compare_modes(_result([0.0, 0.96, 0.0, 0.96], True), _result([0.95, 0.94, 0.96, 0.93], False))

@@ -35,7 +35,11 @@ def text_ids():
 def _dict_with_text() -> spaces.Dict:
     # Gymnasium sorts a Dict's keys: k, mission, pos
     return spaces.Dict(
-        {"pos": spaces.Box(-1.0, 1.0, (2,), np.float32), "mission": text_envs.MissionLike(), "k": spaces.Discrete(3)}
+        {
+            "pos": spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "mission": text_envs.MissionLike(),
+            "k": spaces.Discrete(3),
+        }
     )
 
 

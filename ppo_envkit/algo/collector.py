@@ -164,7 +164,7 @@ class Collector:
 
     def _new_tracker(self, first_seed: int) -> EpisodeTracker:
         head = self.policy.head
-        sample = head.to_env(torch.zeros((1, head.storage_dim), device=self.policy.device))
+        sample = head.history_rows(head.to_env(torch.zeros((1, head.storage_dim), device=self.policy.device)))
         return EpisodeTracker(
             self.num_envs, first_seed, sample.shape[1:], sample.dtype, self.config.run.log_window
         )
@@ -256,11 +256,11 @@ class Collector:
             if done.any():
                 idx = np.flatnonzero(done)
                 numbers = episodes.episodes[idx].tolist()
-                finished = episodes.record(env_action, reward, done)
+                finished = episodes.record(head.history_rows(env_action), reward, done)
                 for i, k, (ret, length) in zip(idx.tolist(), numbers, finished, strict=True):
                     ended.append((step, i, k, ret, length))
             else:
-                episodes.record(env_action, reward, done)
+                episodes.record(head.history_rows(env_action), reward, done)
             if not np.isfinite(reward).all():
                 raise NonFiniteError(
                     f"environment {self.config.env.id} returned a non-finite reward at training step "

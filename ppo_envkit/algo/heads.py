@@ -16,6 +16,7 @@ code only; the numpy fast path registers its own formulas per head in
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,14 @@ from gymnasium import spaces
 from torch import nn
 
 from ..environments.masks import MASKABLE_ACTION_SPACES, mask_size
-from ..errors import ActionMaskError
-from ..spaces import SUPPORTED_ACTION_SPACES, UnsupportedSpaceError, check_action_space
+from ..errors import ActionMaskError, ConfigError
+from ..spaces import (
+    COMPOSITE_ACTION_SPACE_TYPES,
+    SUPPORTED_ACTION_SPACES,
+    UnsupportedSpaceError,
+    action_leaves,
+    check_action_space,
+)
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -93,6 +100,15 @@ class ActionHead(nn.Module):
     def describe(self, params: torch.Tensor) -> dict[str, np.ndarray]:
         """What the policy 'thinks' (for the viewer): probabilities, means, stds."""
         raise NotImplementedError
+
+    def row(self, env_actions: Any, i: int) -> Any:
+        """Row ``i`` of a batch that :meth:`to_env` returned: one environment's action."""
+        return env_actions[i]
+
+    def history_rows(self, env_actions: Any) -> np.ndarray:
+        """A batch of environment actions as one array ``[batch, ...]`` (what episode histories
+        store; :func:`ppo_envkit.environments.episodes.ReplayableEpisodes` turns a row back)."""
+        return env_actions
 
 
 class CategoricalHead(ActionHead):
@@ -303,6 +319,228 @@ class SquashedGaussianHead(GaussianHead):
         return out
 
 
+class CompositeHead(ActionHead):
+    """``Tuple`` / ``Dict`` of the simple spaces (nested too): one head per leaf.
+
+    The distribution parameters are the leaves' parameters concatenated, the stored action the
+    leaves' stored actions concatenated (in the space's own order: Tuple positions, Dict keys),
+    so the rollout keeps its one float row per action. Log-probabilities and entropies are sums
+    over the parts, and :meth:`to_env` rebuilds the structure the space declares (a batch: a
+    tuple / dict of arrays, as Gymnasium's vector environments take it).
+
+    The *choice* is the first ``Discrete`` leaf. With ``conditional``, every ``Box`` leaf has one
+    mean per choice (a linear layer of the features and the one-hot choice): the mean used is
+    that of the sampled / taken choice, and the entropy of such a part is its expectation under
+    the choice's probabilities. With ``chosen_params`` the space must be *parametrized*: a
+    top-level ``Tuple``/``Dict`` entry with exactly ``k`` Box entries, the i-th holding the
+    parameters of choice i of the ``Discrete(k)`` choice; only the chosen choice's parameters
+    count in the log-probability, and the entropy is ``H(choice) + sum_c p_c H(params_c)``.
+    """
+
+    def __init__(
+        self,
+        space: spaces.Space,
+        in_features: int,
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        squash: bool = False,
+        conditional: bool = False,
+        chosen_params: bool = False,
+    ):
+        nn.Module.__init__(self)
+        self.space = space
+        leaves = action_leaves(space)
+        self.paths = [path for path, _ in leaves]
+        #: Each part's name: its keys / positions joined by "/" (for viewers and exports).
+        self.names = ["/".join(map(str, path)) for path in self.paths]
+        self.parts = nn.ModuleList(
+            make_head(leaf, in_features, ortho_init=ortho_init, log_std_init=log_std_init, squash=squash)
+            for _, leaf in leaves
+        )
+        discrete = [i for i, (_, leaf) in enumerate(leaves) if isinstance(leaf, spaces.Discrete)]
+        self.choice: int | None = discrete[0] if discrete else None
+        self.conditional = conditional
+        self.chosen_params = chosen_params
+        if (conditional or chosen_params) and self.choice is None:
+            setting = "composite=conditional" if conditional else "composite_params=chosen"
+            raise ConfigError(
+                f"policy.{setting} needs a Discrete part (the choice) in the action space {space}"
+            )
+        self.choices = 0 if self.choice is None else int(leaves[self.choice][1].n)
+        #: Which parts have one mean per choice (conditional Box parts).
+        self.conditioned = [conditional and isinstance(leaf, spaces.Box) for _, leaf in leaves]
+        for part, cond in zip(self.parts, self.conditioned, strict=True):
+            if cond:
+                part.out = init_layer(
+                    nn.Linear(in_features, self.choices * part.storage_dim), 0.01, ortho_init
+                )
+        #: The parts holding the parameters of choice 0, 1, ... (chosen_params), else empty.
+        self.group: list[int] = self._parameter_group(space, leaves) if chosen_params else []
+        self.param_sizes = [part.out.out_features for part in self.parts]
+        self.storage_sizes = [part.storage_dim for part in self.parts]
+        self.mask_sizes = [part.mask_size or 0 for part in self.parts]
+        self.storage_dim = sum(self.storage_sizes)
+
+    def _parameter_group(self, space: spaces.Space, leaves: list[tuple[tuple[Any, ...], spaces.Space]]):
+        entries = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+        for key, entry in entries:
+            if isinstance(entry, COMPOSITE_ACTION_SPACE_TYPES) and len(entry.spaces) == self.choices:
+                members = entry.spaces.values() if isinstance(entry, spaces.Dict) else entry.spaces
+                if all(isinstance(m, spaces.Box) for m in members):
+                    return [i for i, (path, _) in enumerate(leaves) if path[:1] == (key,)]
+        raise ConfigError(
+            f"policy.composite_params=chosen needs a parametrized action space: a Discrete({self.choices}) "
+            f"choice and one Tuple/Dict entry of {self.choices} Box spaces, the i-th holding the parameters "
+            f"of choice i (e.g. Tuple((Discrete(3), Tuple((Box, Box, Box))))), not {space}"
+        )
+
+    @property
+    def mask_size(self) -> int | None:
+        total = sum(self.mask_sizes)
+        return total or None
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.cat([part.out(features) for part in self.parts], -1)
+
+    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return params.split(self.param_sizes, dim=-1)
+
+    def _split_actions(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return actions.split(self.storage_sizes, dim=-1)
+
+    def _per_choice(self, i: int, p: torch.Tensor) -> torch.Tensor:
+        """A conditioned part's parameters as ``[batch, choices, storage]``."""
+        return p.reshape(p.shape[0], self.choices, self.storage_sizes[i])
+
+    def _select(self, i: int, p: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """Part ``i``'s parameters for the given choice (``[batch, 1]`` floats) when it is conditioned."""
+        if not self.conditioned[i]:
+            return p
+        index = choice.long().reshape(-1, 1, 1).expand(-1, 1, self.storage_sizes[i])
+        return self._per_choice(i, p).gather(1, index).squeeze(1)
+
+    def _order(self) -> list[int]:
+        """The choice first (the others may depend on it), then the parts in the space's order."""
+        rest = [i for i in range(len(self.parts)) if i != self.choice]
+        return rest if self.choice is None else [self.choice, *rest]
+
+    def _draw(self, params: torch.Tensor, pick) -> torch.Tensor:
+        ps = self._split(params)
+        out: list[torch.Tensor | None] = [None] * len(self.parts)
+        for i in self._order():
+            p = ps[i] if self.choice is None else self._select(i, ps[i], out[self.choice])
+            out[i] = pick(self.parts[i], p)
+        return torch.cat(out, -1)
+
+    def sample(self, params, generator=None):
+        return self._draw(params, lambda part, p: part.sample(p, generator))
+
+    def mode(self, params):
+        return self._draw(params, lambda part, p: part.mode(p))
+
+    def log_prob(self, params, actions):
+        ps, acts = self._split(params), self._split_actions(actions)
+        choice = None if self.choice is None else acts[self.choice]
+        logps = [
+            part.log_prob(p if choice is None else self._select(i, p, choice), a)
+            for i, (part, p, a) in enumerate(zip(self.parts, ps, acts, strict=True))
+        ]
+        total = sum(lp for i, lp in enumerate(logps) if i not in self.group)
+        if self.group:
+            stacked = torch.stack([logps[i] for i in self.group], -1)
+            total = total + stacked.gather(-1, choice.long()).squeeze(-1)
+        return total
+
+    def _expected_entropy(self, i, p, probs, generator):
+        """Entropy of a conditioned part: its expectation under the choice's probabilities."""
+        per_choice = self._per_choice(i, p)
+        flat = per_choice.reshape(-1, self.storage_sizes[i])
+        ent = self.parts[i].entropy(flat, generator).reshape(p.shape[0], self.choices)
+        return (probs * ent).sum(-1)
+
+    def entropy(self, params, generator=None):
+        ps = self._split(params)
+        probs = None if self.choice is None else ps[self.choice].softmax(-1)
+        total = 0
+        group_ent = []
+        for i, (part, p) in enumerate(zip(self.parts, ps, strict=True)):
+            if self.group and i in self.group:
+                c = self.group.index(i)
+                mean = self._per_choice(i, p)[:, c] if self.conditioned[i] else p
+                group_ent.append(part.entropy(mean, generator))
+            elif self.conditioned[i]:
+                total = total + self._expected_entropy(i, p, probs, generator)
+            else:
+                total = total + part.entropy(p, generator)
+        if group_ent:
+            total = total + (probs * torch.stack(group_ent, -1)).sum(-1)
+        return total
+
+    def _split_mask(self, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return mask.split(self.mask_sizes, dim=-1)
+
+    def apply_mask(self, params, mask):
+        if self.mask_size is None:
+            return super().apply_mask(params, mask)
+        out = [
+            part.apply_mask(p, m) if n else p
+            for part, p, m, n in zip(
+                self.parts, self._split(params), self._split_mask(mask), self.mask_sizes, strict=True
+            )
+        ]
+        return torch.cat(out, -1)
+
+    def mask_keeps(self, mask):
+        rows = mask.shape[:-1]
+        out = [
+            part.mask_keeps(m) if n else torch.ones((*rows, size), dtype=torch.bool, device=mask.device)
+            for part, m, n, size in zip(
+                self.parts, self._split_mask(mask), self.mask_sizes, self.param_sizes, strict=True
+            )
+        ]
+        return torch.cat(out, -1)
+
+    def _assemble(self, space: spaces.Space, values: dict[tuple[Any, ...], Any], path: tuple[Any, ...] = ()):
+        if isinstance(space, spaces.Dict):
+            return {key: self._assemble(sub, values, (*path, key)) for key, sub in space.spaces.items()}
+        if isinstance(space, spaces.Tuple):
+            return tuple(self._assemble(sub, values, (*path, i)) for i, sub in enumerate(space.spaces))
+        return values[path]
+
+    def to_env(self, actions):
+        parts = [part.to_env(a) for part, a in zip(self.parts, self._split_actions(actions), strict=True)]
+        return self._assemble(self.space, dict(zip(self.paths, parts, strict=True)))
+
+    def leaves_of(self, env_actions: Any) -> list[Any]:
+        """The leaves of a structured action (or batch), in the space's order."""
+        out = []
+        for path in self.paths:
+            value = env_actions
+            for key in path:
+                value = value[key]
+            out.append(value)
+        return out
+
+    def row(self, env_actions, i):
+        rows = [np.asarray(leaf)[i] for leaf in self.leaves_of(env_actions)]
+        return self._assemble(self.space, dict(zip(self.paths, rows, strict=True)))
+
+    def history_rows(self, env_actions):
+        batch = len(np.asarray(self.leaves_of(env_actions)[0]))
+        return np.stack([spaces.flatten(self.space, self.row(env_actions, i)) for i in range(batch)])
+
+    def describe(self, params):
+        """Each part's description, keyed ``name.key`` (``move.probs``, ``power.mean``); a
+        conditioned part's is for the most likely choice."""
+        ps = self._split(params)
+        choice = None if self.choice is None else self.parts[self.choice].mode(ps[self.choice])
+        out: dict[str, np.ndarray] = {}
+        for i, (part, name, p) in enumerate(zip(self.parts, self.names, ps, strict=True)):
+            p = p if choice is None else self._select(i, p, choice)
+            out.update({f"{name}.{key}": value for key, value in part.describe(p).items()})
+        return out
+
+
 def make_head(
     space: spaces.Space,
     in_features: int,
@@ -310,8 +548,24 @@ def make_head(
     ortho_init: bool = True,
     log_std_init: float = 0.0,
     squash: bool = False,
+    composite: str = "independent",
+    composite_params: str = "all",
 ) -> ActionHead:
-    """The head for an action space. The only place that dispatches on the space type."""
+    """The head for an action space. The only place that dispatches on the space type.
+
+    ``composite`` (``independent`` / ``conditional``) and ``composite_params`` (``all`` /
+    ``chosen``) shape the head of a Tuple/Dict space (:class:`CompositeHead`)."""
+    if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+        check_action_space(space)
+        return CompositeHead(
+            space,
+            in_features,
+            ortho_init,
+            log_std_init,
+            squash,
+            conditional=composite == "conditional",
+            chosen_params=composite_params == "chosen",
+        )
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.Box):
@@ -332,6 +586,7 @@ __all__ = [
     "ActionHead",
     "BernoulliHead",
     "CategoricalHead",
+    "CompositeHead",
     "GaussianHead",
     "MultiCategoricalHead",
     "SquashedGaussianHead",

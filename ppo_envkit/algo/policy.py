@@ -127,7 +127,13 @@ class ActorCritic(nn.Module):
         # A shared trunk is registered once, so that every weight has exactly one name.
         self.critic_trunk = None if self.shared else mlp(trunk_in, hidden, act, ortho)
         self.head: ActionHead = make_head(
-            action_space, hidden[-1], ortho_init=ortho, log_std_init=policy.log_std_init, squash=policy.squash
+            action_space,
+            hidden[-1],
+            ortho_init=ortho,
+            log_std_init=policy.log_std_init,
+            squash=policy.squash,
+            composite=policy.composite,
+            composite_params=policy.composite_params,
         )
         self.value_out = init_layer(nn.Linear(hidden[-1], 1), 1.0, ortho)
 
@@ -249,7 +255,7 @@ class ActorCritic(nn.Module):
         params = self.actor_params(x, mask, memory)
         action = self.head.mode(params) if deterministic else self.head.sample(params, generator)
         env_action = self.head.to_env(action)
-        return env_action if batched else env_action[0]
+        return env_action if batched else self.head.row(env_action, 0)
 
     @torch.inference_mode()
     def decide(
@@ -271,7 +277,7 @@ class ActorCritic(nn.Module):
         )
         return {
             "memory_norm": None if memory is None else float(memory.state[0].norm()),
-            "action": self.head.to_env(action)[0],
+            "action": self.head.row(self.head.to_env(action), 0),
             "raw_action": action[0].cpu().numpy(),
             "log_prob": float(logp[0]),
             "value": float(value[0]),

@@ -192,7 +192,10 @@ class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
         self.steps = 0
         self._sums.clear()  # rebuilt by the replay
         self._counts.clear()
+        composite = isinstance(self.action_space, gym.spaces.Tuple | gym.spaces.Dict)
         for step, action in enumerate(actions):
+            if composite:  # (histories hold composite actions flattened: heads' history_rows)
+                action = gym.spaces.unflatten(self.action_space, action)
             obs, _, terminated, truncated, _ = self.step(action)
             if (terminated or truncated) and step != len(actions) - 1:
                 raise RuntimeError(

@@ -19,6 +19,11 @@ The flat layout, for each action space (sb3-contrib's):
   a list or tuple of per-dimension arrays is accepted too.
 * ``MultiBinary(n)``: two values per entry, ``[0 allowed, 1 allowed]``, in the order of
   the flattened entries (``2 * n``); an array of shape ``(*shape, 2)`` is accepted too.
+* ``Tuple`` / ``Dict`` (composite actions): the masks of the maskable parts (Discrete,
+  MultiDiscrete, MultiBinary; Box parts have none) concatenated in the space's order; or the
+  same structure as the space (a dict by key, a tuple by position, nested) holding each
+  maskable part's mask in its own layout (a part left out or None: all its actions are
+  legal; Box parts have none). Mind that a ``Dict`` built from a plain dict sorts its keys.
 
 A mask must be boolean (or integers that are all 0 or 1), of that size, and leave at
 least one legal choice in every dimension: anything else is :class:`ActionMaskError`,
@@ -35,12 +40,19 @@ from gymnasium import spaces
 
 from ..config import EnvConfig
 from ..errors import ActionMaskError
+from ..spaces import COMPOSITE_ACTION_SPACE_TYPES, action_leaves
 
-MASKABLE_ACTION_SPACES = "Discrete, MultiDiscrete and MultiBinary"
+MASKABLE_ACTION_SPACES = "Discrete, MultiDiscrete and MultiBinary (and Tuple/Dict with such parts)"
+
+
+def _maskable_leaves(space: spaces.Space) -> list[tuple[tuple[Any, ...], spaces.Space]]:
+    return [(path, leaf) for path, leaf in action_leaves(space) if mask_size(leaf) is not None]
 
 
 def mask_size(space: spaces.Space) -> int | None:
     """Values in the flat mask of ``space``; None when actions of ``space`` cannot be masked."""
+    if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+        return sum(mask_size(leaf) for _, leaf in _maskable_leaves(space)) or None
     if isinstance(space, spaces.Discrete):
         return int(space.n)
     if isinstance(space, spaces.MultiDiscrete):
@@ -52,6 +64,8 @@ def mask_size(space: spaces.Space) -> int | None:
 
 def _groups(space: spaces.Space) -> list[int]:
     """Sizes of the mask's independent choices (each needs one legal value)."""
+    if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+        return [n for _, leaf in _maskable_leaves(space) for n in _groups(leaf)]
     if isinstance(space, spaces.Discrete):
         return [int(space.n)]
     if isinstance(space, spaces.MultiDiscrete):
@@ -67,10 +81,55 @@ def _describe_size(space: spaces.Space) -> str:
     return f"{mask_size(space)} values"
 
 
+def _part_name(path: tuple[Any, ...]) -> str:
+    return "/".join(map(str, path))
+
+
+def _composite_mask(mask: Any, space: spaces.Space, where: str) -> np.ndarray:
+    """A composite space's mask (flat, or structured like the space) in the flat layout."""
+    leaves = _maskable_leaves(space)
+    structured = isinstance(mask, dict) or (
+        isinstance(mask, list | tuple) and any(m is None or np.ndim(m) > 0 for m in mask)
+    )
+    parts = []
+    if structured:
+        for path, leaf in leaves:
+            value = mask
+            try:
+                for key in path:
+                    value = value[key]
+            except (KeyError, IndexError, TypeError):
+                value = None
+            if value is None:  # a part left out: all its actions are legal
+                parts.append(np.ones(mask_size(leaf), bool))
+            else:
+                parts.append(to_flat_mask(value, leaf, f"{where} (part {_part_name(path)})"))
+        return np.concatenate(parts)
+    array = np.asarray(mask)
+    size = mask_size(space)
+    if array.size != size:
+        sizes = ", ".join(f"{_part_name(p)}: {mask_size(leaf)}" for p, leaf in leaves)
+        raise ActionMaskError(
+            f"action mask {where} has shape {array.shape}, but action space {space} needs {size} values "
+            f"(the masks of its maskable parts, concatenated: {sizes}), or a mask per part in the "
+            "space's structure"
+        )
+    start = 0
+    for path, leaf in leaves:
+        n = mask_size(leaf)
+        parts.append(
+            to_flat_mask(array.reshape(-1)[start : start + n], leaf, f"{where} (part {_part_name(path)})")
+        )
+        start += n
+    return np.concatenate(parts)
+
+
 def to_flat_mask(mask: Any, space: spaces.Space, where: str) -> np.ndarray:
     """``mask`` in the flat boolean layout of ``space``, validated; ``where`` ends messages
     ("from action_masks() after step 3 of the episode")."""
     size = mask_size(space)
+    if size is not None and isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+        return _composite_mask(mask, space, where)
     if size is None:
         raise ActionMaskError(
             f"the environment gives an action mask {where}, but its action space {space} cannot be "
@@ -231,6 +290,8 @@ def sample_legal(space: spaces.Space, mask: np.ndarray | None, rng: np.random.Ge
     """A random action of ``space`` that ``mask`` (flat layout; None: any) allows."""
     if mask is None:
         return space.sample()
+    if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+        return _sample_composite(space, mask, rng, [0])
     if isinstance(space, spaces.Discrete):
         return space.start + int(rng.choice(np.flatnonzero(mask)))
     if isinstance(space, spaces.MultiDiscrete):
@@ -243,6 +304,20 @@ def sample_legal(space: spaces.Space, mask: np.ndarray | None, rng: np.random.Ge
     pairs = mask.reshape(-1, 2)
     ones = np.where(pairs.all(1), rng.integers(0, 2, len(pairs)), pairs[:, 1].astype(np.int64))
     return ones.reshape(space.shape).astype(space.dtype)
+
+
+def _sample_composite(space: spaces.Space, mask: np.ndarray, rng: np.random.Generator, at: list[int]) -> Any:
+    """A legal action of a composite space; ``at[0]`` is where its next part's mask starts."""
+    if isinstance(space, spaces.Dict):
+        return {key: _sample_composite(sub, mask, rng, at) for key, sub in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(_sample_composite(sub, mask, rng, at) for sub in space.spaces)
+    n = mask_size(space)
+    if n is None:
+        return space.sample()
+    part = mask[at[0] : at[0] + n]
+    at[0] += n
+    return sample_legal(space, part, rng)
 
 
 __all__ = [

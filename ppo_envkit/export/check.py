@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from ..spaces import encode_text, require_fits
+from ..spaces import COMPOSITE_ACTION_SPACE_TYPES, action_leaves, encode_text, require_fits, space_from_data
 from .onnx import ExportError, ExportSource, refuse_unsupported, require
 
 #: Largest difference allowed between onnxruntime's and the agent's continuous actions.
@@ -71,13 +71,33 @@ class OnnxAgent:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.metadata = self.session.get_modelmeta().custom_metadata_map
         self.inputs = json.loads(self.metadata["inputs"])
+        self.action_space = space_from_data(json.loads(self.metadata["action_space"]))
 
     def run(self, batch: Any, masks: np.ndarray | None = None) -> list[np.ndarray]:
         """Every output (action first) for a batch of raw observations (and their masks)."""
         return self.session.run(None, onnx_feeds(batch, self.inputs, masks))
 
-    def predict(self, batch: Any, masks: np.ndarray | None = None) -> np.ndarray:
-        return self.run(batch, masks)[0]
+    def predict(self, batch: Any, masks: np.ndarray | None = None) -> Any:
+        """The batch's actions; a composite action as the space's structure of batched parts."""
+        outputs = self.run(batch, masks)
+        if not isinstance(self.action_space, COMPOSITE_ACTION_SPACE_TYPES):
+            return outputs[0]
+        return rebuild_action(self.action_space, outputs)
+
+
+def rebuild_action(space: spaces.Space, outputs: list[np.ndarray]) -> Any:
+    """A composite action (batch) in the structure of ``space`` from the ``action/...`` outputs,
+    which come first, one per part in the space's order."""
+    parts = iter(outputs)
+
+    def build(sub: spaces.Space) -> Any:
+        if isinstance(sub, spaces.Dict):
+            return {key: build(s) for key, s in sub.spaces.items()}
+        if isinstance(sub, spaces.Tuple):
+            return tuple(build(s) for s in sub.spaces)
+        return next(parts)
+
+    return build(space)
 
 
 def _predict(source: ExportSource, obs: Any, mask: Any = None) -> Any:
@@ -104,7 +124,7 @@ def record_observations(
             mask = info.get("action_mask")
             action = _predict(source, obs, mask)
             observations.append(obs)
-            actions.append(np.asarray(action))
+            actions.append(action if isinstance(action, dict | tuple) else np.asarray(action))
             masks.append(mask)
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
@@ -131,8 +151,35 @@ class CheckResult:
         )
 
 
-def compare_actions(expected: np.ndarray, actual: np.ndarray, action_space: spaces.Space) -> CheckResult:
-    """Row by row: equal for discrete spaces, within the tolerance for ``Box``."""
+def _leaves(actions: Any, space: spaces.Space) -> list[tuple[np.ndarray, spaces.Space]]:
+    out = []
+    for path, leaf in action_leaves(space):
+        value = actions
+        for key in path:
+            value = value[key]
+        out.append((np.asarray(value), leaf))
+    return out
+
+
+def compare_actions(expected: Any, actual: Any, action_space: spaces.Space) -> CheckResult:
+    """Row by row: equal for discrete spaces, within the tolerance for ``Box`` (a composite
+    action: each part so)."""
+    if isinstance(action_space, COMPOSITE_ACTION_SPACE_TYPES):
+        results = [
+            compare_actions(e, a, leaf)
+            for (e, leaf), (a, _) in zip(
+                _leaves(expected, action_space), _leaves(actual, action_space), strict=True
+            )
+        ]
+        n = results[0].observations
+        bad = np.zeros(n, bool)
+        for (e, leaf), (a, _) in zip(
+            _leaves(expected, action_space), _leaves(actual, action_space), strict=True
+        ):
+            bad |= _bad_rows(e, a, leaf)
+        first = int(np.flatnonzero(bad)[0]) if bad.any() else None
+        worst = max(r.max_abs_diff for r in results)
+        return CheckResult(n, int(bad.sum()), worst, all(r.exact for r in results), first)
     expected, actual = np.asarray(expected), np.asarray(actual)
     n = len(expected)
     if actual.shape != expected.shape:
@@ -145,6 +192,13 @@ def compare_actions(expected: np.ndarray, actual: np.ndarray, action_space: spac
     bad = worst > 0 if exact else ~(worst <= CONTINUOUS_TOLERANCE)  # NaN counts as a mismatch
     first = int(np.flatnonzero(bad)[0]) if bad.any() else None
     return CheckResult(n, int(bad.sum()), float(np.nanmax(worst)) if n else 0.0, exact, first)
+
+
+def _bad_rows(expected: np.ndarray, actual: np.ndarray, space: spaces.Space) -> np.ndarray:
+    n = len(expected)
+    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64)).reshape(n, -1)
+    worst = diff.max(1) if diff.size else np.zeros(n)
+    return worst > 0 if not isinstance(space, spaces.Box) else ~(worst <= CONTINUOUS_TOLERANCE)
 
 
 def check_export(
@@ -161,7 +215,7 @@ def check_export(
     masks = None
     if observations is None:
         observations, actions, masks = record_observations(source, steps, seed)
-        expected = np.stack(actions)
+        expected = stack_observations(actions)
     else:
         expected = _predict(source, stack_observations(observations))
     model = OnnxAgent(path)
@@ -172,10 +226,15 @@ def check_export(
     result = compare_actions(expected, actual, source.policy.action_space)
     first = result.first_mismatch
     if first is not None:
+        space = source.policy.action_space
+        mine = [e[first].tolist() for e, _ in _leaves(expected, space)]
+        theirs = [a[first].tolist() for a, _ in _leaves(actual, space)]
+        if not isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+            mine, theirs = mine[0], theirs[0]
         raise ExportError(
             f"{path}: the exported model disagrees with the agent on {result.mismatches} of "
-            f"{result.observations} observations (first: #{first}, agent {expected[first].tolist()}, "
-            f"onnxruntime {actual[first].tolist()}; largest difference {result.max_abs_diff:.3g})"
+            f"{result.observations} observations (first: #{first}, agent {mine}, "
+            f"onnxruntime {theirs}; largest difference {result.max_abs_diff:.3g})"
         )
     return result
 
@@ -187,6 +246,7 @@ __all__ = [
     "check_export",
     "compare_actions",
     "onnx_feeds",
+    "rebuild_action",
     "record_observations",
     "stack_observations",
 ]

@@ -25,6 +25,10 @@ the word counts :func:`ppo_envkit.spaces.encode_text` gives (the input's metadat
 rule: lower-cased runs of ``[0-9a-z]``, bucket ``crc32(utf-8 word) % text_hash_size``), since
 an ONNX graph exported from torch takes no strings.
 
+A composite (Tuple/Dict) action has one output per part, ``action/<part name>`` (names as
+:func:`ppo_envkit.spaces.action_leaves` walks the space: keys and positions joined by "/"),
+in the space's order; ``examples/onnx_inference.py`` rebuilds the structure from them.
+
 Optional outputs: the distribution (``probs``, or ``mean`` and ``std``) and the ``value``.
 Every dimension but the first is fixed; the first is the dynamic ``batch``. The file's
 ``metadata_props`` say which environment, spaces, agent and library versions it came from.
@@ -60,6 +64,7 @@ from ..algo.heads import (
     ActionHead,
     BernoulliHead,
     CategoricalHead,
+    CompositeHead,
     GaussianHead,
     MultiCategoricalHead,
     SquashedGaussianHead,
@@ -255,6 +260,37 @@ def _squashed_action(head: SquashedGaussianHead, params: torch.Tensor) -> torch.
     return squashed.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
 
 
+def _composite_parts(head: CompositeHead, params: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """Each part's parameters, a conditioned part's those of the most likely choice (as ``mode``)."""
+    ps = head._split(params)
+    choice = None if head.choice is None else head.parts[head.choice].mode(ps[head.choice])
+    return [(i, p if choice is None else head._select(i, p, choice)) for i, p in enumerate(ps)]
+
+
+def _composite_distribution(head: CompositeHead, params: torch.Tensor) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, p in _composite_parts(head, params):
+        part = _HEAD_EXPORTS[type(head.parts[i])].distribution(head.parts[i], p)
+        out.update({f"{key}/{head.names[i]}": value for key, value in part.items()})
+    return out
+
+
+@exported_head(CompositeHead, _composite_distribution)
+def _composite_action(head: CompositeHead, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One output per part (``action/<part name>``, in the space's order)."""
+    return tuple(
+        _HEAD_EXPORTS[type(head.parts[i])].action(head.parts[i], p) for i, p in _composite_parts(head, params)
+    )
+
+
+def action_output_names(head: ActionHead) -> list[str]:
+    """``action``, or ``action/<part name>`` per part of a composite head (in the space's order:
+    :func:`ppo_envkit.spaces.action_leaves`)."""
+    if isinstance(head, CompositeHead):
+        return [f"action/{name}" for name in head.names]
+    return ["action"]
+
+
 # --------------------------------------------------------------------------- the graph
 
 
@@ -266,6 +302,10 @@ def refuse_unsupported(policy: ActorCritic) -> HeadExport:
     if head_export is None:
         raise ExportError(f"ONNX export does not know the action head {type(policy.head).__name__}")
     return head_export
+
+
+def _param_sizes(head: ActionHead) -> list[int]:
+    return list(head.param_sizes) if isinstance(head, CompositeHead) else [head.out.out_features]
 
 
 class OnnxPolicy(nn.Module):
@@ -290,8 +330,12 @@ class OnnxPolicy(nn.Module):
             for spec, part in zip(self.obs_specs, policy.flattener.parts, strict=True)
         )
         self.distribution, self.with_value = distribution, value
-        probe = self.head_export.distribution(policy.head, torch.zeros(1, policy.head.out.out_features))
-        self.output_names = ["action", *(probe if distribution else ()), *(["value"] if value else [])]
+        probe = self.head_export.distribution(policy.head, torch.zeros(2, sum(_param_sizes(policy.head))))
+        self.output_names = [
+            *action_output_names(policy.head),
+            *(probe if distribution else ()),
+            *(["value"] if value else []),
+        ]
 
     def forward(self, *leaves: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mask = leaves[-1] if self.masked else None
@@ -301,7 +345,8 @@ class OnnxPolicy(nn.Module):
         x = self.policy.obs_norm(flat)
         params = self.policy.actor_params(x, mask)  # illegal actions excluded, as in acting
         head = self.policy.head
-        outputs = [self.head_export.action(head, params)]
+        action = self.head_export.action(head, params)
+        outputs = list(action) if isinstance(action, tuple) else [action]
         if self.distribution:
             outputs += list(self.head_export.distribution(head, params).values())
         if self.with_value:
@@ -446,6 +491,7 @@ __all__ = [
     "InputSpec",
     "OnnxPolicy",
     "action_mask_inputs",
+    "action_output_names",
     "export_metadata",
     "export_onnx",
     "exported_head",

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from ..environments.masks import mask_size
+from ..spaces import COMPOSITE_ACTION_SPACE_TYPES, action_leaves
+
 
 @dataclass
 class BarGroup:
@@ -73,9 +76,11 @@ def decision_view(
     ``names`` labels the actions of a ``Discrete`` space or the dimensions of a ``Box``
     (ignored when its length does not fit).
     """
-    action = np.asarray(decision["action"])
     mask = decision.get("action_mask")
     mask = None if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
+    if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+        return _composite_view(decision, space, mask, names)
+    action = np.asarray(decision["action"])
     if isinstance(space, spaces.Discrete):
         n, start = int(space.n), int(space.start)
         labels = list(names) if names is not None and len(names) == n else [str(start + i) for i in range(n)]
@@ -130,6 +135,36 @@ def decision_view(
         text = "[" + ", ".join(fmt_value(v) for v in sent[:4]) + (", ...]" if size > 4 else "]")
         return text, [], gauges
     return str(action.tolist()), [], []
+
+
+def _composite_view(
+    decision: dict[str, Any], space: spaces.Space, mask: np.ndarray | None, names: Sequence[str] | None
+) -> tuple[str, list[BarGroup], list[Gauge]]:
+    """Each part of a Tuple/Dict action drawn as its own kind, named by its key (``names``
+    label the actions of the first Discrete part: the choice)."""
+    texts: list[str] = []
+    bars: list[BarGroup] = []
+    gauges: list[Gauge] = []
+    offset, named = 0, False
+    for path, leaf in action_leaves(space):
+        name = "/".join(map(str, path))
+        value = decision["action"]
+        for key in path:
+            value = value[key]
+        sub = {k[len(name) + 1 :]: v for k, v in decision.items() if k.startswith(f"{name}.")}
+        size = mask_size(leaf) or 0
+        sub["action"] = value
+        sub["action_mask"] = None if mask is None or not size else mask[offset : offset + size]
+        offset += size
+        use_names = names if isinstance(leaf, spaces.Discrete) and not named else None
+        named = named or isinstance(leaf, spaces.Discrete)
+        text, part_bars, part_gauges = decision_view(sub, leaf, use_names)
+        texts.append(f"{name}={text}")
+        for i, bar in enumerate(part_bars):
+            bar.title = f"{name}{bar.title or ''}" if bar.title or i == 0 else bar.title
+        bars += part_bars
+        gauges += [Gauge(f"{name}.{g.label}", g.mean, g.std, g.sent, g.low, g.high) for g in part_gauges]
+    return " ".join(texts), bars, gauges
 
 
 __all__ = ["BarGroup", "Gauge", "PaneView", "decision_view", "fmt_value"]

@@ -325,9 +325,15 @@ def test_observation_statistics_count_every_rank_once():
 
 
 @pytest.mark.parametrize(
-    ("stop", "recurrent"), [("ctrl-c", "none"), ("checkpoint", "none"), ("ctrl-c", "lstm")]
+    ("stop", "recurrent", "env_id"),
+    [
+        ("ctrl-c", "none", "CartPole-v1"),
+        ("checkpoint", "none", "CartPole-v1"),
+        ("ctrl-c", "lstm", "CartPole-v1"),
+        ("ctrl-c", "none", "Golf-v0"),  # a composite (Tuple) action space, conditional head
+    ],
 )
-def test_resume_with_two_processes_equals_an_unbroken_run(tmp_path, stop, recurrent):
+def test_resume_with_two_processes_equals_an_unbroken_run(tmp_path, stop, recurrent, env_id):
     """Every rank's episodes, reward-scaling returns, random stream (and a recurrent policy's
     memory of each copy) are in the checkpoint: stopped (Ctrl-C, or the process ends after a
     periodic checkpoint) and resumed, a two-process run ends with the unbroken run's weights,
@@ -336,9 +342,17 @@ def test_resume_with_two_processes_equals_an_unbroken_run(tmp_path, stop, recurr
     from ppo_envkit.io.checkpoint import checkpoint_dirs
     from ppo_envkit.io.runlog import RunLogger
 
+    if env_id == "Golf-v0":
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs"))
+        import golf  # noqa: F401  (registers Golf-v0)
+
     config = TrainConfig().with_overrides(
         {
-            "env.id": "CartPole-v1",
+            "env.id": env_id,
+            "policy.composite": "conditional" if env_id == "Golf-v0" else "independent",
             "env.num_envs": 4,
             "ppo.n_steps": 32,
             "ppo.minibatch_size": 32,

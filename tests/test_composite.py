@@ -1,0 +1,252 @@
+"""Composite (Tuple/Dict) action spaces end to end: masks on their discrete parts, training,
+predict, evaluation, exact resume, the checker and the viewer.
+
+``PickAndAim`` raises on an illegal pick, so a run that completes sent none.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from ppo_envkit import PPO, TrainConfig, evaluate, load_agent, register_env
+from ppo_envkit.environments.masks import mask_size, sample_legal, to_flat_mask, user_masks
+from ppo_envkit.environments.registry import unregister_env
+from ppo_envkit.errors import ActionMaskError
+
+from .resume import assert_resume_is_exact
+
+
+class PickAndAim(gym.Env):
+    """Dict action: ``pick`` one of 4 items (a random half legal, mask in info as
+    ``{"pick": ...}``), ``aim`` a Box(1) that should match the picked item's target, and
+    ``flags`` a MultiBinary(2) that is free. Reward: item value - (aim - target)^2."""
+
+    N = 4
+
+    def __init__(self, render_mode=None, structured=True):
+        self.render_mode = render_mode
+        self.structured = structured
+        self.observation_space = spaces.Box(-1.0, 1.0, (3 * self.N,), np.float32)
+        self.action_space = spaces.Dict(
+            {
+                "pick": spaces.Discrete(self.N),
+                "aim": spaces.Box(-1.0, 1.0, (1,)),
+                "flags": spaces.MultiBinary(2),
+            }
+        )
+        self._values = np.zeros(self.N, np.float32)
+        self._targets = np.zeros(self.N, np.float32)
+        self._legal = np.ones(self.N, bool)
+
+    def _draw(self):
+        self._values = self.np_random.uniform(-1, 1, self.N).astype(np.float32)
+        self._targets = self.np_random.uniform(-1, 1, self.N).astype(np.float32)
+        self._legal = np.zeros(self.N, bool)
+        self._legal[self.np_random.choice(self.N, self.N // 2, replace=False)] = True
+
+    def _info(self):
+        flags = np.ones(4, bool)
+        if self.structured:
+            return {"action_mask": {"pick": self._legal.copy(), "flags": flags}}
+        return {"action_mask": np.concatenate([flags, self._legal])}  # the space's order: aim, flags, pick
+
+    def _obs(self):
+        return np.concatenate([self._values, self._targets, self._legal.astype(np.float32)])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._draw()
+        return self._obs(), self._info()
+
+    def step(self, action):
+        assert list(action) == list(self.action_space.spaces), action  # the space's key order
+        pick = int(action["pick"])
+        if not self._legal[pick]:
+            raise ValueError(f"illegal pick {pick}; legal: {np.flatnonzero(self._legal).tolist()}")
+        aim = float(np.asarray(action["aim"]).reshape(-1)[0])
+        reward = float(self._values[pick]) - (aim - float(self._targets[pick])) ** 2
+        self._draw()
+        return self._obs(), reward, False, False, self._info()
+
+
+@pytest.fixture
+def pick_aim():
+    ids = {"structured": "CompositePickAim-v0", "flat": "CompositePickAimFlat-v0"}
+    register_env(ids["structured"], PickAndAim, max_episode_steps=10, overwrite=True)
+    register_env(ids["flat"], PickAndAim, max_episode_steps=10, overwrite=True, kwargs={"structured": False})
+    yield ids
+    for env_id in ids.values():
+        unregister_env(env_id)
+
+
+def config(env_id: str, **extra) -> TrainConfig:
+    overrides = {
+        "env.id": env_id,
+        "env.num_envs": 4,
+        "ppo.n_steps": 32,
+        "ppo.minibatch_size": 64,
+        "ppo.n_epochs": 2,
+        "run.seed": 3,
+        "run.eval_interval": 0,
+        **extra,
+    }
+    return TrainConfig().with_overrides(overrides)
+
+
+SPACE = spaces.Tuple(
+    (spaces.Discrete(3), spaces.Box(-1, 1, (2,)), spaces.Dict({"m": spaces.MultiDiscrete([2, 3])}))
+)
+
+
+def test_composite_mask_layout_flat_or_structured():
+    assert mask_size(SPACE) == 3 + 5
+    assert mask_size(spaces.Tuple((spaces.Box(-1, 1, (2,)),))) is None
+    flat = np.array([1, 0, 1, 1, 0, 0, 0, 1], bool)
+    assert to_flat_mask(flat, SPACE, "x").tolist() == flat.tolist()
+    structured = (np.array([1, 0, 1], bool), None, {"m": [np.array([1, 0], bool), np.array([0, 0, 1], bool)]})
+    assert to_flat_mask(structured, SPACE, "x").tolist() == flat.tolist()
+    with pytest.raises(ActionMaskError, match=r"part 0"):
+        to_flat_mask((np.zeros(3, bool), None, {"m": flat[3:]}), SPACE, "x")
+    left_out = to_flat_mask((np.array([0, 1, 0], bool),), SPACE, "x")  # parts left out: all legal
+    assert left_out.tolist() == [False, True, False] + [True] * 5
+    with pytest.raises(ActionMaskError, match=r"needs 8 values .*0: 3, 2/m: 5"):
+        to_flat_mask(np.ones(7, bool), SPACE, "x")
+    batch = user_masks(np.stack([flat, flat]), SPACE, 2)
+    assert batch.shape == (2, 8)
+
+
+def test_sample_legal_composite():
+    rng = np.random.default_rng(0)
+    mask = np.array([0, 1, 0, 1, 0, 0, 1, 0], bool)
+    for _ in range(20):
+        action = sample_legal(SPACE, mask, rng)
+        assert SPACE.contains(action)
+        assert action[0] == 1 and action[2]["m"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("kind", ["structured", "flat"])
+def test_masked_composite_training_predict_and_evaluation(pick_aim, kind, tmp_path):
+    agent = PPO(config=config(pick_aim[kind])).learn(640)
+    assert agent.state.action_masks
+    obs = np.zeros((3, 12), np.float32)
+    picks = np.array([[1, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 0]], bool)
+    masks = np.concatenate([np.ones((3, 4), bool), picks], 1)  # flags, pick: the space's order
+    for deterministic in (True, False):
+        batch = agent.predict(obs, deterministic=deterministic, action_mask=masks)
+        assert list(batch) == ["aim", "flags", "pick"] and batch["pick"].shape == (3,)
+        assert picks[np.arange(3), batch["pick"]].all()
+        one = agent.predict(obs[0], deterministic=deterministic, action_mask={"pick": picks[0]})
+        assert agent.action_space.contains(one) and one["pick"] == 0
+    path = agent.save(tmp_path / "agent")
+    agent.close()
+    loaded = load_agent(str(path))
+    result = evaluate(loaded, 8, deterministic=False, seed=5)  # an illegal draw would raise
+    assert result.episodes == 8
+
+
+@pytest.mark.slow  # a 3,000-step learning run
+def test_composite_training_learns_the_conditional_aim(pick_aim):
+    """(A short run: the return rises from random play.)"""
+    agent = PPO(config=config(pick_aim["structured"], **{"policy.composite": "conditional"}))
+    before = evaluate(agent, 20, seed=100).mean_return
+    agent.learn(3000)
+    after = evaluate(agent, 20, seed=100).mean_return
+    agent.close()
+    assert after > before + 1.0, (before, after)
+
+
+def test_resume_of_a_composite_agent_equals_an_unbroken_run(pick_aim, tmp_path):
+    assert_resume_is_exact(
+        config(pick_aim["structured"], **{"run.total_timesteps": 128 * 5, "policy.composite": "conditional"}),
+        tmp_path / "r",
+    )
+
+
+def test_checker_steps_a_masked_composite_environment_legally(pick_aim):
+    from ppo_envkit.environments.checker import check_environment
+
+    for env_id in pick_aim.values():
+        report = check_environment(env_id, steps=200)
+        assert not [f for f in report.findings if f.severity == "error"], (env_id, report.findings)
+        assert report.steps == 200  # no illegal pick sent (they raise)
+
+
+def test_viewer_draws_each_part_named_by_its_key(pick_aim):
+    import sys
+
+    from ppo_envkit.viewer import Viewer
+    from ppo_envkit.viewer.decision import decision_view
+
+    agent = PPO(config=config(pick_aim["structured"]))
+    obs = np.zeros(12, np.float32)
+    decision = agent.policy_step(obs, action_mask={"pick": np.array([0, 1, 1, 0], bool)})
+    text, bars, gauges = decision_view(decision, agent.action_space)
+    assert text.startswith("aim=") and " pick=" in text and " flags=" in text
+    pick = [b for b in bars if b.title == "pick"]
+    assert pick and pick[0].legal.tolist() == [False, True, True, False]
+    assert [g.label for g in gauges] == ["aim.a0"]
+    agent.close()
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "envs"))
+    import golf  # noqa: F401  (registers Golf-v0)
+
+    golfer = PPO(config=config("Golf-v0"))
+    viewer = Viewer(golfer, headless=True)
+    for _ in range(5):
+        viewer.tick(1)
+    decision = viewer.panes[0].decision
+    assert decision is not None and {"0.probs", "1/0.mean", "1/2.std"} <= set(decision)
+    assert viewer.frame_array().ndim == 3
+    viewer.close()
+    golfer.close()
+
+
+@pytest.mark.slow  # tens of seconds of export under load
+@pytest.mark.parametrize("composite", ["independent", "conditional"])
+def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import torch
+
+    from ppo_envkit.export.check import OnnxAgent, check_export, stack_observations
+
+    obs_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+    act_space = spaces.Dict(
+        {
+            "club": spaces.Discrete(3, start=1),
+            "power": spaces.Tuple((spaces.Box(-1, 1, (1,)), spaces.Box(0, 2, (2,)), spaces.Box(-1, 1, (1,)))),
+            "keys": spaces.MultiBinary(2),
+            "gear": spaces.MultiDiscrete([2, 3]),
+        }
+    )
+    config = TrainConfig().with_overrides({"policy.hidden_sizes": [16, 16], "policy.composite": composite})
+    agent = PPO(config=config, observation_space=obs_space, action_space=act_space)
+    with torch.no_grad():
+        for part in agent.policy.head.parts:
+            part.out.weight.mul_(300.0)  # actions vary, and often hit the Box bounds
+    path = agent.export_onnx(tmp_path / "m.onnx", distribution=True)
+    obs_space.seed(0)
+    observations = [obs_space.sample() for _ in range(500)]
+    result = check_export(agent, path, observations=observations)  # raises on any mismatch
+    assert result.observations == 500 and result.mismatches == 0
+    model = OnnxAgent(path)
+    names = [o.name for o in model.session.get_outputs()]
+    assert names[:5] == ["action/club", "action/gear", "action/keys", "action/power/0", "action/power/1"]
+    assert "probs/club" in names and "mean/power/2" in names
+    batch = stack_observations(observations[:64])
+    action, expected = model.predict(batch), agent.predict(batch)
+    assert list(action) == list(act_space.spaces) and isinstance(action["power"], tuple)
+    np.testing.assert_array_equal(action["club"], expected["club"])
+    assert len(set(action["club"].tolist())) > 1
+    np.testing.assert_allclose(action["power"][1], expected["power"][1], atol=1e-5)
+    assert act_space.contains(agent.policy.head.row(action, 0))
+
+
+def test_the_numpy_fast_path_falls_back_to_autograd_for_composite_heads(pick_aim):
+    from ppo_envkit.algo.fastpath import NumpyBackend
+
+    agent = PPO(config=config(pick_aim["structured"]))
+    assert not NumpyBackend.supports(agent.policy)  # no registered gradient: autograd trains it
+    agent.close()

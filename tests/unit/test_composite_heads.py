@@ -1,0 +1,207 @@
+"""The composite head (Tuple/Dict action spaces) against torch.distributions of its parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from torch import distributions as D
+
+from ppo_envkit.algo.heads import CompositeHead, make_head
+from ppo_envkit.errors import ConfigError
+from ppo_envkit.spaces import UnsupportedSpaceError, check_action_space
+
+BOX2 = spaces.Box(-1.0, 1.0, (2,))
+
+SPACES = {
+    "tuple-discrete-box": spaces.Tuple((spaces.Discrete(3), BOX2)),
+    "dict-discrete-box": spaces.Dict(
+        {"move": spaces.Discrete(4, start=1), "power": spaces.Box(0.0, 2.0, (1,))}
+    ),
+    "tuple-multidiscrete-box": spaces.Tuple((spaces.MultiDiscrete([3, 2]), BOX2)),
+    "dict-multibinary-box": spaces.Dict({"keys": spaces.MultiBinary(3), "aim": BOX2}),
+    "nested": spaces.Dict(
+        {
+            "kind": spaces.Discrete(2),
+            "params": spaces.Tuple((spaces.Box(-1, 1, (1,)), spaces.Box(-2, 2, (3,)))),
+            "extra": spaces.Dict({"b": spaces.MultiBinary(2), "m": spaces.MultiDiscrete([2, 2])}),
+        }
+    ),
+    "parametrized": spaces.Tuple(
+        (spaces.Discrete(3), spaces.Tuple((spaces.Box(-1, 1, (1,)), spaces.Box(-1, 1, (2,)), BOX2)))
+    ),
+}
+
+
+def _leaf_dists(head: CompositeHead, params, actions):
+    """torch.distributions of each part (conditioned means picked by the taken choice)."""
+    ps = params.split(head.param_sizes, -1)
+    acts = actions.split(head.storage_sizes, -1)
+    choice = None if head.choice is None else acts[head.choice][:, 0].long()
+    out = []
+    for i, (part, p) in enumerate(zip(head.parts, ps, strict=True)):
+        space = part.space
+        if isinstance(space, spaces.Discrete):
+            out.append(D.Independent(D.OneHotCategorical(logits=p), 0))
+        elif isinstance(space, spaces.MultiDiscrete):
+            out.append([D.Categorical(logits=q) for q in p.split(part.nvec, -1)])
+        elif isinstance(space, spaces.MultiBinary):
+            out.append(D.Independent(D.Bernoulli(logits=p), 1))
+        else:
+            if head.conditioned[i]:
+                p = p.reshape(len(p), head.choices, -1)[torch.arange(len(p)), choice]
+            out.append(D.Independent(D.Normal(p, part.log_std.exp().expand_as(p)), 1))
+    return out, acts
+
+
+def _ref_log_prob(head, params, actions):
+    dists, acts = _leaf_dists(head, params, actions)
+    logps = []
+    for d, a, part in zip(dists, acts, head.parts, strict=True):
+        if isinstance(d, list):
+            logps.append(sum(c.log_prob(a[:, j].long()) for j, c in enumerate(d)))
+        elif isinstance(part.space, spaces.Discrete):
+            logps.append(d.log_prob(torch.nn.functional.one_hot(a[:, 0].long(), part.space.n).float()))
+        else:
+            logps.append(d.log_prob(a))
+    if not head.group:
+        return sum(logps)
+    choice = acts[head.choice][:, 0].long()
+    rest = sum(lp for i, lp in enumerate(logps) if i not in head.group)
+    chosen = torch.stack([logps[i] for i in head.group], -1)[torch.arange(len(choice)), choice]
+    return rest + chosen
+
+
+def _ref_entropy(head, params, actions):
+    dists, _ = _leaf_dists(head, params, actions)
+    ents = [sum(c.entropy() for c in d) if isinstance(d, list) else d.entropy() for d in dists]
+    if not head.group:
+        return sum(ents)  # (a conditioned Gaussian's entropy does not depend on its mean)
+    probs = params.split(head.param_sizes, -1)[head.choice].softmax(-1)
+    rest = sum(e for i, e in enumerate(ents) if i not in head.group)
+    return rest + (probs * torch.stack([ents[i] for i in head.group], -1)).sum(-1)
+
+
+def _masks(head: CompositeHead, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """Random masks leaving at least one legal value in every group of every maskable part."""
+    rows = []
+    for part, n in zip(head.parts, head.mask_sizes, strict=True):
+        if not n:
+            continue
+        space = part.space
+        groups = (
+            [int(space.n)]
+            if isinstance(space, spaces.Discrete)
+            else part.nvec
+            if isinstance(space, spaces.MultiDiscrete)
+            else [2] * part.storage_dim
+        )
+        for g in groups:
+            m = torch.rand(batch, g, generator=gen) < 0.6
+            m[torch.arange(batch), torch.randint(0, g, (batch,), generator=gen)] = True
+            rows.append(m)
+    return torch.cat(rows, -1)
+
+
+CASES = [
+    (name, composite, chosen)
+    for name in SPACES
+    for composite in ("independent", "conditional")
+    for chosen in (("all", "chosen") if name == "parametrized" else ("all",))
+    if not (composite == "conditional" and name in ("tuple-multidiscrete-box", "dict-multibinary-box"))
+]
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize(("name", "composite", "params_mode"), CASES)
+def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode, masked):
+    torch.manual_seed(1)
+    space = SPACES[name]
+    head = make_head(space, 8, log_std_init=-0.4, composite=composite, composite_params=params_mode)
+    assert isinstance(head, CompositeHead)
+    gen = torch.Generator().manual_seed(2)
+    params = head(torch.randn(256, 8) * 3)
+    if masked:
+        mask = _masks(head, 256, gen)
+        params = head.apply_mask(params, mask)
+    actions = head.sample(params, gen)
+    assert actions.shape == (256, head.storage_dim)
+    torch.testing.assert_close(head.log_prob(params, actions), _ref_log_prob(head, params, actions))
+    torch.testing.assert_close(head.entropy(params, gen), _ref_entropy(head, params, actions))
+    if masked:  # sampled and most likely actions are legal in every discrete part
+        for acts in (actions, head.mode(params)):
+            assert torch.isfinite(head.log_prob(params, acts)).all()
+            assert (head.log_prob(params, acts) > -1e6).all()
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_to_env_gives_the_structure_the_space_declares(name):
+    space = SPACES[name]
+    head = make_head(space, 8)
+    params = head(torch.randn(5, 8))
+    batch = head.to_env(head.sample(params))
+    for i in range(5):
+        one = head.row(batch, i)
+        assert space.contains(one), (one, space)
+        if isinstance(space, spaces.Dict):
+            assert list(one) == list(space.spaces)  # the space's key order
+        # the episode history row turns back into the same action
+        flat = head.history_rows(batch)[i]
+        back = spaces.unflatten(space, flat)
+        assert spaces.flatten(space, back).tolist() == flat.tolist()
+    one = head.row(head.to_env(head.mode(params)), 0)
+    assert space.contains(one)
+
+
+def test_conditional_mean_follows_the_choice():
+    space = spaces.Tuple((spaces.Discrete(3), BOX2))
+    head = make_head(space, 8, composite="conditional")
+    params = head(torch.randn(4, 8))
+    per_choice = params[:, 3:].reshape(4, 3, 2)
+    for c in range(3):
+        actions = torch.cat([torch.full((4, 1), float(c)), per_choice[:, c]], -1)
+        mode_logp = head.log_prob(params, actions)
+        # the mode of the Gaussian given choice c is per_choice[:, c]: its density is the peak
+        shifted = actions.clone()
+        shifted[:, 1:] += 0.1
+        assert (head.log_prob(params, shifted) < mode_logp).all()
+    mode = head.mode(params)
+    choice = params[:, :3].argmax(-1)
+    torch.testing.assert_close(mode[:, 1:], per_choice[torch.arange(4), choice])
+
+
+def test_chosen_params_get_no_gradient_from_unchosen_choices():
+    space = SPACES["parametrized"]
+    head = make_head(space, 8, composite_params="chosen")
+    params = head(torch.randn(6, 8)).detach().requires_grad_(True)
+    actions = head.sample(params).detach()
+    actions[:, 0] = 1.0  # choice 1 everywhere: parameters of choices 0 and 2 do not count
+    head.log_prob(params, actions).sum().backward()
+    grad = params.grad.split(head.param_sizes, -1)
+    assert (grad[1] == 0).all() and (grad[3] == 0).all() and (grad[2] != 0).any()
+
+
+def test_settings_that_need_a_choice_or_a_parametrized_space_say_so():
+    with pytest.raises(ConfigError, match="needs a Discrete part"):
+        make_head(spaces.Tuple((BOX2, BOX2)), 8, composite="conditional")
+    with pytest.raises(ConfigError, match="parametrized action space"):
+        make_head(spaces.Tuple((spaces.Discrete(3), BOX2)), 8, composite_params="chosen")
+
+
+def test_check_action_space_names_the_unsupported_part():
+    check_action_space(SPACES["nested"])
+    with pytest.raises(UnsupportedSpaceError, match="part b is Text"):
+        check_action_space(spaces.Dict({"a": spaces.Discrete(2), "b": spaces.Text(4)}))
+    with pytest.raises(UnsupportedSpaceError, match="no parts"):
+        check_action_space(spaces.Tuple(()))
+
+
+def test_mask_layout_is_the_maskable_parts_concatenated():
+    head = make_head(SPACES["nested"], 8)
+    assert head.mask_size == 2 + 4 + 4  # Discrete(2), MultiBinary(2) (2 each), MultiDiscrete([2, 2])
+    assert make_head(spaces.Tuple((BOX2, BOX2)), 8).mask_size is None
+    params = head(torch.randn(3, 8))
+    keeps = head.mask_keeps(torch.ones(3, head.mask_size, dtype=torch.bool))
+    assert keeps.shape == params.shape and keeps.all()
+    assert np.asarray(head.describe(params)["kind.probs"]).shape == (3, 2)
