@@ -504,7 +504,19 @@ def test_the_checkers_action_spaces_are_those_with_a_head():
     for space in supported:
         check_action_space(space)
         make_head(space, 1)
-    for space in (spaces.Tuple([spaces.Discrete(2)]), spaces.Dict({"a": spaces.Discrete(2)}), spaces.Text(3)):
+    composite = [
+        spaces.Tuple([spaces.Discrete(2), spaces.Box(-1, 1, (2,))]),
+        spaces.Dict({"a": spaces.Discrete(2)}),
+    ]
+    for space in composite:  # composite actions: one head per supported part
+        check_action_space(space)
+        make_head(space, 1)
+    refused = (
+        spaces.Text(3),
+        spaces.Tuple([spaces.Discrete(2), spaces.Text(3)]),
+        spaces.Dict({"a": spaces.Text(3)}),
+    )
+    for space in refused:
         for refuse in (check_action_space, lambda s: make_head(s, 1)):
             with pytest.raises(UnsupportedSpaceError, match="supported: Discrete, Box"):
                 refuse(space)
