@@ -284,6 +284,19 @@ class PPO:
             f"not {type(callback).__name__}"
         )
 
+    def env_set(self, name: str, value: Any) -> None:
+        """Set attribute ``name`` of every training copy of the environment to ``value`` (a
+        curriculum's difficulty, say), in every vectorization and on every rank, at the start of
+        the next iteration. ``value`` is JSON-ready; the change is part of the run's state, so
+        checkpoints and exact resume keep it. Evaluation copies keep the configured settings."""
+        trainer = self._trainer or self._ready_trainer()
+        trainer.request_env_change("set", name, [value])
+
+    def env_call(self, name: str, *args: Any) -> None:
+        """Call method ``name(*args)`` of every training copy (as :meth:`env_set`)."""
+        trainer = self._trainer or self._ready_trainer()
+        trainer.request_env_change("call", name, list(args))
+
     def prepare(self) -> None:
         """Build what training needs before its first step (the environment copies and the
         optimizer), so that the first :meth:`learn` starts at once (benchmarks time from here)."""

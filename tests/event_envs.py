@@ -28,6 +28,8 @@ class MetricWalk(gym.Env):
 
     def __init__(self, render_mode: str | None = None):
         self.render_mode = render_mode
+        #: Added to x and shown in the observation: what a curriculum test changes.
+        self.bias = 0.0
         self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.action_space = spaces.Discrete(2)
         self._xs: list[float] = []
@@ -35,7 +37,7 @@ class MetricWalk(gym.Env):
         self._length = 0
 
     def _obs(self):
-        return np.array([len(self._xs) / 30.0, 0.0], dtype=np.float32)
+        return np.array([len(self._xs) / 30.0, np.tanh(self.bias)], dtype=np.float32)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -44,7 +46,7 @@ class MetricWalk(gym.Env):
         return self._obs(), {}
 
     def step(self, action):
-        x = float(self.np_random.normal()) + float(action)
+        x = float(self.np_random.normal()) + float(action) + self.bias
         self._xs.append(x)
         metrics = {"x": x}
         if len(self._xs) % 2:
@@ -58,6 +60,10 @@ class MetricWalk(gym.Env):
             info["naive_y"] = sum(self._ys) / len(self._ys)
             info["is_success"] = float(action == 1)
         return self._obs(), float(action), terminated, False, info
+
+    def shift(self, amount: float) -> None:
+        """A method a curriculum calls (``agent.env_call("shift", 0.1)``)."""
+        self.bias += amount
 
     def render(self):
         frame = np.zeros((64, 96, 3), np.uint8)
@@ -75,6 +81,16 @@ EVENTS = (
     "on_evaluation_end",
     "on_training_end",
 )
+
+
+class MoveBias(Callback):
+    """A curriculum for tests: after each update, alternately sets ``bias`` and calls ``shift``."""
+
+    def on_update_end(self, update):
+        if update.iteration % 2:
+            self.agent.env_set("bias", 0.1 * update.iteration)
+        else:
+            self.agent.env_call("shift", -0.05)
 
 
 class CountEvents(Callback):

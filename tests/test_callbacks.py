@@ -338,3 +338,84 @@ def test_metrics_are_combined_over_two_processes(metric_env):
     finally:
         agent.close()
     assert math.isfinite(agent.last_metrics["metrics/x"]) and math.isfinite(agent.last_metrics["metrics/y"])
+
+
+# ------------------------------------------------------------------ curricula
+
+
+class InterruptInThird(Callback):
+    def on_rollout_end(self, rollout):
+        if rollout.iteration == 3:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [{}, {"env.vectorization": "async", "env.num_workers": 2}, {"run.processes": 2}],
+    ids=["sync", "sharded", "processes2"],
+)
+def test_a_curriculum_reaches_every_copy_and_survives_exact_resume(metric_env, tmp_path, setup):
+    import torch
+
+    from ppo_envkit.errors import TrainingInterrupted
+    from ppo_envkit.io.checkpoint import load_trainer_state
+
+    from .event_envs import MoveBias
+
+    # rollouts of 8 steps, episodes of 5-30: changes come in the middle of episodes, which a
+    # resumed run's replay makes at the same steps
+    extra = {"env.id": metric_env, "run.total_timesteps": 768, "env.normalize_obs": False, "ppo.n_steps": 8}
+    extra["ppo.minibatch_size"] = 32
+    cfg = config(**extra, **setup)
+    unbroken = PPO(config=cfg)
+    seen = []
+
+    class Watch(Callback):
+        def on_rollout_end(self, rollout):
+            # (row 0 is the observation the last rollout ended with, from before the change)
+            seen.append(sorted({round(float(v), 4) for v in rollout.obs[1:, :, 1].reshape(-1)}))
+
+    try:
+        unbroken.learn(callback=[MoveBias(), Watch()])
+        unbroken.save_checkpoint(tmp_path / "unbroken")
+    finally:
+        unbroken.close()
+    assert seen[0] == [0.0] and len(seen[-1]) == 1 and seen[-1][0] != 0.0  # every copy changed
+    changes = load_trainer_state(tmp_path / "unbroken")[0]["episodes"]["changes"]
+    assert changes[:2] == [["set", "bias", [0.1]], ["call", "shift", [-0.05]]]
+    stopped = PPO(config=cfg)
+    with pytest.raises(TrainingInterrupted) as info:
+        try:
+            stopped.learn(
+                callback=[MoveBias(), InterruptInThird()],
+                logger=RunLogger(tmp_path / "run", progress=False, tensorboard=False),
+            )
+        finally:
+            stopped.close()
+    during = load_trainer_state(info.value.checkpoint)[0]["episodes"]["episode_changes"]
+    assert any(during), "a change came during an episode that the resumed run replays"
+    resumed = PPO.resume(info.value.checkpoint)
+    try:
+        resumed.train(callback=MoveBias())
+    finally:
+        resumed.close()
+    assert resumed.num_timesteps == unbroken.num_timesteps == 768
+    a, b = unbroken.policy.state_dict(), resumed.policy.state_dict()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert resumed.last_metrics["episode_return"] == unbroken.last_metrics["episode_return"]
+
+
+def test_env_set_of_a_missing_attribute_is_a_clear_error(metric_env):
+    class Typo(Callback):
+        def on_training_start(self, event):
+            self.agent.env_set("biass", 1.0)
+
+    agent = PPO(config=config(**{"env.id": metric_env}))
+    try:
+        with pytest.raises(AttributeError, match="no attribute 'biass'"):
+            agent.learn(256, callback=Typo())
+        with pytest.raises(TypeError, match="JSON-ready"):
+            agent.env_set("bias", object())
+    finally:
+        agent.close()

@@ -56,6 +56,9 @@ class Collector:
         #: Whether ended episodes keep their last step's info (someone listens to episode ends).
         self.keep_final_info = False
         self._metric_keys_hash: tuple[tuple[str, ...], int] = ((), 0)
+        #: Changes made to the copies so far, for copies built with fresh episodes (after a
+        #: resume on a rank whose episodes the checkpoint does not hold, or new copies).
+        self.changes_log: list[Any] = []
         self.share_obs_stats()
 
     @property
@@ -87,6 +90,8 @@ class Collector:
         n = self.num_envs
         if self.envs is not None and self.envs.num_envs != n:
             # env.num_envs or run.processes changed between training calls: new copies, new episodes
+            if self.episodes is not None:
+                self.changes_log = list(self.episodes.changes)
             self.close()
             self.episodes, self.reward_returns, self.memory = None, None, None
         if self.envs is not None:
@@ -112,6 +117,9 @@ class Collector:
                 rank, size = self.context.collectives.rank, self.context.collectives.size
                 first_seed = cfg.run.seed + rank * n + iteration * n * size
                 self.episodes = self._new_tracker(first_seed)
+                for change in self.changes_log:  # the copies as changed so far, before their first reset
+                    self.envs.call("apply_change", change)
+                self.episodes.changes = list(self.changes_log)
                 obs, _ = self.envs.reset(seed=first_seed)
             else:
                 obs = self._replay_episodes()
@@ -140,6 +148,24 @@ class Collector:
             sequence_length=cfg.ppo.sequence_length if self.policy.recurrent else 1,
             image_ranges=self.policy.flattener.image_ranges(),
         )
+
+    def apply_env_changes(self, changes: list[Any]) -> None:
+        """Make ``changes`` (:data:`~ppo_envkit.environments.episodes.EnvChange`) to every copy
+        now, between two rollouts; the episodes remember where, so that a resumed run replays
+        them at the same steps."""
+        assert self.envs is not None and self.episodes is not None
+        for change in changes:
+            try:
+                self.envs.call("apply_change", change)
+            except (AttributeError, TypeError, ValueError):
+                raise
+            except Exception as exc:
+                raise EnvironmentFailed(
+                    describe(
+                        exc, self.config.env.id, f"in {change[0]} {change[1]!r} (a change while training)"
+                    )
+                ) from exc
+            self.episodes.note_change(change)
 
     def watch_episode_infos(self, keep: bool) -> None:
         """Keep (or stop keeping) each ended episode's last info, for ``on_episode_end``."""

@@ -104,6 +104,9 @@ class Trainer:
         self.events: Callback | None = None
         #: A callback's state from a loaded checkpoint, for the next training call's callback.
         self.callback_state: dict[str, Any] | None = None
+        #: Changes of the training copies asked for (``PPO.env_set``/``env_call``), made at the
+        #: start of the next iteration on every rank (rank 0's requests count).
+        self.pending_changes: list[list[Any]] = []
         #: Other ranks' episodes and random streams from a loaded checkpoint, for the forked ranks.
         self.rank_states: dict[int, RankState] = {}
         self.attach(collectives)
@@ -263,7 +266,8 @@ class Trainer:
         """One iteration: collect, advantages, update; returns the metrics to log, and whether
         an event asked to stop."""
         state, ppo = self.state, self.config.ppo
-        self._captured = self.capture()
+        self._captured = self.capture()  # (with the changes asked for, to be made on resume)
+        self._make_env_changes()
         start = time.perf_counter()
         rollout = self.collector.collect(state.num_timesteps)
         collect_time = time.perf_counter() - start
@@ -296,6 +300,39 @@ class Trainer:
             stop = fire(events, "on_update_end", update) or stop
         return metrics, stop
 
+    # ----------------------------------------------------------------------------- curricula
+
+    def request_env_change(self, kind: str, name: str, args: list[Any]) -> None:
+        """Change every training copy (``"set"`` an attribute or ``"call"`` a method) at the start
+        of the next iteration, on every rank; the change is part of the run's state (checkpoints
+        hold every change made, and where each copy's episode was when it came)."""
+        change = [kind, str(name), list(args)]
+        try:
+            change = json.loads(json.dumps(change))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"env_{kind}({name!r}, ...) takes JSON-ready values (numbers, strings, lists, dicts): {exc}"
+            ) from None
+        self.pending_changes.append(change)
+
+    def _make_env_changes(self) -> None:
+        """Make the requested changes (rank 0's, given to every rank) before this iteration."""
+        changes, self.pending_changes = self.pending_changes, []
+        collectives = self.collectives
+        if collectives.size > 1:
+            data = json.dumps(changes).encode() if collectives.rank == 0 and changes else b""
+            length = torch.tensor([len(data)], dtype=torch.int64)
+            collectives.broadcast(length)
+            if int(length[0]) == 0:
+                return
+            buffer = torch.zeros(int(length[0]), dtype=torch.uint8)
+            if collectives.rank == 0:
+                buffer.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+            collectives.broadcast(buffer)
+            changes = json.loads(bytes(buffer.tolist()).decode())
+        if changes:
+            self.collector.apply_env_changes(changes)
+
     # ----------------------------------------------------------------------------- files
 
     def agent_files(self) -> dict[str, Any]:
@@ -322,6 +359,8 @@ class Trainer:
         callback_state = self._callback_state()
         if callback_state is not None:
             meta["callback"] = callback_state
+        if self.pending_changes:  # asked for during the iteration that just ended
+            meta["env_changes_pending"] = [list(c) for c in self.pending_changes]
         if ranks:
             meta["ranks"] = {}
             others = {**self.rank_states, **self.collectives.other_states(self.state.iteration)}
@@ -357,6 +396,9 @@ class Trainer:
         self.state.set_counters(meta["num_timesteps"], meta["iteration"], meta["target_timesteps"])
         self.learner.load_optimizer_state(meta["optimizer"], tensors)
         self.callback_state = meta.get("callback")
+        self.pending_changes = [list(c) for c in meta.get("env_changes_pending", [])]
+        # copies built with fresh episodes (another rank's, under torchrun) start as changed so far
+        self.collector.changes_log = list(meta["episodes"].get("changes", []))
         if self.collectives.rank == 0:
             self.generator.set_state(tensors["rng"])
             self.collector.load_state(meta["episodes"], tensors)
@@ -420,9 +462,12 @@ class Trainer:
         each its own episodes and random stream of a loaded checkpoint, if it holds them."""
         optimizer = self.learner.created_optimizer
         states, self.rank_states = self.rank_states, {}
+        episodes = self.collector.episodes
+        changes = list(episodes.changes) if episodes is not None else list(self.collector.changes_log)
 
         def make(collectives: Collectives) -> Trainer:
             trainer = Trainer(self.policy, self.config, self.generator, self.state, collectives, optimizer)
+            trainer.collector.changes_log = changes
             own = states.get(collectives.rank)
             if own is not None:
                 meta, tensors = own

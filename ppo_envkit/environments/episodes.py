@@ -26,6 +26,9 @@ MAX_REPLAY_STEPS = 100_000
 #: Finished episodes a copy keeps for :meth:`ReplayableEpisodes.take_finished` (older ones are
 #: dropped: a copy nobody reads, such as an evaluation copy, keeps no more than this).
 MAX_KEPT_EPISODES = 10_000
+#: One change of the training copies while training: ``[kind, name, args]``, kind ``"set"``
+#: (``args == [value]``) or ``"call"`` (a method's positional arguments), JSON-ready.
+EnvChange = list[Any]
 #: The info key of an environment's own per-step numbers (``info["metrics"] = {"drag": 0.3}``).
 METRICS_KEY = "metrics"
 
@@ -141,7 +144,7 @@ class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
         self.base_seed: int | None = None
         self.episode = -1
         self.steps = 0
-        self.pending_replay: tuple[int, int, np.ndarray] | None = None
+        self.pending_replay: tuple[Any, ...] | None = None
         self._init_metrics()
         space = env.observation_space
         # Box observations are checked on every step (a tuple compare): a wrong shape would
@@ -181,19 +184,46 @@ class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
                 "on every step"
             )
 
+    def apply_change(self, change: EnvChange) -> None:
+        """Apply one change of the environment (:data:`EnvChange`): ``["set", name, [value]]``
+        sets an attribute the environment (or one of its wrappers) has; ``["call", name, args]``
+        calls its method."""
+        kind, name, args = change
+        if kind == "set":
+            if not self.env.set_wrapper_attr(name, args[0], force=False):
+                raise AttributeError(
+                    f"env_set({name!r}, ...): the environment has no attribute {name!r} "
+                    f"({type(self.env.unwrapped).__name__}); env_set changes an existing attribute"
+                )
+        elif kind == "call":
+            method = self.env.get_wrapper_attr(name)
+            if not callable(method):
+                raise TypeError(f"env_call({name!r}, ...): the environment's {name!r} is not a method")
+            method(*args)
+        else:
+            raise ValueError(f"unknown environment change {kind!r}")
+
     def replay_pending(self) -> Any:
-        """Reset to the pending ``(base_seed, episode, actions)`` and replay; returns the observation."""
+        """Reset to the pending ``(base_seed, episode, actions, before, during)`` and replay;
+        returns the observation. The changes ``before`` the episode are applied before its reset,
+        each of ``during`` (``(steps into the episode, change)``) where it came."""
         if self.pending_replay is None:
             raise RuntimeError("no replay was set (set_attr('pending_replay', ...) first)")
-        base_seed, episode, actions = self.pending_replay
+        base_seed, episode, actions, *changes = self.pending_replay
+        before, during = changes if changes else ([], [])
         self.pending_replay = None
+        for change in before:
+            self.apply_change(change)
         self.base_seed, self.episode = int(base_seed), int(episode)
         obs, _ = self.env.reset(seed=episode_seed(self.base_seed, self.episode))
         self.steps = 0
         self._sums.clear()  # rebuilt by the replay
         self._counts.clear()
         composite = isinstance(self.action_space, gym.spaces.Tuple | gym.spaces.Dict)
+        upcoming = list(during)
         for step, action in enumerate(actions):
+            while upcoming and upcoming[0][0] <= step:
+                self.apply_change(upcoming.pop(0)[1])
             if composite:  # (histories hold composite actions flattened: heads' history_rows)
                 action = gym.spaces.unflatten(self.action_space, action)
             obs, _, terminated, truncated, _ = self.step(action)
@@ -202,6 +232,8 @@ class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
                     "replaying the saved episode ended it early: the environment is not "
                     "deterministic given its seed and actions"
                 )
+        for _, change in upcoming:  # made after the last action
+            self.apply_change(change)
         return obs
 
 
@@ -234,6 +266,11 @@ class EpisodeTracker:
         self._size = 0  # rows used in _history
         self._start = np.zeros(num_envs, dtype=np.int64)  # row where each current episode began
         self.replayable = np.ones(num_envs, dtype=bool)
+        #: Every change made to the copies while training, in order (a curriculum's steps).
+        self.changes: list[EnvChange] = []
+        #: Per copy: ``(steps into its current episode, index in changes)`` of the changes made
+        #: during its current episode (a replay makes them at the same steps).
+        self.episode_changes: list[list[tuple[int, int]]] = [[] for _ in range(num_envs)]
 
     def record(self, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> list[tuple[float, int]]:
         """Record one vector step; returns ``(return, length)`` of episodes that just ended."""
@@ -250,12 +287,22 @@ class EpisodeTracker:
             self.recent_returns.extend(r for r, _ in ended)
             self.recent_lengths.extend(n for _, n in ended)
             self.finished += len(ended)
+            for i in np.flatnonzero(dones):
+                if self.episode_changes[i]:
+                    self.episode_changes[i] = []
             self.returns[dones] = 0.0
             self.lengths[dones] = 0
             self.episodes[dones] += 1
             self._start[dones] = self._size
             self.replayable[dones] = True
         return ended
+
+    def note_change(self, change: EnvChange) -> None:
+        """A change made to every copy now (between two vector steps)."""
+        self.changes.append(change)
+        index = len(self.changes) - 1
+        for i in range(self.num_envs):
+            self.episode_changes[i].append((int(self.lengths[i]), index))
 
     def add_metrics(self, values: dict[str, float]) -> None:
         """One finished episode's metrics (see :meth:`ReplayableEpisodes.take_finished`)."""
@@ -312,6 +359,8 @@ class EpisodeTracker:
             "replayable": replayable,
             "window": self.recent_returns.maxlen,
             "metrics": metric_keys,
+            "changes": [list(c) for c in self.changes],
+            "episode_changes": [[list(c) for c in copy] for copy in self.episode_changes],
         }
         return meta, arrays
 
@@ -325,6 +374,10 @@ class EpisodeTracker:
         self.recent_lengths = deque(arrays["recent_lengths"].tolist(), maxlen=meta["window"])
         self.finished = int(meta["finished"])
         self.window = int(meta["window"])
+        self.changes = list(meta.get("changes", []))
+        self.episode_changes = [
+            [(int(p), int(k)) for p, k in copy] for copy in meta.get("episode_changes", [[]] * self.num_envs)
+        ]
         self.recent_metrics = {
             key: deque(arrays[f"metrics.{k}"].tolist(), maxlen=self.window)
             for k, key in enumerate(meta.get("metrics", []))
@@ -341,8 +394,9 @@ class EpisodeTracker:
                 self._history[longest - len(actions) : longest, i] = actions.astype(self._dtype, copy=False)
                 self._start[i] = longest - len(actions)
 
-    def replay_plan(self) -> list[tuple[int, int, np.ndarray]]:
-        """``(base_seed, episode, actions)`` per copy that rebuilds its current episode.
+    def replay_plan(self) -> list[tuple[Any, ...]]:
+        """``(base_seed, episode, actions, changes before it, changes during it)`` per copy that
+        rebuilds its current episode.
 
         A copy whose episode was too long to keep starts a new episode instead.
         """
@@ -354,6 +408,17 @@ class EpisodeTracker:
                 self.returns[i], self.lengths[i] = 0.0, 0
                 self._start[i] = self._size
                 self.replayable[i] = True
+                self.episode_changes[i] = []
                 actions = np.zeros((0, *self._action_shape), self._dtype)
-            plans.append((int(self.base_seeds[i]), int(self.episodes[i]), actions))
+            during = self.episode_changes[i]
+            first = during[0][1] if during else len(self.changes)
+            plans.append(
+                (
+                    int(self.base_seeds[i]),
+                    int(self.episodes[i]),
+                    actions,
+                    self.changes[:first],
+                    [(pos, self.changes[k]) for pos, k in during],
+                )
+            )
         return plans
