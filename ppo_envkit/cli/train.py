@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from ..errors import ConfigError, quoted
 from .common import (
     add_env_module_arg,
@@ -152,11 +154,13 @@ def preflight_check(
     )
     if report.errors:
         print_report(report, to=console)
-        console.print(f"[red]not training[/]: fix the errors above (full check: {check})")
+        console.print(f"[red]not training[/]: fix the errors above (full check: {escape(check)})")
         return False
     if report.warnings:
         n = len(report.warnings)
-        console.print(f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check (details: {check})")
+        console.print(
+            f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check (details: {escape(check)})"
+        )
     return True
 
 
