@@ -394,3 +394,12 @@ def test_minigrid_with_its_image_wrapper(tmp_path, capsys):
     assert "not training" not in capsys.readouterr().err
     assert json.loads((run / "agent" / "agent.json").read_text())["observation_space"]["shape"] == [7, 7, 3]
     assert main(["eval", str(run), "--episodes", "1"]) == 0
+
+
+def test_train_says_when_no_training_episode_ended(site, capsys):
+    """Episodes of 100 steps, 32 steps per copy: no 'recent training return nan'."""
+    run = site / "run"
+    argv = ["train", "fakegrid_pkg:FakeGridLong-v0", "--total-timesteps", "64", "--run-dir", str(run)]
+    assert main([*argv, *SMALL]) == 0
+    err = capsys.readouterr().err
+    assert "no training episode ended yet" in err and "return nan" not in err, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import signal
 import threading
@@ -348,8 +349,15 @@ def run(args: argparse.Namespace) -> int:
         exit_now(0)
     wall = time.perf_counter() - started
     ret = agent.last_metrics.get("episode_return", float("nan"))
+    from .evaluate import return_decimals
+
+    recent = (  # nan: no training episode has ended yet (episodes longer than the run)
+        f"recent training return {ret:.{return_decimals(ret)}f}"
+        if math.isfinite(ret)
+        else "no training episode ended yet"
+    )
     console.print(
-        f"done: {agent.num_timesteps} steps in {wall:.0f}s; recent training return {ret:.1f}; "
+        f"done: {agent.num_timesteps} steps in {wall:.0f}s; {recent}; "
         f"agent saved to {quoted(Path(run_dir) / 'agent')}"
     )
     if "eval_return" in agent.last_metrics:
