@@ -363,13 +363,16 @@ def test_train_and_envs_check_count_the_same_warnings(site, capsys):
     assert not quick.findings and not full.findings, quick.format() + full.format()
 
     run = site / "run"
-    argv = ["train", "fakegrid_pkg:FakeGrid-v0", "--set", "env.kwargs.bool_reward=true"]
+    wrappers = "env.wrappers=[fakewrap_pkg:AddFeature]"  # a console markup tag, if not escaped
+    argv = ["train", "fakegrid_pkg:FakeGrid-v0", "--set", "env.kwargs.bool_reward=true", "--set", wrappers]
     assert main([*argv, "--total-timesteps", "64", "--run-dir", str(run), *SMALL]) == 0
     err = capsys.readouterr().err
     line = next(line for line in err.splitlines() if "from the environment check" in line)
     assert line.startswith("1 warning")
-    command = line.split("(details: ")[1].rstrip(")")
+    command = line.rpartition(")")[0].split("(details: ")[1]
     assert "--set env.kwargs.bool_reward=true" in command
+    # the wrappers' brackets are printed as written (not read as the console's markup)
+    assert f"--set '{wrappers}'" in command, command
     assert main(shlex.split(command)[1:]) == 0
     out = capsys.readouterr().out  # the same warning (and Gymnasium's own, which only the full check runs)
     assert "(bool_reward=True): 2 warnings" in out and "the reward is a bool" in out, out
@@ -391,3 +394,12 @@ def test_minigrid_with_its_image_wrapper(tmp_path, capsys):
     assert "not training" not in capsys.readouterr().err
     assert json.loads((run / "agent" / "agent.json").read_text())["observation_space"]["shape"] == [7, 7, 3]
     assert main(["eval", str(run), "--episodes", "1"]) == 0
+
+
+def test_train_says_when_no_training_episode_ended(site, capsys):
+    """Episodes of 100 steps, 32 steps per copy: no 'recent training return nan'."""
+    run = site / "run"
+    argv = ["train", "fakegrid_pkg:FakeGridLong-v0", "--total-timesteps", "64", "--run-dir", str(run)]
+    assert main([*argv, *SMALL]) == 0
+    err = capsys.readouterr().err
+    assert "no training episode ended yet" in err and "return nan" not in err, err

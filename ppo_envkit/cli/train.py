@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import signal
 import threading
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
 
 from ..errors import ConfigError, quoted
 from .common import (
@@ -152,11 +155,13 @@ def preflight_check(
     )
     if report.errors:
         print_report(report, to=console)
-        console.print(f"[red]not training[/]: fix the errors above (full check: {check})")
+        console.print(f"[red]not training[/]: fix the errors above (full check: {escape(check)})")
         return False
     if report.warnings:
         n = len(report.warnings)
-        console.print(f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check (details: {check})")
+        console.print(
+            f"[yellow]{n} warning{'s' * (n > 1)}[/] from the environment check (details: {escape(check)})"
+        )
     return True
 
 
@@ -344,8 +349,15 @@ def run(args: argparse.Namespace) -> int:
         exit_now(0)
     wall = time.perf_counter() - started
     ret = agent.last_metrics.get("episode_return", float("nan"))
+    from .evaluate import return_decimals
+
+    recent = (  # nan: no training episode has ended yet (episodes longer than the run)
+        f"recent training return {ret:.{return_decimals(ret)}f}"
+        if math.isfinite(ret)
+        else "no training episode ended yet"
+    )
     console.print(
-        f"done: {agent.num_timesteps} steps in {wall:.0f}s; recent training return {ret:.1f}; "
+        f"done: {agent.num_timesteps} steps in {wall:.0f}s; {recent}; "
         f"agent saved to {quoted(Path(run_dir) / 'agent')}"
     )
     if "eval_return" in agent.last_metrics:
