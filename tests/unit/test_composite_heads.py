@@ -229,6 +229,7 @@ def _composite_strategy():
     return wrap(st.recursive(_leaf_strategy(), wrap, max_leaves=6))
 
 
+@pytest.mark.slow  # 30 random spaces: tens of seconds under load
 def test_random_composite_spaces_match_torch_distributions():
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
