@@ -1,4 +1,4 @@
-"""Throughput of the composite head (autograd fallback) beside a flat Box head on the fast path and on autograd.
+"""Throughput of the composite head (autograd fallback) beside a flat Box head (fast path, autograd).
 
 python examples/composite_fallback_speed.py
 """
@@ -7,7 +7,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, "examples")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 import composite_vs_workarounds  # noqa: F401 (registers Golf variants)
 
 from ppo_envkit import PPO, TrainConfig
@@ -34,5 +34,6 @@ base = statistics.median(times["flat-box fast path"])
 for name, v in times.items():
     m = statistics.median(v)
     print(
-        f"{name:24s} {m:7.0f} steps/s (median of 3: {', '.join(f'{x:.0f}' for x in v)})  ratio to fast path {m / base:.2f}"
+        f"{name:24s} {m:7.0f} steps/s (median of 3: {', '.join(f'{x:.0f}' for x in v)})  "
+        f"ratio to fast path {m / base:.2f}"
     )
