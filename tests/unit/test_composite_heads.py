@@ -10,7 +10,7 @@ from torch import distributions as D
 
 from ppo_envkit.algo.heads import CompositeHead, make_head
 from ppo_envkit.errors import ConfigError
-from ppo_envkit.spaces import UnsupportedSpaceError, check_action_space
+from ppo_envkit.spaces import UnsupportedSpaceError, action_leaves, check_action_space
 
 BOX2 = spaces.Box(-1.0, 1.0, (2,))
 
@@ -205,3 +205,53 @@ def test_mask_layout_is_the_maskable_parts_concatenated():
     keeps = head.mask_keeps(torch.ones(3, head.mask_size, dtype=torch.bool))
     assert keeps.shape == params.shape and keeps.all()
     assert np.asarray(head.describe(params)["kind.probs"]).shape == (3, 2)
+
+
+def _leaf_strategy():
+    from hypothesis import strategies as st
+
+    return st.one_of(
+        st.integers(1, 5).map(spaces.Discrete),
+        st.lists(st.integers(1, 4), min_size=1, max_size=3).map(spaces.MultiDiscrete),
+        st.integers(1, 3).map(spaces.MultiBinary),
+        st.integers(1, 3).map(lambda n: spaces.Box(-1.0, 1.0, (n,))),
+    )
+
+
+def _composite_strategy():
+    from hypothesis import strategies as st
+
+    def wrap(children):
+        tuples = st.lists(children, min_size=1, max_size=3).map(lambda parts: spaces.Tuple(tuple(parts)))
+        dicts = st.dictionaries(st.sampled_from("abcde"), children, min_size=1, max_size=3).map(spaces.Dict)
+        return st.one_of(tuples, dicts)
+
+    return wrap(st.recursive(_leaf_strategy(), wrap, max_leaves=6))
+
+
+@pytest.mark.slow  # 30 random spaces: tens of seconds under load
+def test_random_composite_spaces_match_torch_distributions():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        space=_composite_strategy(), conditional=st.booleans(), masked=st.booleans(), seed=st.integers(0, 99)
+    )
+    def check(space, conditional, masked, seed):
+        head_kind = "independent"
+        if conditional and any(isinstance(leaf, spaces.Discrete) for _, leaf in action_leaves(space)):
+            head_kind = "conditional"
+        torch.manual_seed(seed)
+        head = make_head(space, 8, composite=head_kind)
+        gen = torch.Generator().manual_seed(seed)
+        params = head(torch.randn(32, 8) * 3)
+        if masked and head.mask_size:
+            params = head.apply_mask(params, _masks(head, 32, gen))
+        actions = head.sample(params, gen)
+        torch.testing.assert_close(head.log_prob(params, actions), _ref_log_prob(head, params, actions))
+        torch.testing.assert_close(head.entropy(params, gen), _ref_entropy(head, params, actions))
+        batch = head.to_env(actions)
+        assert all(space.contains(head.row(batch, i)) for i in range(3))
+
+    check()
