@@ -53,6 +53,7 @@ def test_encode_text_is_a_bag_of_words_stable_across_processes():
     # CRC-32, not hash(): the same columns in every process (the value is fixed here)
     assert int(np.flatnonzero(encode_text("red", 128))[0]) == __import__("zlib").crc32(b"red") % 128
     # the example that runs an exported model without ppo-envkit encodes text alike
+    pytest.importorskip("onnxruntime")
     example = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "onnx_inference.py"))
     texts = ["Go to the RED ball, then go!", "pick up a key"]
     assert np.array_equal(example["bag_of_words"](texts, 64), np.stack([encode_text(t, 64) for t in texts]))
