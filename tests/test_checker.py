@@ -78,10 +78,11 @@ class TextActions(Good):
         self.action_space = spaces.Text(5)
 
 
-class TextObservations(Good):
+class SequenceObservations(Good):
+    # (Text observations are encoded since issue 23; a Sequence still has no encoder)
     def __init__(self, render_mode=None):
         super().__init__(render_mode)
-        self.observation_space = spaces.Text(5)
+        self.observation_space = spaces.Sequence(spaces.Discrete(2))
 
 
 class InfiniteActionBox(Good):
@@ -273,10 +274,10 @@ BROKEN = [
         "Discrete, Box",
     ),
     (
-        TextObservations,
+        SequenceObservations,
         "error",
         "obs-space-unsupported",
-        "no observation encoder supports Text",
+        "observation is Sequence(Discrete(2), stack=False), which no observation encoder reads",
         "Dict/Tuple",
     ),
     (InfiniteActionBox, "warning", "action-bounds-infinite", "infinite bounds", "finite bounds"),

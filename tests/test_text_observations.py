@@ -4,6 +4,8 @@ in the flat row, recorded by the agent file, exported, and learned from."""
 from __future__ import annotations
 
 import json
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,6 +52,11 @@ def test_encode_text_is_a_bag_of_words_stable_across_processes():
     assert np.array_equal(code, encode_text("go go to the red ball then", 64))  # order is lost
     # CRC-32, not hash(): the same columns in every process (the value is fixed here)
     assert int(np.flatnonzero(encode_text("red", 128))[0]) == __import__("zlib").crc32(b"red") % 128
+    # the example that runs an exported model without ppo-envkit encodes text alike
+    pytest.importorskip("onnxruntime")
+    example = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "onnx_inference.py"))
+    texts = ["Go to the RED ball, then go!", "pick up a key"]
+    assert np.array_equal(example["bag_of_words"](texts, 64), np.stack([encode_text(t, 64) for t in texts]))
 
 
 def test_flattener_on_a_dict_with_text():
