@@ -384,8 +384,9 @@ def run(args: argparse.Namespace) -> int:
         )
         from ..algo.evaluator import comparison_line
 
-        line = comparison_line(agent.state.eval_mode or {}, places)
-        if line is not None:
+        record = agent.state.eval_mode or {}
+        line = comparison_line(record, places)
+        if line is not None and record.get("mode") == "stochastic":  # deterministic is the usual mode
             console.print(
                 f"note: {line}; the agent records it: eval uses {agent.state.eval_mode['mode']} play"
             )
