@@ -77,7 +77,7 @@ def add_parser(sub: Any) -> None:
 
 def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     """Defaults < preset < --config file < flags < --set. Returns (config, preset name used)."""
-    from ..config import TrainConfig, split_env_id
+    from ..config import TrainConfig, explicitly_set, split_env_id
     from ..environments.ids import with_module
     from ..environments.lookup import registered_preset, resolve_variant
     from ..presets import DEFAULTS, load_preset, preset_for_env
@@ -102,7 +102,8 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str | N
     if env_id:
         module, bare = split_env_id(env_id)
         preset_module, preset_bare = split_env_id(config.env.id)
-        if bare != preset_bare:  # another environment: the preset's arguments and wrappers are not for it
+        generic = preset is not None and not explicitly_set(config, "env.id")  # atari, mujoco: any task
+        if bare != preset_bare and not generic:  # another environment: its arguments are not for this one
             overrides["env.kwargs"] = {}
             overrides["env.wrappers"] = []
         elif module is None and preset_module is not None:
