@@ -21,6 +21,10 @@ import numpy as np
 
 #: Frames per second when the environment declares none (``metadata["render_fps"]``).
 DEFAULT_FPS = 30.0
+#: TensorBoard's GIF is at most this wide (frames are subsampled by a whole factor: 600
+#: pixels become 300): encoding a full-size GIF costs more than playing and rendering the
+#: episode. The MP4 file keeps the full size.
+TENSORBOARD_WIDTH = 320
 
 
 def _rgb(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -91,6 +95,9 @@ def tensorboard_video(writer: Any, tag: str, frames: Sequence[np.ndarray], fps: 
     from torch.utils.tensorboard.summary import Summary
 
     frames = _rgb(frames)
+    stride = -(-frames[0].shape[1] // TENSORBOARD_WIDTH)
+    if stride > 1:
+        frames = [np.ascontiguousarray(f[::stride, ::stride]) for f in frames]
     height, width = frames[0].shape[:2]
     image = Summary.Image(
         height=height, width=width, colorspace=3, encoded_image_string=gif_bytes(frames, fps)
@@ -126,4 +133,12 @@ class InlineVideo:
         return f"<InlineVideo {self.mime}, {self.frames} frames, return {self.episode_return:.2f}>"
 
 
-__all__ = ["DEFAULT_FPS", "InlineVideo", "gif_bytes", "mp4_bytes", "tensorboard_video", "write_mp4"]
+__all__ = [
+    "DEFAULT_FPS",
+    "TENSORBOARD_WIDTH",
+    "InlineVideo",
+    "gif_bytes",
+    "mp4_bytes",
+    "tensorboard_video",
+    "write_mp4",
+]
