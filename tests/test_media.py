@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import time
 
 import pytest
 import torch
@@ -81,13 +82,13 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path, monkeypatch):
     )
     runs = list((tmp_path / "r" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    records = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
-    for name in (
-        b"rollout/episode_return",
-        b"train/policy_loss",
-        b"eval/return",
-        b"eval/video",
-        b"n_steps",
-    ):
+    names = (b"rollout/episode_return", b"train/policy_loss", b"eval/return", b"eval/video", b"n_steps")
+    deadline = time.monotonic() + 20
+    while True:  # wandb's service process may still be writing its log after finish() returned
+        records = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+        if all(name in records for name in names) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for name in names:
         assert name in records, name
     assert len(list(runs[0].glob("files/media/videos/eval/*.mp4"))) == 2  # the evaluation videos
