@@ -158,13 +158,13 @@ class RunLogger:
     def start(self, run: TrainingRun) -> None:
         state, config = run.state, run.config
         self.started = time.perf_counter()
-        if self.run_dir is not None and self._csv is None:
-            config.save_yaml(self.run_dir / "config.yaml")
-            self._open_outputs(state.num_timesteps)
-        if config.run.wandb and self._wandb is None:
+        if config.run.wandb and self._wandb is None:  # first: without wandb, nothing written
             from .wandb_sink import WandbSink
 
             self._wandb = WandbSink(config, self.run_dir, resume=self._resume)
+        if self.run_dir is not None and self._csv is None:
+            config.save_yaml(self.run_dir / "config.yaml")
+            self._open_outputs(state.num_timesteps)
         if self.checkpoint_interval:
             done = state.num_timesteps
             self._next_checkpoint = (done // self.checkpoint_interval + 1) * self.checkpoint_interval
