@@ -92,3 +92,23 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path, monkeypatch):
     for name in names:
         assert name in records, name
     assert len(list(runs[0].glob("files/media/videos/eval/*.mp4"))) == 2  # the evaluation videos
+
+
+def test_notebook_progress_bar_needs_ipywidgets(monkeypatch):
+    import types
+
+    from rich.console import Console
+
+    from ppo_envkit.io.runlog import _notebook_bar
+
+    assert not _notebook_bar(Console(force_jupyter=False))
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    assert not _notebook_bar(Console(force_jupyter=True))  # plain lines, not a silent bar
+    monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets"))
+    assert _notebook_bar(Console(force_jupyter=True))
+
+
+def test_learn_progress_bar_without_a_logger(capsys):
+    agent = PPO(config=TrainConfig().with_overrides({**SMALL, "run.eval_interval": 0}))
+    agent.learn(256, progress_bar=True)
+    assert "training CartPole-v1 to 256 steps" in capsys.readouterr().err
