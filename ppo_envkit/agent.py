@@ -225,6 +225,7 @@ class PPO:
         *,
         callback: AnyCallback | None = None,
         logger: RunLogger | None = None,
+        progress_bar: bool = False,
     ) -> PPO:
         """Train for ``total_timesteps`` more environment steps (default: ``run.total_timesteps``).
 
@@ -232,10 +233,16 @@ class PPO:
         evaluation ends; see ``docs/callbacks.md``), a list of them, or a plain
         ``callback(agent, metrics)`` run after every iteration; returning False stops.
         ``logger`` (a :class:`~ppo_envkit.io.runlog.RunLogger`) writes progress and checkpoints.
+        ``progress_bar``: without a ``logger``, show progress (a live bar in a terminal, and in
+        Jupyter where ipywidgets is installed; plain lines elsewhere).
         """
         steps = self.config.run.total_timesteps if total_timesteps is None else int(total_timesteps)
         if steps < 1:
             raise ValueError("total_timesteps must be >= 1")
+        if progress_bar and logger is None:
+            from .io.runlog import RunLogger
+
+            logger = RunLogger(None, progress=True, tensorboard=False)
         return self.train(callback=callback, logger=logger, target_timesteps=self.num_timesteps + steps)
 
     def train(
@@ -257,6 +264,7 @@ class PPO:
                 trainer.plan(target_timesteps)
             self._group.begin_call(trainer)
             events, plain = self._events(callback)
+            events = self._with_sinks(events, logger)
             trainer.train(None if plain is None else lambda metrics: plain(self, metrics), logger, events)
         except BaseException:
             self._group.end(failed=True)
@@ -283,6 +291,37 @@ class PPO:
             f"callback must be a ppo_envkit.Callback, a list of them, or a function (agent, metrics), "
             f"not {type(callback).__name__}"
         )
+
+    def _with_sinks(self, events: Callback | None, logger: RunLogger | None) -> Callback | None:
+        """The user's events plus the run's own consumers of them (``run.eval_video``)."""
+        if logger is None or not self.config.run.eval_video or self.config.run.eval_interval == 0:
+            return events
+        from .algo.evaluation import EVAL_SEED_OFFSET
+        from .algo.video import EvalVideo
+
+        video = EvalVideo(logger, self.config.run.seed + EVAL_SEED_OFFSET)
+        video.agent = self
+        return _UserState([events, video] if events is not None else [video], user=events)
+
+    def show(
+        self, *, seed: int = 0, deterministic: bool = True, max_steps: int = 1000, fmt: str = "mp4"
+    ) -> Any:
+        """Play one episode and return it as an inline video (``_repr_html_``: a base64 MP4, or a
+        GIF with ``fmt="gif"``) that Jupyter or Colab shows without a display; ``.save(path)``
+        writes the file. The episode renders with ``rgb_array`` in a copy made from the settings."""
+        from .algo.video import play_episode
+        from .io.media import InlineVideo, gif_bytes, mp4_bytes
+
+        if fmt not in ("mp4", "gif"):
+            raise ValueError(f"fmt must be mp4 or gif, not {fmt!r}")
+        episode = play_episode(
+            self.policy, self.config.env, seed=seed, deterministic=deterministic, max_frames=max_steps
+        )
+        if fmt == "gif":
+            data, mime = gif_bytes(episode.frames, episode.fps), "image/gif"
+        else:
+            data, mime = mp4_bytes(episode.frames, episode.fps), "video/mp4"
+        return InlineVideo(data, mime, episode_return=episode.episode_return, frames=len(episode.frames))
 
     def env_set(self, name: str, value: Any) -> None:
         """Set attribute ``name`` of every training copy of the environment to ``value`` (a
@@ -437,3 +476,19 @@ def evaluate(
 
 
 __all__ = ["PPO", "AnyCallback", "MetricsCallback", "StatefulActor", "evaluate"]
+
+
+class _UserState(CallbackList):
+    """The user's callback with the run's own consumers: events go to all of them, but the
+    state saved with checkpoints is the user's alone (as without the consumers)."""
+
+    def __init__(self, callbacks: list[Callback], user: Callback | None):
+        super().__init__(callbacks)
+        self.user = user
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.user.state_dict() if self.user is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.user is not None:
+            self.user.load_state_dict(state)

@@ -403,6 +403,29 @@ class RunConfig(_Section):
         ),
     )
 
+    eval_video: bool = Field(
+        False,
+        description=(
+            "After each evaluation during training, play one more episode (deterministic, rendered with "
+            "render_mode=rgb_array in a separate copy) and write it as a TensorBoard video (eval/video, "
+            "in the Images tab), as RUN_DIR/videos/eval_STEP.mp4 and to W&B (run.wandb). Needs a run "
+            "directory and an environment that renders rgb_array; costs one rendered episode per "
+            "evaluation (docs/callbacks.md gives the measured seconds)."
+        ),
+    )
+    wandb: bool = Field(
+        False,
+        description=(
+            "Also log to Weights & Biases (pip install 'ppo-envkit[wandb]'): the metrics TensorBoard "
+            "gets, the settings, and the evaluation videos (run.eval_video). WANDB_MODE=offline logs "
+            "without a network (wandb sync uploads later)."
+        ),
+    )
+    wandb_project: str | None = Field(None, description="W&B project (None: ppo-envkit).")
+    wandb_entity: str | None = Field(None, description="W&B entity, a user or team (None: your default).")
+    wandb_group: str | None = Field(None, description="W&B group (runs compared together, seeds say).")
+    wandb_tags: list[str] = Field(default_factory=list, description="W&B tags of the run.")
+
     @field_validator("eval_interval")
     @classmethod
     def _check_eval_interval(cls, value: int | str) -> int | str:

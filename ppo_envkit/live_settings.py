@@ -39,6 +39,12 @@ MUTABLE: tuple[str, ...] = (
     "run.eval_interval",
     "run.eval_episodes",
     "run.stop_at",
+    "run.eval_video",
+    "run.wandb",
+    "run.wandb_project",
+    "run.wandb_entity",
+    "run.wandb_group",
+    "run.wandb_tags",
 )
 
 

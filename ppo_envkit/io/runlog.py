@@ -7,7 +7,11 @@ A run directory holds:
 * ``tb/``: TensorBoard event files with the same scalars;
 * ``checkpoints/step_NNNNNNNNNN/``: periodic checkpoints (agent + trainer state);
 * ``agent/``: the final agent directory;
-* ``best/``: the agent of the best evaluation so far (``run.eval_interval``).
+* ``best/``: the agent of the best evaluation so far (``run.eval_interval``);
+* ``videos/eval_NNNNNNNNNN.mp4``: an evaluation episode after each evaluation (``run.eval_video``),
+  also in TensorBoard (``eval/video``, Images tab);
+* ``wandb/``: the Weights & Biases run (``run.wandb``), which gets the same metrics, the
+  settings and the videos.
 """
 
 from __future__ import annotations
@@ -115,6 +119,9 @@ class RunLogger:
         self._resume = resume
         self._tensorboard = tensorboard
         self._lock: RunDirLock | None = None
+        self._wandb: Any = None
+        #: Seconds spent writing each video (``log_video``).
+        self.video_seconds: list[float] = []
         if self.run_dir is not None:
             self._claim(self.run_dir)
 
@@ -151,6 +158,10 @@ class RunLogger:
     def start(self, run: TrainingRun) -> None:
         state, config = run.state, run.config
         self.started = time.perf_counter()
+        if config.run.wandb and self._wandb is None:  # first: without wandb, nothing written
+            from .wandb_sink import WandbSink
+
+            self._wandb = WandbSink(config, self.run_dir, resume=self._resume)
         if self.run_dir is not None and self._csv is None:
             config.save_yaml(self.run_dir / "config.yaml")
             self._open_outputs(state.num_timesteps)
@@ -159,7 +170,7 @@ class RunLogger:
             self._next_checkpoint = (done // self.checkpoint_interval + 1) * self.checkpoint_interval
         if not self._show_progress:
             return
-        if self.console.is_terminal:
+        if self.console.is_terminal or _notebook_bar(self.console):
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -208,6 +219,9 @@ class RunLogger:
                 name = _tb_name(key)
                 if name is not None and isinstance(value, (int, float)) and math.isfinite(value):
                     writer.add_scalar(name, value, state.num_timesteps)
+        if self._wandb is not None:
+            named = {_tb_name(k): v for k, v in metrics.items()}
+            self._wandb.log({k: v for k, v in named.items() if k is not None}, state.num_timesteps)
         ret = metrics.get("episode_return", float("nan"))
         ret_text = "-" if not math.isfinite(ret) else f"{ret:8.1f}"
         evaluated = "eval_return" in metrics
@@ -293,6 +307,23 @@ class RunLogger:
             self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self._tb_purge_step)
         return self._tb
 
+    def log_video(self, tag: str, frames: list[Any], fps: float, step: int) -> Path | None:
+        """An episode's frames (RGB uint8) as ``RUN_DIR/videos/eval_STEP.mp4``, a TensorBoard
+        video (``tag``) and a W&B video; the file's path (None without a run directory)."""
+        if self.run_dir is None:
+            return None
+        from .media import tensorboard_video, write_mp4
+
+        started = time.perf_counter()
+        path = write_mp4(self.run_dir / "videos" / f"eval_{step:010d}.mp4", frames, fps)
+        writer = self._tensorboard_writer()
+        if writer is not None:
+            tensorboard_video(writer, tag, frames, fps, step)
+        if self._wandb is not None:
+            self._wandb.log_video(tag, path, step)
+        self.video_seconds.append(time.perf_counter() - started)
+        return path
+
     # ---------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self, run: TrainingRun) -> Path | None:
@@ -326,9 +357,24 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._wandb is not None:
+            self._wandb.close()
+            self._wandb = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _notebook_bar(console: Console) -> bool:
+    """Whether a live progress bar can show in this notebook: rich draws it in Jupyter through
+    ipywidgets (without it, the plain progress lines)."""
+    if not console.is_jupyter:
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _fmt(value: Any) -> Any:
