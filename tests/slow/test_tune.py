@@ -140,9 +140,7 @@ def test_failed_and_killed_trials_are_recorded_and_the_study_goes_on(fault_env_i
 def _tuner(tmp_path: Path, *extra: str) -> subprocess.Popen:
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     args = ["tune", "test/ReachTarget-v0", "--env-module", TOY[0], "--trials", "6", "--jobs", "2"]
-    # Trials long enough (16k steps) that the study cannot end before the test's signal, which
-    # follows a second tuner's refusal (seconds of start-up on a loaded machine).
-    args += ["--steps-per-trial", "16384", "--evaluations", "2", "--study-dir", "study", *extra]
+    args += ["--steps-per-trial", "4096", "--evaluations", "2", "--study-dir", "study", *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "ppo_envkit", *args],
         cwd=tmp_path,
