@@ -9,6 +9,7 @@ loop, ``python -m pytest`` runs everything.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -20,6 +21,11 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Messages are checked by their words: a long tmp_path (under pytest-xdist, say) must not wrap them.
 os.environ.setdefault("COLUMNS", "200")
+# A shell that starts the tests in the background (`pytest ... &`, nohup) leaves SIGINT ignored,
+# and an ignored signal stays ignored in every child: the tests that press Ctrl-C on a training
+# process would wait for nothing. A handled signal is reset to the default in children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import gymnasium as gym
 import pytest
