@@ -48,7 +48,7 @@ EVAL_SEED = 10_000
 
 
 def _command() -> list[str]:
-    return [sys.executable, "-c", "import sys; from ppo_envkit.cli import main; sys.exit(main())"]
+    return [sys.executable, "-m", "ppo_envkit"]
 
 
 def _evaluate(run_dir: Path, stochastic: bool, env: dict[str, str]) -> float | None:
