@@ -9,7 +9,11 @@ from pathlib import Path
 def children(pid: int | str = "self") -> set[int]:
     """Process ids of ``pid``'s children (every thread's), running or not yet reaped."""
     found: set[int] = set()
-    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+    try:
+        paths = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:  # the process ended (and was reaped) before we looked
+        return found
+    for path in paths:
         try:
             found.update(int(child) for child in path.read_text().split())
         except OSError:  # the process or thread ended meanwhile
