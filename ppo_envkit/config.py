@@ -33,6 +33,7 @@ __all__ = [
     "PPOConfig",
     "PolicyConfig",
     "RunConfig",
+    "SelfPlayConfig",
     "TrainConfig",
     "WrapperSpec",
     "apply_overrides",
@@ -183,6 +184,12 @@ class EnvConfig(_Section):
         "auto",
         description="auto: use the environment's action masks (action_masks() or "
         'info["action_mask"]) when it gives them. off: ignore them (the policy may choose any action).',
+    )
+    agent_id: bool = Field(
+        False,
+        description="Several agents (PettingZoo parallel environments): append each agent's one-hot "
+        "index among the environment's possible agents to its observation, so that one shared policy "
+        "can act differently per agent.",
     )
     normalize_obs: bool = Field(True, description="Normalize observations with running mean/std.")
     normalize_reward: bool = Field(
@@ -434,6 +441,28 @@ class RunConfig(_Section):
         return value
 
 
+class SelfPlayConfig(_Section):
+    """Turn-based games (PettingZoo AEC environments): the learner takes one seat, and the other
+    seats are played by snapshots of the learner's own past policy."""
+
+    snapshot_interval: int = Field(
+        10, ge=1, description="Iterations (rollouts) between two snapshots of the policy joining the pool."
+    )
+    pool_size: int = Field(20, ge=1, le=10_000, description="Most snapshots kept (the oldest leave first).")
+    latest_prob: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Probability that an episode's opponent is the latest snapshot; otherwise one drawn "
+        "uniformly from the pool.",
+    )
+    seat: Literal["alternate", "first", "second"] = Field(
+        "alternate",
+        description="Which seat the learner takes: alternate (episode by episode, so it learns both), "
+        "or always the first or second.",
+    )
+
+
 class TrainConfig(BaseModel):
     """All settings of one training run."""
 
@@ -443,6 +472,7 @@ class TrainConfig(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig)
 
     @model_validator(mode="after")
     def _check_processes(self) -> TrainConfig:

@@ -6,6 +6,7 @@ The vector of training copies is built from these by :mod:`ppo_envkit.parallel.v
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ..errors import ConfigError, contained, foreign
 from .discovery import EnvModuleError, cwd_importable, registered_by
 from .failures import ContainExits
 from .masks import ActionMasks
+from .multiagent import adapt
 from .registry import ensure_registered, entry_point_callable
 from .wrappers import apply_wrappers
 
@@ -52,7 +54,8 @@ def make_env(
     if render_mode is not None:
         extra["render_mode"] = render_mode
     try:
-        return ContainExits(gym.make(env_id, **extra), check_rewards=False)  # wrap_env checks them
+        env = gym.make(_adapting_spec(env_id), **extra)
+        return ContainExits(env, check_rewards=False)  # wrap_env checks them
     except (ImportError, AttributeError) as exc:
         error = _entry_point_error(env_id, exc)
         if error is None:
@@ -67,6 +70,32 @@ def make_env(
         if foreign(exc):
             raise contained(exc) from exc
         raise
+
+
+class _Adapting:
+    """An entry point whose PettingZoo environments come back as Gymnasium ones
+    (:func:`~.multiagent.adapt`); ``gym.make`` accepts nothing else."""
+
+    def __init__(self, creator: Any):
+        self.creator = creator
+        metadata = getattr(creator, "metadata", None)
+        if isinstance(metadata, dict):
+            self.metadata = metadata
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return adapt(self.creator(**kwargs))
+
+
+def _adapting_spec(env_id: str) -> gym.envs.registration.EnvSpec | str:
+    """``env_id``'s spec with an entry point that adapts PettingZoo environments; the id itself
+    when its entry point is a Gymnasium environment class (nothing to adapt)."""
+    spec = gym.spec(env_id)
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        creator = gym.envs.registration.load_env_creator(creator)
+    if creator is None or (isinstance(creator, type) and issubclass(creator, gym.Env)):
+        return env_id
+    return dataclasses.replace(spec, entry_point=_Adapting(creator))
 
 
 def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:

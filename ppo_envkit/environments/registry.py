@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import math
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -379,6 +380,28 @@ def warn_problems(problems: Sequence[Any]) -> None:
         warnings.warn(f"{problem.source}: {problem.message}", RuntimeWarning, stacklevel=3)
 
 
+def register_factory(module: str, name: str) -> str | None:
+    """``module:name`` where ``name`` is not a registered id but a callable of ``module`` (an
+    environment class, or a function returning an environment: Gymnasium's, or PettingZoo's
+    ``env``/``parallel_env``): registered as ``module.name``, whose id is returned; None when
+    ``module`` (already imported) has no such callable."""
+    factory = getattr(sys.modules.get(module), name, None)
+    if not callable(factory) or (isinstance(factory, type) and not _is_env_class(factory)):
+        return None
+    factory_id = f"{module}.{name}"
+    if factory_id not in gym.registry or gym.registry[factory_id].entry_point is not factory:
+        gym.registry.pop(factory_id, None)
+        gym.register(id=factory_id, entry_point=factory)
+    return factory_id
+
+
+def _is_env_class(cls: type) -> bool:
+    """Whether ``cls`` builds an environment: a Gymnasium ``Env`` or a PettingZoo one (by name, so
+    that PettingZoo need not be imported)."""
+    names = {base.__name__ for base in cls.__mro__}
+    return issubclass(cls, gym.Env) or bool(names & {"AECEnv", "ParallelEnv"})
+
+
 def ensure_registered(env_id: str) -> str:
     """The registered id of ``env_id`` (``module:id`` imports ``module`` and gives ``id``); raise
     :class:`EnvNotFoundError` unless it is registered (after discovering ./envs and entry points).
@@ -388,6 +411,10 @@ def ensure_registered(env_id: str) -> str:
     bare = registered_id(env_id)
     if bare in gym.registry:
         return bare
+    if module is not None:
+        factory_id = register_factory(module, bare)
+        if factory_id is not None:
+            return factory_id
     warn_problems(discover_envs())  # the Python API finds ./envs and entry points too
     if bare in gym.registry:
         return bare
