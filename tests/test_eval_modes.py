@@ -11,6 +11,7 @@ import pytest
 from ppo_envkit import PPO, TrainConfig
 from ppo_envkit.algo.evaluator import CLEARLY_Z, EvalResult, compare_modes, comparison_line
 from ppo_envkit.cli import main
+from ppo_envkit.cli.replay import start_mode
 
 from . import text_envs
 
@@ -88,6 +89,11 @@ def test_the_mode_is_recorded_by_training_and_followed_by_eval(both_id, tmp_path
     assert data["mode"] == "stochastic" and data["agent_mode"] == "stochastic"
     assert data["deterministic"] is False and "comparison" not in data
 
+    # replay starts in the mode eval plays in, unless told otherwise
+    loaded = PPO.load(path)
+    assert start_mode(None, loaded) == "stochastic"
+    assert start_mode("deterministic", loaded) == "deterministic"
+
 
 def test_an_agent_without_a_record_evaluates_deterministically(both_id, tmp_path, capsys):
     config = TrainConfig().with_overrides({"env.id": both_id})
@@ -96,3 +102,4 @@ def test_an_agent_without_a_record_evaluates_deterministically(both_id, tmp_path
     out = capsys.readouterr().out.splitlines()
     assert "over 20 deterministic episodes (min" in out[0]
     assert out[1].startswith("note: stochastic play scores clearly better")
+    assert start_mode(None, PPO.load(path)) == "deterministic"

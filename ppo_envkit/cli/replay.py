@@ -41,7 +41,21 @@ def add_parser(sub: Any) -> None:
         help="play a second agent side by side on the same seeds (an agent or run directory, "
         "or a checkpoint name of this run)",
     )
-    p.add_argument("--stochastic", action="store_true", help="start with sampled actions (key D toggles)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--stochastic",
+        dest="mode",
+        action="store_const",
+        const="stochastic",
+        help="start with sampled actions (default: the mode the agent records, as eval; key D toggles)",
+    )
+    mode.add_argument(
+        "--deterministic",
+        dest="mode",
+        action="store_const",
+        const="deterministic",
+        help="start with the most likely actions (default: the mode the agent records; key D toggles)",
+    )
     p.add_argument("--seed", type=int, default=0, help="episode k resets with seed S + k (default 0)")
     p.add_argument("--no-hud", action="store_true", help="start with the overlay hidden (key H toggles)")
     p.add_argument(
@@ -83,6 +97,14 @@ def _resolve_compare(main: str, other: str) -> Path:
     return resolve_checkpoint(main, other)
 
 
+def start_mode(chosen: str | None, agent: Any) -> str:
+    """The mode replay starts in: the one chosen on the command line, else the one the agent
+    records for its evaluations (as ``eval`` plays), deterministic when it records none."""
+    from ..state import evaluation_mode
+
+    return chosen or evaluation_mode(agent.state)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
     from ..viewer import Viewer, ViewerError
@@ -112,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             fps=args.fps,
             seed=args.seed,
-            deterministic=not args.stochastic,
+            deterministic=start_mode(args.mode, agent) == "deterministic",
             record=args.record,
             headless=args.headless,
             hud=not args.no_hud,
