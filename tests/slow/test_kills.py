@@ -176,3 +176,34 @@ def test_a_kill_loses_nothing_and_resume_is_exact(tmp_path, unbroken, kind, k, m
 
 def torch_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+EVENTS = str(ROOT / "tests" / "event_envs.py")
+#: A run whose callback changes every copy after each update (a curriculum, issue 24): the
+#: changes are part of the checkpoint, so a resumed run makes them at the same steps.
+CURRICULUM = ["train", "MetricWalk-v0", "--env-module", EVENTS, "--callback", f"{EVENTS}:MoveBias"]
+CURRICULUM += ["--total-timesteps", "4096", "--run-dir", "run", "--no-progress"]
+for _key, _value in (("env.num_envs", 4), ("ppo.n_steps", 32), ("ppo.minibatch_size", 64)):
+    CURRICULUM += ["--set", f"{_key}={_value}"]
+CURRICULUM += ["--set", "run.checkpoint_interval=512", "--set", "run.eval_interval=0"]
+
+
+@pytest.mark.parametrize("mode", ["1", "sharded"])
+def test_a_kill_during_a_curriculum_loses_nothing_and_resume_is_exact(tmp_path, mode):
+    (tmp_path / "unbroken").mkdir()
+    _train(tmp_path / "unbroken", *CURRICULUM, *MODES[mode])
+    unbroken = _weights(tmp_path / "unbroken" / "run")
+    killed = subprocess.run(
+        [sys.executable, "-c", CHILD, "save", "7", *CURRICULUM, *MODES[mode]],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    run = tmp_path / "run"
+    assert checkpoint_dirs(run), "killed after several checkpoints were due"
+    # a run's modules and callbacks are given again, as `train` prints after an interruption
+    _train(tmp_path, "train", "--resume", "run", "--no-progress", *CURRICULUM[2:6])
+    assert torch_equal(_weights(run), unbroken)
