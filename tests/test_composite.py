@@ -165,6 +165,22 @@ def test_resume_of_a_composite_agent_equals_an_unbroken_run(pick_aim, tmp_path):
     )
 
 
+def test_sharded_workers_take_composite_actions_and_train_as_one_process(pick_aim):
+    """A Dict action with a mask per part, stepped in two shards (one in a worker process): the
+    same weights as stepping every copy in this process."""
+    import torch
+
+    weights = []
+    for setup in ({}, {"env.vectorization": "async", "env.num_workers": 2}):
+        agent = PPO(config=config(pick_aim["structured"], **{"run.total_timesteps": 256}, **setup))
+        try:
+            agent.learn()
+            weights.append(agent.policy.state_dict())
+        finally:
+            agent.close()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_checker_steps_a_masked_composite_environment_legally(pick_aim):
     from ppo_envkit.environments.checker import check_environment
 

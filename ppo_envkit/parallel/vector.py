@@ -291,11 +291,12 @@ class ShardedVectorEnv(VectorEnv):
         return self._gather_obs([r[0] for r in results]), self._merge_info([r[1] for r in results])
 
     def step(self, actions: Any):
-        actions = np.asarray(actions)
+        if not isinstance(actions, tuple | dict):  # composite actions: a tuple or dict of batches
+            actions = np.asarray(actions)
         if self._shared and self._shared[0] is not None:
             return self._step_shared(actions)
-        self._broadcast("step", [actions[sl] for sl in self._slices[1:]])
-        local = self._local.step(actions[self._slices[0]])
+        self._broadcast("step", [_rows(actions, sl) for sl in self._slices[1:]])
+        local = self._local.step(_rows(actions, self._slices[0]))
         results = [(*local[:4], _slim_info(local[4], self._local.num_envs))]
         results += [self._receive(k) for k in range(len(self._conns))]
         return self._merge(results)
@@ -396,6 +397,16 @@ class ShardedVectorEnv(VectorEnv):
             return
         self.closed = True
         self.close_extras(**kwargs)
+
+
+def _rows(actions: Any, rows: slice) -> Any:
+    """The ``rows`` of a batch of actions: an array, or a composite action's tuple or dict of
+    batches (nested), sliced part by part."""
+    if isinstance(actions, tuple):
+        return tuple(_rows(part, rows) for part in actions)
+    if isinstance(actions, dict):
+        return {key: _rows(part, rows) for key, part in actions.items()}
+    return actions[rows]
 
 
 def _split_seeds(seed: int | Sequence[int] | None, n: int) -> list[int | None] | None:
