@@ -20,7 +20,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.classic import tictactoe_v3
 
-from ppo_envkit import PPO, TrainConfig, register_env
+from ppo_envkit import PPO, TrainConfig, Viewer, register_env
 from ppo_envkit.cli import main
 from ppo_envkit.environments.multiagent_check import check_pettingzoo, summarize_agents
 from ppo_envkit.environments.registry import temporary_registrations
@@ -299,6 +299,8 @@ def test_play_command_in_a_window(ttt_agent, monkeypatch, capsys):
 class Stacked(gym.Env):
     """A stand-in for AgentStack: three agents' observations and actions stacked on axis 0."""
 
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
     agent_names = ["red", "green", "blue"]
     num_agents = 3
     agent_observation_space = spaces.Box(-1, 1, (4,), np.float32)
@@ -306,18 +308,23 @@ class Stacked(gym.Env):
     observation_space = spaces.Box(-1, 1, (3, 4), np.float32)
     action_space = spaces.MultiDiscrete([3, 3, 3])
 
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+        self.sent = []
+
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
+        self.observation_space.seed(seed)
         return self.observation_space.sample(), {"agent_active": np.array([True, False, True])}
 
     def step(self, action):
-        return (
-            self.observation_space.sample(),
-            0.0,
-            False,
-            False,
-            {"agent_rewards": np.array([1.0, 2.0, 3.0])},
-        )
+        assert self.action_space.contains(np.asarray(action))  # every agent's action, stacked
+        self.sent.append(np.asarray(action).copy())
+        info = {"agent_rewards": np.array([1.0, 2.0, 3.0])}
+        return self.observation_space.sample(), 0.0, False, False, info
+
+    def render(self):
+        return np.full((60, 80, 3), 90, np.uint8)
 
 
 def test_agent_selection_reads_the_stacked_env():
@@ -352,3 +359,26 @@ def test_agent_selection_shows_the_selected_agents_decision():
     for _ in range(20):  # sampled actions too: the one sent is the one the overlay shows
         actions, decision = selection.decide(agent, obs, None, deterministic=False)
         assert actions[selection.index] == decision["action"]
+
+
+def test_the_replay_overlay_cycles_agents_with_key_a():
+    with temporary_registrations():
+        register_env("StackedFake-v0", Stacked, max_episode_steps=50)
+        config = TrainConfig().with_overrides({"env.id": "StackedFake-v0"})
+        agent = PPO(
+            config=config,
+            observation_space=Stacked.agent_observation_space,
+            action_space=Stacked.agent_action_space,
+        )
+        viewer = Viewer(agent, headless=True)
+        try:
+            pane = viewer.panes[0]
+            assert "red (1/3)" in pane.view("").title
+            viewer.tick(3)
+            assert len(pane.env.unwrapped.sent) == 3 and pane.env.unwrapped.sent[0].shape == (3,)
+            viewer.press(pygame.K_a)
+            view = pane.view("")
+            assert "green (2/3)" in view.title and len(view.bars[0].labels) == 3
+            assert pane.decision["stacked_action"][1] == pane.decision["action"]
+        finally:
+            viewer.close()

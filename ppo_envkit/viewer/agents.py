@@ -10,6 +10,7 @@ overlay shows the full decision of the selected one.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,13 @@ class AgentSelection:
     @property
     def name(self) -> str | None:
         return self.names[self.index] if self.names else None
+
+    def one_agent(self, env: Any) -> Any:
+        """What the agent's spaces must match: one agent's spaces when the environment stacks
+        several (the policy acts on one row), else the environment itself."""
+        if not self.active:
+            return env
+        return SimpleNamespace(observation_space=self.observation_space, action_space=self.action_space)
 
     def cycle(self, step: int = 1) -> str | None:
         """Show the next agent (the previous one with ``step=-1``); returns its name."""

@@ -139,14 +139,14 @@ class Pane:
         self.env_id = cfg.id
         # The agent's own wrappers (frame stacking, action masks), as in training
         self.env = wrap_env(make_render_env(cfg.id, dict(cfg.kwargs), cfg.max_episode_steps), cfg)
+        #: Which agent's decision the overlay shows, when the environment stacks several (key A)
+        self.selection = AgentSelection(self.env)
         try:
-            agent.check_env_compatible(self.env)
+            agent.check_env_compatible(self.selection.one_agent(self.env))
         except BaseException:
             self.env.close()
             raise
         self.action_names = agent.action_names
-        #: Which agent's decision the overlay shows, when the environment stacks several (key A)
-        self.selection = AgentSelection(self.env)
         self.info: dict[str, Any] = {}
         scaler = agent.policy.reward_scaler
         # With reward scaling the critic predicts returns in scaled units; show them in the env's units.
