@@ -279,6 +279,15 @@ def test_play_refuses_what_it_cannot_play(ttt_agent, tmp_path):
     assert main(["play", str(ttt_agent), "--env", SPREAD]) == 1
 
 
+def test_play_without_a_display_says_so(ttt_agent, monkeypatch, capsys):
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["play", str(ttt_agent)]) == 1
+    err = capsys.readouterr().err
+    assert "no display" in err and "play needs a window" in err and "--record" not in err
+
+
 def test_play_command_in_a_window(ttt_agent, monkeypatch, capsys):
     """The command's loop reads pygame's events: a move, then Esc."""
     events = iter(

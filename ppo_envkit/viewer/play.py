@@ -33,7 +33,7 @@ from ..environments.multiagent import pettingzoo_kind, split_observation
 from ..environments.multiagent_check import pettingzoo_creator
 from . import overlay
 from .decision import PaneView, decision_view
-from .display import open_window
+from .display import NoDisplayError, open_window
 from .pane import BACKGROUND, RenderError, ViewerError, _as_frame, load
 
 FRAME_BOX = 640  # the board is scaled to fit a square of this side
@@ -349,7 +349,14 @@ class Game:
 
     def run(self) -> dict[str, int]:
         """Play in a window until Esc; returns the tally (you, agent, draw)."""
-        open_window(self.canvas.get_size(), f"ppo-envkit play: {self.env_id} (you are {self.human})")
+        try:
+            open_window(self.canvas.get_size(), f"ppo-envkit play: {self.env_id} (you are {self.human})")
+        except NoDisplayError as exc:  # its hint is replay's (record without a window): not for a game
+            self.close()
+            reason = str(exc).split(";")[0]
+            raise NoDisplayError(
+                f"{reason}; play needs a window: run it on a desktop, or under xvfb-run"
+            ) from None
         self._window_open = True
         clock = pygame.time.Clock()
         try:
