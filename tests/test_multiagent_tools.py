@@ -8,6 +8,7 @@ Agents are untrained and built from spaces (what a policy thinks is shown, train
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 import pytest
@@ -68,6 +69,8 @@ class Odd(ParallelEnv):
 
     def step(self, actions):
         self.t += 1
+        while self.mode == "hang":
+            time.sleep(0.05)
         done = self.t >= 5
         term = {a: done or (self.mode == "die" and a == "b" and self.t == 2) for a in self.agents}
         mask = {"action_mask": np.zeros(2, np.int8)} if self.mode == "nomask" else {}
@@ -85,7 +88,7 @@ class Odd(ParallelEnv):
 @pytest.fixture
 def odd_ids():
     with temporary_registrations():
-        modes = ("fine", "spaces", "nan", "die", "nomask", "unseeded", "uncached")
+        modes = ("fine", "spaces", "nan", "die", "nomask", "unseeded", "uncached", "hang")
         ids = {mode: f"Odd{mode.capitalize()}-v0" for mode in modes}
         for mode, env_id in ids.items():
             register_env(env_id, functools.partial(Odd, mode=mode))
@@ -146,6 +149,15 @@ def test_findings_in_plain_words(odd_ids):
     assert "observation_space" in finding.fix  # the failed check, quoted
 
 
+def test_a_hanging_environment_is_a_finding(odd_ids, monkeypatch):
+    from ppo_envkit.environments import findings
+
+    monkeypatch.setattr(findings, "CALL_TIME_LIMIT_S", 0.25)  # each phase: 1 s
+    report = check_pettingzoo(odd_ids["hang"], steps=50)
+    assert codes(report) == {"hang": "error"}
+    assert "did not return within 1 s" in report.findings[0].what
+
+
 def test_envs_check_and_list_on_the_command_line(odd_ids, capsys):
     assert main(["envs", "check", TICTACTOE, "--steps", "100"]) == 0
     out = capsys.readouterr().out
@@ -184,7 +196,7 @@ def digit(action: int) -> int:
 
 
 def test_a_full_game_with_legal_moves_only(ttt_agent):
-    game = Game(ttt_agent, headless=True, agent_delay=0)
+    game = Game(ttt_agent, agent_delay=0)
     assert game.human == "player_1" and game.human_to_move
     agent_moves = 0
     while game.result is None:
@@ -206,7 +218,7 @@ def test_a_full_game_with_legal_moves_only(ttt_agent):
 
 
 def test_the_humans_illegal_move_is_refused(ttt_agent):
-    game = Game(ttt_agent, headless=True, agent_delay=1.0)
+    game = Game(ttt_agent, agent_delay=1.0)
     game.press(pygame.K_4)
     assert not game.human_to_move
     game.press(pygame.K_0)  # not the human's turn
@@ -241,7 +253,7 @@ def test_board_clicks_and_keys():
 
 
 def test_seat_new_game_and_quit(ttt_agent):
-    game = Game(ttt_agent, seat="second", headless=True, agent_delay=0)
+    game = Game(ttt_agent, seat="second", agent_delay=0)
     assert game.human == "player_2" and not game.human_to_move
     game.tick()  # the agent opens
     assert game.human_to_move and game.moves == 1 and game.decided_for == "player_1"
@@ -253,7 +265,7 @@ def test_seat_new_game_and_quit(ttt_agent):
 
 
 def test_a_picture_of_a_game(ttt_agent, tmp_path):
-    game = Game(ttt_agent, headless=True, agent_delay=0)
+    game = Game(ttt_agent, agent_delay=0)
     empty = game.frame_array()
     game.press(pygame.K_4)
     game.tick()
@@ -271,11 +283,11 @@ def test_a_picture_of_a_game(ttt_agent, tmp_path):
 
 def test_play_refuses_what_it_cannot_play(ttt_agent, tmp_path):
     with pytest.raises(ViewerError, match="turn-based PettingZoo game"):
-        Game(ttt_agent, env_id=SPREAD, headless=True)
+        Game(ttt_agent, env_id=SPREAD)
     with pytest.raises(
         ViewerError, match=r"cannot play pettingzoo\.classic\.connect_four_v3:env: the agent observes"
     ):
-        Game(ttt_agent, env_id="pettingzoo.classic.connect_four_v3:env", headless=True)
+        Game(ttt_agent, env_id="pettingzoo.classic.connect_four_v3:env")
     assert main(["play", str(ttt_agent), "--env", SPREAD]) == 1
 
 
@@ -379,7 +391,7 @@ def test_the_replay_overlay_cycles_agents_with_key_a():
             observation_space=Stacked.agent_observation_space,
             action_space=Stacked.agent_action_space,
         )
-        viewer = Viewer(agent, headless=True)
+        viewer = Viewer(agent)
         try:
             pane = viewer.panes[0]
             assert "red (1/3)" in pane.view("").title

@@ -28,13 +28,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from . import findings
 from .checks import observation_problems, reward_problems
-from .findings import CheckReport, Findings, exception_finding
+from .findings import CheckReport, EnvCallTimeout, Findings, exception_finding, time_limit
 from .masks import sample_legal
 from .multiagent import pettingzoo_kind, split_observation
 from .registry import ensure_registered
 
 __all__ = ["AgentsSummary", "check_pettingzoo", "pettingzoo_creator", "summarize_agents"]
+
+#: How many of the checker's per-call limits one phase (the random steps, one PettingZoo test)
+#: may take before the environment counts as hung, as for the Gymnasium checker's phases.
+PHASE_LIMIT = 4
 
 KIND_NAMES = {"parallel": "parallel", "aec": "turn-based"}
 AEC_DOCS = "https://pettingzoo.farama.org/api/aec/"
@@ -113,11 +118,13 @@ def check_pettingzoo(
         creator = pettingzoo_creator(env_id, kwargs)
         if creator is None:
             return None
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), time_limit(findings.CALL_TIME_LIMIT_S, "building the environment"):
             warnings.simplefilter("ignore")
             env = creator()
     except Exception as exc:
-        exception_finding(found, "make", "creating the environment", exc)
+        exception_finding(
+            found, "hang" if isinstance(exc, EnvCallTimeout) else "make", "creating the environment", exc
+        )
         report.findings = found.items
         return report
     kind = pettingzoo_kind(env)
@@ -127,16 +134,22 @@ def check_pettingzoo(
     report.notes.append(
         f"a {KIND_NAMES[kind]} PettingZoo environment with agents {list(env.possible_agents)}"
     )
+    hung = False
     try:
         if _check_spaces(found, report, env):
-            _rollout(found, report, env, kind, steps, seed)
+            with time_limit(PHASE_LIMIT * findings.CALL_TIME_LIMIT_S, "stepping the environment"):
+                _rollout(found, report, env, kind, steps, seed)
     except _NoLegalAction:
         pass  # the finding says so; there is nothing legal to step with
+    except EnvCallTimeout as exc:
+        hung = True
+        exception_finding(found, "hang", "the environment", exc)
     except Exception as exc:
         exception_finding(found, "exception", "the environment", exc)
     finally:
         env.close()
-    _pettingzoo_tests(found, creator, kind, steps)
+    if not hung:  # a hung environment would hang PettingZoo's tests too
+        _pettingzoo_tests(found, creator, kind, steps)
     report.findings = found.items
     return report
 
@@ -281,14 +294,16 @@ def _pettingzoo_tests(found: Findings, creator: Callable[..., Any], kind: str, s
         ("pettingzoo-seed", seeding.__name__, lambda: seeding(creator, num_cycles=min(cycles, 500))),
     )
     for code, name, run in runs:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        limit = time_limit(PHASE_LIMIT * findings.CALL_TIME_LIMIT_S, f"PettingZoo's {name}")
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), limit:
             warnings.simplefilter("ignore")  # its warnings (all-zero observations, ...) are advice
             try:
                 run()
             except AssertionError as exc:
                 _assertion_finding(found, code, name, exc, docs)
             except Exception as exc:
-                exception_finding(found, code, f"PettingZoo's {name}", exc)
+                hang = isinstance(exc, EnvCallTimeout)
+                exception_finding(found, "hang" if hang else code, f"PettingZoo's {name}", exc)
 
 
 def _assertion_finding(found: Findings, code: str, test: str, exc: AssertionError, docs: str) -> None:

@@ -7,7 +7,7 @@ game's action mask applied), and the panel on the right shows whose turn it is, 
 last decision (the viewer's probability bars), the result, and the keys. Tests drive it
 headless, through the same :meth:`Game.handle_event` a window feeds::
 
-    game = Game(agent, headless=True, agent_delay=0)
+    game = Game(agent, agent_delay=0)  # no window until run()
     game.press(pygame.K_5)                     # the human takes action 4
     game.click(x, y)                           # or clicks a cell, or an action button
     game.tick()                                # the agent answers
@@ -120,7 +120,6 @@ class Game:
         kwargs: dict[str, Any] | None = None,
         seat: str = "first",
         seed: int = 0,
-        headless: bool = False,
         agent_delay: float = 0.6,
         log: Callable[[str], None] | None = None,
     ):
@@ -131,9 +130,12 @@ class Game:
         self.env_id = self.agent.config.env.id if env_id is None else env_id
         kwargs = dict(self.agent.config.env.kwargs if same and kwargs is None else kwargs or {})
         self.env = self._make(kwargs)
-        self.headless, self.seed, self.agent_delay = headless, int(seed), float(agent_delay)
+        self.seed, self.agent_delay = int(seed), float(agent_delay)
         self.log = log or (lambda message: None)
         seats = list(self.env.possible_agents)
+        if len(seats) < 2:
+            self.env.close()
+            raise ViewerError(f"play needs a game of two seats or more; {self.env_id} has {seats}")
         self.human = seats[0 if seat == "first" else 1]
         self.action_space = self.env.action_space(self.human)
         self._check_agent()
@@ -158,7 +160,10 @@ class Game:
 
     def _make(self, kwargs: dict[str, Any]) -> Any:
         creator = pettingzoo_creator(self.env_id, kwargs)
-        env = creator(render_mode="rgb_array") if creator is not None else None
+        try:
+            env = creator(render_mode="rgb_array") if creator is not None else None
+        except Exception as exc:  # a missing dependency, the game's own error: one line
+            raise ViewerError(f"cannot build {self.env_id}: {type(exc).__name__}: {exc}") from exc
         if pettingzoo_kind(env) != "aec":
             if env is not None:
                 env.close()
