@@ -19,12 +19,13 @@ from typing import Any
 from rich.markup import escape
 
 from ..errors import ConfigError, brief
-from . import bench, envs, evaluate, export, new_env, plot, replay, train, tune
+from . import bench, envs, evaluate, export, new_env, play, plot, replay, train, tune
 from .common import console, debugging, known_errors
 
 #: The commands, in the order ``--help`` lists them.
 COMMANDS = {
-    module.NAME: module for module in (train, evaluate, replay, export, plot, tune, envs, new_env, bench)
+    module.NAME: module
+    for module in (train, evaluate, replay, play, export, plot, tune, envs, new_env, bench)
 }
 
 

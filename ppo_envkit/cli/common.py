@@ -115,6 +115,8 @@ def print_report(report: CheckReport, details: bool = False, to: Console | None 
     to = to or out()
     style = "bold red" if report.errors else ("yellow" if report.warnings else "green")
     to.print(f"[{style}]{escape(report.summary())}[/]")
+    for note in report.notes:
+        to.print(f"  [dim]note[/]: {escape(note)}")
     for f in report.errors + report.warnings:
         label = "" if f.source == "ppo-envkit" else f" \\[{f.source}]"
         again = f" ({f.repeats} more time{'s' * (f.repeats > 1)})" if f.repeats else ""

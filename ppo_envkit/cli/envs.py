@@ -104,6 +104,24 @@ def _spaces_text(info: EnvInfo) -> tuple[str, str]:
     return escape(_short_space(act_space)), escape(_short_space(obs_space))
 
 
+def _agents_text(info: EnvInfo) -> tuple[str, str, str] | None:
+    """(actions, observations, agents) of a PettingZoo environment, one agent's spaces
+    (``+ mask`` under the dict convention); None for a Gymnasium one."""
+    import gymnasium as gym
+
+    from ..environments.multiagent_check import summarize_agents
+
+    try:
+        summary = summarize_agents(info.id)
+    except Exception as exc:  # missing optional dependencies, broken user code: _spaces_text says
+        missing = isinstance(exc, ImportError | gym.error.DependencyNotInstalled)
+        return None if not missing else ("[dim]unavailable[/]", "[dim]missing dependency[/]", "")
+    if summary is None:
+        return None
+    obs = _short_space(summary.observation_space) + (" + mask" if summary.masked else "")
+    return escape(_short_space(summary.action_space)), escape(obs), escape(summary.text())
+
+
 def _variants_text(info: EnvInfo) -> str:
     v = info.variants
     if not v:
@@ -130,21 +148,36 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.pattern:
         envs = [e for e in envs if args.pattern.lower() in e.id.lower()]
     with_presets = _ids_with_presets()
+    several = {info.id: _agents_text(info) for info in envs if info.user}
+    several = {k: v for k, v in several.items() if v is not None}
     table = Table(title="environments (* = yours)", title_justify="left", box=None, padding=(0, 1))
     table.add_column("id", no_wrap=True)
-    for column in ("actions", "observations", "variants", "preset", "solved"):
+    columns = ("actions", "observations", *(("agents",) if several else ()), "variants", "preset", "solved")
+    for column in columns:
         table.add_column(column, overflow="fold")
     n_user = 0
     for info in envs:
         n_user += info.user
-        if info.user or args.spaces:
+        agents: tuple[str, ...] = ()
+        if info.id in several:
+            action, obs, agents_text = several[info.id]
+            agents = (agents_text,)
+        elif info.user or args.spaces:
             action, obs = _spaces_text(info)
         else:
             action = obs = "[dim]-[/]"
+        if several and not agents:
+            agents = ("",)
         threshold = "" if info.reward_threshold is None else f"{info.reward_threshold:g}"
         name = f"[bold cyan]* {escape(info.id)}[/]" if info.user else f"  {escape(info.id)}"
         table.add_row(
-            name, action, obs, _variants_text(info), escape(_preset_text(info, with_presets)), threshold
+            name,
+            action,
+            obs,
+            *agents,
+            _variants_text(info),
+            escape(_preset_text(info, with_presets)),
+            threshold,
         )
     stdout = out()
     stdout.print(table)
@@ -193,8 +226,9 @@ def _check_settings(overrides: list[str]) -> Any:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from ..environments.checker import check_environment
+    from ..environments.checker import FULL_STEPS, check_environment
     from ..environments.lookup import env_info, list_envs
+    from ..environments.multiagent_check import check_pettingzoo
     from ..environments.registry import EnvNotFoundError, ensure_registered
 
     if args.env_id:
@@ -212,6 +246,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     settings = _check_settings(args.overrides)
     failed = False
     for env_id in ids:
+        several = check_pettingzoo(env_id, settings.kwargs, steps=args.steps or FULL_STEPS, seed=args.seed)
+        if several is not None:  # a PettingZoo environment: its own API and several agents
+            print_report(several, details=args.debug)
+            failed |= not several.ok
+            continue
         info = env_info(env_id)
         if info.variants:
             variants = ", ".join(

@@ -68,6 +68,8 @@ class CheckReport:
     steps: int = 0
     episodes: int = 0
     quick: bool = False
+    #: What is fine but worth knowing (the kind of a PettingZoo environment, its conventions).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -97,7 +99,8 @@ class CheckReport:
 
     def format(self) -> str:
         ordered = self.errors + self.warnings
-        return "\n".join([self.summary(), *(f.format() for f in ordered)])
+        notes = (f"note: {n}" for n in self.notes)
+        return "\n".join([self.summary(), *notes, *(f.format() for f in ordered)])
 
 
 class Findings:

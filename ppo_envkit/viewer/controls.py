@@ -16,6 +16,7 @@ KEYS = (
     ("R", "restart the episode (same seed)"),
     ("N", "next episode"),
     ("H or Tab", "show / hide the overlay"),
+    ("A", "next agent's decision (several agents)"),
     ("S or F12", "save a screenshot (PNG)"),
     ("F1 or ?", "show / hide this help"),
     ("Q or Esc", "quit"),
@@ -33,7 +34,7 @@ def key_char(event: pygame.event.Event) -> str:
 def action_for(key: int, char: str, help_shown: bool) -> str | None:
     """The viewer action a key asks for, one of ``help``, ``close-help``, ``quit``, ``pause``,
     ``step``, ``faster``, ``slower``, ``deterministic``, ``restart``, ``next``, ``hud``,
-    ``screenshot``; None for other keys. Esc closes the help panel before it quits."""
+    ``next-agent``, ``screenshot``; None for other keys. Esc closes the help panel before it quits."""
     k = pygame
     if char == "?" or key in (k.K_F1, k.K_QUESTION):
         return "help"
@@ -50,6 +51,7 @@ def action_for(key: int, char: str, help_shown: bool) -> str | None:
         (k.K_r,): "restart",
         (k.K_n,): "next",
         (k.K_h, k.K_TAB): "hud",
+        (k.K_a,): "next-agent",
         (k.K_s, k.K_F12): "screenshot",
     }
     return next((action for keys, action in bindings.items() if key in keys), None)

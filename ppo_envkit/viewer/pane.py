@@ -22,6 +22,7 @@ from ..environments.failures import describe
 from ..environments.masks import require_masks
 from ..errors import ActionMaskError, EnvironmentFailed
 from . import overlay
+from .agents import AgentSelection
 from .decision import PaneView, decision_view
 
 BACKGROUND = (24, 26, 32)
@@ -138,12 +139,15 @@ class Pane:
         self.env_id = cfg.id
         # The agent's own wrappers (frame stacking, action masks), as in training
         self.env = wrap_env(make_render_env(cfg.id, dict(cfg.kwargs), cfg.max_episode_steps), cfg)
+        #: Which agent's decision the overlay shows, when the environment stacks several (key A)
+        self.selection = AgentSelection(self.env)
         try:
-            agent.check_env_compatible(self.env)
+            agent.check_env_compatible(self.selection.one_agent(self.env))
         except BaseException:
             self.env.close()
             raise
         self.action_names = agent.action_names
+        self.info: dict[str, Any] = {}
         scaler = agent.policy.reward_scaler
         # With reward scaling the critic predicts returns in scaled units; show them in the env's units.
         self.value_scale = float((scaler.rms.var + scaler.eps).sqrt()) if scaler.enabled else 1.0
@@ -171,6 +175,7 @@ class Pane:
 
     def reset(self, seed: int, episode: int, deterministic: bool) -> None:
         self.obs, info = self._env_call("reset()", self.env.reset, seed=seed)
+        self.info = info
         self.action_mask = info.get("action_mask")
         require_masks(self.agent.state.action_masks, self.agent.config.env, self.action_mask)
         self.seed, self.episode = seed, episode
@@ -192,9 +197,15 @@ class Pane:
             raise EnvironmentFailed(describe(exc, self.env_id, doing)) from exc
 
     def _decide(self, deterministic: bool, new_state: bool = True) -> None:
-        self.decision = self.agent.policy_step(
-            self.obs, deterministic=deterministic, action_mask=self.action_mask
-        )
+        if self.selection.active:  # several agents: each acts on its row, the selected one is shown
+            actions, self.decision = self.selection.decide(
+                self.agent, self.obs, self.action_mask, deterministic
+            )
+            self.decision["stacked_action"] = actions
+        else:
+            self.decision = self.agent.policy_step(
+                self.obs, deterministic=deterministic, action_mask=self.action_mask
+            )
         value = self.decision["value"] * self.value_scale
         if new_state:
             self.values.append(value)
@@ -206,12 +217,20 @@ class Pane:
         if not self.done and self.obs is not None:
             self._decide(deterministic, new_state=False)
 
+    def next_agent(self, deterministic: bool) -> str | None:
+        """Show the next agent's decision (several agents); returns its name."""
+        name = self.selection.cycle()
+        self.redecide(deterministic)
+        return name
+
     def advance(self, deterministic: bool) -> None:
         """Take the decided action; then decide for the new state unless the episode ended."""
         if self.done or self.decision is None:
             return
-        step = self._env_call("step()", self.env.step, self.decision["action"])
+        action = self.decision.get("stacked_action", self.decision["action"])
+        step = self._env_call("step()", self.env.step, action)
         self.obs, reward, terminated, truncated, info = step
+        self.info = info
         self.action_mask = info.get("action_mask")
         self.env_metrics = overlay.info_numbers(info, self._info_keywords)
         self.step += 1
@@ -247,8 +266,9 @@ class Pane:
             action_text, bars, gauges = decision_view(
                 self.decision, self.agent.action_space, self.action_names
             )
+        who = self.selection.label(self.info)
         return PaneView(
-            title=self.label,
+            title=f"{self.label} · {who}" if who else self.label,
             episode=self.episode + 1,
             step=self.step,
             episode_return=self.episode_return,

@@ -353,6 +353,10 @@ class Viewer:
             self._show_toast(f"{what} (seed {self.seed + self.episode_index})")
         elif action == "hud":
             self.show_hud = not self.show_hud
+        elif action == "next-agent" and any(p.selection.active for p in self.panes):
+            names = [p.next_agent(self.deterministic) for p in self.panes if p.selection.active]
+            self._dirty = True
+            self._show_toast(f"showing {names[0]}'s decision")
         elif action == "screenshot":
             self._screenshot_requested = True
 
