@@ -133,6 +133,22 @@ def _import_error(target: str, exc: BaseException, what: str = "environment modu
     )
 
 
+def _failed_import(
+    exc: BaseException, target: str, module_name: str, context: str = "", what: str = "environment module"
+) -> EnvModuleError:
+    """What to raise when importing ``module_name`` (for ``target``) raised ``exc``: for the
+    module itself missing, one line saying how to name it; else :func:`_import_error` (the
+    exception, and where in the user's code)."""
+    missing = isinstance(exc, ModuleNotFoundError) and exc.name
+    if missing and (exc.name == module_name or module_name.startswith(f"{exc.name}.")):
+        prefix = "" if context else f"{what} {target}: "
+        return EnvModuleError(
+            f"{prefix}no module named '{exc.name}'{' ' + context if context else ''}; pass a .py file "
+            "path, or a module importable from the current directory or an installed package"
+        )
+    return _import_error(target, exc, what)
+
+
 def _module_name_for_file(path: Path) -> str:
     return f"ppo_envkit_user_{path.stem}_{zlib.crc32(str(path).encode()):08x}"
 
@@ -222,19 +238,10 @@ def load_env_module(target: str) -> None:
                     raise EnvModuleError(f"{target}: module {module_name} has no function {func!r}")
                 if key not in _loaded:
                     fn()
-    except (EnvModuleError, FileNotFoundError):
-        raise
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise EnvModuleError(
-                f"no module named '{exc.name}' (environment module {target}); pass a .py file path, "
-                "or a module importable from the current directory or an installed package"
-            ) from exc
-        raise _import_error(target, exc) from exc
-    except KeyboardInterrupt:
+    except (EnvModuleError, FileNotFoundError, KeyboardInterrupt):
         raise
     except BaseException as exc:  # sys.exit() at import included: never a silent exit
-        raise _import_error(target, exc) from exc
+        raise _failed_import(exc, target, module_name, f"(environment module {target})") from exc
     _loaded[key] = None
     shown = display_path(key) if key.endswith(".py") or Path(key).is_dir() else key
     for env_id in set(gym.registry) - before:
@@ -257,19 +264,10 @@ def import_named(target: str, what: str = "callback") -> Any:
             module = _load_file(path)
         else:
             module = _import_module(module_part)
-    except EnvModuleError:
-        raise
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_part or module_part.startswith(exc.name + ".")):
-            raise EnvModuleError(
-                f"{what} {target}: no module named '{exc.name}'; pass a .py file path, or a module "
-                "importable from the current directory or an installed package"
-            ) from exc
-        raise _import_error(target, exc, what) from exc
-    except KeyboardInterrupt:
+    except (EnvModuleError, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        raise _import_error(target, exc, what) from exc
+        raise _failed_import(exc, target, module_part, what=what) from exc
     if not hasattr(module, name):
         raise EnvModuleError(f"{what} {target}: module {module_part} has no {name!r}")
     return getattr(module, name)

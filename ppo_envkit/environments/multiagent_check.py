@@ -116,8 +116,11 @@ def check_pettingzoo(
     found = Findings()
     try:
         creator = pettingzoo_creator(env_id, kwargs)
-        if creator is None:
-            return None
+    except Exception:  # the entry point does not import: the Gymnasium checker names it and the fix
+        return None
+    if creator is None:
+        return None
+    try:
         with warnings.catch_warnings(), time_limit(findings.CALL_TIME_LIMIT_S, "building the environment"):
             warnings.simplefilter("ignore")
             env = creator()
