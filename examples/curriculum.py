@@ -1,88 +1,95 @@
-"""A curriculum as a callback: Recall-v0 (envs/recall.py) with its delay raised as the agent learns.
+"""A curriculum as a callback: KeyDoor-v0 (envs/key_door.py) in a big room, with the key and the
+door placed farther away as the agent learns.
 
-Recall shows a cue once and asks for it ``delay`` steps later. Learning to remember over a
-long delay from the start is hard (the reward comes only at the end, and only by luck at
-first); starting with a short delay and doubling it whenever the agent answers right in
-90% of its recent training episodes gets there sooner. Each change goes through
-``agent.env_set("delay", level)``, which changes every training copy (every vectorization,
-every rank) at the start of the next iteration and is part of the run's state; the
-callback's own state (level, recent answers) is saved with every checkpoint through
-``state_dict()``, so ``train --resume`` (give ``--callback`` again) goes on exactly.
+In an 11 x 11 room, a random walk rarely picks up the key and then opens the door within the
+100-step limit, so the only reward (at the door) almost never comes and the defaults learn
+little in 160,000 steps. The curriculum starts with the key within 2 steps of the agent and
+the door within 2 steps of the key (``reach``), and doubles ``reach`` whenever ``promote`` of
+the last ``window`` training episodes opened the door, until the objects lie anywhere (the
+task the fixed run trains on from the start). Each change goes through
+``agent.env_set("reach", level)``, which changes every training copy (every vectorization,
+every rank) at the start of the next iteration and is part of the run's state; the callback's
+own state (level, recent results) is saved with every checkpoint through ``state_dict()``, so
+``train --resume`` (give ``--callback`` again) goes on exactly.
 
-    ppo-envkit train Recall-v0 --env-module envs/recall.py --set env.kwargs.delay=24 \\
-        --total-timesteps 40000 --callback examples/curriculum.py:DelayCurriculum
+    ppo-envkit train KeyDoor-v0 --env-module envs/key_door.py --set env.kwargs.size=11 \\
+        --total-timesteps 160000 --callback examples/curriculum.py:ReachCurriculum
 
     python examples/curriculum.py            # the measurement in docs/callbacks.md
 
-Evaluations use copies built from the settings (``env.kwargs.delay``): they measure the
-target delay all along, whatever the curriculum's level.
+Evaluations use copies built from the settings (anywhere in the room): they measure the
+target task all along, whatever the curriculum's level.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from ppo_envkit import Callback
 
 
-class DelayCurriculum(Callback):
-    """Recall's ``delay``: ``start`` at first, doubled (up to ``target``: the configured
-    ``env.kwargs.delay``) whenever ``promote`` of the last ``window`` training episodes were
-    answered right."""
+class ReachCurriculum(Callback):
+    """KeyDoor's ``reach``: ``start`` at first, doubled whenever ``promote`` of the last
+    ``window`` training episodes opened the door; None (anywhere) once it spans the room."""
 
-    def __init__(self, start: int = 2, window: int = 100, promote: float = 0.9):
+    def __init__(self, start: int = 2, window: int = 100, promote: float = 0.8):
         self.start, self.window, self.promote = start, window, promote
-        self.level: int | None = None  # None: not started
-        self.answers: list[float] = []
+        self.level: int | None = None  # the current reach; None: anywhere (the target task)
+        self.started = False
+        self.results: list[float] = []
 
     def on_training_start(self, event):
-        if self.level is None:  # a new run (a resumed one gets its level from the checkpoint)
-            self.level = min(self.start, self.target)
-            self.agent.env_set("delay", self.level)
-
-    @property
-    def target(self) -> int:
-        return int(self.agent.config.env.kwargs.get("delay", 10))
+        if not self.started:  # a new run (a resumed one gets its level from the checkpoint)
+            self.started = True
+            self.level = self.start
+            self.agent.env_set("reach", self.level)
 
     def on_episode_end(self, episode):
-        self.answers.append(episode.episode_return)  # 1: right, 0: wrong
-        del self.answers[: -self.window]
+        self.results.append(float(episode.episode_return > 0))  # 1: the door was opened
+        del self.results[: -self.window]
 
     def on_update_end(self, update):
-        full = len(self.answers) >= self.window
-        if full and sum(self.answers) / len(self.answers) >= self.promote and self.level < self.target:
-            self.level = min(2 * self.level, self.target)
-            self.agent.env_set("delay", self.level)
-            self.answers = []  # judge the new level on its own episodes
+        if self.level is None or len(self.results) < self.window:
+            return
+        if sum(self.results) / len(self.results) >= self.promote:
+            size = int(self.agent.config.env.kwargs.get("size", 7))
+            self.level = 2 * self.level if 2 * self.level < 2 * (size - 1) else None
+            self.agent.env_set("reach", self.level)
+            self.results = []  # judge the new level on its own episodes
 
     def state_dict(self):
-        return {"level": self.level, "answers": self.answers}
+        return {"level": self.level, "started": self.started, "results": self.results}
 
     def load_state_dict(self, state):
-        self.level, self.answers = state["level"], list(state["answers"])
+        self.level, self.started = state["level"], state["started"]
+        self.results = list(state["results"])
 
 
-def main(steps: int = 40_000, delay: int = 24, seeds: tuple[int, ...] = (0, 1)) -> None:
-    """Fixed delay against the curriculum, the same steps and seeds; deterministic evaluation
-    at the target delay (100 episodes)."""
-    from ppo_envkit import PPO, load_env_module
+def main(steps: int = 160_000, size: int = 11, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+    """Fixed difficulty against the curriculum, the same steps and seeds, the defaults;
+    deterministic evaluation on the target task (100 episodes)."""
+    from ppo_envkit import PPO, TrainConfig, load_env_module
 
-    load_env_module(str(Path(__file__).resolve().parents[1] / "envs" / "recall.py"))
-    print(
-        f"Recall-v0, delay {delay}, {steps} steps, recall preset; evaluation: 100 episodes at delay {delay}"
-    )
+    load_env_module(str(Path(__file__).resolve().parents[1] / "envs" / "key_door.py"))
+    print(f"KeyDoor-v0 in a {size} x {size} room, {steps:,} steps, defaults; evaluation: 100 episodes")
     for seed in seeds:
         row = []
         for curriculum in (False, True):
-            overrides = {"env.kwargs": {"delay": delay}, "run.seed": seed, "run.eval_interval": 0}
-            agent = PPO.from_preset("recall", overrides=overrides)
-            callback = DelayCurriculum() if curriculum else None
+            overrides = {"env.id": "KeyDoor-v0", "env.kwargs": {"size": size}, "run.seed": seed}
+            agent = PPO(config=TrainConfig().with_overrides({**overrides, "run.eval_interval": 0}))
+            callback = ReachCurriculum() if curriculum else None
+            started = time.perf_counter()
             agent.learn(steps, callback=callback)
+            seconds = time.perf_counter() - started
             result = agent.evaluate(100, seed=1000)
             agent.close()
-            level = f" (reached delay {callback.level})" if callback else ""
-            row.append(f"{'curriculum' if curriculum else 'fixed':10s} {result.mean_return:.2f}{level}")
+            level = ""
+            if callback is not None:
+                level = " (reach: anywhere)" if callback.level is None else f" (reach {callback.level})"
+            name = "curriculum" if curriculum else "fixed"
+            row.append(f"{name:10s} {result.mean_return:+.3f}{level} in {seconds:.0f} s")
         print(f"seed {seed}: " + "   ".join(row), flush=True)
 
 
