@@ -122,7 +122,9 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
         action, logp, value = backend.act(obs, gen, masks, None)
         env_rows = head.to_env(action)
         env_action = to_copies(env_rows, agents)
-        step = num_timesteps + (t + 1) * n * c.context.collectives.size
+        # training steps count agent-steps (rows, padding included: A per copy and step), as SB3 does
+        # with SuperSuit's vector of agents
+        step = num_timesteps + (t + 1) * n * agents * c.context.collectives.size
         try:
             next_obs, reward, terminated, truncated, info = envs.step(env_action)
         except ObservationError:
