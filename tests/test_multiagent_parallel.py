@@ -388,3 +388,13 @@ def test_simple_spread_trains():
     result = agent.evaluate(2)
     assert np.isfinite(result.mean_return) and result.mean_length == 25
     agent.close()
+
+
+def test_onnx_export_of_the_shared_policy_agrees(tmp_path):
+    pytest.importorskip("onnxruntime")
+    agent = PPO(config=_foragers(**{"env.agent_id": True}))
+    agent.learn(768)
+    path = agent.export_onnx(tmp_path / "foragers.onnx")
+    result = agent.check_onnx(path, steps=300)
+    assert result.observations >= 300 and result.mismatches == 0
+    agent.close()
