@@ -40,7 +40,7 @@ OBS_DIM = 23
 class Foragers(ParallelEnv if ParallelEnv is not None else object):  # type: ignore[misc]
     """Foragers on a grid with food and pits (module docstring)."""
 
-    metadata = {"name": "foragers_v0", "render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"name": "foragers_v0", "render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -136,7 +136,9 @@ class Foragers(ParallelEnv if ParallelEnv is not None else object):  # type: ign
         rest = [self._energy[agent] / MAX_ENERGY, 2 * y / (n - 1) - 1, 2 * x / (n - 1) - 1]
         return np.concatenate([view, direction, rest]).astype(np.float32)
 
-    def render(self) -> str | None:
+    def render(self) -> Any:
+        if self.render_mode == "rgb_array":
+            return self._picture()
         if self.render_mode != "ansi":
             return None
         grid = np.where(self._pits, "#", np.where(self._food, "*", "."))
@@ -144,6 +146,17 @@ class Foragers(ParallelEnv if ParallelEnv is not None else object):  # type: ign
             if agent in self.agents:
                 grid[tuple(self._pos[agent])] = str(k)
         return "\n".join("".join(row) for row in grid)
+
+    def _picture(self, cell: int = 32) -> np.ndarray:
+        """The grid as an RGB image: pits black, food green, foragers in their own colours."""
+        colours = np.array([[230, 230, 220], [40, 40, 40], [60, 170, 60]], np.uint8)
+        kind = np.where(self._pits, 1, np.where(self._food, 2, 0))
+        image = colours[kind]
+        palette = np.array([[210, 60, 60], [60, 90, 210], [220, 160, 40], [150, 70, 190]], np.uint8)
+        for k, agent in enumerate(self.possible_agents):
+            if agent in self.agents:
+                image[tuple(self._pos[agent])] = palette[k % len(palette)]
+        return np.kron(image, np.ones((cell, cell, 1), np.uint8))
 
     def close(self) -> None:
         pass

@@ -48,11 +48,13 @@ def train_sb3(steps: int, copies: int, seed: int) -> tuple[Any, float]:
     import supersuit as ss
     from mpe2 import simple_spread_v3
     from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.utils import set_random_seed
 
     env = simple_spread_v3.parallel_env(**KWARGS)
     env = ss.pettingzoo_env_to_vec_env_v1(env)
     env = ss.concat_vec_envs_v1(env, copies, num_cpus=0, base_class="stable_baselines3")
-    model = SB3PPO("MlpPolicy", env, seed=seed, verbose=0, device="cpu")
+    set_random_seed(seed)  # (not PPO(seed=...): SuperSuit's ConcatVecEnv has no seed() for SB3 to call)
+    model = SB3PPO("MlpPolicy", env, verbose=0, device="cpu")
     start = time.perf_counter()
     model.learn(steps)  # SuperSuit's vector has one slot per agent: timesteps are agent-steps
     elapsed = time.perf_counter() - start

@@ -155,7 +155,8 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
         rows = step_rows(info, done, live, agents)
         raw = c._obs_tensor(to_rows(next_obs, agents), step)
         active_t = torch.from_numpy(rows.active).to(device)
-        c._add_obs_stats(raw[active_t])  # padding rows say nothing about observations
+        if rows.active.any():
+            c._add_obs_stats(raw[active_t])  # padding rows say nothing about observations
         live_t = torch.from_numpy(live).to(device)
         end = rows.terminated | rows.truncated | ~live
         end_t = torch.from_numpy(end).to(device)
