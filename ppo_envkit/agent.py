@@ -456,8 +456,10 @@ class PPO:
         return agent
 
     def check_env_compatible(self, env: Any) -> None:
-        """Raise a clear error if ``env``'s spaces differ from the agent's."""
-        require_fits(self.config.env.id, self, env)
+        """Raise a clear error if ``env``'s spaces differ from the agent's (several agents: each
+        agent's spaces)."""
+        layout = agent_spaces(env) if hasattr(env, "get_wrapper_attr") else None
+        require_fits(self.config.env.id, self, env if layout is None else layout)
 
     def close(self) -> None:
         """Close the environments and end the other training processes (``run.processes``)."""

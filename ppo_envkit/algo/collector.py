@@ -214,9 +214,9 @@ class Collector:
     def _new_tracker(self, first_seed: int) -> EpisodeTracker:
         head = self.policy.head
         sample = head.history_rows(head.to_env(torch.zeros((1, head.storage_dim), device=self.policy.device)))
-        shape = (
-            sample.shape[1:] if self.agents is None else (self.agents, *sample.shape[1:])
-        )  # [A, ...] per copy
+        shape = sample.shape[1:]
+        if self.agents is not None:  # several agents: each copy's actions are [A, ...]
+            shape = (self.agents, *shape)
         return EpisodeTracker(self.num_envs, first_seed, shape, sample.dtype, self.config.run.log_window)
 
     def _replay_episodes(self) -> Any:
@@ -225,10 +225,9 @@ class Collector:
         return self._stack_obs(list(self.envs.call("replay_pending")))
 
     def _stack_obs(self, items: list[Any]) -> Any:
-        if self.agents is not None:  # copies' observations, stacked [A, ...]
-            space = self.envs.single_observation_space
-            return concatenate(space, items, create_empty_array(space, len(items)))
         space = self.policy.observation_space
+        if self.agents is not None:  # several agents: the copies' [A, ...] stacks
+            space = self.envs.single_observation_space
         return concatenate(space, items, create_empty_array(space, len(items)))
 
     def _stack_agent_obs(self, items: list[Any]) -> Any:
