@@ -15,7 +15,8 @@ cell. Episodes end when every forager is dead, or after ``max_cycles`` steps (40
 
 Each agent sees (23 values, all in [-1, 1]): its 3x3 neighbourhood of food and pits (18), the
 direction to the nearest food (2), its energy / 20, and its position (2), scaled.
-A random policy scores about 0.4 per agent; foragers that avoid pits and head for food, 3 or more.
+A random policy scores 0.3 per agent at most (pits and hunger kill it early: 0.01 to 0.22 measured
+over seeds); after 36k agent-steps with the default settings, about 11 (three seeds: 11.0 to 11.5).
 """
 
 from __future__ import annotations

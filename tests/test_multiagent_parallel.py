@@ -341,10 +341,11 @@ def test_foragers_learn_beyond_a_random_policy():
         agent.learn(36_000)
         trained.append(agent.evaluate(30, seed=100).mean_return)
         agent.close()
-    # a random policy scores about 0.2 per agent (pits kill it); after 36k agent-steps the foragers
-    # score several times that: the bar is 4x the best random seed plus 1
+    # measured: a random policy 0.01 to 0.07 per agent over these seeds (pits and hunger kill it),
+    # trained foragers 11.0 to 11.5 (three seeds; stochastic play 12.4 to 13.3): the bar is the
+    # best random seed plus 5, under half of what training reaches
     print(f"random {random}, trained {trained}")
-    assert min(trained) > 4 * max(random) + 1.0, (trained, random)
+    assert min(trained) > max(random) + 5.0, (trained, random)
 
 
 def test_foragers_resume_is_exact(tmp_path):
