@@ -152,7 +152,8 @@ class Collector:
         rows = n * (self.agents or 1)  # several agents: a row per agent of every copy
         if self.reward_returns is None:
             self.reward_returns = torch.zeros(rows, device=self.policy.device)
-            self._add_obs_stats(raw if self.next_valid is None else raw[torch.from_numpy(self.next_valid)])
+            live = raw if self.next_valid is None else raw[torch.from_numpy(self.next_valid).to(raw.device)]
+            self._add_obs_stats(live)
         if self.policy.recurrent and self.memory is None:  # new episodes (else: restored with them)
             self.memory = self.policy.initial_memory(n)
         self.next_obs = self.policy.obs_norm(raw)
