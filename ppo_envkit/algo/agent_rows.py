@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..environments.failures import describe
-from ..errors import ActionMaskError, EnvironmentFailed, ObservationError
+from ..errors import ActionMaskError, EnvironmentFailed, NonFiniteError, ObservationError
 
 if TYPE_CHECKING:
     from .collector import Collector
@@ -146,8 +146,6 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
         else:
             episodes.record(history, reward, done)
         if not np.isfinite(reward).all():
-            from ..errors import NonFiniteError
-
             raise NonFiniteError(
                 f"environment {c.config.env.id} returned a non-finite reward at training step "
                 f"{step:,} ({c._copies(~np.isfinite(reward))})"
