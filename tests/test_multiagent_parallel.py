@@ -282,6 +282,22 @@ def test_padding_rows_never_reach_the_loss(scripted_ids, analytic):
     assert stats.loss == poisoned_stats.loss
 
 
+def test_reward_scaling_statistics_ignore_padding_rows():
+    from ppo_envkit.algo.normalize import RewardScaler
+
+    gen = torch.Generator().manual_seed(1)
+    valid = torch.tensor([True, False, True, True, False, True])
+    with_padding, live_only = RewardScaler(0.9, 10.0, True), RewardScaler(0.9, 10.0, True)
+    returns_a, returns_b = torch.zeros(6), torch.zeros(4)
+    for _ in range(20):
+        rewards = torch.randn(6, generator=gen) * valid
+        scaled = with_padding(rewards, returns_a, ~valid, valid=valid)
+        expected = live_only(rewards[valid], returns_b, torch.zeros(4, dtype=torch.bool))
+        assert torch.allclose(scaled[valid], expected)
+    assert torch.allclose(with_padding.rms.var, live_only.rms.var)
+    assert with_padding.rms.count == live_only.rms.count
+
+
 # ------------------------------------------------------------------------------ masks
 
 
