@@ -26,6 +26,7 @@ from .algo.evaluator import EvalResult, Evaluator
 from .algo.policy import ActorCritic, resolve_device
 from .algo.trainer import Trainer
 from .config import TrainConfig, with_image_defaults
+from .environments.agent_stack import agent_spaces
 from .environments.factory import make_configured_env
 from .environments.lookup import env_info
 from .errors import brief
@@ -76,6 +77,9 @@ class PPO:
         if observation_space is None or action_space is None:
             probe = make_configured_env(config.env)
             observation_space, action_space = probe.observation_space, probe.action_space
+            layout = agent_spaces(probe)  # several agents: the policy acts for one agent (a row)
+            if layout is not None:
+                observation_space, action_space = layout.observation_space, layout.action_space
             probe.close()
         self.observation_space, self.action_space = observation_space, action_space
         #: The IMAGE_DEFAULTS keys that replaced library defaults (the policy sees images and
@@ -452,8 +456,10 @@ class PPO:
         return agent
 
     def check_env_compatible(self, env: Any) -> None:
-        """Raise a clear error if ``env``'s spaces differ from the agent's."""
-        require_fits(self.config.env.id, self, env)
+        """Raise a clear error if ``env``'s spaces differ from the agent's (several agents: each
+        agent's spaces)."""
+        layout = agent_spaces(env) if hasattr(env, "get_wrapper_attr") else None
+        require_fits(self.config.env.id, self, env if layout is None else layout)
 
     def close(self) -> None:
         """Close the environments and end the other training processes (``run.processes``)."""

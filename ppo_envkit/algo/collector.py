@@ -30,6 +30,7 @@ from ..parallel import copies_per_rank
 from ..parallel.collectives import Collectives
 from ..parallel.vectorize import make_vec_env
 from ..spaces import require_fits
+from .agent_rows import collect_rows, to_rows
 from .context import RankContext
 from .normalize import ObsNormalizer, RunningMeanStd
 from .recurrent import Memory
@@ -50,6 +51,10 @@ class Collector:
         self.memory: Memory | None = None  # recurrent policies: each copy's state, and episode starts
         self.rollout: RolloutBuffer | None = None
         self._obs_sync: _SharedObsStats | None = None
+        #: Several agents (a PettingZoo parallel environment): agents per copy, the rollout's
+        #: rows being ``num_envs * agents`` (see :mod:`.agent_rows`); None for one agent.
+        self.agents: int | None = None
+        self.next_valid: np.ndarray | None = None  # several agents: the rows live for next_obs
         #: Episodes that ended in the last rollout, in step order: ``(training step, copy over
         #: all ranks, return, length, per-episode metrics, last info or None)``.
         self.ended: list[tuple[int, int, float, int, dict[str, float], dict[str, Any] | None]] = []
@@ -104,7 +109,17 @@ class Collector:
         except Exception as exc:
             raise EnvironmentFailed(describe(exc, cfg.env.id, "while being built")) from exc
         try:
-            require_fits(cfg.env.id, self.policy, self.envs)
+            layout = self.envs.get_attr("agent_layout")[0]  # several agents: the policy sees rows
+            require_fits(cfg.env.id, self.policy, self.envs if layout is None else layout)
+            self.agents = None if layout is None else layout.num_agents
+            if self.agents is not None and self.policy.recurrent:
+                raise ConfigError("recurrent policies (policy.recurrent) do not support several agents yet")
+            if (
+                self.agents is not None
+                and cfg.env.vectorization == "async"
+                and cfg.env.num_workers is not None
+            ):
+                raise ConfigError("env.num_workers (sharded workers) does not support several agents yet")
         except ValueError:
             self.close()
             raise
@@ -124,6 +139,9 @@ class Collector:
             else:
                 obs = self._replay_episodes()
             self.next_masks = self._current_masks()
+            if self.agents is not None:
+                self.next_valid = np.concatenate(self.envs.get_attr("active_agents"))
+                obs = to_rows(obs, self.agents)
         except (ObservationError, ActionMaskError):
             self.close()
             raise
@@ -131,15 +149,17 @@ class Collector:
             self.close()
             raise EnvironmentFailed(describe(exc, cfg.env.id, "in reset()")) from exc
         raw = self._obs_tensor(obs, num_timesteps)
+        rows = n * (self.agents or 1)  # several agents: a row per agent of every copy
         if self.reward_returns is None:
-            self.reward_returns = torch.zeros(n, device=self.policy.device)
-            self._add_obs_stats(raw)
+            self.reward_returns = torch.zeros(rows, device=self.policy.device)
+            live = raw if self.next_valid is None else raw[torch.from_numpy(self.next_valid).to(raw.device)]
+            self._add_obs_stats(live)
         if self.policy.recurrent and self.memory is None:  # new episodes (else: restored with them)
             self.memory = self.policy.initial_memory(n)
         self.next_obs = self.policy.obs_norm(raw)
         self.rollout = RolloutBuffer(
             cfg.ppo.n_steps,
-            n,
+            rows,
             self.policy.flattener.flat_dim,
             self.policy.head.storage_dim,
             self.policy.device,
@@ -147,6 +167,7 @@ class Collector:
             state_dim=self.policy.state_size,
             sequence_length=cfg.ppo.sequence_length if self.policy.recurrent else 1,
             image_ranges=self.policy.flattener.image_ranges(),
+            agent_rows=self.agents is not None,
         )
 
     def apply_env_changes(self, changes: list[Any]) -> None:
@@ -186,14 +207,18 @@ class Collector:
         if any(m is None for m in masks):
             raise ActionMaskError(f"environment {self.config.env.id} gave action masks to some copies only")
         # (masks of an action space that cannot be masked were refused by the ActionMasks wrapper)
-        return torch.from_numpy(np.stack(masks)).to(self.policy.device)
+        stacked = np.stack(masks)
+        if self.agents is not None:  # [n, A * k] (one flat mask per copy) as a row per agent
+            stacked = stacked.reshape(len(masks) * self.agents, -1)
+        return torch.from_numpy(stacked).to(self.policy.device)
 
     def _new_tracker(self, first_seed: int) -> EpisodeTracker:
         head = self.policy.head
         sample = head.history_rows(head.to_env(torch.zeros((1, head.storage_dim), device=self.policy.device)))
-        return EpisodeTracker(
-            self.num_envs, first_seed, sample.shape[1:], sample.dtype, self.config.run.log_window
-        )
+        shape = sample.shape[1:]
+        if self.agents is not None:  # several agents: each copy's actions are [A, ...]
+            shape = (self.agents, *shape)
+        return EpisodeTracker(self.num_envs, first_seed, shape, sample.dtype, self.config.run.log_window)
 
     def _replay_episodes(self) -> Any:
         assert self.envs is not None and self.episodes is not None
@@ -201,6 +226,13 @@ class Collector:
         return self._stack_obs(list(self.envs.call("replay_pending")))
 
     def _stack_obs(self, items: list[Any]) -> Any:
+        space = self.policy.observation_space
+        if self.agents is not None:  # several agents: the copies' [A, ...] stacks
+            space = self.envs.single_observation_space
+        return concatenate(space, items, create_empty_array(space, len(items)))
+
+    def _stack_agent_obs(self, items: list[Any]) -> Any:
+        """Observations of single agents (rows) as one batch."""
         space = self.policy.observation_space
         return concatenate(space, items, create_empty_array(space, len(items)))
 
@@ -251,6 +283,8 @@ class Collector:
             return self._collect(num_timesteps)
 
     def _collect(self, num_timesteps: int) -> RolloutBuffer:
+        if self.agents is not None:  # several agents: rows of one shared policy
+            return collect_rows(self, num_timesteps)
         policy, envs, buf, episodes = self.policy, self.envs, self.rollout, self.episodes
         assert envs is not None and buf is not None and episodes is not None and self.next_obs is not None
         head, gen, device = policy.head, self.context.generator, policy.device
@@ -347,8 +381,11 @@ class Collector:
 
     def _step_masks(self, info: dict[str, Any], step: int) -> torch.Tensor:
         """The masks of the observations a step returned (a copy whose episode ended: its reset's)."""
+        size = (self.policy.head.mask_size or 0) * (self.agents or 1)  # several agents: [A * k] per copy
         try:
-            masks = vector_masks(info, self.num_envs, self.policy.head.mask_size or 0)
+            masks = vector_masks(info, self.num_envs, size)
+            if masks is not None and self.agents is not None:
+                masks = masks.reshape(self.num_envs * self.agents, -1)
         except ActionMaskError as exc:
             raise self._mask_error(exc, step) from None
         if masks is None:

@@ -17,11 +17,13 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ..config import EnvConfig
+from ..environments.agent_stack import agent_spaces
 from ..environments.episodes import EpisodeMetrics
 from ..environments.factory import make_configured_env
 from ..environments.masks import require_masks, vector_masks
 from ..spaces import require_fits
 from .acting import EpisodeActor
+from .agent_rows import to_copies, to_rows
 from .policy import ActorCritic
 
 #: Copies an evaluation steps at most (episodes are split among them).
@@ -150,11 +152,17 @@ class Evaluator:
         ``i`` starts from seed ``seed + i``, so every call with the same seed plays the same
         episodes (as far as the policy acts the same). A policy ``trained_with_masks`` is refused
         an environment that gives none (:func:`~ppo_envkit.environments.masks.require_masks`)."""
-        require_fits(self.env.id, policy, self.envs)
-        actor = EpisodeActor(policy, generator, deterministic)  # keeps a recurrent policy's memory per copy
+        layout = agent_spaces(self.envs.envs[0])  # several agents: the policy acts per row
+        require_fits(self.env.id, policy, self.envs if layout is None else layout)
+        actor: Actor = EpisodeActor(
+            policy, generator, deterministic
+        )  # keeps a recurrent policy's memory per copy
+        agents = 1 if layout is None else layout.num_agents
+        if layout is not None:
+            actor = _AgentRowsActor(actor, agents)
         return self.play(
             actor,
-            policy.head.mask_size or 0,
+            (policy.head.mask_size or 0) * agents,
             deterministic=deterministic,
             seed=seed,
             trained_with_masks=trained_with_masks,
@@ -217,6 +225,20 @@ class Evaluator:
 
     def close(self) -> None:
         self.envs.close()
+
+
+class _AgentRowsActor:
+    """An actor of single agents playing copies that stack ``agents`` of them (``[n, A, ...]``):
+    one row per agent (the reward an evaluation reports is the mean over agents)."""
+
+    def __init__(self, actor: Actor, agents: int):
+        self.actor, self.agents = actor, agents
+
+    def __call__(self, obs: Any, masks: Any, starts: np.ndarray) -> Any:
+        a = self.agents
+        rows_masks = None if masks is None else np.asarray(masks).reshape(len(starts) * a, -1)
+        actions = self.actor(to_rows(obs, a), rows_masks, np.repeat(starts, a))
+        return to_copies(actions, a)
 
 
 def _episode_metrics(finished: Any, quota: np.ndarray) -> dict[str, float]:

@@ -56,6 +56,30 @@ def make_optimizer(policy: ActorCritic, cfg: PPOConfig) -> FlatAdam:
     return FlatAdam(policy, lr=cfg.learning_rate, eps=cfg.adam_eps)
 
 
+def valid_minibatches(
+    valid: torch.Tensor, units: int, per_batch: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """One epoch's minibatches of the ``valid`` sample indices, shuffled: as many minibatches as
+    a rollout of ``units`` samples all valid would have (``ceil(units / per_batch)``), so that
+    every rank takes the same number of gradient steps (they average gradients together,
+    whatever their valid counts), of nearly equal sizes. With fewer valid samples than
+    minibatches, samples repeat rather than leave a minibatch empty."""
+    count = -(-units // per_batch)
+    perm = valid[torch.randperm(len(valid), generator=generator, device=valid.device)]
+    if len(perm) < count:
+        if len(perm) == 0:
+            raise NonFiniteError("no agent was live at any step of the rollout: nothing to learn from")
+        perm = perm.repeat(-(-count // len(perm)))[:count]
+    return list(torch.tensor_split(perm, count))
+
+
+def _valid_explained_variance(rollout: RolloutBuffer, valid: torch.Tensor | None) -> float:
+    values, returns = rollout.values.reshape(-1), rollout.returns.reshape(-1)
+    if valid is not None:
+        values, returns = values[valid], returns[valid]
+    return explained_variance(values, returns)
+
+
 class Learner:
     """Updates the policy from rollouts; owns the optimizer (:class:`FlatAdam`, created at the
     first update: it makes the policy's parameters views of one buffer)."""
@@ -122,10 +146,14 @@ class Learner:
         units, per_batch = batch_size, mb_size
         if policy.recurrent:
             units, per_batch = rollout.num_sequences, max(1, mb_size // rollout.sequence_length)
+        valid = rollout.valid_rows()  # several agents: padding rows never reach the loss
         for _epoch in range(cfg.n_epochs):
-            perm = torch.randperm(units, generator=gen, device=policy.device)
-            for start in range(0, units, per_batch):
-                chosen = perm[start : start + per_batch]
+            if valid is None:
+                perm = torch.randperm(units, generator=gen, device=policy.device)
+                chunks = [perm[start : start + per_batch] for start in range(0, units, per_batch)]
+            else:
+                chunks = valid_minibatches(valid, units, per_batch, gen)
+            for chosen in chunks:
                 rows = rollout.sequence_rows(chosen) if policy.recurrent else chosen
                 stats = backend.gradients(rollout, rows, settings, collectives, gen, optimizer)
                 loss, kl = collectives.average_gradients(
@@ -147,7 +175,7 @@ class Learner:
         head = policy.head
         return UpdateStats(
             *means,
-            explained_variance=explained_variance(rollout.values.reshape(-1), rollout.returns.reshape(-1)),
+            explained_variance=_valid_explained_variance(rollout, valid),
             learning_rate=optimizer.param_groups[0]["lr"],
             gradient_steps=len(history),
             stopped_early=float(stopped_early),
@@ -155,4 +183,4 @@ class Learner:
         )
 
 
-__all__ = ["Learner", "UpdateStats", "explained_variance", "make_optimizer"]
+__all__ = ["Learner", "UpdateStats", "explained_variance", "make_optimizer", "valid_minibatches"]

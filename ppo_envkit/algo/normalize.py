@@ -162,15 +162,24 @@ class RewardScaler(nn.Module):
         returns: torch.Tensor,
         dones: torch.Tensor,
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Scale ``rewards`` (one per env); updates ``returns`` in place and resets it at ``dones``.
 
-        ``gather`` combines the returns of all ranks before the statistics update.
+        ``gather`` combines the returns of all ranks before the statistics update. ``valid``
+        (several agents: the rows of live agents) keeps padding rows out of the statistics.
         """
         if not self.enabled:
             return rewards
         returns.mul_(self.gamma).add_(rewards)
-        self.rms.update(returns if gather is None else gather(returns))
+        if valid is None:
+            self.rms.update(returns if gather is None else gather(returns))
+        else:  # gathered with their flags (every rank has as many rows), then the live ones
+            both = torch.stack([returns, valid.to(returns.dtype)], 1)
+            both = both if gather is None else gather(both)
+            live = both[both[:, 1] > 0.5, 0]
+            if live.numel():
+                self.rms.update(live)
         returns.masked_fill_(dones, 0.0)
         scale = torch.rsqrt(self.rms.var + self.eps).to(rewards.dtype)
         return (rewards * scale).clamp_(-self.clip, self.clip)

@@ -163,6 +163,7 @@ class RolloutBuffer:
         state_dim: int = 0,
         sequence_length: int = 1,
         image_ranges: Sequence[tuple[int, int]] = (),
+        agent_rows: bool = False,
     ):
         self.image_ranges = [(int(a), int(b)) for a, b in image_ranges]
         image_dim = sum(b - a for a, b in self.image_ranges)
@@ -190,6 +191,9 @@ class RolloutBuffer:
         self.episode_end = torch.zeros(shape, dtype=torch.bool, device=device)
         self.truncated_values = torch.zeros(shape, **f32)  # V(final obs) where truncated
         self.truncated = torch.zeros(shape, dtype=torch.bool, device=device)
+        #: Several agents (``agent_rows``): whether each row's agent was live for the observation
+        #: it acted on. Padding rows (False) never reach the loss; None: every row is valid.
+        self.valid = torch.ones(shape, dtype=torch.bool, device=device) if agent_rows else None
         self.last_values = torch.zeros(num_envs, **f32)  # V(observation after the last step)
         self.advantages = torch.zeros(shape, **f32)
         self.returns = torch.zeros(shape, **f32)
@@ -212,6 +216,12 @@ class RolloutBuffer:
     def size(self) -> int:
         """Samples in the rollout."""
         return self.n_steps * self.num_envs
+
+    def valid_rows(self) -> torch.Tensor | None:
+        """Indices (into the flattened rollout) of the valid samples; None when all are."""
+        if self.valid is None or bool(self.valid.all()):
+            return None
+        return torch.nonzero(self.valid.reshape(-1)).reshape(-1)
 
     def store_obs(self, t: int, obs: torch.Tensor) -> None:
         """Store step ``t``'s flat (normalized) observations ``[num_envs, flat_obs_dim]``."""

@@ -173,6 +173,15 @@ class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
         self._step_metrics(result)
         return result
 
+    @property
+    def agent_layout(self) -> Any:
+        """The agent spaces of a several-agent environment
+        (:func:`~ppo_envkit.environments.agent_stack.agent_spaces`; None for one agent): asked
+        through the vector of copies (``get_attr``), which reaches worker processes too."""
+        from .agent_stack import agent_spaces
+
+        return agent_spaces(self.env)
+
     def _check(self, obs: Any, call: str) -> None:
         if self._shape is not None and np.shape(obs) != self._shape:
             spec = self.env.spec
@@ -361,11 +370,14 @@ class EpisodeTracker:
             "metrics": metric_keys,
             "changes": [list(c) for c in self.changes],
             "episode_changes": [[list(c) for c in copy] for copy in self.episode_changes],
+            "action_shape": list(self._action_shape),
         }
         return meta, arrays
 
     def load_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore the state written by :meth:`state`."""
+        if "action_shape" in meta:  # (several agents: [A, ...], known once the copies exist)
+            self._action_shape = tuple(int(d) for d in meta["action_shape"])
         self.returns[:] = arrays["returns"]
         self.lengths[:] = arrays["lengths"]
         self.episodes[:] = arrays["episodes"]

@@ -15,6 +15,7 @@ import gymnasium as gym
 
 from ..config import EnvConfig
 from ..errors import ConfigError, contained, foreign
+from .agent_stack import AgentIds, agent_spaces
 from .discovery import EnvModuleError, cwd_importable, registered_by
 from .failures import ContainExits
 from .masks import ActionMasks
@@ -106,6 +107,15 @@ def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
     if isinstance(env, ContainExits):  # from make_env: moved outside the wrappers added here
         env = env.env
     env = apply_wrappers(env, config.wrappers, config.id)
+    # Several agents (a PettingZoo parallel environment, stacked [A, ...] by AgentStack): the
+    # agent's index when env.agent_id asks for it; frame stacking would stack the wrong axis.
+    if agent_spaces(env) is not None:
+        if config.agent_id:
+            env = AgentIds(env)
+        if config.frame_stack > 1:
+            raise ConfigError(
+                "env.frame_stack is not supported for several agents (PettingZoo parallel environments)"
+            )
     if config.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, config.frame_stack)
     if config.action_masks == "auto":

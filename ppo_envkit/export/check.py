@@ -111,21 +111,30 @@ def record_observations(
     """``steps`` observations from the agent playing its environment (episodes seeded
     ``seed``, ``seed + 1``, ...; its frame stacking and masks as in training), with the
     deterministic action it took at each, and the action masks in force (None without)."""
+    from ..environments.agent_stack import agent_spaces
     from ..environments.factory import make_configured_env
 
     policy = source.policy
     env = make_configured_env(source.config.env)
     try:
-        require_fits(source.config.env.id, policy, env)
+        layout = agent_spaces(env)  # several agents: each agent's observation is one
+        require_fits(source.config.env.id, policy, env if layout is None else layout)
         observations, actions, masks = [], [], []
         obs, info = env.reset(seed=seed)
         episode = 0
         while len(observations) < steps:
             mask = info.get("action_mask")
-            action = _predict(source, obs, mask)
-            observations.append(obs)
-            actions.append(action if isinstance(action, dict | tuple) else np.asarray(action))
-            masks.append(mask)
+            if layout is not None:  # the agents' rows, acted on as a batch
+                rows = None if mask is None else np.asarray(mask).reshape(layout.num_agents, -1)
+                action = _predict(source, obs, rows)
+                observations.extend(obs)
+                actions.extend(np.asarray(action))
+                masks.extend([None] * len(obs) if rows is None else rows)
+            else:
+                action = _predict(source, obs, mask)
+                observations.append(obs)
+                actions.append(action if isinstance(action, dict | tuple) else np.asarray(action))
+                masks.append(mask)
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 episode += 1
