@@ -335,6 +335,9 @@ class CompositeHead(ActionHead):
     top-level ``Tuple``/``Dict`` entry with exactly ``k`` Box entries, the i-th holding the
     parameters of choice i of the ``Discrete(k)`` choice; only the chosen choice's parameters
     count in the log-probability, and the entropy is ``H(choice) + sum_c p_c H(params_c)``.
+    :func:`make_head` turns ``chosen_params`` on by default for a space with that layout
+    (``composite_params=auto``): the parameters of a choice not taken had no effect on the
+    return, so their log-probabilities would only add noise to the gradient and to the ratio.
     """
 
     def __init__(
@@ -382,17 +385,15 @@ class CompositeHead(ActionHead):
         self.storage_dim = sum(self.storage_sizes)
 
     def _parameter_group(self, space: spaces.Space, leaves: list[tuple[tuple[Any, ...], spaces.Space]]):
-        entries = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
-        for key, entry in entries:
-            if isinstance(entry, COMPOSITE_ACTION_SPACE_TYPES) and len(entry.spaces) == self.choices:
-                members = entry.spaces.values() if isinstance(entry, spaces.Dict) else entry.spaces
-                if all(isinstance(m, spaces.Box) for m in members):
-                    return [i for i, (path, _) in enumerate(leaves) if path[:1] == (key,)]
-        raise ConfigError(
-            f"policy.composite_params=chosen needs a parametrized action space: a Discrete({self.choices}) "
-            f"choice and one Tuple/Dict entry of {self.choices} Box spaces, the i-th holding the parameters "
-            f"of choice i (e.g. Tuple((Discrete(3), Tuple((Box, Box, Box))))), not {space}"
-        )
+        key = parameter_entry(space)
+        if key is None:
+            k = self.choices
+            raise ConfigError(
+                f"policy.composite_params=chosen needs a parametrized action space: a Discrete({k}) "
+                f"choice and one Tuple/Dict entry of {k} Box spaces, the i-th holding the parameters "
+                f"of choice i (e.g. Tuple((Discrete(3), Tuple((Box, Box, Box))))), not {space}"
+            )
+        return [i for i, (path, _) in enumerate(leaves) if path[:1] == (key,)]
 
     @property
     def mask_size(self) -> int | None:
@@ -541,6 +542,29 @@ class CompositeHead(ActionHead):
         return out
 
 
+def parameter_entry(space: spaces.Space) -> Any | None:
+    """The key (Dict) or position (Tuple) of the entry of a *parametrized* action space that holds
+    the parameters of each choice, or None when ``space`` does not have that layout.
+
+    The layout (that of Platform and Goal): a top-level Tuple/Dict whose first ``Discrete(k)``
+    leaf is the choice, and one top-level Tuple/Dict entry of exactly ``k`` Box spaces, the
+    i-th holding the parameters of choice i. Declaring the space that way is how a user says
+    which parameters belong to which choice."""
+    if not isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+        return None
+    choices = [leaf for _, leaf in action_leaves(space) if isinstance(leaf, spaces.Discrete)]
+    if not choices:
+        return None
+    k = int(choices[0].n)
+    entries = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+    for key, entry in entries:
+        if isinstance(entry, COMPOSITE_ACTION_SPACE_TYPES) and len(entry.spaces) == k:
+            members = entry.spaces.values() if isinstance(entry, spaces.Dict) else entry.spaces
+            if all(isinstance(m, spaces.Box) for m in members):
+                return key
+    return None
+
+
 def make_head(
     space: spaces.Space,
     in_features: int,
@@ -549,12 +573,13 @@ def make_head(
     log_std_init: float = 0.0,
     squash: bool = False,
     composite: str = "independent",
-    composite_params: str = "all",
+    composite_params: str = "auto",
 ) -> ActionHead:
     """The head for an action space. The only place that dispatches on the space type.
 
     ``composite`` (``independent`` / ``conditional``) and ``composite_params`` (``all`` /
-    ``chosen``) shape the head of a Tuple/Dict space (:class:`CompositeHead`)."""
+    ``chosen`` / ``auto``: chosen when the space is parametrized, see :func:`parameter_entry`)
+    shape the head of a Tuple/Dict space (:class:`CompositeHead`)."""
     if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
         check_action_space(space)
         return CompositeHead(
@@ -564,7 +589,8 @@ def make_head(
             log_std_init,
             squash,
             conditional=composite == "conditional",
-            chosen_params=composite_params == "chosen",
+            chosen_params=composite_params == "chosen"
+            or (composite_params == "auto" and parameter_entry(space) is not None),
         )
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
@@ -592,4 +618,5 @@ __all__ = [
     "SquashedGaussianHead",
     "check_action_space",
     "make_head",
+    "parameter_entry",
 ]
