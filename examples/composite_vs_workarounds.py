@@ -5,11 +5,12 @@ parameters), agents train for the same number of steps with the same settings (t
 8 copies), over a few seeds:
 
 * ``composite``: the environment's own ``Tuple((Discrete(k), Tuple((Box, ...))))`` with the
-  default head settings;
+  default head settings (independent parts; ``composite_params=auto``, which for this layout
+  counts only the chosen choice's parameters in the loss);
 * ``composite-all``: the same with ``policy.composite_params=all`` (every parameter counts in
-  the loss, chosen or not: what the default was before);
-* ``composite-independent``: ``composite_params=all`` and ``composite=independent``, all
-  parts drawn independently from the features (the head without the structure);
+  the loss, chosen or not: the default before ``auto``);
+* ``composite-conditional``: ``composite=conditional`` (one mean per choice in every Box part)
+  with the chosen parameters only;
 * ``discretized``: one ``Discrete``, every choice with a grid of its parameters;
 * ``flat-box``: one ``Box``: the choice is the argmax of the first k values, the parameters
   the rest.
@@ -119,7 +120,7 @@ for _env_id, _cls, _limit, _ in TASKS.values():
 METHODS = {
     "composite": ("", {}),
     "composite-all": ("", {"composite_params": "all"}),
-    "composite-independent": ("", {"composite": "independent", "composite_params": "all"}),
+    "composite-conditional": ("", {"composite": "conditional", "composite_params": "chosen"}),
     "discretized": ("Discretized", {}),
     "flat-box": ("FlatBox", {}),
 }
