@@ -36,6 +36,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import yaml
 from gymnasium import spaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
@@ -155,14 +156,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=60_000)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--policy",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="policy settings for every method (e.g. log_std_init=-1.0), to try what they change",
+    )
     args = parser.parse_args(argv)
+    policy = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.policy)}
     gym.logger.min_level = 40
     success = TASKS[args.task][3]
     rows = []
     for method in args.methods:
         scores = []
         for seed in args.seeds:
-            mean, share, seconds = run(args.task, method, seed, args.steps, args.episodes)
+            mean, share, seconds = run(args.task, method, seed, args.steps, args.episodes, policy)
             scores.append(mean)
             print(
                 f"{method:22s} seed {seed}: return {mean:6.3f}  {success} {share:4.0%}  ({seconds:.0f} s)",
