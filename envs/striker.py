@@ -11,14 +11,15 @@ each choice, of which the environment uses the chosen one's only:
 
 The goal mouth is ``|y| < 1.5`` on the line ``x = 10``; the keeper stands at a random place of
 it and saves a shot that arrives within its reach. The farther the shot, the wider it
-scatters (a normal spread of 0.05 per unit of distance) and the more the keeper reaches
+scatters (a normal spread of 0.1 per unit of distance) and the more the keeper reaches
 (0.4 + 0.1 per unit). A shot ends the episode: +1 for a goal, 0 otherwise; each dribble
 costs 0.02. At most 10 actions. The ball starts 5 to 10 from the goal line, up to 4 to the
 side.
 
 Good play dribbles close (to 1 from the line, the nearest the ball may go) and towards the
 middle, then shoots at the side of the mouth away from the keeper, inside the post: a policy
-that does it scores about 0.9.
+that does it scores about 0.77 (one that shoots at once, with the best aim: about 0.4;
+random play: 0.18).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ HALF_WIDTH = 1.5
 DRIBBLE = 1.5
 DRIBBLE_NOISE = 0.1
 NEAREST = 1.0
-SPREAD = 0.05
+SPREAD = 0.1
 REACH, REACH_PER_UNIT = 0.4, 0.1
 DRIBBLE_COST = 0.02
 MAX_ACTIONS = 10
