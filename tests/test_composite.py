@@ -366,3 +366,29 @@ def test_striker_scores_a_close_shot_away_from_the_keeper_and_not_into_it():
             assert terminated and reward in (0.0, 1.0)
             goals["far corner" if aim_far else "at the keeper"] += int(reward)
     assert goals["far corner"] >= 45 and goals["at the keeper"] <= 40, goals
+
+
+def test_the_first_choices_are_uniform_over_the_whole_parametrized_action_set():
+    """A choice with a larger parameter box starts with a proportionally larger probability
+    (Box(2) of [-1, 1]^2 beside two Box(1) of [-1, 1]: 4 : 2 : 2), whatever the features;
+    equal boxes keep equal probabilities, and so does ``composite_params=all``."""
+    import torch
+
+    from ppo_envkit.algo.heads import make_head
+
+    torch.manual_seed(0)
+    features = torch.randn(64, 8)
+    head = make_head(PARAMETRIZED["tuple"], 8)
+    probs = head.parts[head.choice].out(features).softmax(-1).mean(0)
+    torch.testing.assert_close(probs, torch.tensor([0.5, 0.25, 0.25]), atol=0.02, rtol=0)
+    for equal in (
+        make_head(PARAMETRIZED["dict"], 8),
+        make_head(PARAMETRIZED["tuple"], 8, composite_params="all"),
+    ):
+        probs = equal.parts[equal.choice].out(features).softmax(-1).mean(0)
+        torch.testing.assert_close(probs, torch.full_like(probs, 1 / len(probs)), atol=0.02, rtol=0)
+    # a wider box of the same size counts too: [-2, 2] against [-1, 1]
+    wide = spaces.Tuple((spaces.Discrete(2), spaces.Tuple((spaces.Box(-2, 2, (1,)), BOX1))))
+    head = make_head(wide, 8)
+    probs = head.parts[head.choice].out(features).softmax(-1).mean(0)
+    torch.testing.assert_close(probs, torch.tensor([2 / 3, 1 / 3]), atol=0.02, rtol=0)

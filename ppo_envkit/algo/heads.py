@@ -379,6 +379,8 @@ class CompositeHead(ActionHead):
                 )
         #: The parts holding the parameters of choice 0, 1, ... (chosen_params), else empty.
         self.group: list[int] = self._parameter_group(space, leaves) if chosen_params else []
+        if self.group and ortho_init:
+            self._uniform_over_the_action_set()
         self.param_sizes = [part.out.out_features for part in self.parts]
         self.storage_sizes = [part.storage_dim for part in self.parts]
         self.mask_sizes = [part.mask_size or 0 for part in self.parts]
@@ -394,6 +396,24 @@ class CompositeHead(ActionHead):
                 f"of choice i (e.g. Tuple((Discrete(3), Tuple((Box, Box, Box))))), not {space}"
             )
         return [i for i, (path, _) in enumerate(leaves) if path[:1] == (key,)]
+
+    def _uniform_over_the_action_set(self) -> None:
+        """Start the choice's probabilities in proportion to the volume of each choice's
+        parameter box, so that the first policy draws (choice, parameters) about uniformly from
+        the whole action set, as a uniform categorical over a grid of it does. Equal logits
+        would give a choice with more parameters (a 2-d move beside 1-d shots) the same share
+        as one with fewer, so its larger set is explored that much less. Unbounded boxes, or
+        equal volumes, keep equal logits (the logits are centred: equal volumes change nothing)."""
+        volumes = []
+        for i in self.group:
+            box = self.parts[i].space
+            width = np.asarray(box.high, np.float64) - np.asarray(box.low, np.float64)
+            if not np.all(np.isfinite(width)) or np.any(width <= 0):
+                return
+            volumes.append(float(np.log(width).sum()))
+        logits = torch.as_tensor(volumes, dtype=torch.float32)
+        with torch.no_grad():
+            self.parts[self.choice].out.bias.copy_(logits - logits.mean())
 
     @property
     def mask_size(self) -> int | None:
