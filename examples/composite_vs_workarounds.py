@@ -6,7 +6,8 @@ parameters), agents train for the same number of steps with the same settings (t
 
 * ``composite``: the environment's own ``Tuple((Discrete(k), Tuple((Box, ...))))`` with the
   default head settings (independent parts; ``composite_params=auto``, which for this layout
-  counts only the chosen choice's parameters in the loss);
+  counts only the chosen choice's parameters in the loss and starts the choice's
+  probabilities in proportion to the volume of each choice's parameter box);
 * ``composite-all``: the same with ``policy.composite_params=all`` (every parameter counts in
   the loss, chosen or not: the default before ``auto``);
 * ``composite-conditional``: ``composite=conditional`` (one mean per choice in every Box part)
