@@ -249,7 +249,8 @@ class PolicyConfig(_Section):
         "auto",
         description="Tuple/Dict action spaces of a Discrete(k) choice and a Tuple/Dict of k Box "
         "parameter parts (the i-th belongs to choice i): all parts count in the loss, or only the "
-        "chosen choice's parameters (chosen); auto: chosen for a space with that layout, else all.",
+        "chosen choice's parameters (chosen; the choice then starts with probabilities in proportion "
+        "to the volumes of the parameter boxes); auto: chosen for a space with that layout, else all.",
     )
 
     image_encoder: Literal["auto", "nature", "small", "none"] = Field(
