@@ -3,8 +3,8 @@
 An example of a composite action space, the kind that Platform and Goal (Masson et al.,
 2016) made known: the action is ``Tuple((Discrete(3), Tuple((Box, Box, Box))))``, a club
 (drive, chip, putt) and one signed power in [-1, 1] per club, of which the environment
-uses the chosen club's only. That is the layout ``policy.composite_params=chosen`` reads:
-the i-th Box belongs to choice i.
+uses the chosen club's only. That is the layout ``policy.composite_params`` reads (``auto``,
+the default, and ``chosen``): the i-th Box belongs to choice i.
 
 The ball and the hole lie on a line. A drive moves the ball by up to 8 (give or take 10 %
 of the shot), a chip by up to 2.5 (give or take 4 %), a putt by up to 0.6, exactly; the

@@ -1,26 +1,35 @@
 """A composite (Tuple) action head against the two usual workarounds, at equal steps.
 
-On ``Golf-v0`` (``envs/golf.py``: a club among 3, each with its own signed power), four
-agents train for the same number of steps with the same settings (the defaults, 8 copies),
-over a few seeds:
+On a parametrized-action task (a discrete choice, each choice with its own continuous
+parameters), agents train for the same number of steps with the same settings (the defaults,
+8 copies), over a few seeds:
 
-* ``composite``: the environment's own ``Tuple((Discrete(3), Tuple((Box, Box, Box))))``,
-  independent parts (the default);
-* ``composite-chosen``: the same, with ``policy.composite_params=chosen`` (only the chosen
-  club's power counts in the loss) and ``policy.composite=conditional``;
-* ``discretized``: one ``Discrete(3 * LEVELS)``, every club with LEVELS evenly spaced powers;
-* ``flat-box``: one ``Box(6)``: the club is the argmax of the first 3 values, the powers the rest.
+* ``composite``: the environment's own ``Tuple((Discrete(k), Tuple((Box, ...))))`` with the
+  default head settings (independent parts; ``composite_params=auto``, which for this layout
+  counts only the chosen choice's parameters in the loss and starts the choice's
+  probabilities in proportion to the volume of each choice's parameter box);
+* ``composite-all``: the same with ``policy.composite_params=all`` (every parameter counts in
+  the loss, chosen or not: the default before ``auto``);
+* ``composite-conditional``: ``composite=conditional`` (one mean per choice in every Box part)
+  with the chosen parameters only;
+* ``discretized``: one ``Discrete``, every choice with a grid of its parameters;
+* ``flat-box``: one ``Box``: the choice is the argmax of the first k values, the parameters
+  the rest.
 
+Two tasks: ``golf`` (``envs/golf.py``: a club among 3, each with one signed power) and
+``striker`` (``envs/striker.py``: dribble(dx, dy), shoot_left(y), shoot_right(y)).
 Each final agent plays 100 episodes with its most likely action (``agent.evaluate``); the
 table gives the mean return per seed and over seeds.
 
-    python examples/composite_vs_workarounds.py                         # 3 seeds, 60,000 steps
-    python examples/composite_vs_workarounds.py --seeds 0 1 --steps 20000 --methods composite flat-box
+    python examples/composite_vs_workarounds.py --task golf              # 3 seeds, 60,000 steps
+    python examples/composite_vs_workarounds.py --task striker --seeds 0 1 --steps 20000 \\
+        --methods composite flat-box
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -28,63 +37,106 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import yaml
 from gymnasium import spaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
 
-from golf import CLUBS, Golf
+from golf import Golf
+from striker import Striker
 
 from ppo_envkit import PPO, TrainConfig, register_env
 
-#: Powers per club of the discretized workaround (evenly spaced in [-1, 1]).
+#: Grid points of a one-parameter choice in the discretized workaround (evenly spaced in
+#: [-1, 1]); a choice with two parameters gets LEVELS_2D points along each (LEVELS_2D ** 2).
 LEVELS = 21
+LEVELS_2D = 7
 
 
-@register_env("GolfDiscretized-v0", max_episode_steps=10)
-class GolfDiscretized(Golf):
-    """Golf with one Discrete(3 * LEVELS): club = a // LEVELS, power = level a % LEVELS."""
-
-    def __init__(self, render_mode: str | None = None):
-        super().__init__(render_mode)
-        self.action_space = spaces.Discrete(len(CLUBS) * LEVELS)
-
-    def step(self, action):
-        club, level = divmod(int(action), LEVELS)
-        power = np.float32(-1.0 + 2.0 * level / (LEVELS - 1))
-        powers = tuple(np.full(1, power, np.float32) for _ in CLUBS)
-        return super().step((club, powers))
+def _grid(box: spaces.Box) -> np.ndarray:
+    """The parameter values of one choice in the discretized workaround, ``[points, size]``."""
+    size = int(np.prod(box.shape))
+    levels = LEVELS if size == 1 else LEVELS_2D
+    axis = np.linspace(-1.0, 1.0, levels, dtype=np.float32)
+    return np.array(list(itertools.product(axis, repeat=size)), dtype=np.float32)
 
 
-@register_env("GolfFlatBox-v0", max_episode_steps=10)
-class GolfFlatBox(Golf):
-    """Golf with one Box(6): the club is the argmax of the first 3 values, the powers the last 3."""
-
-    def __init__(self, render_mode: str | None = None):
-        super().__init__(render_mode)
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(2 * len(CLUBS),), dtype=np.float32)
-
-    def step(self, action):
-        action = np.asarray(action, np.float32)
-        k = len(CLUBS)
-        club = int(np.argmax(action[:k]))
-        return super().step((club, tuple(action[k + i : k + i + 1] for i in range(k))))
+def _boxes(env: gym.Env) -> tuple[spaces.Box, ...]:
+    return tuple(env.action_space.spaces[1].spaces)
 
 
+def discretized(base: type[gym.Env]) -> type[gym.Env]:
+    """``base`` with one Discrete action: every (choice, grid point of its parameters) pair."""
+
+    class Discretized(base):
+        def __init__(self, render_mode: str | None = None):
+            super().__init__(render_mode)
+            self._boxes = _boxes(self)
+            self._table = [(c, v) for c, box in enumerate(self._boxes) for v in _grid(box)]
+            self.action_space = spaces.Discrete(len(self._table))
+
+        def step(self, action):
+            choice, value = self._table[int(action)]
+            params = tuple(
+                value.reshape(box.shape) if c == choice else np.zeros(box.shape, np.float32)
+                for c, box in enumerate(self._boxes)
+            )
+            return super().step((choice, params))
+
+    Discretized.__name__ = f"{base.__name__}Discretized"
+    return Discretized
+
+
+def flat_box(base: type[gym.Env]) -> type[gym.Env]:
+    """``base`` with one Box: the choice is the argmax of the first k values, the parameters the rest."""
+
+    class FlatBox(base):
+        def __init__(self, render_mode: str | None = None):
+            super().__init__(render_mode)
+            self._boxes = _boxes(self)
+            self._sizes = [int(np.prod(box.shape)) for box in self._boxes]
+            k = len(self._boxes)
+            self.action_space = spaces.Box(-1.0, 1.0, shape=(k + sum(self._sizes),), dtype=np.float32)
+
+        def step(self, action):
+            action = np.asarray(action, np.float32)
+            k = len(self._boxes)
+            ends = np.cumsum([k, *self._sizes])
+            params = tuple(
+                action[ends[c] : ends[c + 1]].reshape(box.shape) for c, box in enumerate(self._boxes)
+            )
+            return super().step((int(np.argmax(action[:k])), params))
+
+    FlatBox.__name__ = f"{base.__name__}FlatBox"
+    return FlatBox
+
+
+#: task -> (environment id, its class, max episode steps, what counts as a success in one return)
+TASKS = {"golf": ("Golf-v0", Golf, 10, "holed"), "striker": ("Striker-v0", Striker, 10, "goal")}
+for _env_id, _cls, _limit, _ in TASKS.values():
+    _name = _env_id.removesuffix("-v0")
+    register_env(f"{_name}Discretized-v0", max_episode_steps=_limit)(discretized(_cls))
+    register_env(f"{_name}FlatBox-v0", max_episode_steps=_limit)(flat_box(_cls))
+
+#: method -> (environment id suffix, policy settings)
 METHODS = {
-    "composite": ("Golf-v0", {}),
-    "composite-chosen": ("Golf-v0", {"composite": "conditional", "composite_params": "chosen"}),
-    "discretized": ("GolfDiscretized-v0", {}),
-    "flat-box": ("GolfFlatBox-v0", {}),
+    "composite": ("", {}),
+    "composite-all": ("", {"composite_params": "all"}),
+    "composite-conditional": ("", {"composite": "conditional", "composite_params": "chosen"}),
+    "discretized": ("Discretized", {}),
+    "flat-box": ("FlatBox", {}),
 }
 
 
-def run(method: str, seed: int, steps: int, episodes: int) -> tuple[float, float, float]:
-    """(mean return of ``episodes`` deterministic episodes, share holed, seconds of training)."""
-    env_id, policy = METHODS[method]
+def run(task: str, method: str, seed: int, steps: int, episodes: int, policy: dict | None = None):
+    """(mean return of ``episodes`` deterministic episodes, share of successes, seconds of training)."""
+    base_id = TASKS[task][0]
+    suffix, settings = METHODS[method]
+    env_id = base_id.replace("-v0", f"{suffix}-v0")
     config = TrainConfig.model_validate(
         {
             "env": {"id": env_id, "num_envs": 8},
-            "policy": policy,
+            "policy": {**settings, **(policy or {})},
             "run": {"seed": seed, "total_timesteps": steps},
         }
     )
@@ -100,29 +152,39 @@ def run(method: str, seed: int, steps: int, episodes: int) -> tuple[float, float
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="golf", choices=list(TASKS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=60_000)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--policy",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="policy settings for every method (e.g. log_std_init=-1.0), to try what they change",
+    )
     args = parser.parse_args(argv)
+    policy = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.policy)}
     gym.logger.min_level = 40
+    success = TASKS[args.task][3]
     rows = []
     for method in args.methods:
         scores = []
         for seed in args.seeds:
-            mean, holed, seconds = run(method, seed, args.steps, args.episodes)
+            mean, share, seconds = run(args.task, method, seed, args.steps, args.episodes, policy)
             scores.append(mean)
             print(
-                f"{method:18s} seed {seed}: return {mean:6.3f}  holed {holed:4.0%}  ({seconds:.0f} s)",
+                f"{method:22s} seed {seed}: return {mean:6.3f}  {success} {share:4.0%}  ({seconds:.0f} s)",
                 flush=True,
             )
         rows.append((method, scores))
-    print(f"\nGolf-v0, {args.steps:,} steps, {args.episodes} deterministic episodes per seed")
-    print(f"{'method':18s} {'mean':>7s} {'std':>6s}  per seed")
+    print(f"\n{TASKS[args.task][0]}, {args.steps:,} steps, {args.episodes} deterministic episodes per seed")
+    print(f"{'method':22s} {'mean':>7s} {'std':>6s}  per seed")
     for method, scores in rows:
         std = statistics.stdev(scores) if len(scores) > 1 else 0.0
         each = " ".join(f"{s:6.3f}" for s in scores)
-        print(f"{method:18s} {statistics.mean(scores):7.3f} {std:6.3f}  {each}")
+        print(f"{method:22s} {statistics.mean(scores):7.3f} {std:6.3f}  {each}")
 
 
 if __name__ == "__main__":

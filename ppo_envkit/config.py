@@ -245,11 +245,12 @@ class PolicyConfig(_Section):
         description="Tuple/Dict action spaces: independent parts, or conditional (each Box part's "
         "mean is chosen by the first Discrete part's action: one mean per choice).",
     )
-    composite_params: Literal["all", "chosen"] = Field(
-        "all",
+    composite_params: Literal["auto", "all", "chosen"] = Field(
+        "auto",
         description="Tuple/Dict action spaces of a Discrete(k) choice and a Tuple/Dict of k Box "
         "parameter parts (the i-th belongs to choice i): all parts count in the loss, or only the "
-        "chosen choice's parameters (chosen).",
+        "chosen choice's parameters (chosen; the choice then starts with probabilities in proportion "
+        "to the volumes of the parameter boxes); auto: chosen for a space with that layout, else all.",
     )
 
     image_encoder: Literal["auto", "nature", "small", "none"] = Field(

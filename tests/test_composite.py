@@ -266,3 +266,129 @@ def test_the_numpy_fast_path_falls_back_to_autograd_for_composite_heads(pick_aim
     agent = PPO(config=config(pick_aim["structured"]))
     assert not NumpyBackend.supports(agent.policy)  # no registered gradient: autograd trains it
     agent.close()
+
+
+# --------------------------------------------------------------------------- parametrized spaces
+
+BOX1 = spaces.Box(-1.0, 1.0, (1,))
+PARAMETRIZED = {
+    "tuple": spaces.Tuple((spaces.Discrete(3), spaces.Tuple((spaces.Box(-1, 1, (2,)), BOX1, BOX1)))),
+    "dict": spaces.Dict({"club": spaces.Discrete(2), "power": spaces.Dict({"a": BOX1, "b": BOX1})}),
+}
+NOT_PARAMETRIZED = {
+    "box-not-grouped": spaces.Tuple((spaces.Discrete(2), BOX1, BOX1)),
+    "group-of-the-wrong-size": spaces.Tuple((spaces.Discrete(3), spaces.Tuple((BOX1, BOX1)))),
+    "group-not-all-box": spaces.Tuple((spaces.Discrete(2), spaces.Tuple((BOX1, spaces.Discrete(2))))),
+    "no-choice": spaces.Tuple((BOX1, spaces.Tuple((BOX1, BOX1)))),
+    "the-mask-test-space": SPACE,
+}
+
+
+@pytest.mark.parametrize("name", list(PARAMETRIZED) + list(NOT_PARAMETRIZED))
+def test_parameter_entry_finds_the_layout_of_a_parametrized_space(name):
+    from ppo_envkit.algo.heads import parameter_entry
+
+    expected = {"tuple": 1, "dict": "power"}.get(name)
+    assert parameter_entry({**PARAMETRIZED, **NOT_PARAMETRIZED}[name]) == expected
+
+
+@pytest.mark.parametrize("name", list(PARAMETRIZED))
+def test_by_default_only_the_chosen_parameters_count(name):
+    """``composite_params=auto`` (the default): on a parametrized space the parameters of the choices
+    not taken get no gradient and do not change the log-probability; ``all`` keeps them."""
+    import torch
+
+    from ppo_envkit.algo.heads import make_head
+
+    space = PARAMETRIZED[name]
+    assert TrainConfig().policy.composite_params == "auto"
+    torch.manual_seed(0)
+    auto, every = make_head(space, 8), make_head(space, 8, composite_params="all")
+    assert auto.chosen_params and not every.chosen_params
+    every.load_state_dict(auto.state_dict())
+    params = auto(torch.randn(16, 8)).detach().requires_grad_(True)
+    actions = auto.sample(params, torch.Generator().manual_seed(1)).detach()
+    actions[:, auto.choice] = 0.0  # choice 0 everywhere
+    auto.log_prob(params, actions).sum().backward()
+    grads = params.grad.split(auto.param_sizes, -1)
+    first, *others = auto.group
+    assert (grads[first] != 0).any() and all((grads[i] == 0).all() for i in others)
+    # moving an unchosen parameter changes the log-probability of 'all' only
+    moved = actions.clone()
+    moved[:, -1] += 0.5  # the last parameter belongs to the last choice
+    with torch.no_grad():
+        torch.testing.assert_close(auto.log_prob(params, moved), auto.log_prob(params, actions))
+        assert (every.log_prob(params, moved) != every.log_prob(params, actions)).all()
+
+
+@pytest.mark.parametrize("name", list(NOT_PARAMETRIZED))
+def test_by_default_a_space_without_the_layout_counts_every_part(name):
+    from ppo_envkit.algo.heads import make_head
+
+    assert not make_head(NOT_PARAMETRIZED[name], 8).chosen_params
+
+
+def test_an_agent_on_striker_trains_its_chosen_parameters_only():
+    """The default settings on envs/striker.py (a parametrized space of Box(2), Box(1), Box(1))."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
+    from striker import Striker  # registers Striker-v0
+
+    agent = PPO(config=config("Striker-v0", **{"run.total_timesteps": 256}))
+    assert agent.policy.head.chosen_params and agent.policy.head.group == [1, 2, 3]
+    agent.learn(256)
+    action = agent.predict(np.zeros(4, np.float32), deterministic=True)
+    assert Striker().action_space.contains(action), action
+    agent.close()
+
+
+def test_striker_scores_a_close_shot_away_from_the_keeper_and_not_into_it():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
+    from striker import GOAL_X, Striker
+
+    env = Striker()
+    zero2, zero1 = np.zeros(2, np.float32), np.zeros(1, np.float32)
+    goals = {"far corner": 0, "at the keeper": 0}
+    for seed in range(50):
+        for aim_far in (True, False):
+            env.reset(seed=seed)
+            env._ball = np.array([GOAL_X - 1.0, 0.0])
+            left_is_far = env._keeper < 0  # shoot_left aims at y > 0
+            aim = np.array([0.3], np.float32)  # y = 1.3 on the chosen side
+            choice = (1 if left_is_far else 2) if aim_far else (2 if left_is_far else 1)
+            params = (zero2, aim, zero1) if choice == 1 else (zero2, zero1, aim)
+            _, reward, terminated, _, _ = env.step((choice, params))
+            assert terminated and reward in (0.0, 1.0)
+            goals["far corner" if aim_far else "at the keeper"] += int(reward)
+    assert goals["far corner"] >= 45 and goals["at the keeper"] <= 40, goals
+
+
+def test_the_first_choices_are_uniform_over_the_whole_parametrized_action_set():
+    """A choice with a larger parameter box starts with a proportionally larger probability
+    (Box(2) of [-1, 1]^2 beside two Box(1) of [-1, 1]: 4 : 2 : 2), whatever the features;
+    equal boxes keep equal probabilities, and so does ``composite_params=all``."""
+    import torch
+
+    from ppo_envkit.algo.heads import make_head
+
+    torch.manual_seed(0)
+    features = torch.randn(64, 8)
+    head = make_head(PARAMETRIZED["tuple"], 8)
+    probs = head.parts[head.choice].out(features).softmax(-1).mean(0)
+    torch.testing.assert_close(probs, torch.tensor([0.5, 0.25, 0.25]), atol=0.02, rtol=0)
+    for equal in (
+        make_head(PARAMETRIZED["dict"], 8),
+        make_head(PARAMETRIZED["tuple"], 8, composite_params="all"),
+    ):
+        probs = equal.parts[equal.choice].out(features).softmax(-1).mean(0)
+        torch.testing.assert_close(probs, torch.full_like(probs, 1 / len(probs)), atol=0.02, rtol=0)
+    # a wider box of the same size counts too: [-2, 2] against [-1, 1]
+    wide = spaces.Tuple((spaces.Discrete(2), spaces.Tuple((spaces.Box(-2, 2, (1,)), BOX1))))
+    head = make_head(wide, 8)
+    probs = head.parts[head.choice].out(features).softmax(-1).mean(0)
+    torch.testing.assert_close(probs, torch.tensor([2 / 3, 1 / 3]), atol=0.02, rtol=0)

@@ -335,6 +335,9 @@ class CompositeHead(ActionHead):
     top-level ``Tuple``/``Dict`` entry with exactly ``k`` Box entries, the i-th holding the
     parameters of choice i of the ``Discrete(k)`` choice; only the chosen choice's parameters
     count in the log-probability, and the entropy is ``H(choice) + sum_c p_c H(params_c)``.
+    :func:`make_head` turns ``chosen_params`` on by default for a space with that layout
+    (``composite_params=auto``): the parameters of a choice not taken had no effect on the
+    return, so their log-probabilities would only add noise to the gradient and to the ratio.
     """
 
     def __init__(
@@ -376,23 +379,41 @@ class CompositeHead(ActionHead):
                 )
         #: The parts holding the parameters of choice 0, 1, ... (chosen_params), else empty.
         self.group: list[int] = self._parameter_group(space, leaves) if chosen_params else []
+        if self.group and ortho_init:
+            self._uniform_over_the_action_set()
         self.param_sizes = [part.out.out_features for part in self.parts]
         self.storage_sizes = [part.storage_dim for part in self.parts]
         self.mask_sizes = [part.mask_size or 0 for part in self.parts]
         self.storage_dim = sum(self.storage_sizes)
 
     def _parameter_group(self, space: spaces.Space, leaves: list[tuple[tuple[Any, ...], spaces.Space]]):
-        entries = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
-        for key, entry in entries:
-            if isinstance(entry, COMPOSITE_ACTION_SPACE_TYPES) and len(entry.spaces) == self.choices:
-                members = entry.spaces.values() if isinstance(entry, spaces.Dict) else entry.spaces
-                if all(isinstance(m, spaces.Box) for m in members):
-                    return [i for i, (path, _) in enumerate(leaves) if path[:1] == (key,)]
-        raise ConfigError(
-            f"policy.composite_params=chosen needs a parametrized action space: a Discrete({self.choices}) "
-            f"choice and one Tuple/Dict entry of {self.choices} Box spaces, the i-th holding the parameters "
-            f"of choice i (e.g. Tuple((Discrete(3), Tuple((Box, Box, Box))))), not {space}"
-        )
+        key = parameter_entry(space)
+        if key is None:
+            k = self.choices
+            raise ConfigError(
+                f"policy.composite_params=chosen needs a parametrized action space: a Discrete({k}) "
+                f"choice and one Tuple/Dict entry of {k} Box spaces, the i-th holding the parameters "
+                f"of choice i (e.g. Tuple((Discrete(3), Tuple((Box, Box, Box))))), not {space}"
+            )
+        return [i for i, (path, _) in enumerate(leaves) if path[:1] == (key,)]
+
+    def _uniform_over_the_action_set(self) -> None:
+        """Start the choice's probabilities in proportion to the volume of each choice's
+        parameter box, so that the first policy draws (choice, parameters) about uniformly from
+        the whole action set, as a uniform categorical over a grid of it does. Equal logits
+        would give a choice with more parameters (a 2-d move beside 1-d shots) the same share
+        as one with fewer, so its larger set is explored that much less. Unbounded boxes, or
+        equal volumes, keep equal logits (the logits are centred: equal volumes change nothing)."""
+        volumes = []
+        for i in self.group:
+            box = self.parts[i].space
+            width = np.asarray(box.high, np.float64) - np.asarray(box.low, np.float64)
+            if not np.all(np.isfinite(width)) or np.any(width <= 0):
+                return
+            volumes.append(float(np.log(width).sum()))
+        logits = torch.as_tensor(volumes, dtype=torch.float32)
+        with torch.no_grad():
+            self.parts[self.choice].out.bias.copy_(logits - logits.mean())
 
     @property
     def mask_size(self) -> int | None:
@@ -541,6 +562,29 @@ class CompositeHead(ActionHead):
         return out
 
 
+def parameter_entry(space: spaces.Space) -> Any | None:
+    """The key (Dict) or position (Tuple) of the entry of a *parametrized* action space that holds
+    the parameters of each choice, or None when ``space`` does not have that layout.
+
+    The layout (that of Platform and Goal): a top-level Tuple/Dict whose first ``Discrete(k)``
+    leaf is the choice, and one top-level Tuple/Dict entry of exactly ``k`` Box spaces, the
+    i-th holding the parameters of choice i. Declaring the space that way is how a user says
+    which parameters belong to which choice."""
+    if not isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
+        return None
+    choices = [leaf for _, leaf in action_leaves(space) if isinstance(leaf, spaces.Discrete)]
+    if not choices:
+        return None
+    k = int(choices[0].n)
+    entries = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+    for key, entry in entries:
+        if isinstance(entry, COMPOSITE_ACTION_SPACE_TYPES) and len(entry.spaces) == k:
+            members = entry.spaces.values() if isinstance(entry, spaces.Dict) else entry.spaces
+            if all(isinstance(m, spaces.Box) for m in members):
+                return key
+    return None
+
+
 def make_head(
     space: spaces.Space,
     in_features: int,
@@ -549,12 +593,13 @@ def make_head(
     log_std_init: float = 0.0,
     squash: bool = False,
     composite: str = "independent",
-    composite_params: str = "all",
+    composite_params: str = "auto",
 ) -> ActionHead:
     """The head for an action space. The only place that dispatches on the space type.
 
     ``composite`` (``independent`` / ``conditional``) and ``composite_params`` (``all`` /
-    ``chosen``) shape the head of a Tuple/Dict space (:class:`CompositeHead`)."""
+    ``chosen`` / ``auto``: chosen when the space is parametrized, see :func:`parameter_entry`)
+    shape the head of a Tuple/Dict space (:class:`CompositeHead`)."""
     if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
         check_action_space(space)
         return CompositeHead(
@@ -564,7 +609,8 @@ def make_head(
             log_std_init,
             squash,
             conditional=composite == "conditional",
-            chosen_params=composite_params == "chosen",
+            chosen_params=composite_params == "chosen"
+            or (composite_params == "auto" and parameter_entry(space) is not None),
         )
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
@@ -592,4 +638,5 @@ __all__ = [
     "SquashedGaussianHead",
     "check_action_space",
     "make_head",
+    "parameter_entry",
 ]
