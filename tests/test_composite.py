@@ -369,9 +369,9 @@ def test_striker_scores_a_close_shot_away_from_the_keeper_and_not_into_it():
 
 
 def test_the_first_choices_are_uniform_over_the_whole_parametrized_action_set():
-    """A choice with a larger parameter box starts with a proportionally larger probability
-    (Box(2) of [-1, 1]^2 beside two Box(1) of [-1, 1]: 4 : 2 : 2), whatever the features;
-    equal boxes keep equal probabilities, and so does ``composite_params=all``."""
+    """A choice with more parameters starts with a larger probability (2 ** d: Box(2) beside
+    two Box(1): 4 : 2 : 2), whatever the features; as many parameters keep equal
+    probabilities, and so does ``composite_params=all``."""
     import torch
 
     from ppo_envkit.algo.heads import make_head
@@ -387,8 +387,15 @@ def test_the_first_choices_are_uniform_over_the_whole_parametrized_action_set():
     ):
         probs = equal.parts[equal.choice].out(features).softmax(-1).mean(0)
         torch.testing.assert_close(probs, torch.full_like(probs, 1 / len(probs)), atol=0.02, rtol=0)
-    # a wider box of the same size counts too: [-2, 2] against [-1, 1]
-    wide = spaces.Tuple((spaces.Discrete(2), spaces.Tuple((spaces.Box(-2, 2, (1,)), BOX1))))
-    head = make_head(wide, 8)
+    # units do not count: [0, 100] beside [-1, 1] starts even (only dimensions count) ...
+    units = spaces.Tuple((spaces.Discrete(2), spaces.Tuple((spaces.Box(0, 100, (1,)), BOX1))))
+    head = make_head(units, 8)
     probs = head.parts[head.choice].out(features).softmax(-1).mean(0)
-    torch.testing.assert_close(probs, torch.tensor([2 / 3, 1 / 3]), atol=0.02, rtol=0)
+    torch.testing.assert_close(probs, torch.tensor([0.5, 0.5]), atol=0.02, rtol=0)
+    # ... and 10 dimensions beside none start at most 16 : 1 apart
+    many = spaces.Tuple(
+        (spaces.Discrete(2), spaces.Tuple((spaces.Box(-1, 1, (10,)), spaces.Box(-1, 1, (0,)))))
+    )
+    head = make_head(many, 8)
+    probs = head.parts[head.choice].out(features).softmax(-1).mean(0)
+    torch.testing.assert_close(probs, torch.tensor([16 / 17, 1 / 17]), atol=0.02, rtol=0)

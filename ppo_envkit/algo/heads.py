@@ -319,6 +319,10 @@ class SquashedGaussianHead(GaussianHead):
         return out
 
 
+#: A parametrized choice's starting probabilities differ by at most 2 ** this (16 : 1).
+MAX_PRIOR_DIMS = 4
+
+
 class CompositeHead(ActionHead):
     """``Tuple`` / ``Dict`` of the simple spaces (nested too): one head per leaf.
 
@@ -398,20 +402,19 @@ class CompositeHead(ActionHead):
         return [i for i, (path, _) in enumerate(leaves) if path[:1] == (key,)]
 
     def _uniform_over_the_action_set(self) -> None:
-        """Start the choice's probabilities in proportion to the volume of each choice's
-        parameter box, so that the first policy draws (choice, parameters) about uniformly from
-        the whole action set, as a uniform categorical over a grid of it does. Equal logits
-        would give a choice with more parameters (a 2-d move beside 1-d shots) the same share
-        as one with fewer, so its larger set is explored that much less. Unbounded boxes, or
-        equal volumes, keep equal logits (the logits are centred: equal volumes change nothing)."""
-        volumes = []
-        for i in self.group:
-            box = self.parts[i].space
-            width = np.asarray(box.high, np.float64) - np.asarray(box.low, np.float64)
-            if not np.all(np.isfinite(width)) or np.any(width <= 0):
-                return
-            volumes.append(float(np.log(width).sum()))
-        logits = torch.as_tensor(volumes, dtype=torch.float32)
+        """Start the choice's probabilities in proportion to ``2 ** d`` for a choice with ``d``
+        parameters, so that the first draws (choice, parameters) are about uniform over the
+        whole action set as the policy first explores it (each parameter's initial Gaussian
+        covers about the same width, whatever the box's units), as a uniform categorical over a
+        grid of it is. Equal logits would give a choice with more parameters (a 2-d move beside
+        1-d shots) the same share as one with fewer, so its larger set is explored that much
+        less. Counted in dimensions, never in the boxes' own units (a power in [0, 100] beside
+        an angle in [-1, 1] would otherwise start 50 : 1); at most :data:`MAX_PRIOR_DIMS`
+        dimensions apart (16 : 1), so that no choice starts out of reach. Equal dimensions keep
+        equal logits (the logits are centred)."""
+        dims = [int(np.prod(self.parts[i].space.shape)) for i in self.group]
+        low = min(dims)
+        logits = torch.tensor([min(d - low, MAX_PRIOR_DIMS) * math.log(2.0) for d in dims])
         with torch.no_grad():
             self.parts[self.choice].out.bias.copy_(logits - logits.mean())
 
