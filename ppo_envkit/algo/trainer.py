@@ -58,6 +58,7 @@ from .evaluation import EvalSchedule
 from .learner import Learner
 from .optim import FlatAdam
 from .policy import ActorCritic
+from .selfplay import snapshot_change
 
 #: Called after every iteration with its metrics; returning False stops training.
 IterationCallback = Callable[[dict[str, float]], Any]
@@ -294,6 +295,8 @@ class Trainer:
             **self.collector.episode_metrics(),
         )
         state.last_metrics = metrics
+        if self.collector.turn_based and state.iteration % self.config.selfplay.snapshot_interval == 0:
+            self.request_env_change(*snapshot_change(self.policy, state.iteration))  # (algo/selfplay.py)
         self._post_state()
         if events is not None:
             update = UpdateEnd(state.num_timesteps, state.iteration, read_only(metrics))
