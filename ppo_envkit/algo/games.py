@@ -85,7 +85,7 @@ class GameResult:
 
 
 def play_games(
-    policy: ActorCritic,
+    policy: ActorCritic | None,
     env_config: EnvConfig,
     opponents: list[Opponent] | Opponent,
     games: int = 100,
@@ -99,7 +99,11 @@ def play_games(
     pool = opponents if isinstance(opponents, list) else [opponents]
     if not pool:
         raise ConfigError("no opponent to play against (the snapshot pool is empty)")
-    player = agent if agent is not None else SnapshotPlayer(snapshot_payload(policy), deterministic=True)
+    if agent is None:
+        if policy is None:
+            raise ValueError("play_games needs a policy or an agent player")
+        agent = SnapshotPlayer(snapshot_payload(policy), deterministic=True)
+    player = agent
     env = make_configured_env(env_config)
     base = env.unwrapped
     if not isinstance(base, TurnBasedEnv):
