@@ -182,9 +182,84 @@ def pool_payloads(changes: list[Any], pool_size: int) -> list[tuple[str, dict[st
     return added[-pool_size:] if pool_size > 0 else []
 
 
+class SelfPlayMonitor:
+    """Rank 0's view of self-play while training: the win rate against a random legal player at
+    each evaluation, and a rating of each snapshot when it joins the pool (``openskill``'s
+    Plackett-Luce model, when installed: the ``pettingzoo`` extra). A new snapshot plays
+    ``RATING_GAMES`` games from each seat against the random player and each snapshot already
+    in the pool, whose ratings (set when they joined) stay fixed, as does the random player's
+    (the default rating): the anchor that makes the ratings of a run comparable over time.
+    Its ratings are saved with checkpoints (:meth:`state_dict`), so a resumed run logs what an
+    unbroken one does."""
+
+    RATING_GAMES = 10
+
+    def __init__(self) -> None:
+        #: name -> (mu, sigma)
+        self.ratings: dict[str, tuple[float, float]] = {}
+        self.pool: list[tuple[str, dict[str, Any]]] = []
+
+    def evaluation_metrics(self, policy: ActorCritic, config: TrainConfig, games: int) -> dict[str, float]:
+        """``eval_win_rate`` (both seats), and per seat, against a random legal player."""
+        from .games import play_games, random_opponent
+
+        result = play_games(
+            policy, config.env, random_opponent(config.env), games, seed=config.run.seed, name="random"
+        )
+        first, second = result.seats["first"].rates(), result.seats["second"].rates()
+        return {
+            "eval_win_rate": result.total.rates()["win_rate"],
+            "eval_win_rate_first": first["win_rate"],
+            "eval_win_rate_second": second["win_rate"],
+            "eval_illegal_moves": float(result.total.illegal_moves),
+        }
+
+    def snapshot_metrics(
+        self, payload: dict[str, Any], name: str, config: TrainConfig, seed: int
+    ) -> dict[str, float]:
+        """Rate the snapshot ``name`` as it joins the pool; returns ``selfplay_rating`` (its
+        ordinal, mu - 3 sigma) and the pool's size, or only the size without openskill."""
+        sp = config.selfplay
+        metrics: dict[str, float] = {}
+        try:
+            from openskill.models import PlackettLuce
+        except ImportError:
+            PlackettLuce = None
+        if PlackettLuce is not None:
+            from .games import play_games, random_opponent
+
+            model = PlackettLuce()
+            player = SnapshotPlayer(payload)
+            me = model.rating()
+            rivals = [("random", random_opponent(config.env))]
+            rivals += [(n, SnapshotPlayer(p)) for n, p in self.pool]
+            for rival_name, rival in rivals:
+                mu, sigma = self.ratings.get(rival_name, (model.mu, model.sigma))
+                fixed = model.rating(mu=mu, sigma=sigma)
+                result = play_games(None, config.env, rival, self.RATING_GAMES, seed=seed, agent=player)
+                for record in result.seats.values():
+                    for outcome, ranks in (("win", [0, 1]), ("draw", [0, 0]), ("loss", [1, 0])):
+                        for _ in range(getattr(record, outcome)):
+                            [[me], _] = model.rate([[me], [fixed]], ranks=ranks)
+            self.ratings[name] = (float(me.mu), float(me.sigma))
+            metrics["selfplay_rating"] = float(me.ordinal())
+        self.pool = ([*self.pool, (name, payload)])[-sp.pool_size :]
+        metrics["selfplay_pool_size"] = float(len(self.pool))
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-ready: the ratings and the pool's names (the payloads are in the run's changes)."""
+        return {"ratings": {k: list(v) for k, v in self.ratings.items()}, "pool": [n for n, _ in self.pool]}
+
+    def load_state_dict(self, state: dict[str, Any], changes: list[Any], pool_size: int) -> None:
+        self.ratings = {k: (float(v[0]), float(v[1])) for k, v in state.get("ratings", {}).items()}
+        self.pool = pool_payloads(changes, pool_size)
+
+
 __all__ = [
     "ADD_SNAPSHOT",
     "SNAPSHOT_FACTORY",
+    "SelfPlayMonitor",
     "SnapshotPlayer",
     "configure_copies",
     "pool_payloads",
