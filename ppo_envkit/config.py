@@ -456,6 +456,13 @@ class SelfPlayConfig(_Section):
         description="Probability that an episode's opponent is the latest snapshot; otherwise one drawn "
         "uniformly from the pool.",
     )
+    random_prob: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Probability that an episode's opponent is a uniformly random legal player even when "
+        "the pool has snapshots (keeps the learner punishing weak play while the pool grows strong).",
+    )
     seat: Literal["alternate", "first", "second"] = Field(
         "alternate",
         description="Which seat the learner takes: alternate (episode by episode, so it learns both), "

@@ -140,6 +140,13 @@ def test_pool_draws_follow_latest_prob_and_the_pool_is_bounded():
     for name, p in expected.items():
         sigma = (p * (1 - p) / n) ** 0.5
         assert abs(counts[name] / n - p) < 4 * sigma, (name, counts)
+    env.configure_selfplay(random_prob=0.25)
+    randoms = 0
+    for seed in range(n):
+        env.reset(seed=seed)
+        randoms += env.opponent_name == "random"
+    sigma = (0.25 * 0.75 / n) ** 0.5
+    assert abs(randoms / n - 0.25) < 4 * sigma
     # the same seed draws the same opponent (exact resume replays it)
     draws = []
     for _ in range(2):
@@ -199,3 +206,17 @@ def test_snapshots_join_the_pool_and_resume_is_exact(tmp_path):
     pools = agent._trainer.collector.envs.get_attr("pool")
     assert [len(p) for p in pools] == [2] * 4  # snapshots after iterations 1 and 2 (3 is pending)
     agent.close()
+
+
+def test_eval_cli_plays_games_from_both_seats(tmp_path, capsys):
+    import json
+
+    from ppo_envkit.cli import main
+
+    PPO(TICTACTOE).save(tmp_path / "agent")
+    assert main(["eval", str(tmp_path / "agent"), "--opponent", "random", "--episodes", "7", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["opponent"] == "random" and out["games"] == 14 and out["illegal_moves"] == 0
+    assert out["seats"]["first"]["games"] == 7 and out["wins"] + out["draws"] + out["losses"] == 14
+    assert main(["eval", str(tmp_path / "agent"), "--opponent", "pool"]) != 0  # no run, no pool: one line
+    assert "no snapshot pool" in capsys.readouterr().err

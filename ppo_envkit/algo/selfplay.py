@@ -166,7 +166,7 @@ def configure_copies(envs: Any, config: TrainConfig, policy: ActorCritic) -> boo
     if reason is not None:
         raise ConfigError(f"environment {config.env.id} is a turn-based game: {reason}")
     sp = config.selfplay
-    envs.call("configure_selfplay", sp.seat, sp.pool_size, sp.latest_prob)
+    envs.call("configure_selfplay", sp.seat, sp.pool_size, sp.latest_prob, sp.random_prob)
     return True
 
 

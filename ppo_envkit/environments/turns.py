@@ -14,8 +14,9 @@ vectorization, several processes, exact resume, evaluation and export work uncha
 * **Opponents** are picklable callables ``opponent(observation, action_mask, rng) -> action``.
   Before any snapshot exists the opponent is a uniformly random legal player; afterwards each
   episode draws one from the pool (the latest with probability ``latest_prob``, else one
-  uniformly), with the environment's random stream, which the episode's seed sets: a seeded
-  episode (every training episode is) replays exactly.
+  uniformly; a random legal player with probability ``random_prob``), with the environment's
+  random stream, which the episode's seed sets: a seeded episode (every training episode is)
+  replays exactly.
 * **Seat**: ``alternate`` (a seeded episode takes seat ``seed % seats``, so the copies' and
   episodes' seats mix evenly and replay exactly; unseeded resets take the next seat),
   ``first`` or ``second``.
@@ -101,6 +102,7 @@ class TurnBasedEnv(gym.Env):
         self.pool: list[tuple[str, Opponent]] = []
         self.pool_size = 20
         self.latest_prob = 0.5
+        self.random_prob = 0.0
         #: A fixed opponent for every seat (evaluation against a chosen player); None: the pool.
         self.fixed_opponent: Opponent | None = None
         self.random_player = RandomLegal(self.action_space)
@@ -116,7 +118,11 @@ class TurnBasedEnv(gym.Env):
     # ------------------------------------------------------------------ configuration
 
     def configure_selfplay(
-        self, seat: str | None = None, pool_size: int | None = None, latest_prob: float | None = None
+        self,
+        seat: str | None = None,
+        pool_size: int | None = None,
+        latest_prob: float | None = None,
+        random_prob: float | None = None,
     ) -> None:
         """The self-play settings (``selfplay.*``), applied when the copies are built."""
         if seat is not None:
@@ -128,6 +134,8 @@ class TurnBasedEnv(gym.Env):
             del self.pool[: max(0, len(self.pool) - self.pool_size)]
         if latest_prob is not None:
             self.latest_prob = float(latest_prob)
+        if random_prob is not None:
+            self.random_prob = float(random_prob)
 
     def add_snapshot(self, factory: str, payload: Any, name: str = "") -> None:
         """Add a player built by ``factory(payload)`` (``module:function``, JSON-ready payload) to
@@ -173,6 +181,8 @@ class TurnBasedEnv(gym.Env):
         if self.fixed_opponent is not None:
             return self.fixed_opponent, getattr(self, "_fixed_name", "fixed")
         if not self.pool:
+            return self.random_player, "random"
+        if self.random_prob > 0 and self._rng.random() < self.random_prob:
             return self.random_player, "random"
         if self._rng.random() < self.latest_prob:
             name, player = self.pool[-1]
