@@ -191,10 +191,11 @@ def test_outcome_and_rates_against_a_scripted_opponent_on_a_known_game():
     assert rng_result.to_dict()["seats"]["second"]["loss_rate"] == pytest.approx(1 - second.win / 2000)
 
 
-def test_snapshots_join_the_pool_and_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_snapshots_join_the_pool_and_resume_is_exact(tmp_path, vectorization):
     config = TrainConfig.model_validate(
         {
-            "env": {"id": TICTACTOE, "num_envs": 4},
+            "env": {"id": TICTACTOE, "num_envs": 4, "vectorization": vectorization},
             "ppo": {"n_steps": 8, "minibatch_size": 16, "n_epochs": 2},
             "run": {"total_timesteps": 8 * 4 * 6, "seed": 3, "eval_interval": 0},
             "selfplay": {"snapshot_interval": 1, "pool_size": 2, "latest_prob": 0.5},
