@@ -97,7 +97,6 @@ class TurnBasedEnv(gym.Env):
         self.metadata = {**dict(getattr(aec, "metadata", {}) or {}), "turn_based": True}
         self.render_mode = getattr(aec, "render_mode", None)
         self.seat = "alternate"
-        self.configure_selfplay(seat=seat)
         #: Snapshot players, oldest first: ``(name, player)``.
         self.pool: list[tuple[str, Opponent]] = []
         self.pool_size = 20
@@ -105,6 +104,7 @@ class TurnBasedEnv(gym.Env):
         self.random_prob = 0.0
         #: A fixed opponent for every seat (evaluation against a chosen player); None: the pool.
         self.fixed_opponent: Opponent | None = None
+        self._fixed_name = "fixed"
         self.random_player = RandomLegal(self.action_space)
         self._rng = np.random.default_rng()
         self._next_seat = 0
@@ -114,6 +114,7 @@ class TurnBasedEnv(gym.Env):
         self._mask: np.ndarray | None = None
         self._carry = 0.0
         self.illegal_moves = 0
+        self.configure_selfplay(seat=seat)
 
     # ------------------------------------------------------------------ configuration
 
@@ -179,7 +180,7 @@ class TurnBasedEnv(gym.Env):
 
     def _draw_opponent(self) -> tuple[Opponent, str]:
         if self.fixed_opponent is not None:
-            return self.fixed_opponent, getattr(self, "_fixed_name", "fixed")
+            return self.fixed_opponent, self._fixed_name
         if not self.pool:
             return self.random_player, "random"
         if self.random_prob > 0 and self._rng.random() < self.random_prob:
@@ -228,6 +229,9 @@ class TurnBasedEnv(gym.Env):
             return self._last_obs
 
     def step(self, action: Any):
+        aec = self.aec
+        if self.learner not in aec.agents or aec.terminations[self.learner] or aec.truncations[self.learner]:
+            raise RuntimeError("step() after the game ended for the learner's seat: call reset() first")
         mask = self._mask
         if mask is not None and isinstance(self.action_space, spaces.Discrete):
             if not mask[int(action) - int(self.action_space.start)]:
