@@ -221,3 +221,21 @@ def test_eval_cli_plays_games_from_both_seats(tmp_path, capsys):
     assert out["seats"]["first"]["games"] == 7 and out["wins"] + out["draws"] + out["losses"] == 14
     assert main(["eval", str(tmp_path / "agent"), "--opponent", "pool"]) != 0  # no run, no pool: one line
     assert "no snapshot pool" in capsys.readouterr().err
+
+
+def test_connect_three_passes_pettingzoo_api_test_and_renders():
+    import gymnasium as gym
+    from pettingzoo.test import api_test
+
+    from ppo_envkit import load_env_module
+    from ppo_envkit.environments.registry import temporary_registrations
+
+    with temporary_registrations():
+        load_env_module("envs/connect3.py")
+        api_test(gym.spec("ConnectThree-v0").entry_point(), num_cycles=200)
+        env = make_env("ConnectThree-v0", render_mode="rgb_array")
+        _, info = env.reset(seed=0)
+        assert info["action_mask"].tolist() == [True] * 5
+        frame = env.render()
+        assert frame.shape == (160, 200, 3) and frame.dtype == np.uint8
+        env.close()
