@@ -127,7 +127,7 @@ def test_snapshot_player_matches_the_policy():
 
 def test_pool_draws_follow_latest_prob_and_the_pool_is_bounded():
     env = TurnBasedEnv(TakeLast(heap=50))
-    env.configure_selfplay(pool_size=3, latest_prob=0.4)
+    env.configure_selfplay(pool_size=3, latest_prob=0.4, random_prob=0.0)
     for k in range(7):
         env.add_snapshot("tests.turn_games:Constant", {"action": k % 2}, name=f"s{k}")
     assert [name for name, _ in env.pool] == ["s4", "s5", "s6"]

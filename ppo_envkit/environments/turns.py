@@ -101,7 +101,7 @@ class TurnBasedEnv(gym.Env):
         self.pool: list[tuple[str, Opponent]] = []
         self.pool_size = 20
         self.latest_prob = 0.5
-        self.random_prob = 0.0
+        self.random_prob = 0.5
         #: A fixed opponent for every seat (evaluation against a chosen player); None: the pool.
         self.fixed_opponent: Opponent | None = None
         self._fixed_name = "fixed"
