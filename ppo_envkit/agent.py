@@ -221,6 +221,33 @@ class PPO:
         finally:
             evaluator.close()
 
+    def play(self, opponent: Any = "random", games: int = 100, *, seed: int = 0, run_dir: Any = None) -> Any:
+        """Turn-based games: wins, draws and losses from each seat over ``games`` games per seat
+        against ``opponent``: ``"random"`` (a random legal player), ``"pool"`` (the snapshot pool
+        of ``run_dir``, or of the run this agent was loaded from), ``"module:function"`` (a
+        callable ``opponent(observation, action_mask, rng) -> action``), an agent directory or a
+        ``PPO`` agent (which samples), or any such callable. Returns a ``GameResult``
+        (``.to_dict()``, ``.line()``); see :mod:`ppo_envkit.algo.games`."""
+        from pathlib import Path as _Path
+
+        from .algo.games import play_games, resolve_opponent
+        from .algo.selfplay import SnapshotPlayer, snapshot_payload
+
+        name = opponent if isinstance(opponent, str) else type(opponent).__name__
+        if isinstance(opponent, str) and opponent not in ("random", "pool") and _Path(opponent).exists():
+            opponent = PPO.load(opponent, device="cpu")
+        if isinstance(opponent, PPO):
+            players = [SnapshotPlayer(snapshot_payload(opponent.policy))]
+            name = str(opponent.path or "agent")
+        elif isinstance(opponent, str):
+            if run_dir is None and opponent == "pool" and self.path is not None:
+                here = _Path(self.path)
+                run_dir = here.parent.parent if here.parent.name == "checkpoints" else here.parent
+            players = resolve_opponent(opponent, self.config.env, run_dir, self.config.selfplay.pool_size)
+        else:
+            players = [opponent]
+        return play_games(self.policy, self.config.env, players, games, seed=seed, name=name)
+
     # ----------------------------------------------------------------------------- training
 
     def learn(

@@ -457,6 +457,14 @@ class SelfPlayConfig(_Section):
         description="Probability that an episode's opponent is the latest snapshot; otherwise one drawn "
         "uniformly from the pool.",
     )
+    random_prob: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Probability that an episode's opponent is a uniformly random legal player even when "
+        "the pool has snapshots: half the games keep the learner punishing weak play, the other half "
+        "against its snapshots keep it sound (measured on tic-tac-toe, Connect Four and ConnectThree-v0).",
+    )
     seat: Literal["alternate", "first", "second"] = Field(
         "alternate",
         description="Which seat the learner takes: alternate (episode by episode, so it learns both), "

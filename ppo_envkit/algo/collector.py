@@ -35,6 +35,7 @@ from .context import RankContext
 from .normalize import ObsNormalizer, RunningMeanStd
 from .recurrent import Memory
 from .rollout import RolloutBuffer
+from .selfplay import configure_copies
 
 
 class Collector:
@@ -64,6 +65,8 @@ class Collector:
         #: Changes made to the copies so far, for copies built with fresh episodes (after a
         #: resume on a rank whose episodes the checkpoint does not hold, or new copies).
         self.changes_log: list[Any] = []
+        #: Whether the copies are a turn-based game (self-play snapshots join their pools).
+        self.turn_based = False
         self.share_obs_stats()
 
     @property
@@ -121,6 +124,11 @@ class Collector:
             ):
                 raise ConfigError("env.num_workers (sharded workers) does not support several agents yet")
         except ValueError:
+            self.close()
+            raise
+        try:  # a turn-based game's copies get the selfplay settings (algo/selfplay.py)
+            self.turn_based = configure_copies(self.envs, cfg, self.policy)
+        except ConfigError:
             self.close()
             raise
         if cfg.run.info_keywords:

@@ -58,6 +58,7 @@ from .evaluation import EvalSchedule
 from .learner import Learner
 from .optim import FlatAdam
 from .policy import ActorCritic
+from .selfplay import SelfPlayMonitor, snapshot_change
 
 #: Called after every iteration with its metrics; returning False stops training.
 IterationCallback = Callable[[dict[str, float]], Any]
@@ -66,6 +67,8 @@ IterationCallback = Callable[[dict[str, float]], Any]
 #: ITERATION_SEED_STRIDE * iteration``. Distinct primes keep (rank, iteration) pairs apart.
 RANK_SEED_STRIDE = 7919
 ITERATION_SEED_STRIDE = 104729
+#: Games from each seat against a random player at each evaluation of a turn-based game.
+GAMES_PER_SEAT = 50
 
 
 class RunOutput(Protocol):
@@ -107,6 +110,8 @@ class Trainer:
         #: Changes of the training copies asked for (``PPO.env_set``/``env_call``), made at the
         #: start of the next iteration on every rank (rank 0's requests count).
         self.pending_changes: list[list[Any]] = []
+        #: Turn-based games: win rates at evaluations, ratings of the snapshots (rank 0).
+        self.selfplay = SelfPlayMonitor()
         #: Other ranks' episodes and random streams from a loaded checkpoint, for the forked ranks.
         self.rank_states: dict[int, RankState] = {}
         self.attach(collectives)
@@ -203,6 +208,10 @@ class Trainer:
                     )
                     state.eval_mode = evaluation.mode_record or state.eval_mode
                     metrics.update(evaluated)
+                    if evaluated and self.collector.turn_based:  # a game: the win rate vs a random player
+                        metrics.update(
+                            self.selfplay.evaluation_metrics(self.policy, self.config, GAMES_PER_SEAT)
+                        )
                     if evaluated and events is not None and evaluation.last_result is not None:
                         stop = fire(events, "on_evaluation_end", _evaluation_end(state, evaluation)) or stop
                 if logger is not None:
@@ -294,6 +303,12 @@ class Trainer:
             **self.collector.episode_metrics(),
         )
         state.last_metrics = metrics
+        if self.collector.turn_based and state.iteration % self.config.selfplay.snapshot_interval == 0:
+            kind, name, args = snapshot_change(self.policy, state.iteration)  # (algo/selfplay.py)
+            self.request_env_change(kind, name, args)
+            if self.collectives.rank == 0:
+                seed = self.config.run.seed + state.iteration
+                metrics.update(self.selfplay.snapshot_metrics(args[1], args[2], self.config, seed))
         self._post_state()
         if events is not None:
             update = UpdateEnd(state.num_timesteps, state.iteration, read_only(metrics))
@@ -359,6 +374,8 @@ class Trainer:
         callback_state = self._callback_state()
         if callback_state is not None:
             meta["callback"] = callback_state
+        if self.selfplay.ratings or self.selfplay.pool:
+            meta["selfplay"] = self.selfplay.state_dict()
         if self.pending_changes:  # asked for during the iteration that just ended
             meta["env_changes_pending"] = [list(c) for c in self.pending_changes]
         if ranks:
@@ -397,6 +414,8 @@ class Trainer:
         self.learner.load_optimizer_state(meta["optimizer"], tensors)
         self.callback_state = meta.get("callback")
         self.pending_changes = [list(c) for c in meta.get("env_changes_pending", [])]
+        changes = list(meta["episodes"].get("changes", [])) + self.pending_changes
+        self.selfplay.load_state_dict(meta.get("selfplay", {}), changes, self.config.selfplay.pool_size)
         # copies built with fresh episodes (another rank's, under torchrun) start as changed so far
         self.collector.changes_log = list(meta["episodes"].get("changes", []))
         if self.collectives.rank == 0:

@@ -85,13 +85,16 @@ def require_agent_env(agent: Any) -> None:
     and its ``env.wrappers`` importable; say which module registered it at training."""
     import gymnasium as gym
 
-    from ..environments.ids import registered_id
-    from ..environments.registry import EnvNotFoundError
+    from ..environments.ids import registered_id, split_env_id
+    from ..environments.registry import EnvNotFoundError, register_factory
     from ..environments.wrappers import check_wrappers
 
     env_id = agent.config.env.id
     check_wrappers(agent.config.env.wrappers)  # names of installed wrapper classes, or one line
     if registered_id(env_id) in gym.registry:
+        return
+    module, bare = split_env_id(env_id)
+    if module is not None and register_factory(module, bare) is not None:  # module:factory ids
         return
     modules: list[str] = []
     try:

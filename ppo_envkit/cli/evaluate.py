@@ -16,7 +16,19 @@ NAME = "eval"
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate an agent over whole episodes")
     p.add_argument("agent", metavar="AGENT_OR_RUN_DIR")
-    p.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
+    p.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="number of episodes (default 10; with --opponent: games per seat, default 100)",
+    )
+    p.add_argument(
+        "--opponent",
+        default=None,
+        metavar="random|pool|MODULE:FUNCTION|AGENT_DIR",
+        help="turn-based games: win/draw/loss rates from each seat against a random legal player, the run's "
+        "snapshot pool, a callable opponent(observation, action_mask, rng) or another agent",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--stochastic",
@@ -67,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     from ..state import evaluation_mode
 
     load_user_envs(args.env_module)
+    if args.opponent is not None:
+        return _games(args)
+    args.episodes = 10 if args.episodes is None else args.episodes
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     agent = PPO.load(args.agent)
@@ -113,4 +128,26 @@ def run(args: argparse.Namespace) -> int:
         summary = {k: v for k, v in result.to_dict().items() if k not in ("returns", "lengths")}
         summary["command"] = f"ppo-envkit eval AGENT --episodes {args.episodes} --seed {args.seed} --{mode}"
         update_agent_meta(agent.path, "evaluation", summary)
+    return 0
+
+
+def _games(args: argparse.Namespace) -> int:
+    """``eval --opponent``: a turn-based game's outcomes from each seat."""
+    from pathlib import Path
+
+    from ..agent import PPO
+
+    games = 100 if args.episodes is None else args.episodes
+    if games < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {games}")
+    agent = PPO.load(args.agent)
+    require_agent_env(agent)
+    run_dir = Path(args.agent) if not (Path(args.agent) / "agent.json").exists() else None
+    result = agent.play(args.opponent, games, seed=args.seed, run_dir=run_dir)
+    if args.json:
+        print(
+            json.dumps({**result.to_dict(), "agent": str(agent.path), "num_timesteps": agent.num_timesteps})
+        )
+    else:
+        print(f"{agent.config.env.id}: {result.line()}", flush=True)
     return 0

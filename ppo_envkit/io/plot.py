@@ -23,6 +23,8 @@ ENV_METRIC_PREFIX = "metrics/"
 PANELS: tuple[tuple[str, str, bool], ...] = (
     ("episode_return", "episode return", False),
     ("eval_return", "evaluation return (deterministic)", False),
+    ("eval_win_rate", "games: win rate vs a random player", False),
+    ("selfplay_rating", "games: snapshot rating (openskill ordinal)", False),
     ("episode_length", "episode length", False),
     ("policy_loss", "policy loss", False),
     ("value_loss", "value loss", True),
