@@ -221,6 +221,12 @@ class PPO:
         finally:
             evaluator.close()
 
+    @property
+    def trained_by_self_play(self) -> bool:
+        """Whether this agent's training copies are a turn-based game (a PettingZoo ``AECEnv``,
+        learnt by self-play); False before training has built them."""
+        return self._trainer is not None and self._trainer.collector.turn_based
+
     def play(self, opponent: Any = "random", games: int = 100, *, seed: int = 0, run_dir: Any = None) -> Any:
         """Turn-based games: wins, draws and losses from each seat over ``games`` games per seat
         against ``opponent``: ``"random"`` (a random legal player), ``"pool"`` (the snapshot pool

@@ -239,3 +239,20 @@ def test_connect_three_passes_pettingzoo_api_test_and_renders():
         frame = env.render()
         assert frame.shape == (160, 200, 3) and frame.dtype == np.uint8
         env.close()
+
+
+def test_the_hints_after_training_a_game_work_as_printed(tmp_path, capsys, monkeypatch):
+    """A turn-based game's run suggests eval against a random player and play; the printed eval
+    command runs when pasted (the agent file names its module:factory id)."""
+    from ppo_envkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    env_id = "pettingzoo.classic.tictactoe_v3:env"
+    argv = ["train", env_id, "--total-timesteps", "256", "--run-dir", "run", "--no-progress"]
+    assert main([*argv, "--set", "env.num_envs=2", "--set", "run.eval_interval=0"]) == 0
+    err = capsys.readouterr().err
+    hints = {line.split(":", 1)[0]: line.split(":", 1)[1].split() for line in err.splitlines()}
+    assert hints["evaluate"][:5] == ["ppo-envkit", "eval", "run", "--opponent", "random"]
+    assert hints["play it"] == ["ppo-envkit", "play", "run"]
+    assert main([*hints["evaluate"][1:5], "--episodes", "4", "--json"]) == 0
+    assert '"illegal_moves": 0' in capsys.readouterr().out

@@ -391,7 +391,12 @@ def run(args: argparse.Namespace) -> int:
             console.print(
                 f"note: {line}; the agent records it: eval uses {agent.state.eval_mode['mode']} play"
             )
-    console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} --episodes 100{modules}")
+    if agent.trained_by_self_play:  # a turn-based game: rates against a player, and a human
+        games = "--opponent random --episodes 500"
+        console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} {games}{modules}")
+        console.print(f"play it:   ppo-envkit play {quoted(run_dir)}{modules}")
+    else:
+        console.print(f"evaluate: ppo-envkit eval {quoted(run_dir)} --episodes 100{modules}")
     console.print(f"watch it:  ppo-envkit replay {quoted(run_dir)}{modules}")
     if world_size > 1:
         exit_now(0)
