@@ -203,10 +203,18 @@ def test_snapshots_join_the_pool_and_resume_is_exact(tmp_path, vectorization):
     )
     _unbroken, _resumed = assert_resume_is_exact(config, tmp_path / "run")
     agent = PPO(config=config)
-    agent.learn(8 * 4 * 3)
-    pools = agent._trainer.collector.envs.get_attr("pool")
-    assert [len(p) for p in pools] == [2] * 4  # snapshots after iterations 1 and 2 (3 is pending)
-    agent.close()
+    try:
+        agent.learn(8 * 4 * 3)
+        pools = agent._trainer.collector.envs.get_attr("pool")
+        assert [len(p) for p in pools] == [2] * 4  # snapshots after iterations 1 and 2 (3 is pending)
+        agent.learn(8 * 4 * 5)  # 7 snapshots made: the run's state keeps those a pool can still hold
+        changes = agent._trainer.collector.episodes.changes
+    finally:
+        agent.close()
+    adds = [c for c in changes if c[1] == "add_snapshot"]
+    # the pool's 2, and at most one more made during a current episode (at most 5 moves long)
+    assert 2 <= len(adds) <= 3, [c[2][2] for c in adds]
+    assert adds[-1][2][2] == "iteration 7"
 
 
 def test_eval_cli_plays_games_from_both_seats(tmp_path, capsys):

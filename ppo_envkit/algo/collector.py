@@ -35,7 +35,7 @@ from .context import RankContext
 from .normalize import ObsNormalizer, RunningMeanStd
 from .recurrent import Memory
 from .rollout import RolloutBuffer
-from .selfplay import configure_copies
+from .selfplay import ADD_SNAPSHOT, configure_copies
 
 
 class Collector:
@@ -195,6 +195,8 @@ class Collector:
                     )
                 ) from exc
             self.episodes.note_change(change)
+        if self.turn_based:  # snapshots that left every copy's pool: the checkpoint stays bounded
+            self.episodes.prune_changes(ADD_SNAPSHOT, self.config.selfplay.pool_size)
 
     def watch_episode_infos(self, keep: bool) -> None:
         """Keep (or stop keeping) each ended episode's last info, for ``on_episode_end``."""

@@ -313,6 +313,25 @@ class EpisodeTracker:
         for i in range(self.num_envs):
             self.episode_changes[i].append((int(self.lengths[i]), index))
 
+    def prune_changes(self, name: str, keep: int) -> None:
+        """Forget the changes called ``name`` that no copy can need any more: of those made
+        before every copy's current episode began, all but the last ``keep``. For a change that
+        adds a member to a bounded pool whose oldest member leaves (self-play snapshots), the
+        pruned log builds the same pool, and the checkpoint stays bounded however long the run."""
+        first = min((copy[0][1] if copy else len(self.changes)) for copy in self.episode_changes)
+        named = [k for k in range(first) if self.changes[k][1] == name]
+        drop = set(named[: max(0, len(named) - keep)])
+        if not drop:
+            return
+        remap: dict[int, int] = {}
+        kept: list[EnvChange] = []
+        for k, change in enumerate(self.changes):
+            if k not in drop:
+                remap[k] = len(kept)
+                kept.append(change)
+        self.changes = kept
+        self.episode_changes = [[(pos, remap[k]) for pos, k in copy] for copy in self.episode_changes]
+
     def add_metrics(self, values: dict[str, float]) -> None:
         """One finished episode's metrics (see :meth:`ReplayableEpisodes.take_finished`)."""
         for key, value in values.items():
