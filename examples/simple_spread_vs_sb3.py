@@ -13,7 +13,15 @@ policy acting per agent) on the same seeded episodes, deterministic and stochast
 is the mean per-agent episode return (simple_spread's reward is shared, so it is the team's).
 Training wall times are printed side by side (evaluation excluded).
 
+The two do not see the time limit the same way: simple_spread ends every episode by
+truncation at ``max_cycles``; ppo-envkit bootstraps each agent's value from its final
+observation there, as a time limit asks, but SuperSuit's vector reports the end to SB3 as
+``done`` without ``TimeLimit.truncated``, so SB3 treats it as termination (no bootstrap).
+``--time-limit-ends`` also trains ppo-envkit on the same game with the time limit reported as
+termination (:func:`make_time_limit_ends`), what SB3 sees, and prints that third line.
+
     python examples/simple_spread_vs_sb3.py                       # 196,608 agent-steps each
+    python examples/simple_spread_vs_sb3.py --seed 1 --time-limit-ends
     python examples/simple_spread_vs_sb3.py --steps 100000 --copies 4 --episodes 50
 """
 
@@ -27,14 +35,41 @@ import numpy as np
 
 ENV_ID = "mpe2.simple_spread_v3:parallel_env"
 KWARGS = {"N": 3, "max_cycles": 25, "continuous_actions": False}
+ENDS_ID = "SpreadTimeLimitEnds-v0"
 
 
-def train_envkit(steps: int, copies: int, seed: int) -> tuple[Any, float]:
-    from ppo_envkit import PPO, TrainConfig
+def make_time_limit_ends(**kwargs: Any) -> Any:
+    """simple_spread whose time limit is each agent's termination, not truncation: what SB3
+    sees through SuperSuit (the same game otherwise: same observations, rewards and seeds)."""
+    from mpe2 import simple_spread_v3
+    from pettingzoo.utils import BaseParallelWrapper
 
-    config = TrainConfig().with_overrides(
-        {"env.id": ENV_ID, "env.kwargs": KWARGS, "env.num_envs": copies, "run.seed": seed}
+    class TimeLimitEnds(BaseParallelWrapper):
+        def step(self, actions: Any) -> Any:
+            obs, rewards, terms, truncs, infos = self.env.step(actions)
+            terms = {a: bool(terms[a] or truncs[a]) for a in terms}
+            return obs, rewards, terms, {a: False for a in truncs}, infos
+
+    return TimeLimitEnds(simple_spread_v3.parallel_env(**kwargs))
+
+
+def envkit_config(copies: int, seed: int, time_limit_ends: bool = False, **settings: Any) -> Any:
+    """ppo-envkit's default settings for simple_spread (``settings``: dotted keys changed)."""
+    from ppo_envkit import TrainConfig, register_env
+
+    env_id = ENV_ID
+    if time_limit_ends:
+        register_env(ENDS_ID, make_time_limit_ends, overwrite=True)
+        env_id = ENDS_ID
+    return TrainConfig().with_overrides(
+        {"env.id": env_id, "env.kwargs": KWARGS, "env.num_envs": copies, "run.seed": seed, **settings}
     )
+
+
+def train_envkit(steps: int, copies: int, seed: int, time_limit_ends: bool = False) -> tuple[Any, float]:
+    from ppo_envkit import PPO
+
+    config = envkit_config(copies, seed, time_limit_ends)
     agent = PPO(config=config)
     agent.prepare()
     start = time.perf_counter()
@@ -103,15 +138,20 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=8, help="copies of the environment (3 agents each)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per mode")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--time-limit-ends",
+        action="store_true",
+        help="also train ppo-envkit with the time limit as termination (as SB3 sees it)",
+    )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     results = {}
-    for name, train, actor in (
-        ("ppo-envkit", train_envkit, envkit_actor),
-        ("SB3+SuperSuit", train_sb3, sb3_actor),
-    ):
+    runs = [("ppo-envkit", train_envkit, envkit_actor), ("SB3+SuperSuit", train_sb3, sb3_actor)]
+    if args.time_limit_ends:
+        runs.insert(1, ("ppo-envkit ends", lambda *a: train_envkit(*a, time_limit_ends=True), envkit_actor))
+    for name, train, actor in runs:
         model, wall = train(args.steps, args.copies, args.seed)
         det = evaluate(actor(model, True), args.episodes, True, 10_000)
         sto = evaluate(actor(model, False), args.episodes, False, 10_000)

@@ -33,6 +33,9 @@ LENGTH = 7  # steps of a scripted episode (then every agent left is truncated)
 #: a2 joins after step 2 and dies at step 5
 SCRIPT = {"a0": (0, LENGTH), "a1": (0, 3), "a2": (2, 5)}
 NAMES = list(SCRIPT)
+#: every agent live for the whole episode and all truncated at once at LENGTH (as MPE's
+#: simple_spread at max_cycles): each row must bootstrap from its own agent's final observation
+TOGETHER = {a: (0, LENGTH) for a in NAMES}
 
 
 def script_obs(k: int, s: int) -> np.ndarray:
@@ -54,9 +57,10 @@ class Scripted(ParallelEnv):
 
     metadata = {"name": "scripted_v0", "render_modes": []}
 
-    def __init__(self, masked: bool = False, render_mode: str | None = None):
+    def __init__(self, masked: bool = False, render_mode: str | None = None, script: dict | None = None):
         self.possible_agents = list(NAMES)
         self.masked = masked
+        self.script = SCRIPT if script is None else script
         box = spaces.Box(-10, 10, (3,), np.float32)
         self._obs_space = (
             spaces.Dict({"observation": box, "action_mask": spaces.Box(0, 1, (2,), np.int8)})
@@ -81,7 +85,7 @@ class Scripted(ParallelEnv):
         return {"observation": obs, "action_mask": mask}
 
     def _live(self) -> list[str]:
-        return [a for a, (join, gone) in SCRIPT.items() if join <= self.s < gone]
+        return [a for a, (join, gone) in self.script.items() if join <= self.s < gone]
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         self.s = 0
@@ -97,7 +101,7 @@ class Scripted(ParallelEnv):
         before = self.agents
         rewards = {a: script_reward(NAMES.index(a), self.s) for a in before}
         self.s += 1
-        terminations = {a: SCRIPT[a][1] == self.s and self.s < LENGTH for a in before}
+        terminations = {a: self.script[a][1] == self.s and self.s < LENGTH for a in before}
         truncations = {a: self.s >= LENGTH and not terminations[a] for a in before}
         live = [] if self.s >= LENGTH else self._live()
         obs = {a: self._obs(a) for a in set(before) | set(live)}
@@ -118,9 +122,14 @@ class Different(ParallelEnv):
 
 @pytest.fixture
 def scripted_ids():
-    ids = {"plain": "ScriptedAgents-v0", "masked": "ScriptedAgentsMasked-v0"}
+    ids = {
+        "plain": "ScriptedAgents-v0",
+        "masked": "ScriptedAgentsMasked-v0",
+        "together": "ScriptedAgentsTogether-v0",
+    }
     register_env(ids["plain"], lambda **kw: Scripted(**kw), overwrite=True)
     register_env(ids["masked"], lambda **kw: Scripted(masked=True, **kw), overwrite=True)
+    register_env(ids["together"], lambda **kw: Scripted(script=TOGETHER, **kw), overwrite=True)
     yield ids
     for env_id in ids.values():
         unregister_env(env_id)
@@ -193,8 +202,9 @@ def test_agent_id_appends_one_hot(scripted_ids):
 # ------------------------------------------------------------------------------ GAE per agent
 
 
-def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(scripted_ids):
-    agent = PPO(config=_config(scripted_ids["plain"]))
+@pytest.mark.parametrize("kind, script", [("plain", SCRIPT), ("together", TOGETHER)])
+def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(scripted_ids, kind, script):
+    agent = PPO(config=_config(scripted_ids[kind]))
     collector = _collector(agent)
     policy = agent.policy
     value = {}  # V of each scripted observation, computed one by one
@@ -210,7 +220,7 @@ def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(scripted_
         for i in range(n):
             for k in range(3):
                 row = 3 * i + k
-                join, gone = SCRIPT[NAMES[k]]
+                join, gone = script[NAMES[k]]
                 # the agent's own steps in this rollout: (t, episode step s)
                 steps = [(t, (r * T + t) % LENGTH) for t in range(T)]
                 live = [(t, s) for t, s in steps if join <= s < gone]
