@@ -207,3 +207,36 @@ def test_a_kill_during_a_curriculum_loses_nothing_and_resume_is_exact(tmp_path, 
     # a run's modules and callbacks are given again, as `train` prints after an interruption
     _train(tmp_path, "train", "--resume", "run", "--no-progress", *CURRICULUM[2:6])
     assert torch_equal(_weights(run), unbroken)
+
+
+KEY_DOOR = str(ROOT / "envs" / "key_door.py")
+#: The curriculum example itself (examples/curriculum.py): KeyDoor-v0 in an 11 x 11 room, the
+#: key and door within reach 2 at first, doubled at 80% success (at 8,192 and 12,800 steps).
+EXAMPLE = ["train", "KeyDoor-v0", "--env-module", KEY_DOOR]
+EXAMPLE += ["--callback", str(ROOT / "examples" / "curriculum.py") + ":ReachCurriculum"]
+EXAMPLE += ["--total-timesteps", "16384", "--run-dir", "run", "--no-progress", "--set", "env.kwargs.size=11"]
+for _key, _value in (("env.num_envs", 8), ("ppo.n_steps", 64), ("run.checkpoint_interval", 2048)):
+    EXAMPLE += ["--set", f"{_key}={_value}"]
+EXAMPLE += ["--set", "run.eval_interval=0", "--set", "run.keep_checkpoints=2"]
+
+
+def test_the_curriculum_example_survives_a_kill_and_resumes_exactly(tmp_path):
+    """Killed by SIGKILL while saving a checkpoint after its first promotion, resumed with
+    the same module and callback: the unbroken run's weights, bit for bit."""
+    (tmp_path / "unbroken").mkdir()
+    _train(tmp_path / "unbroken", *EXAMPLE)
+    unbroken = _weights(tmp_path / "unbroken" / "run")
+    killed = subprocess.run(
+        [sys.executable, "-c", CHILD, "save", "9", *EXAMPLE],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    run = tmp_path / "run"
+    steps = [int(c.name.split("_")[1]) for c in checkpoint_dirs(run)]
+    assert steps and 8192 <= max(steps) < 16384, steps  # after the first promotion, before the end
+    _train(tmp_path, "train", "--resume", "run", "--no-progress", *EXAMPLE[2:6])
+    assert torch_equal(_weights(run), unbroken)
