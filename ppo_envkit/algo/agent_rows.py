@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from ..environments.failures import describe
-from ..errors import ActionMaskError, EnvironmentFailed, NonFiniteError, ObservationError
+from ..errors import NonFiniteError
 
 if TYPE_CHECKING:
     from .collector import Collector
@@ -125,16 +124,7 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
         # training steps count agent-steps (rows, padding included: A per copy and step), as SB3 does
         # with SuperSuit's vector of agents
         step = num_timesteps + (t + 1) * n * agents * c.context.collectives.size
-        try:
-            next_obs, reward, terminated, truncated, info = envs.step(env_action)
-        except ObservationError:
-            raise
-        except ActionMaskError as exc:
-            raise c._mask_error(exc, step) from None
-        except Exception as exc:
-            raise EnvironmentFailed(
-                describe(exc, c.config.env.id, f"in step() at training step {step:,}")
-            ) from exc
+        next_obs, reward, terminated, truncated, info = c.step_envs(env_action, step)
         done = terminated | truncated
         history = to_copies(head.history_rows(env_rows), agents)
         if done.any():

@@ -312,16 +312,7 @@ class Collector:
             action, logp, value = backend.act(obs, gen, masks, memory)  # (memory moves on by this step)
             env_action = head.to_env(action)
             step = num_timesteps + (t + 1) * n * self.context.collectives.size  # all ranks' copies
-            try:
-                next_obs, reward, terminated, truncated, info = envs.step(env_action)
-            except ObservationError:
-                raise
-            except ActionMaskError as exc:
-                raise self._mask_error(exc, step) from None
-            except Exception as exc:
-                raise EnvironmentFailed(
-                    describe(exc, self.config.env.id, f"in step() at training step {step:,}")
-                ) from exc
+            next_obs, reward, terminated, truncated, info = self.step_envs(env_action, step)
             done = terminated | truncated
             if done.any():
                 idx = np.flatnonzero(done)
@@ -384,6 +375,21 @@ class Collector:
             if values:
                 self.episodes.add_metrics(values)
             self.ended.append((step, first_copy + i, ret, length, values, info))
+
+    def step_envs(self, env_action: Any, step: int) -> tuple[Any, ...]:
+        """``envs.step(env_action)``; a failure of the environment's code becomes one error that
+        names the environment and training ``step``."""
+        assert self.envs is not None
+        try:
+            return self.envs.step(env_action)
+        except ObservationError:
+            raise
+        except ActionMaskError as exc:
+            raise self._mask_error(exc, step) from None
+        except Exception as exc:
+            raise EnvironmentFailed(
+                describe(exc, self.config.env.id, f"in step() at training step {step:,}")
+            ) from exc
 
     def _mask_error(self, exc: ActionMaskError, step: int) -> ActionMaskError:
         """``exc`` (from the masks wrapper or the vector info), naming the environment and step."""
