@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from ..errors import NonFiniteError
-
 if TYPE_CHECKING:
     from .collector import Collector
     from .rollout import RolloutBuffer
@@ -126,20 +124,7 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
         step = num_timesteps + (t + 1) * n * agents * c.context.collectives.size
         next_obs, reward, terminated, truncated, info = c.step_envs(env_action, step)
         done = terminated | truncated
-        history = to_copies(head.history_rows(env_rows), agents)
-        if done.any():
-            idx = np.flatnonzero(done)
-            numbers = episodes.episodes[idx].tolist()
-            finished = episodes.record(history, reward, done)
-            for i, k, (ret, length) in zip(idx.tolist(), numbers, finished, strict=True):
-                ended.append((step, i, k, ret, length))
-        else:
-            episodes.record(history, reward, done)
-        if not np.isfinite(reward).all():
-            raise NonFiniteError(
-                f"environment {c.config.env.id} returned a non-finite reward at training step "
-                f"{step:,} ({c._copies(~np.isfinite(reward))})"
-            )
+        c.record_step(to_copies(head.history_rows(env_rows), agents), reward, done, step, ended)
         rows = step_rows(info, done, live, agents)
         raw = c._obs_tensor(to_rows(next_obs, agents), step)
         active_t = torch.from_numpy(rows.active).to(device)

@@ -314,19 +314,7 @@ class Collector:
             step = num_timesteps + (t + 1) * n * self.context.collectives.size  # all ranks' copies
             next_obs, reward, terminated, truncated, info = self.step_envs(env_action, step)
             done = terminated | truncated
-            if done.any():
-                idx = np.flatnonzero(done)
-                numbers = episodes.episodes[idx].tolist()
-                finished = episodes.record(head.history_rows(env_action), reward, done)
-                for i, k, (ret, length) in zip(idx.tolist(), numbers, finished, strict=True):
-                    ended.append((step, i, k, ret, length))
-            else:
-                episodes.record(head.history_rows(env_action), reward, done)
-            if not np.isfinite(reward).all():
-                raise NonFiniteError(
-                    f"environment {self.config.env.id} returned a non-finite reward at training step "
-                    f"{step:,} ({self._copies(~np.isfinite(reward))})"
-                )
+            self.record_step(head.history_rows(env_action), reward, done, step, ended)
             raw = self._obs_tensor(next_obs, step)
             self._add_obs_stats(raw)
             reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
@@ -375,6 +363,33 @@ class Collector:
             if values:
                 self.episodes.add_metrics(values)
             self.ended.append((step, first_copy + i, ret, length, values, info))
+
+    def record_step(
+        self,
+        history: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        step: int,
+        ended: list[tuple[int, int, int, float, int]],
+    ) -> None:
+        """Record one vector step of the copies in their episodes (``history``: the actions as
+        the episodes keep them); append ``(step, copy, episode, return, length)`` of each episode
+        that ended to ``ended``; refuse a non-finite reward."""
+        assert self.episodes is not None
+        episodes = self.episodes
+        if done.any():
+            idx = np.flatnonzero(done)
+            numbers = episodes.episodes[idx].tolist()
+            finished = episodes.record(history, reward, done)
+            for i, k, (ret, length) in zip(idx.tolist(), numbers, finished, strict=True):
+                ended.append((step, i, k, ret, length))
+        else:
+            episodes.record(history, reward, done)
+        if not np.isfinite(reward).all():
+            raise NonFiniteError(
+                f"environment {self.config.env.id} returned a non-finite reward at training step "
+                f"{step:,} ({self._copies(~np.isfinite(reward))})"
+            )
 
     def step_envs(self, env_action: Any, step: int) -> tuple[Any, ...]:
         """``envs.step(env_action)``; a failure of the environment's code becomes one error that
