@@ -178,6 +178,23 @@ def torch_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
 
 
+def _unbroken_then_killed(tmp_path: Path, args: list[str], save_call: int) -> dict[str, torch.Tensor]:
+    """Train ``args`` unbroken (in ``tmp_path/unbroken``), then again in ``tmp_path``, SIGKILLed
+    at the ``save_call``-th tensor file a checkpoint writes; the unbroken run's weights."""
+    (tmp_path / "unbroken").mkdir()
+    _train(tmp_path / "unbroken", *args)
+    killed = subprocess.run(
+        [sys.executable, "-c", CHILD, "save", str(save_call), *args],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    return _weights(tmp_path / "unbroken" / "run")
+
+
 EVENTS = str(ROOT / "tests" / "event_envs.py")
 #: A run whose callback changes every copy after each update (a curriculum, issue 24): the
 #: changes are part of the checkpoint, so a resumed run makes them at the same steps.
@@ -190,18 +207,7 @@ CURRICULUM += ["--set", "run.checkpoint_interval=512", "--set", "run.eval_interv
 
 @pytest.mark.parametrize("mode", ["1", "sharded"])
 def test_a_kill_during_a_curriculum_loses_nothing_and_resume_is_exact(tmp_path, mode):
-    (tmp_path / "unbroken").mkdir()
-    _train(tmp_path / "unbroken", *CURRICULUM, *MODES[mode])
-    unbroken = _weights(tmp_path / "unbroken" / "run")
-    killed = subprocess.run(
-        [sys.executable, "-c", CHILD, "save", "7", *CURRICULUM, *MODES[mode]],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -9, killed.stderr
+    unbroken = _unbroken_then_killed(tmp_path, [*CURRICULUM, *MODES[mode]], save_call=7)
     run = tmp_path / "run"
     assert checkpoint_dirs(run), "killed after several checkpoints were due"
     # a run's modules and callbacks are given again, as `train` prints after an interruption
@@ -223,18 +229,7 @@ EXAMPLE += ["--set", "run.eval_interval=0", "--set", "run.keep_checkpoints=2"]
 def test_the_curriculum_example_survives_a_kill_and_resumes_exactly(tmp_path):
     """Killed by SIGKILL while saving a checkpoint after its first promotion, resumed with
     the same module and callback: the unbroken run's weights, bit for bit."""
-    (tmp_path / "unbroken").mkdir()
-    _train(tmp_path / "unbroken", *EXAMPLE)
-    unbroken = _weights(tmp_path / "unbroken" / "run")
-    killed = subprocess.run(
-        [sys.executable, "-c", CHILD, "save", "9", *EXAMPLE],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -9, killed.stderr
+    unbroken = _unbroken_then_killed(tmp_path, EXAMPLE, save_call=9)
     run = tmp_path / "run"
     steps = [int(c.name.split("_")[1]) for c in checkpoint_dirs(run)]
     assert steps and 8192 <= max(steps) < 16384, steps  # after the first promotion, before the end
