@@ -47,6 +47,16 @@ def add_env_module_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_mode_args(p: argparse.ArgumentParser, stochastic: str, deterministic: str) -> None:
+    """``--stochastic`` / ``--deterministic`` (one at most), in ``args.mode``: None when neither
+    is given (then the mode the agent records applies)."""
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--stochastic", dest="mode", action="store_const", const="stochastic", help=stochastic)
+    mode.add_argument(
+        "--deterministic", dest="mode", action="store_const", const="deterministic", help=deterministic
+    )
+
+
 def add_set_arg(p: argparse.ArgumentParser, help: str) -> None:
     """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``."""
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)

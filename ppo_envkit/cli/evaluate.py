@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from ..errors import ConfigError
-from .common import add_env_module_arg, load_user_envs, require_agent_env
+from .common import add_env_module_arg, add_mode_args, load_user_envs, require_agent_env
 
 NAME = "eval"
 
@@ -29,20 +29,10 @@ def add_parser(sub: Any) -> None:
         help="turn-based games: win/draw/loss rates from each seat against a random legal player, the run's "
         "snapshot pool, a callable opponent(observation, action_mask, rng) or another agent",
     )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--stochastic",
-        dest="mode",
-        action="store_const",
-        const="stochastic",
-        help="sample actions (default: the mode the agent records, deterministic if none)",
-    )
-    mode.add_argument(
-        "--deterministic",
-        dest="mode",
-        action="store_const",
-        const="deterministic",
-        help="take the most likely action (default: the mode the agent records)",
+    add_mode_args(
+        p,
+        stochastic="sample actions (default: the mode the agent records, deterministic if none)",
+        deterministic="take the most likely action (default: the mode the agent records)",
     )
     p.add_argument(
         "--no-compare",

@@ -10,7 +10,7 @@ from typing import Any
 from rich.markup import escape
 
 from ..errors import ConfigError
-from .common import add_env_module_arg, console, debugging, load_user_envs, require_agent_env
+from .common import add_env_module_arg, add_mode_args, console, debugging, load_user_envs, require_agent_env
 
 NAME = "replay"
 
@@ -41,20 +41,11 @@ def add_parser(sub: Any) -> None:
         help="play a second agent side by side on the same seeds (an agent or run directory, "
         "or a checkpoint name of this run)",
     )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--stochastic",
-        dest="mode",
-        action="store_const",
-        const="stochastic",
-        help="start with sampled actions (default: the mode the agent records, as eval; key D toggles)",
-    )
-    mode.add_argument(
-        "--deterministic",
-        dest="mode",
-        action="store_const",
-        const="deterministic",
-        help="start with the most likely actions (default: the mode the agent records; key D toggles)",
+    add_mode_args(
+        p,
+        stochastic="start with sampled actions (default: the mode the agent records, as eval; key D toggles)",
+        deterministic="start with the most likely actions (default: the mode the agent records; "
+        "key D toggles)",
     )
     p.add_argument("--seed", type=int, default=0, help="episode k resets with seed S + k (default 0)")
     p.add_argument("--no-hud", action="store_true", help="start with the overlay hidden (key H toggles)")
