@@ -19,7 +19,7 @@ from .agent_stack import AgentIds, agent_spaces
 from .discovery import EnvModuleError, cwd_importable, registered_by
 from .failures import ContainExits
 from .masks import ActionMasks
-from .multiagent import adapt
+from .multiagent import adapt, non_gymnasium_creator
 from .registry import ensure_registered, entry_point_callable
 from .wrappers import apply_wrappers
 
@@ -91,12 +91,8 @@ def _adapting_spec(env_id: str) -> gym.envs.registration.EnvSpec | str:
     """``env_id``'s spec with an entry point that adapts PettingZoo environments; the id itself
     when its entry point is a Gymnasium environment class (nothing to adapt)."""
     spec = gym.spec(env_id)
-    creator = spec.entry_point
-    if isinstance(creator, str):
-        creator = gym.envs.registration.load_env_creator(creator)
-    if creator is None or (isinstance(creator, type) and issubclass(creator, gym.Env)):
-        return env_id
-    return dataclasses.replace(spec, entry_point=_Adapting(creator))
+    creator = non_gymnasium_creator(spec)
+    return env_id if creator is None else dataclasses.replace(spec, entry_point=_Adapting(creator))
 
 
 def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["adapt", "pettingzoo_kind", "split_observation"]
+__all__ = ["adapt", "non_gymnasium_creator", "pettingzoo_kind", "split_observation"]
 
 
 def pettingzoo_kind(obj: Any) -> Literal["parallel", "aec"] | None:
@@ -38,6 +38,18 @@ def pettingzoo_kind(obj: Any) -> Literal["parallel", "aec"] | None:
     if isinstance(obj, AECEnv):
         return "aec"
     return None
+
+
+def non_gymnasium_creator(spec: gym.envs.registration.EnvSpec) -> Any | None:
+    """``spec``'s entry point (a ``module:name`` string imported), unless it is a Gymnasium
+    ``Env`` class (or missing): then None, as nothing it builds needs adapting. Importing the
+    entry point may raise (ImportError, AttributeError)."""
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        creator = gym.envs.registration.load_env_creator(creator)
+    if creator is None or (isinstance(creator, type) and issubclass(creator, gym.Env)):
+        return None
+    return creator
 
 
 def adapt(obj: Any) -> Any:

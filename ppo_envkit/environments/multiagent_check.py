@@ -32,7 +32,7 @@ from . import findings
 from .checks import observation_problems, reward_problems
 from .findings import CheckReport, EnvCallTimeout, Findings, exception_finding, time_limit
 from .masks import sample_legal
-from .multiagent import pettingzoo_kind, split_observation
+from .multiagent import non_gymnasium_creator, pettingzoo_kind, split_observation
 from .registry import ensure_registered
 
 __all__ = ["AgentsSummary", "check_pettingzoo", "pettingzoo_creator", "summarize_agents"]
@@ -51,10 +51,8 @@ def pettingzoo_creator(env_id: str, kwargs: Mapping[str, Any] | None = None) -> 
     registered and given ``kwargs``), or None when the entry point is a Gymnasium ``Env`` class
     (nothing of several agents to check; saves building it)."""
     spec = gym.spec(ensure_registered(env_id))
-    creator = spec.entry_point
-    if isinstance(creator, str):
-        creator = gym.envs.registration.load_env_creator(creator)
-    if creator is None or (isinstance(creator, type) and issubclass(creator, gym.Env)):
+    creator = non_gymnasium_creator(spec)
+    if creator is None:
         return None
     return functools.partial(creator, **{**spec.kwargs, **dict(kwargs or {})})
 
