@@ -57,6 +57,8 @@ OURS = {
     "env.num_envs": N_ENVS,
     "env.normalize_obs": False,
     "env.normalize_reward": False,
+    # as SB3 (and the atari preset): only the first reset is seeded (a seeded ALE reset reloads the ROM)
+    "env.seed_every_episode": False,
     "ppo.n_steps": N_STEPS,
     "ppo.minibatch_size": MINIBATCH,
     "ppo.n_epochs": EPOCHS,

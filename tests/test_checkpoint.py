@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import pickle
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from ppo_envkit import PPO, TrainConfig, load_agent
+from ppo_envkit.environments.episodes import ReplayableEpisodes, episode_seed
 from ppo_envkit.errors import StorageError, TrainingInterrupted
 from ppo_envkit.io.atomic import atomic_write_dir
-from ppo_envkit.io.checkpoint import AgentFileError
+from ppo_envkit.io.checkpoint import AgentFileError, load_trainer_state
 from ppo_envkit.io.runlog import RunLogger
 
 from .resume import assert_same_training_state
@@ -179,3 +181,58 @@ def test_resume_after_a_stop_equals_an_unbroken_run(tmp_path, vectorization, num
         assert torch.equal(a[name], b[name]), name
     # episodes, optimizer, random stream: the same as the unbroken run's
     assert_same_training_state(unbroken, resumed, tmp_path)
+
+
+class _SeedLog(gym.Wrapper):
+    """Records the seed of every reset that reaches the environment."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.seeds = []
+
+    def reset(self, *, seed=None, options=None):
+        self.seeds.append(seed)
+        return self.env.reset(seed=seed, options=options)
+
+
+@pytest.mark.parametrize("every", [True, False])
+def test_seed_every_episode_decides_which_resets_are_seeded(every):
+    """env.seed_every_episode=false (slow seeded resets, as the ALE's) seeds only the first reset
+    and a resume's; the default seeds each episode from (base seed, episode)."""
+    env = ReplayableEpisodes(_SeedLog(gym.make("CartPole-v1")), seed_every_episode=every)
+    env.reset(seed=5)
+    env.reset()
+    env.reset()
+    seeds = env.env.seeds
+    assert seeds[0] == episode_seed(5, 0)
+    assert seeds[1:] == ([episode_seed(5, 1), episode_seed(5, 2)] if every else [None, None])
+    env.pending_replay = (5, 7, np.zeros((0,), np.int64))
+    env.replay_pending()
+    assert seeds[-1] == episode_seed(5, 7)  # a resume's new episode is seeded in both modes
+
+
+def test_resume_without_seeded_episodes_starts_new_episodes(tmp_path):
+    """With env.seed_every_episode=false the checkpoint keeps no episode actions, and a resumed run
+    starts every copy on a new seeded episode: it runs to the end and is itself reproducible."""
+    config = small_config(**{"env.seed_every_episode": False, "run.total_timesteps": 64 * 6})
+    calls = {"n": 0}
+
+    def stop_in_fourth(agent, metrics):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+
+    logger = RunLogger(tmp_path / "run", progress=False, tensorboard=False)
+    with pytest.raises(TrainingInterrupted) as info:
+        PPO(config=config).learn(callback=stop_in_fourth, logger=logger)
+    _, tensors = load_trainer_state(info.value.checkpoint)
+    assert not any(name.startswith("episodes.actions") for name in tensors)
+    weights = []
+    for _ in range(2):
+        resumed = PPO.resume(info.value.checkpoint)
+        resumed.train()
+        resumed.close()
+        assert resumed.num_timesteps == 6 * 64
+        weights.append(resumed.policy.state_dict())
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name

@@ -228,7 +228,14 @@ class Collector:
         shape = sample.shape[1:]
         if self.agents is not None:  # several agents: each copy's actions are [A, ...]
             shape = (self.agents, *shape)
-        return EpisodeTracker(self.num_envs, first_seed, shape, sample.dtype, self.config.run.log_window)
+        return EpisodeTracker(
+            self.num_envs,
+            first_seed,
+            shape,
+            sample.dtype,
+            self.config.run.log_window,
+            replay=self.config.env.seed_every_episode,
+        )
 
     def _replay_episodes(self) -> Any:
         assert self.envs is not None and self.episodes is not None

@@ -137,10 +137,16 @@ class EpisodeMetrics(gym.Wrapper, _EpisodeMetrics):
 
 
 class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
-    """Reseeds every reset deterministically and can rebuild an episode by replaying actions."""
+    """Reseeds every reset deterministically and can rebuild an episode by replaying actions.
 
-    def __init__(self, env: gym.Env):
+    With ``seed_every_episode=False`` only the first reset (and a resume's) is seeded: for an
+    environment whose seeded reset is expensive (the ALE reloads its ROM, about 0.1 s, on every
+    seeded reset); its later episodes follow from the first seed and every action since, so a
+    resume cannot rebuild the episode in progress and starts a new one instead."""
+
+    def __init__(self, env: gym.Env, seed_every_episode: bool = True):
         super().__init__(env)
+        self.seed_every_episode = seed_every_episode
         self.base_seed: int | None = None
         self.episode = -1
         self.steps = 0
@@ -161,7 +167,10 @@ class ReplayableEpisodes(gym.Wrapper, _EpisodeMetrics):
         self.steps = 0
         self._sums.clear()
         self._counts.clear()
-        obs, info = self.env.reset(seed=episode_seed(self.base_seed, self.episode), options=options)
+        reseed = self.seed_every_episode or self.episode == 0
+        obs, info = self.env.reset(
+            seed=episode_seed(self.base_seed, self.episode) if reseed else None, options=options
+        )
         self._check(obs, "reset()")
         return obs, info
 
@@ -256,8 +265,13 @@ class EpisodeTracker:
         action_shape: tuple[int, ...],
         action_dtype: Any,
         window: int = 20,
+        replay: bool = True,
     ):
+        """``replay=False``: the copies' episodes are not determined by their own seeds
+        (``env.seed_every_episode=false``), so no actions are kept and a resume starts every copy
+        on a new episode."""
         self.num_envs = num_envs
+        self.replay = replay
         self.base_seeds = np.arange(num_envs, dtype=np.int64) + int(base_seed)
         self.episodes = np.zeros(num_envs, dtype=np.int64)
         self.returns = np.zeros(num_envs, dtype=np.float64)
@@ -274,7 +288,7 @@ class EpisodeTracker:
         self._history = np.zeros((1024, num_envs, *self._action_shape), self._dtype)
         self._size = 0  # rows used in _history
         self._start = np.zeros(num_envs, dtype=np.int64)  # row where each current episode began
-        self.replayable = np.ones(num_envs, dtype=bool)
+        self.replayable = np.full(num_envs, replay, dtype=bool)
         #: Every change made to the copies while training, in order (a curriculum's steps).
         self.changes: list[EnvChange] = []
         #: Per copy: ``(steps into its current episode, index in changes)`` of the changes made
@@ -303,7 +317,7 @@ class EpisodeTracker:
             self.lengths[dones] = 0
             self.episodes[dones] += 1
             self._start[dones] = self._size
-            self.replayable[dones] = True
+            self.replayable[dones] = self.replay
         return ended
 
     def note_change(self, change: EnvChange) -> None:
@@ -438,7 +452,7 @@ class EpisodeTracker:
                 self.episodes[i] += 1
                 self.returns[i], self.lengths[i] = 0.0, 0
                 self._start[i] = self._size
-                self.replayable[i] = True
+                self.replayable[i] = self.replay
                 self.episode_changes[i] = []
                 actions = np.zeros((0, *self._action_shape), self._dtype)
             during = self.episode_changes[i]

@@ -53,7 +53,7 @@ class _EnvFactory:
                 "with --env-module (or put it in ./envs), not under `if __name__ == '__main__':`; "
                 "or use env.vectorization=sync"
             ) from None
-        return ReplayableEpisodes(make_configured_env(self.config))
+        return ReplayableEpisodes(make_configured_env(self.config), self.config.seed_every_episode)
 
 
 def _worker_modules(env_id: str, modules: Sequence[str]) -> list[str]:
