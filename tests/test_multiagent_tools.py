@@ -403,3 +403,22 @@ def test_the_replay_overlay_cycles_agents_with_key_a():
             assert pane.decision["stacked_action"][1] == pane.decision["action"]
         finally:
             viewer.close()
+
+
+def test_the_replay_overlay_of_a_game_names_the_seat_and_the_result(ttt_agent):
+    """Replay of a turn-based game: the overlay says which seat the agent plays and against whom
+    (the opponents move inside step()), and the end of a game its result for that seat."""
+    viewer = Viewer(PPO.load(ttt_agent))
+    try:
+        pane = viewer.panes[0]
+        assert "seat player_1 vs random" in pane.view("").title  # episode 0, seed 0: second seat
+        for _ in range(9):
+            if pane.done:
+                break
+            viewer.tick(1)
+        assert pane.done
+        result = pane.info["outcome"]
+        assert result in ("win", "draw", "loss") and pane.outcome == f"terminated: {result}"
+        assert (pane.episode_return > 0) == (result == "win")
+    finally:
+        viewer.close()

@@ -113,6 +113,14 @@ def _as_frame(frame: Any, env_id: str) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
+def seat_label(info: dict[str, Any] | None) -> str:
+    """In a turn-based game (``TurnBasedEnv``): ``seat player_1 vs random``, the seat whose
+    turn it is whenever the agent decides (the opponents move inside ``step()``); else ""."""
+    if not info or "seat" not in info:
+        return ""
+    return f"seat {info['seat']} vs {info.get('opponent', '?')}"
+
+
 def agent_label(agent: PPO) -> str:
     """A short name for an agent: its run (and checkpoint) and how long it trained."""
     path = getattr(agent, "path", None)
@@ -239,6 +247,8 @@ class Pane:
         self._render()
         if terminated or truncated:
             self.outcome = "terminated" if terminated else "truncated"
+            if "outcome" in info:  # a turn-based game: the learner's seat won, drew or lost
+                self.outcome += f": {info['outcome']}"
         else:
             self._decide(deterministic)
 
@@ -266,7 +276,7 @@ class Pane:
             action_text, bars, gauges = decision_view(
                 self.decision, self.agent.action_space, self.action_names
             )
-        who = self.selection.label(self.info)
+        who = self.selection.label(self.info) or seat_label(self.info)
         return PaneView(
             title=f"{self.label} · {who}" if who else self.label,
             episode=self.episode + 1,
