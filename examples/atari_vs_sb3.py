@@ -6,6 +6,9 @@ Breakout through Gymnasium's ``AtariPreprocessing`` (the base environment made w
 steps, 4 epochs of minibatches of 256, NatureCNN with 512 features, no normalization:
 
 * ``ours``: ppo-envkit with those settings (what ``--preset atari`` trains with, at 8 copies);
+* ``ours-2`` (not run by default): the same with the copies stepped in two processes at once
+  (``env.vectorization=async``, ``env.num_workers=2``: this one and a worker), so that the
+  environments use the second core; its CPU time counts this process only;
 * ``sb3``: SB3 PPO ``CnnPolicy`` (a ``DummyVecEnv`` of the same environments);
 * ``floor``: ppo-envkit's CNN policy alone, on random frames: the forward passes that
   collection makes (one batch of 8 per step) and the forward and backward passes of the PPO
@@ -20,6 +23,7 @@ the machine's conditions. Wall time is the whole process; train time is ``learn(
     python examples/atari_vs_sb3.py --steps 16384 --rounds 3
     python examples/atari_vs_sb3.py --device cuda          # the same on a GPU (both libraries)
     python examples/atari_vs_sb3.py --threads 1            # torch threads for both (default: torch's)
+    python examples/atari_vs_sb3.py --learners ours ours-2 floor   # ours-2: copies stepped in 2 processes
 
 Needs ``pip install "gymnasium[atari]" stable-baselines3`` (ale-py ships the ROMs).
 """
@@ -114,6 +118,9 @@ def _child(kind: str, steps: int, device: str, threads: int | None, seed: int) -
 
     ppo_envkit.register_env(ENV_ID, breakout)
     settings = {**OURS, "run.seed": seed, "run.device": device}
+    if kind == "ours-2":  # the copies stepped in two processes (this one and a worker), in parallel
+        kind = "ours"
+        settings.update({"env.vectorization": "async", "env.num_workers": 2})
     if threads is not None:
         settings["run.torch_threads"] = threads
     agent = PPO(config=TrainConfig().with_overrides(settings))
@@ -223,10 +230,11 @@ def main() -> None:
             s["train_cpu_s"] / o["train_cpu_s"] for o, s in zip(results["ours"], results["sb3"], strict=False)
         ]
         print(f"vs SB3, CPU time of learn() (per round): {', '.join(f'{p:.2f}x' for p in pairs)}")
-    if "ours" in train and "floor" in train:
-        for key in ("train_s", "train_cpu_s"):
-            pairs = [o[key] / f[key] for o, f in zip(results["ours"], results["floor"], strict=False)]
-            print(f"ours / floor ({key}, per round): {', '.join(f'{p:.2f}' for p in pairs)}")
+    for ours in ("ours", "ours-2"):
+        if ours in train and "floor" in train:
+            for key in ("train_s", "train_cpu_s"):
+                pairs = [o[key] / f[key] for o, f in zip(results[ours], results["floor"], strict=False)]
+                print(f"{ours} / floor ({key}, per round): {', '.join(f'{p:.2f}' for p in pairs)}")
 
 
 if __name__ == "__main__":
