@@ -392,11 +392,20 @@ def test_foragers_train_with_other_vectorizations_and_ranks(overrides):
     agent.close()
 
 
-def test_sharded_workers_are_refused_in_one_line():
-    agent = PPO(config=_foragers(**{"env.vectorization": "async", "env.num_workers": 2}))
-    with pytest.raises(ConfigError, match="sharded workers"):
-        agent.learn(768)
-    agent.close()
+@pytest.mark.parametrize("kind", ["plain", "masked", "together"])
+def test_sharded_workers_train_as_one_process(scripted_ids, kind):
+    """``env.num_workers=2``: a worker process steps a shard of the copies and sends the agents'
+    infos (rewards, deaths, truncations, who is live, of the ended episodes too) through shared
+    memory; deaths, joins, padding and masks give the weights of one process, bit for bit."""
+    weights, returns = [], []
+    for overrides in ({}, {"env.vectorization": "async", "env.num_workers": 2}):
+        agent = PPO(config=_config(scripted_ids[kind], **{"env.num_envs": 3, **overrides}))
+        agent.learn(3 * 16 * 3 * 3)  # 3 iterations of 16 steps x 3 copies x 3 agents
+        weights.append(torch.cat([p.detach().flatten() for p in agent.policy.parameters()]))
+        returns.append(agent.last_metrics["episode_return"])
+        agent.close()
+    assert torch.equal(weights[0], weights[1])
+    assert returns[0] == returns[1] and np.isfinite(returns[0])
 
 
 def test_simple_spread_trains():

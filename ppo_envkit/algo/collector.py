@@ -117,12 +117,6 @@ class Collector:
             self.agents = None if layout is None else layout.num_agents
             if self.agents is not None and self.policy.recurrent:
                 raise ConfigError("recurrent policies (policy.recurrent) do not support several agents yet")
-            if (
-                self.agents is not None
-                and cfg.env.vectorization == "async"
-                and cfg.env.num_workers is not None
-            ):
-                raise ConfigError("env.num_workers (sharded workers) does not support several agents yet")
         except ValueError:
             self.close()
             raise
