@@ -202,9 +202,14 @@ def test_agent_id_appends_one_hot(scripted_ids):
 # ------------------------------------------------------------------------------ GAE per agent
 
 
+@pytest.mark.parametrize("time_limit", ["bootstrap", "terminal"])
 @pytest.mark.parametrize("kind, script", [("plain", SCRIPT), ("together", TOGETHER)])
-def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(scripted_ids, kind, script):
-    agent = PPO(config=_config(scripted_ids[kind]))
+def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(
+    scripted_ids, kind, script, time_limit
+):
+    """Each agent's advantages, step by step, against a reference written per agent; with
+    ``env.time_limit=terminal`` an agent truncated at the time limit is not bootstrapped."""
+    agent = PPO(config=_config(scripted_ids[kind], **{"env.time_limit": time_limit}))
     collector = _collector(agent)
     policy = agent.policy
     value = {}  # V of each scripted observation, computed one by one
@@ -231,8 +236,8 @@ def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(scripted_
                     t, s = live[j]
                     if s + 1 == gone and gone < LENGTH:  # died
                         nxt, carry = 0.0, 0.0
-                    elif s + 1 == LENGTH:  # truncated: bootstrap from its final observation
-                        nxt, carry = value[k, s + 1], 0.0
+                    elif s + 1 == LENGTH:  # truncated: bootstrap from its final observation, unless
+                        nxt, carry = (0.0 if time_limit == "terminal" else value[k, s + 1]), 0.0
                     elif t == T - 1:  # the rollout ends: bootstrap from the next observation
                         nxt, carry = value[k, s + 1], 0.0
                     else:
