@@ -379,8 +379,11 @@ def test_foragers_learn_beyond_a_random_policy():
     assert min(trained) > max(random) + 5.0, (trained, random)
 
 
-def test_foragers_resume_is_exact(tmp_path):
-    config = _foragers(**{"run.total_timesteps": 5 * 768, "run.seed": 2})  # (agent-steps: 3 per copy step)
+@pytest.mark.parametrize(
+    "overrides", [{}, {"env.vectorization": "async", "env.num_workers": 2}], ids=["sync", "sharded"]
+)
+def test_foragers_resume_is_exact(tmp_path, overrides):
+    config = _foragers(**{"run.total_timesteps": 5 * 768, "run.seed": 2, **overrides})  # (agent-steps)
     assert_resume_is_exact(config, tmp_path / "run")
 
 
