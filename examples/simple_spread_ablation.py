@@ -3,12 +3,11 @@ as ``examples/simple_spread_vs_sb3.py`` evaluates (same 50 seeded episodes, dete
 stochastic): the ablations behind docs/several-agents.md's "Numbers".
 
     python examples/simple_spread_ablation.py --seed 0 --set ppo.gae_lambda=0.95
-    python examples/simple_spread_ablation.py --seed 0 --time-limit-ends   # as SB3 + SuperSuit
+    python examples/simple_spread_ablation.py --seed 0 --set env.time_limit=terminal   # as SB3 sees it
 
-``--time-limit-ends`` trains on the same game whose time limit (``max_cycles``) is reported as
-the agents' termination, not truncation: what SB3 sees through SuperSuit, whose vector gives
-SB3 ``done`` without ``TimeLimit.truncated``, so SB3 never bootstraps at the time limit
-(``simple_spread_vs_sb3.make_time_limit_ends``).
+``env.time_limit=terminal`` ends the task at the time limit (``max_cycles``) without
+bootstrapping: what SB3 does through SuperSuit, whose vector gives SB3 ``done`` without
+``TimeLimit.truncated``.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], help="KEY=VALUE settings (YAML values)")
-    parser.add_argument("--time-limit-ends", action="store_true")
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     import torch
@@ -40,7 +38,7 @@ def main() -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         settings[key] = yaml.safe_load(value)
-    agent = PPO(config=envkit_config(args.copies, args.seed, args.time_limit_ends, **settings))
+    agent = PPO(config=envkit_config(args.copies, args.seed, **settings))
     agent.prepare()
     start = time.perf_counter()
     agent.learn(args.steps)

@@ -13,21 +13,26 @@ policy acting per agent) on the same seeded episodes, deterministic and stochast
 is the mean per-agent episode return (simple_spread's reward is shared, so it is the team's).
 Training wall times are printed side by side (evaluation excluded).
 
-The two do not see the time limit the same way: simple_spread ends every episode by
-truncation at ``max_cycles``; ppo-envkit bootstraps each agent's value from its final
-observation there, as a time limit asks, but SuperSuit's vector reports the end to SB3 as
-``done`` without ``TimeLimit.truncated``, so SB3 treats it as termination (no bootstrap).
-``--time-limit-ends`` also trains ppo-envkit on the same game with the time limit reported as
-termination (:func:`make_time_limit_ends`), what SB3 sees, and prints that third line.
+The time limit is where the two differ: simple_spread ends every episode by truncation at
+``max_cycles``; ppo-envkit's default (``env.time_limit=bootstrap``) bootstraps each agent's value
+from its final observation there, as Gymnasium asks of a truncation, but SuperSuit's vector
+reports the end to SB3 as ``done`` without ``TimeLimit.truncated``, so SB3 treats it as the end
+of the task (no bootstrap). The second line trains ppo-envkit with ``env.time_limit=terminal``,
+the setting that says so (the score is the return within the 25 steps). Both ppo-envkit runs
+take the ``--set`` settings too (``--set run.processes=2``, or ``--set env.vectorization=async
+--set env.num_workers=2``: two cores, the learning unchanged).
+
+Wall and CPU time of each training are printed (CPU: this process and its worker processes).
 
     python examples/simple_spread_vs_sb3.py                       # 196,608 agent-steps each
-    python examples/simple_spread_vs_sb3.py --seed 1 --time-limit-ends
+    python examples/simple_spread_vs_sb3.py --seed 1 --set run.processes=2
     python examples/simple_spread_vs_sb3.py --steps 100000 --copies 4 --episodes 50
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from typing import Any
 
@@ -35,51 +40,37 @@ import numpy as np
 
 ENV_ID = "mpe2.simple_spread_v3:parallel_env"
 KWARGS = {"N": 3, "max_cycles": 25, "continuous_actions": False}
-ENDS_ID = "SpreadTimeLimitEnds-v0"
 
 
-def make_time_limit_ends(**kwargs: Any) -> Any:
-    """simple_spread whose time limit is each agent's termination, not truncation: what SB3
-    sees through SuperSuit (the same game otherwise: same observations, rewards and seeds)."""
-    from mpe2 import simple_spread_v3
-    from pettingzoo.utils import BaseParallelWrapper
-
-    class TimeLimitEnds(BaseParallelWrapper):
-        def step(self, actions: Any) -> Any:
-            obs, rewards, terms, truncs, infos = self.env.step(actions)
-            terms = {a: bool(terms[a] or truncs[a]) for a in terms}
-            return obs, rewards, terms, {a: False for a in truncs}, infos
-
-    return TimeLimitEnds(simple_spread_v3.parallel_env(**kwargs))
-
-
-def envkit_config(copies: int, seed: int, time_limit_ends: bool = False, **settings: Any) -> Any:
+def envkit_config(copies: int, seed: int, **settings: Any) -> Any:
     """ppo-envkit's default settings for simple_spread (``settings``: dotted keys changed)."""
-    from ppo_envkit import TrainConfig, register_env
+    from ppo_envkit import TrainConfig
 
-    env_id = ENV_ID
-    if time_limit_ends:
-        register_env(ENDS_ID, make_time_limit_ends, overwrite=True)
-        env_id = ENDS_ID
     return TrainConfig().with_overrides(
-        {"env.id": env_id, "env.kwargs": KWARGS, "env.num_envs": copies, "run.seed": seed, **settings}
+        {"env.id": ENV_ID, "env.kwargs": KWARGS, "env.num_envs": copies, "run.seed": seed, **settings}
     )
 
 
-def train_envkit(steps: int, copies: int, seed: int, time_limit_ends: bool = False) -> tuple[Any, float]:
+def cpu_seconds() -> float:
+    """CPU time of this process and of its ended children (worker processes, other ranks)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def train_envkit(steps: int, copies: int, seed: int, **settings: Any) -> tuple[Any, float, float]:
     from ppo_envkit import PPO
 
-    config = envkit_config(copies, seed, time_limit_ends)
-    agent = PPO(config=config)
+    agent = PPO(config=envkit_config(copies, seed, **settings))
     agent.prepare()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     agent.learn(steps)  # agent-steps
     elapsed = time.perf_counter() - start
-    agent.close()
-    return agent, elapsed
+    agent.close()  # (ends the worker processes, so that their CPU time is counted)
+    return agent, elapsed, cpu_seconds() - cpu
 
 
-def train_sb3(steps: int, copies: int, seed: int) -> tuple[Any, float]:
+def train_sb3(steps: int, copies: int, seed: int) -> tuple[Any, float, float]:
     import supersuit as ss
     from mpe2 import simple_spread_v3
     from stable_baselines3 import PPO as SB3PPO
@@ -90,13 +81,13 @@ def train_sb3(steps: int, copies: int, seed: int) -> tuple[Any, float]:
     env = ss.concat_vec_envs_v1(env, copies, num_cpus=0, base_class="stable_baselines3")
     set_random_seed(seed)  # (not PPO(seed=...): SuperSuit's ConcatVecEnv has no seed() for SB3 to call)
     model = SB3PPO("MlpPolicy", env, verbose=0, device="cpu")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     model.learn(steps)  # SuperSuit's vector has one slot per agent: timesteps are agent-steps
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     if model.num_timesteps != steps:
         print(f"(SB3 trained {model.num_timesteps:,} agent-steps: its rollouts are 2048 x {copies * 3})")
     env.close()
-    return model, elapsed
+    return model, elapsed, cpu
 
 
 def evaluate(actor: Any, episodes: int, deterministic: bool, seed: int) -> tuple[float, float]:
@@ -139,35 +130,47 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per mode")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--time-limit-ends",
-        action="store_true",
-        help="also train ppo-envkit with the time limit as termination (as SB3 sees it)",
+        "--set", nargs="*", default=[], help="KEY=VALUE settings of both ppo-envkit runs (YAML values)"
     )
     args = parser.parse_args()
     import torch
+    import yaml
 
     torch.set_num_threads(1)
+    settings = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     results = {}
-    runs = [("ppo-envkit", train_envkit, envkit_actor), ("SB3+SuperSuit", train_sb3, sb3_actor)]
-    if args.time_limit_ends:
-        runs.insert(1, ("ppo-envkit ends", lambda *a: train_envkit(*a, time_limit_ends=True), envkit_actor))
+    runs = [
+        ("ppo-envkit", lambda *a: train_envkit(*a, **settings), envkit_actor),
+        (
+            "ppo-envkit term.",
+            lambda *a: train_envkit(*a, **settings, **{"env.time_limit": "terminal"}),
+            envkit_actor,
+        ),
+        ("SB3+SuperSuit", train_sb3, sb3_actor),
+    ]
     for name, train, actor in runs:
-        model, wall = train(args.steps, args.copies, args.seed)
+        model, wall, cpu = train(args.steps, args.copies, args.seed)
         det = evaluate(actor(model, True), args.episodes, True, 10_000)
         sto = evaluate(actor(model, False), args.episodes, False, 10_000)
-        results[name] = (det, sto, wall)
-        print(f"{name}: trained {args.steps:,} agent-steps in {wall:.1f} s", flush=True)
+        results[name] = (det, sto, wall, cpu)
+        print(f"{name}: trained {args.steps:,} agent-steps in {wall:.1f} s ({cpu:.1f} s CPU)", flush=True)
+    extra = f", ppo-envkit with {' '.join(args.set)}" if args.set else ""
     print(
-        f"\nsimple_spread_v3 (N=3, max_cycles=25, discrete), {args.steps:,} agent-steps, {args.copies} copies"
+        f"\nsimple_spread_v3 (N=3, max_cycles=25, discrete), {args.steps:,} agent-steps, "
+        f"{args.copies} copies, seed {args.seed}{extra}; term.: env.time_limit=terminal"
     )
-    print(f"{'':16}{'deterministic':>22}{'stochastic':>22}{'train wall s':>14}{'agent-steps/s':>15}")
-    for name, (det, sto, wall) in results.items():
+    print(
+        f"{'':18}{'deterministic':>22}{'stochastic':>22}{'train wall s':>14}{'CPU s':>8}{'agent-steps/s':>15}"
+    )
+    for name, (det, sto, wall, cpu) in results.items():
         print(
-            f"{name:16}{det[0]:>14.2f} +- {det[1]:<5.2f}{sto[0]:>14.2f} +- {sto[1]:<5.2f}"
-            f"{wall:>14.1f}{args.steps / wall:>15.0f}"
+            f"{name:18}{det[0]:>14.2f} +- {det[1]:<5.2f}{sto[0]:>14.2f} +- {sto[1]:<5.2f}"
+            f"{wall:>14.1f}{cpu:>8.1f}{args.steps / wall:>15.0f}"
         )
-    ratio = results["SB3+SuperSuit"][2] / results["ppo-envkit"][2]
-    print(f"ppo-envkit's training took {1 / ratio:.2f} of SB3's wall time ({ratio:.1f}x faster)")
+    sb3 = results["SB3+SuperSuit"]
+    for name in ("ppo-envkit", "ppo-envkit term."):
+        wall, cpu = results[name][2:]
+        print(f"{name}: {wall / sb3[2]:.2f} of SB3's wall time, {cpu / sb3[3]:.2f} of its CPU time")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,14 @@ class EnvConfig(_Section):
         "environments whose seeded reset is slow (the ALE reloads its ROM on each: 13 % of Atari "
         "training's CPU time); a resume then starts new episodes.",
     )
+    time_limit: Literal["bootstrap", "terminal"] = Field(
+        "bootstrap",
+        description="How training treats an episode cut by a time limit (truncated, for several "
+        "agents each agent's truncation): bootstrap from the value of its final observation (the "
+        "time limit cuts a longer task, as Gymnasium means truncation), or terminal: the end of the "
+        "task, no value after it (the score is the return within the limit, as in a fixed-length "
+        "game whose observation does not show the time left).",
+    )
     wrappers: list[WrapperSpec] = Field(
         default_factory=list,
         description="Gymnasium wrappers applied in order around the environment (innermost first, "

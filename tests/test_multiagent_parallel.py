@@ -202,9 +202,14 @@ def test_agent_id_appends_one_hot(scripted_ids):
 # ------------------------------------------------------------------------------ GAE per agent
 
 
+@pytest.mark.parametrize("time_limit", ["bootstrap", "terminal"])
 @pytest.mark.parametrize("kind, script", [("plain", SCRIPT), ("together", TOGETHER)])
-def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(scripted_ids, kind, script):
-    agent = PPO(config=_config(scripted_ids[kind]))
+def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(
+    scripted_ids, kind, script, time_limit
+):
+    """Each agent's advantages, step by step, against a reference written per agent; with
+    ``env.time_limit=terminal`` an agent truncated at the time limit is not bootstrapped."""
+    agent = PPO(config=_config(scripted_ids[kind], **{"env.time_limit": time_limit}))
     collector = _collector(agent)
     policy = agent.policy
     value = {}  # V of each scripted observation, computed one by one
@@ -231,8 +236,8 @@ def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(scripted_
                     t, s = live[j]
                     if s + 1 == gone and gone < LENGTH:  # died
                         nxt, carry = 0.0, 0.0
-                    elif s + 1 == LENGTH:  # truncated: bootstrap from its final observation
-                        nxt, carry = value[k, s + 1], 0.0
+                    elif s + 1 == LENGTH:  # truncated: bootstrap from its final observation, unless
+                        nxt, carry = (0.0 if time_limit == "terminal" else value[k, s + 1]), 0.0
                     elif t == T - 1:  # the rollout ends: bootstrap from the next observation
                         nxt, carry = value[k, s + 1], 0.0
                     else:
@@ -374,8 +379,11 @@ def test_foragers_learn_beyond_a_random_policy():
     assert min(trained) > max(random) + 5.0, (trained, random)
 
 
-def test_foragers_resume_is_exact(tmp_path):
-    config = _foragers(**{"run.total_timesteps": 5 * 768, "run.seed": 2})  # (agent-steps: 3 per copy step)
+@pytest.mark.parametrize(
+    "overrides", [{}, {"env.vectorization": "async", "env.num_workers": 2}], ids=["sync", "sharded"]
+)
+def test_foragers_resume_is_exact(tmp_path, overrides):
+    config = _foragers(**{"run.total_timesteps": 5 * 768, "run.seed": 2, **overrides})  # (agent-steps)
     assert_resume_is_exact(config, tmp_path / "run")
 
 
@@ -392,11 +400,20 @@ def test_foragers_train_with_other_vectorizations_and_ranks(overrides):
     agent.close()
 
 
-def test_sharded_workers_are_refused_in_one_line():
-    agent = PPO(config=_foragers(**{"env.vectorization": "async", "env.num_workers": 2}))
-    with pytest.raises(ConfigError, match="sharded workers"):
-        agent.learn(768)
-    agent.close()
+@pytest.mark.parametrize("kind", ["plain", "masked", "together"])
+def test_sharded_workers_train_as_one_process(scripted_ids, kind):
+    """``env.num_workers=2``: a worker process steps a shard of the copies and sends the agents'
+    infos (rewards, deaths, truncations, who is live, of the ended episodes too) through shared
+    memory; deaths, joins, padding and masks give the weights of one process, bit for bit."""
+    weights, returns = [], []
+    for overrides in ({}, {"env.vectorization": "async", "env.num_workers": 2}):
+        agent = PPO(config=_config(scripted_ids[kind], **{"env.num_envs": 3, **overrides}))
+        agent.learn(3 * 16 * 3 * 3)  # 3 iterations of 16 steps x 3 copies x 3 agents
+        weights.append(torch.cat([p.detach().flatten() for p in agent.policy.parameters()]))
+        returns.append(agent.last_metrics["episode_return"])
+        agent.close()
+    assert torch.equal(weights[0], weights[1])
+    assert returns[0] == returns[1] and np.isfinite(returns[0])
 
 
 def test_simple_spread_trains():

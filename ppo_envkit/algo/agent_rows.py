@@ -58,12 +58,15 @@ class StepRows(NamedTuple):
     active: np.ndarray  # live for the returned observation (acts next)
 
 
-def step_rows(info: dict[str, Any], done: np.ndarray, live: np.ndarray, num_agents: int) -> StepRows:
+def step_rows(
+    info: dict[str, Any], done: np.ndarray, live: np.ndarray, num_agents: int, time_limit_ends: bool = False
+) -> StepRows:
     """Per-row results of a vector step. ``live``: rows live before the step; ``done``: copies
     whose episode ended (their step's info is in ``info["final_info"]``, same-step autoreset).
 
     A row live before the step whose copy ended is truncated unless it terminated (a time
-    limit outside the AgentStack, say: it bootstraps from its final observation)."""
+    limit outside the AgentStack, say: it bootstraps from its final observation).
+    ``time_limit_ends`` (``env.time_limit=terminal``): truncated rows count as terminated."""
     n = len(done)
     values = {}
     for key in AGENT_KEYS:
@@ -76,6 +79,8 @@ def step_rows(info: dict[str, Any], done: np.ndarray, live: np.ndarray, num_agen
     copy_done = np.repeat(done, num_agents)
     terminated = live & values["agent_terminated"].astype(bool)
     truncated = live & ~terminated & (values["agent_truncated"].astype(bool) | copy_done)
+    if time_limit_ends:
+        terminated, truncated = terminated | truncated, np.zeros_like(truncated)
     rewards = np.where(live, values["agent_rewards"], 0.0).astype(np.float32)
     return StepRows(rewards, terminated, truncated, active)
 
@@ -115,6 +120,7 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
     first_copy = c.context.collectives.rank * n
     ended: list[tuple[int, int, int, float, int]] = []
     backend = c.context.backend()
+    time_limit_ends = c.config.env.time_limit == "terminal"
     for t in range(buf.n_steps):
         action, logp, value = backend.act(obs, gen, masks, None)
         env_rows = head.to_env(action)
@@ -125,7 +131,7 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
         next_obs, reward, terminated, truncated, info = c.step_envs(env_action, step)
         done = terminated | truncated
         c.record_step(to_copies(head.history_rows(env_rows), agents), reward, done, step, ended)
-        rows = step_rows(info, done, live, agents)
+        rows = step_rows(info, done, live, agents, time_limit_ends)
         raw = c._obs_tensor(to_rows(next_obs, agents), step)
         active_t = torch.from_numpy(rows.active).to(device)
         if rows.active.any():

@@ -117,12 +117,6 @@ class Collector:
             self.agents = None if layout is None else layout.num_agents
             if self.agents is not None and self.policy.recurrent:
                 raise ConfigError("recurrent policies (policy.recurrent) do not support several agents yet")
-            if (
-                self.agents is not None
-                and cfg.env.vectorization == "async"
-                and cfg.env.num_workers is not None
-            ):
-                raise ConfigError("env.num_workers (sharded workers) does not support several agents yet")
         except ValueError:
             self.close()
             raise
@@ -312,6 +306,7 @@ class Collector:
         first_copy = self.context.collectives.rank * n
         ended: list[tuple[int, int, int, float, int]] = []  # step, copy, episode index, return, length
         backend = self.context.backend()  # the numpy fast path where it serves, else the policy's modules
+        time_limit_ends = self.config.env.time_limit == "terminal"
         for t in range(buf.n_steps):
             if memory is not None:  # the state before this step, and whether it starts an episode
                 buf.states[t] = memory.state
@@ -322,6 +317,8 @@ class Collector:
             next_obs, reward, terminated, truncated, info = self.step_envs(env_action, step)
             done = terminated | truncated
             self.record_step(head.history_rows(env_action), reward, done, step, ended)
+            if time_limit_ends:  # env.time_limit=terminal: a time limit ends the task, no bootstrap
+                terminated = done
             raw = self._obs_tensor(next_obs, step)
             self._add_obs_stats(raw)
             reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)

@@ -100,6 +100,15 @@ class AgentStack(gym.Env):
         self._index = {a: k for k, a in enumerate(self.agent_names)}
         self._zero = np.zeros(self.observation_space.shape, self.observation_space.dtype)
         self._live = np.zeros(self.num_agents, bool)
+        #: The per-agent arrays every reset and step puts in its info (shape and dtype of one
+        #: copy's), so that a vector of copies in other processes can carry them in shared
+        #: memory (:class:`~ppo_envkit.parallel.vector.ShardedVectorEnv`).
+        self.info_arrays: dict[str, tuple[tuple[int, ...], Any]] = {
+            "agent_active": ((self.num_agents,), np.dtype(bool)),
+            "agent_rewards": ((self.num_agents,), np.dtype(np.float32)),
+            "agent_terminated": ((self.num_agents,), np.dtype(bool)),
+            "agent_truncated": ((self.num_agents,), np.dtype(bool)),
+        }
 
     # ------------------------------------------------------------------------ stacking
 

@@ -15,7 +15,10 @@ worker (a blocked worker burns no CPU while the learner updates). Other calls
 Each shard is a ``SyncVectorEnv`` with same-step autoreset, so a step that ends an
 episode returns the reset observation and puts the episode's last observation in
 ``info["final_obs"]``. That and ``info["action_mask"]`` (the action masks of the returned
-observations) are the info keys carried across processes.
+observations) are the info keys carried across processes, with the arrays an environment
+declares in its ``info_arrays`` attribute (``{key: (shape, dtype)}`` of one copy: the
+per-agent results of :class:`~ppo_envkit.environments.agent_stack.AgentStack`), of the step
+and, for copies whose episode ended, of its ``info["final_info"]``.
 
 An exception in a worker is raised in the caller with the worker's traceback; a
 worker that dies is reported instead of waited for.
@@ -44,12 +47,34 @@ from .lifeline import describe_exit, die_with_parent, ignore_terminal_signals, p
 
 _REQUEST, _DONE, _FAILED = 0, 1, 2
 
+#: ``{key: (shape, dtype)}``: per-copy info arrays an environment declares (``info_arrays``).
+InfoArrays = dict[str, tuple[tuple[int, ...], Any]]
+
+
+def info_arrays(envs: SyncVectorEnv) -> InfoArrays:
+    """The info arrays the copies of ``envs`` declare (their ``info_arrays`` attribute; none
+    without one)."""
+    try:
+        declared = envs.envs[0].get_wrapper_attr("info_arrays")
+    except AttributeError:
+        return {}
+    return {str(key): (tuple(shape), np.dtype(dtype)) for key, (shape, dtype) in dict(declared).items()}
+
 
 class _Shared:
     """Numpy views over shared memory for one shard's step data."""
 
-    def __init__(self, ctx: Any, n: int, obs_space: spaces.Box, act_batch: np.ndarray, masks: int):
+    def __init__(
+        self,
+        ctx: Any,
+        n: int,
+        obs_space: spaces.Box,
+        act_batch: np.ndarray,
+        masks: int,
+        arrays: InfoArrays | None = None,
+    ):
         obs_shape, obs_dtype = (n, *obs_space.shape), obs_space.dtype
+        self.keys = list(arrays or {})
         self.specs = {
             "action_mask": ((n, masks), np.bool_),
             "has_mask": ((n,), np.bool_),
@@ -60,7 +85,12 @@ class _Shared:
             "terminated": ((n,), np.bool_),
             "truncated": ((n,), np.bool_),
             "actions": (act_batch.shape, act_batch.dtype),
+            "has_final_info": ((n,), np.bool_),
         }
+        for key, (shape, dtype) in (arrays or {}).items():  # the step's, and the ended episodes'
+            self.specs[f"info.{key}"] = ((n, *shape), dtype)
+            self.specs[f"has.{key}"] = ((n,), np.bool_)
+            self.specs[f"final.{key}"] = ((n, *shape), dtype)
         self.raw = {
             k: ctx.RawArray("b", max(1, int(np.prod(s)) * np.dtype(d).itemsize))
             for k, (s, d) in self.specs.items()
@@ -69,29 +99,37 @@ class _Shared:
         self.attach()
 
     def attach(self) -> None:
-        for key, (shape, dtype) in self.specs.items():
-            setattr(
-                self, key, np.frombuffer(self.raw[key], dtype=dtype, count=int(np.prod(shape))).reshape(shape)
-            )
+        self.views = {
+            key: np.frombuffer(self.raw[key], dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+            for key, (shape, dtype) in self.specs.items()
+        }
+        for key, view in self.views.items():
+            if "." not in key:
+                setattr(self, key, view)
         self.ctrl_view = np.frombuffer(self.ctrl, dtype=np.int64)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"specs": self.specs, "raw": self.raw, "ctrl": self.ctrl}
+        return {"specs": self.specs, "raw": self.raw, "ctrl": self.ctrl, "keys": self.keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.attach()
 
 
-def _slim_info(info: dict[str, Any], n: int) -> dict[str, Any]:
-    """The info keys that travel: final observations and action masks."""
+def _slim_info(info: dict[str, Any], n: int, keys: Sequence[str] = ()) -> dict[str, Any]:
+    """The info keys that travel: final observations, action masks, and the declared info
+    arrays ``keys`` (of the step, and of ``final_info`` for the copies whose episode ended)."""
     out = {}
-    for key in ("final_obs", "action_mask"):
+    for key in ("final_obs", "action_mask", *keys):
         if key in info:
             out[key] = info[key]
             out[f"_{key}"] = info.get(
-                f"_{key}", np.ones(n, bool) if key == "action_mask" else np.zeros(n, bool)
+                f"_{key}", np.zeros(n, bool) if key == "final_obs" else np.ones(n, bool)
             )
+    if keys and "final_info" in info:
+        final = info["final_info"]
+        out["final_info"] = {k: final[k] for key in keys for k in (key, f"_{key}") if k in final}
+        out["_final_info"] = info["_final_info"]
     return out
 
 
@@ -110,6 +148,19 @@ def _write_step(shared: _Shared, result: tuple[Any, ...]) -> None:
     shared.has_mask[...] = False if present is None else present
     if present is not None:
         shared.action_mask[...] = info["action_mask"]
+    views = shared.views
+    for key in shared.keys:
+        present = info.get(f"_{key}")
+        views[f"has.{key}"][...] = False if present is None else present
+        if present is not None:
+            views[f"info.{key}"][...] = info[key]
+    ended = info.get("_final_info")
+    shared.has_final_info[...] = False if ended is None else ended
+    if ended is not None and shared.keys:
+        final = info["final_info"]
+        for key in shared.keys:
+            if key in final:
+                views[f"final.{key}"][...] = final[key]
 
 
 def _next_message(conn: Any) -> Any:
@@ -127,6 +178,7 @@ def _worker(conn: Any, env_fns: list[Callable[[], gym.Env]], shared: _Shared | N
     envs = None
     try:
         envs = SyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        keys = list(info_arrays(envs))
         conn.send(("ok", None))
         while True:
             message = _next_message(conn)
@@ -143,10 +195,10 @@ def _worker(conn: Any, env_fns: list[Callable[[], gym.Env]], shared: _Shared | N
             try:
                 if cmd == "step":
                     obs, reward, terminated, truncated, info = envs.step(data)
-                    result: Any = (obs, reward, terminated, truncated, _slim_info(info, envs.num_envs))
+                    result: Any = (obs, reward, terminated, truncated, _slim_info(info, envs.num_envs, keys))
                 elif cmd == "reset":
                     obs, info = envs.reset(seed=data)
-                    result = (obs, _slim_info(info, envs.num_envs))
+                    result = (obs, _slim_info(info, envs.num_envs, keys))
                 elif cmd == "call":
                     name, args, kwargs = data
                     result = envs.call(name, *args, **kwargs)
@@ -189,6 +241,8 @@ class ShardedVectorEnv(VectorEnv):
         self._procs: list[Any] = []
         self._local = SyncVectorEnv(list(env_fns[self._slices[0]]), autoreset_mode=AutoresetMode.SAME_STEP)
         self.closed = False
+        self._arrays = info_arrays(self._local)
+        self._keys = list(self._arrays)
         self.num_envs = n
         self.single_observation_space = self._local.single_observation_space
         self.single_action_space = self._local.single_action_space
@@ -211,7 +265,7 @@ class ShardedVectorEnv(VectorEnv):
             if fast:
                 act_batch = np.asarray(create_empty_array(self.single_action_space, m))
                 masks = mask_size(self.single_action_space) or 0
-                shared = _Shared(ctx, m, self.single_observation_space, act_batch, masks)
+                shared = _Shared(ctx, m, self.single_observation_space, act_batch, masks, self._arrays)
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker, args=(child, list(env_fns[sl]), shared, os.getpid()), daemon=True
@@ -286,7 +340,7 @@ class ShardedVectorEnv(VectorEnv):
         self._broadcast("reset", [None if seeds is None else seeds[sl] for sl in self._slices[1:]])
         local_seed = None if seeds is None else seeds[self._slices[0]]
         local_obs, local_info = self._local.reset(seed=local_seed, options=options)
-        results = [(local_obs, _slim_info(local_info, self._local.num_envs))]
+        results = [(local_obs, _slim_info(local_info, self._local.num_envs, self._keys))]
         results += [self._receive(k) for k in range(len(self._conns))]
         return self._gather_obs([r[0] for r in results]), self._merge_info([r[1] for r in results])
 
@@ -297,7 +351,7 @@ class ShardedVectorEnv(VectorEnv):
             return self._step_shared(actions)
         self._broadcast("step", [_rows(actions, sl) for sl in self._slices[1:]])
         local = self._local.step(_rows(actions, self._slices[0]))
-        results = [(*local[:4], _slim_info(local[4], self._local.num_envs))]
+        results = [(*local[:4], _slim_info(local[4], self._local.num_envs, self._keys))]
         results += [self._receive(k) for k in range(len(self._conns))]
         return self._merge(results)
 
@@ -308,7 +362,7 @@ class ShardedVectorEnv(VectorEnv):
             shared.ctrl_view[_REQUEST] = self._seq
             self._conns[k].send("step")
         local = self._local.step(actions[self._slices[0]])
-        results = [(*local[:4], _slim_info(local[4], self._local.num_envs))]
+        results = [(*local[:4], _slim_info(local[4], self._local.num_envs, self._keys))]
         for k, shared in enumerate(self._shared):
             self._wait_step(k)
             info = {}
@@ -319,8 +373,24 @@ class ShardedVectorEnv(VectorEnv):
                 info = {"final_obs": final, "_final_obs": shared.final_mask.copy()}
             if shared.has_mask.any():
                 info["action_mask"], info["_action_mask"] = shared.action_mask.copy(), shared.has_mask.copy()
+            info.update(self._shared_arrays(shared))
             results.append((shared.obs, shared.reward, shared.terminated, shared.truncated, info))
         return self._merge(results)
+
+    def _shared_arrays(self, shared: _Shared) -> dict[str, Any]:
+        """A worker's declared info arrays, read from its shared memory as a vector info."""
+        views, info = shared.views, {}
+        for key in self._keys:
+            present = views[f"has.{key}"]
+            if present.any():
+                info[key], info[f"_{key}"] = views[f"info.{key}"].copy(), present.copy()
+        ended = shared.has_final_info
+        if self._keys and ended.any():
+            final = {}
+            for key in self._keys:
+                final[key], final[f"_{key}"] = views[f"final.{key}"].copy(), ended.copy()
+            info["final_info"], info["_final_info"] = final, ended.copy()
+        return info
 
     def _merge(self, results: list[tuple[Any, ...]]):
         obs = self._gather_obs([r[0] for r in results])
@@ -331,8 +401,21 @@ class ShardedVectorEnv(VectorEnv):
 
     def _merge_info(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
         """The shards' slim infos as one vector info (with the ``_key`` presence arrays)."""
+        info = self._merge_keys(infos, ("final_obs", "action_mask", *self._keys))
+        ended = [part.get("final_info", {}) for part in infos]
+        if any(ended):
+            info["final_info"] = self._merge_keys(ended, self._keys)
+            present = np.zeros(self.num_envs, dtype=bool)
+            for part, sl in zip(infos, self._slices, strict=True):
+                if "_final_info" in part:
+                    present[sl] = part["_final_info"]
+            info["_final_info"] = present
+        return info
+
+    def _merge_keys(self, infos: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+        """``keys`` of the shards' infos (one per shard, in order) as the vector's."""
         info: dict[str, Any] = {}
-        for key in ("final_obs", "action_mask"):
+        for key in keys:
             parts = [
                 (part[key], part[f"_{key}"], sl)
                 for part, sl in zip(infos, self._slices, strict=True)

@@ -65,7 +65,7 @@ def test_gae_terminal_does_not_bootstrap_and_truncation_does():
     assert adv[0, 1].item() == 1.0 + 0.5 * 10.0 - 0.5
 
 
-def _collect_countdown(env_id, n_steps=23, num_envs=3, iterations=2):
+def _collect_countdown(env_id, n_steps=23, num_envs=3, iterations=2, **overrides):
     """Collect rollouts on the Countdown env with a Collector, keeping what each one recorded."""
     config = TrainConfig().with_overrides(
         {
@@ -76,6 +76,7 @@ def _collect_countdown(env_id, n_steps=23, num_envs=3, iterations=2):
             "ppo.gae_lambda": LAM,
             "run.seed": 3,
             "env.normalize_obs": False,  # the checks read raw observations
+            **overrides,
         }
     )
     agent = PPO(config=config)
@@ -141,3 +142,28 @@ def test_truncation_bootstraps_from_the_final_observation_not_the_reset_one(toy_
             if t + 1 < buf["obs"].shape[0]:
                 reset_value = buf["values"][t + 1, n]
                 assert not torch.isclose(reset_value, expected, atol=1e-6)
+
+
+def test_time_limit_terminal_ends_truncated_episodes_without_bootstrap(toy_env_ids):
+    """``env.time_limit=terminal``: the same episodes, but a time limit ends the task: every
+    episode end is a termination, nothing is bootstrapped, GAE matches the reference so."""
+    _, collector, results = _collect_countdown(toy_env_ids["countdown"], **{"env.time_limit": "terminal"})
+    collector.close()
+    _, bootstrap_collector, bootstrap_results = _collect_countdown(toy_env_ids["countdown"])
+    bootstrap_collector.close()
+    for (_, buf, last_values), (_, other, _) in zip(results, bootstrap_results, strict=True):
+        ended = buf["episode_end"]
+        assert torch.equal(ended, other["episode_end"])  # the same episodes
+        assert bool((other["truncated"]).any()), "the rollout must contain time limits"
+        assert torch.equal(buf["terminated"], ended) and not buf["truncated"].any()
+        next_values = torch.cat([buf["values"][1:], last_values[None]], 0)
+        expected = naive_advantages(
+            buf["rewards"].numpy(),
+            buf["values"].numpy(),
+            next_values.numpy(),
+            ended.numpy(),
+            ended.numpy(),
+            GAMMA,
+            LAM,
+        )
+        np.testing.assert_allclose(buf["advantages"].numpy(), expected, rtol=1e-5, atol=1e-5)
