@@ -158,11 +158,14 @@ def test_composite_training_learns_the_conditional_aim(pick_aim):
     assert after > before + 1.0, (before, after)
 
 
-def test_resume_of_a_composite_agent_equals_an_unbroken_run(pick_aim, tmp_path):
-    assert_resume_is_exact(
-        config(pick_aim["structured"], **{"run.total_timesteps": 128 * 5, "policy.composite": "conditional"}),
-        tmp_path / "r",
-    )
+@pytest.mark.parametrize("std", ["fixed", "state"])
+def test_resume_of_a_composite_agent_equals_an_unbroken_run(pick_aim, tmp_path, std):
+    overrides = {
+        "run.total_timesteps": 128 * 5,
+        "policy.composite": "conditional",
+        "policy.composite_std": std,
+    }
+    assert_resume_is_exact(config(pick_aim["structured"], **overrides), tmp_path / "r")
 
 
 def test_sharded_workers_take_composite_actions_and_train_as_one_process(pick_aim):
@@ -220,8 +223,10 @@ def test_viewer_draws_each_part_named_by_its_key(pick_aim):
 
 
 @pytest.mark.slow  # tens of seconds of export under load
-@pytest.mark.parametrize("composite", ["independent", "conditional"])
-def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
+@pytest.mark.parametrize(
+    ("composite", "std"), [("independent", "fixed"), ("conditional", "fixed"), ("conditional", "state")]
+)
+def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, std):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     import torch
@@ -237,7 +242,9 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
             "gear": spaces.MultiDiscrete([2, 3]),
         }
     )
-    config = TrainConfig().with_overrides({"policy.hidden_sizes": [16, 16], "policy.composite": composite})
+    config = TrainConfig().with_overrides(
+        {"policy.hidden_sizes": [16, 16], "policy.composite": composite, "policy.composite_std": std}
+    )
     agent = PPO(config=config, observation_space=obs_space, action_space=act_space)
     with torch.no_grad():
         for part in agent.policy.head.parts:
@@ -258,6 +265,12 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
     assert len(set(action["club"].tolist())) > 1
     np.testing.assert_allclose(action["power"][1], expected["power"][1], atol=1e-5)
     assert act_space.contains(agent.policy.head.row(action, 0))
+    if std == "state":  # the exported spread is the policy's, state by state
+        x = agent.policy.obs_norm(agent.policy.obs_to_tensor(batch))
+        described = agent.policy.head.describe(agent.policy.actor_params(x))
+        outputs = dict(zip(names, model.run(batch), strict=True))
+        np.testing.assert_allclose(outputs["std/power/1"], described["power/1.std"], rtol=1e-4)
+        assert len(np.unique(outputs["std/power/1"].round(3))) > 1  # not the same in every state
 
 
 def test_the_numpy_fast_path_falls_back_to_autograd_for_composite_heads(pick_aim):
