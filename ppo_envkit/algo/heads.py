@@ -274,8 +274,8 @@ class GaussianHead(ActionHead):
         """(means ``[batch, d]``, log-stds: ``[d]`` shared by every state, or ``[batch, d]``)."""
         if not self.state_std:
             return params, self.log_std
-        mean, log_std = params.split(self.storage_dim, dim=-1)
-        return mean, log_std.clamp(STATE_LOG_STD_MIN, STATE_LOG_STD_MAX)
+        d = self.storage_dim
+        return params[..., :d], params[..., d:].clamp(STATE_LOG_STD_MIN, STATE_LOG_STD_MAX)
 
     def sample(self, params, generator=None):
         mean, log_std = self.mean_log_std(params)
@@ -650,7 +650,7 @@ def make_head(
     squash: bool = False,
     composite: str = "independent",
     composite_params: str = "auto",
-    composite_std: str = "fixed",
+    composite_std: str = "auto",
     state_std: bool = False,
 ) -> ActionHead:
     """The head for an action space. The only place that dispatches on the space type.
@@ -658,10 +658,14 @@ def make_head(
     ``composite`` (``independent`` / ``conditional``) and ``composite_params`` (``all`` /
     ``chosen`` / ``auto``: chosen when the space is parametrized, see :func:`parameter_entry`)
     shape the head of a Tuple/Dict space (:class:`CompositeHead`), and ``composite_std``
-    (``fixed`` / ``state``) the log-std of its Box parts (``state_std`` of :class:`GaussianHead`);
-    a Box action space on its own always has the fixed one."""
+    (``fixed`` / ``state`` / ``auto``: state when only the chosen parameters count) the log-std of
+    its Box parts (``state_std`` of :class:`GaussianHead`); a Box action space on its own always
+    has the fixed one."""
     if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
         check_action_space(space)
+        chosen = composite_params == "chosen" or (
+            composite_params == "auto" and parameter_entry(space) is not None
+        )
         return CompositeHead(
             space,
             in_features,
@@ -669,9 +673,8 @@ def make_head(
             log_std_init,
             squash,
             conditional=composite == "conditional",
-            chosen_params=composite_params == "chosen"
-            or (composite_params == "auto" and parameter_entry(space) is not None),
-            state_std=composite_std == "state",
+            chosen_params=chosen,
+            state_std=composite_std == "state" or (composite_std == "auto" and chosen),
         )
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
