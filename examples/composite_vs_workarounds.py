@@ -16,7 +16,7 @@ parameters), agents train for the same number of steps with the same settings (t
 * ``composite-all``: the same with ``policy.composite_params=all`` (every parameter counts in
   the loss, chosen or not: the default before ``auto``);
 * ``composite-conditional``: ``composite=conditional`` (one mean per choice in every Box part)
-  with the chosen parameters only;
+  with the chosen parameters only and the fixed standard deviation (as it was measured);
 * ``discretized``: one ``Discrete``, every choice with a grid of its parameters;
 * ``flat-box``: one ``Box``: the choice is the argmax of the first k values, the parameters
   the rest.
@@ -145,7 +145,10 @@ for _env_id, _cls, _limit, _ in TASKS.values():
 METHODS = {
     "composite": ("", {}),
     "composite-all": ("", {"composite_params": "all"}),
-    "composite-conditional": ("", {"composite": "conditional", "composite_params": "chosen"}),
+    "composite-conditional": (
+        "",
+        {"composite": "conditional", "composite_params": "chosen", "composite_std": "fixed"},
+    ),
     "composite-state-std": ("", {"composite_std": "state"}),
     "composite-fixed-std": ("", {"composite_std": "fixed"}),
     "discretized": ("Discretized", {}),
