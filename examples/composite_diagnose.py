@@ -3,7 +3,7 @@ part's standard deviation (its mean over states, and how much it differs from st
 and, at the end, how its most likely action plays (dribbles per episode, where it shoots from,
 goals per kind of shot).
 
-    python examples/composite_diagnose.py --steps 60000 --seed 0
+    python examples/composite_diagnose.py --steps 60000 --seed 0 --policy composite_std=fixed
     python examples/composite_diagnose.py --steps 60000 --seed 0 --policy composite_std=state
 
 The probe states are fixed: 256 starts of the task, and 256 states after 1 to 5 random dribbles.
