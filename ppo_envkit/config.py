@@ -267,6 +267,13 @@ class PolicyConfig(_Section):
         "chosen choice's parameters (chosen; the choice then starts with probabilities in proportion "
         "to the volumes of the parameter boxes); auto: chosen for a space with that layout, else all.",
     )
+    composite_std: Literal["auto", "fixed", "state"] = Field(
+        "auto",
+        description="Tuple/Dict action spaces: the standard deviation of each Box part is one learned "
+        "number per dimension, the same in every state (fixed), or an output of the network as the "
+        "mean is (state); auto: state where only the chosen parameters count (composite_params), else "
+        "fixed. A Box action space on its own always has the fixed one.",
+    )
 
     image_encoder: Literal["auto", "nature", "small", "none"] = Field(
         "auto",

@@ -158,11 +158,14 @@ def test_composite_training_learns_the_conditional_aim(pick_aim):
     assert after > before + 1.0, (before, after)
 
 
-def test_resume_of_a_composite_agent_equals_an_unbroken_run(pick_aim, tmp_path):
-    assert_resume_is_exact(
-        config(pick_aim["structured"], **{"run.total_timesteps": 128 * 5, "policy.composite": "conditional"}),
-        tmp_path / "r",
-    )
+@pytest.mark.parametrize("std", ["fixed", "state"])
+def test_resume_of_a_composite_agent_equals_an_unbroken_run(pick_aim, tmp_path, std):
+    overrides = {
+        "run.total_timesteps": 128 * 5,
+        "policy.composite": "conditional",
+        "policy.composite_std": std,
+    }
+    assert_resume_is_exact(config(pick_aim["structured"], **overrides), tmp_path / "r")
 
 
 def test_sharded_workers_take_composite_actions_and_train_as_one_process(pick_aim):
@@ -220,8 +223,10 @@ def test_viewer_draws_each_part_named_by_its_key(pick_aim):
 
 
 @pytest.mark.slow  # tens of seconds of export under load
-@pytest.mark.parametrize("composite", ["independent", "conditional"])
-def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
+@pytest.mark.parametrize(
+    ("composite", "std"), [("independent", "fixed"), ("conditional", "fixed"), ("conditional", "state")]
+)
+def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, std):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     import torch
@@ -237,7 +242,9 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
             "gear": spaces.MultiDiscrete([2, 3]),
         }
     )
-    config = TrainConfig().with_overrides({"policy.hidden_sizes": [16, 16], "policy.composite": composite})
+    config = TrainConfig().with_overrides(
+        {"policy.hidden_sizes": [16, 16], "policy.composite": composite, "policy.composite_std": std}
+    )
     agent = PPO(config=config, observation_space=obs_space, action_space=act_space)
     with torch.no_grad():
         for part in agent.policy.head.parts:
@@ -258,6 +265,12 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite):
     assert len(set(action["club"].tolist())) > 1
     np.testing.assert_allclose(action["power"][1], expected["power"][1], atol=1e-5)
     assert act_space.contains(agent.policy.head.row(action, 0))
+    if std == "state":  # the exported spread is the policy's, state by state
+        x = agent.policy.obs_norm(agent.policy.obs_to_tensor(batch))
+        described = agent.policy.head.describe(agent.policy.actor_params(x))
+        outputs = dict(zip(names, model.run(batch), strict=True))
+        np.testing.assert_allclose(outputs["std/power/1"], described["power/1.std"], rtol=1e-4)
+        assert len(np.unique(outputs["std/power/1"].round(3))) > 1  # not the same in every state
 
 
 def test_the_numpy_fast_path_falls_back_to_autograd_for_composite_heads(pick_aim):
@@ -303,7 +316,8 @@ def test_by_default_only_the_chosen_parameters_count(name):
     space = PARAMETRIZED[name]
     assert TrainConfig().policy.composite_params == "auto"
     torch.manual_seed(0)
-    auto, every = make_head(space, 8), make_head(space, 8, composite_params="all")
+    auto = make_head(space, 8)
+    every = make_head(space, 8, composite_params="all", composite_std="state")  # the same network
     assert auto.chosen_params and not every.chosen_params
     every.load_state_dict(auto.state_dict())
     params = auto(torch.randn(16, 8)).detach().requires_grad_(True)
@@ -325,7 +339,9 @@ def test_by_default_only_the_chosen_parameters_count(name):
 def test_by_default_a_space_without_the_layout_counts_every_part(name):
     from ppo_envkit.algo.heads import make_head
 
-    assert not make_head(NOT_PARAMETRIZED[name], 8).chosen_params
+    head = make_head(NOT_PARAMETRIZED[name], 8)
+    assert not head.chosen_params
+    assert not any(getattr(part, "state_std", False) for part in head.parts)  # composite_std=auto: fixed
 
 
 def test_an_agent_on_striker_trains_its_chosen_parameters_only():
@@ -338,6 +354,7 @@ def test_an_agent_on_striker_trains_its_chosen_parameters_only():
 
     agent = PPO(config=config("Striker-v0", **{"run.total_timesteps": 256}))
     assert agent.policy.head.chosen_params and agent.policy.head.group == [1, 2, 3]
+    assert all(agent.policy.head.parts[i].state_std for i in (1, 2, 3))  # composite_std=auto: state
     agent.learn(256)
     action = agent.predict(np.zeros(4, np.float32), deterministic=True)
     assert Striker().action_space.contains(action), action
@@ -399,3 +416,49 @@ def test_the_first_choices_are_uniform_over_the_whole_parametrized_action_set():
     head = make_head(many, 8)
     probs = head.parts[head.choice].out(features).softmax(-1).mean(0)
     torch.testing.assert_close(probs, torch.tensor([16 / 17, 1 / 17]), atol=0.02, rtol=0)
+
+
+def test_moving_follows_the_published_rules():
+    """examples/hybrid_moving.py (gym-hybrid's Moving-v0): the speed, turn and break of its README,
+    the reward (distance gained - 0.001, +1 for a stop in the target, -1 on leaving the field), and
+    a scripted driver that turns to the target, goes and brakes in time stops in it every time."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from hybrid_moving import Moving, MovingParametrized
+
+    env = MovingParametrized()
+    env.reset(seed=0)
+    env._pos, env._target, env._theta = np.zeros(2), np.array([0.5, 0.0]), 0.0
+    none = np.zeros(0, np.float32)
+    obs, reward, *_ = env.step((0, (np.array([1.0], np.float32), np.zeros(1, np.float32), none)))
+    assert obs[2] == 0.5 and np.isclose(obs[0], 0.0025) and np.isclose(reward, 0.0025 - 0.001)
+    obs, *_ = env.step((1, (np.zeros(1, np.float32), np.array([0.5], np.float32), none)))
+    assert np.isclose(np.arctan2(obs[4], obs[3]), np.pi / 4)
+    obs, *_ = env.step((2, (np.zeros(1, np.float32), np.zeros(1, np.float32), none)))
+    assert np.isclose(obs[2], 0.4)
+    env._pos, env._speed = np.array([0.999, 0.0]), 10.0
+    env._theta = 0.0
+    *_, reward, terminated, _, info = env.step((0, (np.zeros(1, np.float32), np.zeros(1, np.float32), none)))
+    assert terminated and reward == -1.0 and not info["goal"]
+
+    def drive(o):
+        x, y, v, c, s, tx, ty, d = o[:8]
+        error = (np.arctan2(ty - y, tx - x) - np.arctan2(s, c) + np.pi) % (2 * np.pi) - np.pi
+        braking = 0.005 * sum(v - 0.1 * k for k in range(1, int(v / 0.1) + 1))
+        if v > 0 and (d <= braking + 0.05 or abs(error) > 0.3):
+            return 2, 0.0
+        if abs(error) > 0.05 and v == 0:
+            return 1, float(np.clip(error / (np.pi / 2), -1, 1))
+        return (0, 1.0) if d > braking + 0.1 and v < 3 else ((2, 0.0) if v > 0 else (0, 0.2))
+
+    env = Moving()
+    for seed in range(10):
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            choice, value = drive(obs)
+            obs, reward, done, _, info = env.step((choice, np.array([value, value], np.float32)))
+            total += reward
+        assert info["goal"] and total > 1.0, (seed, total)

@@ -232,45 +232,80 @@ class BernoulliHead(ActionHead):
         return {"probs": params.sigmoid().detach().cpu().numpy()}
 
 
-class GaussianHead(ActionHead):
-    """``Box``: diagonal Gaussian with a state-independent learned log-std.
+#: Bounds of a state-dependent log-std (``state_std``): a standard deviation between
+#: 0.0067 and 7.4. The network's output is clamped, so that one outlying state can neither
+#: make a log-probability infinite nor spread an action over far more than any Box.
+STATE_LOG_STD_MIN, STATE_LOG_STD_MAX = -5.0, 2.0
 
+
+class GaussianHead(ActionHead):
+    """``Box``: diagonal Gaussian.
+
+    The log-std is one learned number per dimension, the same in every state (the default);
+    with ``state_std`` (the parameter parts of a composite head, ``policy.composite_std=state``)
+    it is an output of the network as the mean is: the parameters are then
+    ``[mean, log_std]`` (twice the action's size), and the log-std starts at ``log_std_init``
+    in every state (its bias; its weights start as small as the mean's).
     The stored action is the raw sample; :meth:`to_env` clips it to the bounds.
     """
 
     def __init__(
-        self, space: spaces.Box, in_features: int, ortho_init: bool = True, log_std_init: float = 0.0
+        self,
+        space: spaces.Box,
+        in_features: int,
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        state_std: bool = False,
     ):
         self.storage_dim = int(np.prod(space.shape))
-        super().__init__(space, in_features, self.storage_dim, ortho_init)
-        self.log_std = nn.Parameter(torch.full((self.storage_dim,), float(log_std_init)))
+        self.state_std = state_std
+        super().__init__(space, in_features, self.storage_dim * (2 if state_std else 1), ortho_init)
+        if state_std:
+            with torch.no_grad():
+                self.out.bias[self.storage_dim :] = float(log_std_init)
+        else:
+            self.log_std = nn.Parameter(torch.full((self.storage_dim,), float(log_std_init)))
         low = np.asarray(space.low, dtype=np.float64).reshape(-1)
         high = np.asarray(space.high, dtype=np.float64).reshape(-1)
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32), persistent=False)
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32), persistent=False)
 
+    def mean_log_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means ``[batch, d]``, log-stds: ``[d]`` shared by every state, or ``[batch, d]``)."""
+        if not self.state_std:
+            return params, self.log_std
+        d = self.storage_dim
+        return params[..., :d], params[..., d:].clamp(STATE_LOG_STD_MIN, STATE_LOG_STD_MAX)
+
     def sample(self, params, generator=None):
-        noise = torch.randn(params.shape, generator=generator, device=params.device)
-        return params + self.log_std.exp() * noise
+        mean, log_std = self.mean_log_std(params)
+        noise = torch.randn(mean.shape, generator=generator, device=params.device)
+        return mean + log_std.exp() * noise
 
     def mode(self, params):
-        return params
+        return self.mean_log_std(params)[0]
 
     def log_prob(self, params, actions):
-        z = (actions - params) * torch.exp(-self.log_std)
-        return (-0.5 * z.square() - self.log_std - _LOG_SQRT_2PI).sum(-1)
+        mean, log_std = self.mean_log_std(params)
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(-1)
 
     def entropy(self, params, generator=None):
-        return (0.5 + _LOG_SQRT_2PI + self.log_std).sum().expand(params.shape[0])
+        log_std = self.mean_log_std(params)[1]
+        if self.state_std:
+            return (0.5 + _LOG_SQRT_2PI + log_std).sum(-1)
+        return (0.5 + _LOG_SQRT_2PI + log_std).sum().expand(params.shape[0])
 
     def to_env(self, actions):
         clipped = torch.maximum(torch.minimum(actions, self.high), self.low)
-        out = clipped.detach().cpu().numpy().reshape(-1, *self.space.shape)
+        # len(actions) rather than -1: a Box of no values (a choice without parameters) has 0 columns
+        out = clipped.detach().cpu().numpy().reshape(len(actions), *self.space.shape)
         return out.astype(self.space.dtype, copy=False)
 
     def describe(self, params):
-        std = self.log_std.exp().expand_as(params)
-        return {"mean": params.detach().cpu().numpy(), "std": std.detach().cpu().numpy()}
+        mean, log_std = self.mean_log_std(params)
+        std = log_std.exp().expand_as(mean)
+        return {"mean": mean.detach().cpu().numpy(), "std": std.detach().cpu().numpy()}
 
 
 class SquashedGaussianHead(GaussianHead):
@@ -283,9 +318,14 @@ class SquashedGaussianHead(GaussianHead):
     """
 
     def __init__(
-        self, space: spaces.Box, in_features: int, ortho_init: bool = True, log_std_init: float = 0.0
+        self,
+        space: spaces.Box,
+        in_features: int,
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        state_std: bool = False,
     ):
-        super().__init__(space, in_features, ortho_init, log_std_init)
+        super().__init__(space, in_features, ortho_init, log_std_init, state_std)
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise UnsupportedSpaceError(
                 f"policy.squash needs finite Box bounds, but the action space is {space}; "
@@ -300,8 +340,9 @@ class SquashedGaussianHead(GaussianHead):
         return gaussian - (log_det + self.log_half_range).sum(-1)
 
     def entropy(self, params, generator=None):
-        noise = torch.randn(params.shape, generator=generator, device=params.device)
-        u = params + self.log_std.exp() * noise
+        mean, log_std = self.mean_log_std(params)
+        noise = torch.randn(mean.shape, generator=generator, device=params.device)
+        u = mean + log_std.exp() * noise
         return -self.log_prob(params, u)
 
     def squash(self, u: torch.Tensor) -> torch.Tensor:
@@ -310,12 +351,12 @@ class SquashedGaussianHead(GaussianHead):
     def to_env(self, actions):
         # Clamp guards against tanh rounding to exactly +-1 and floating error at the bounds.
         squashed = torch.maximum(torch.minimum(self.squash(actions), self.high), self.low)
-        out = squashed.detach().cpu().numpy().reshape(-1, *self.space.shape)
+        out = squashed.detach().cpu().numpy().reshape(len(actions), *self.space.shape)
         return out.astype(self.space.dtype, copy=False)
 
     def describe(self, params):
         out = super().describe(params)
-        out["mean"] = self.squash(params).detach().cpu().numpy()
+        out["mean"] = self.squash(self.mode(params)).detach().cpu().numpy()
         return out
 
 
@@ -353,6 +394,7 @@ class CompositeHead(ActionHead):
         squash: bool = False,
         conditional: bool = False,
         chosen_params: bool = False,
+        state_std: bool = False,
     ):
         nn.Module.__init__(self)
         self.space = space
@@ -361,9 +403,18 @@ class CompositeHead(ActionHead):
         #: Each part's name: its keys / positions joined by "/" (for viewers and exports).
         self.names = ["/".join(map(str, path)) for path in self.paths]
         self.parts = nn.ModuleList(
-            make_head(leaf, in_features, ortho_init=ortho_init, log_std_init=log_std_init, squash=squash)
+            make_head(
+                leaf,
+                in_features,
+                ortho_init=ortho_init,
+                log_std_init=log_std_init,
+                squash=squash,
+                state_std=state_std,
+            )
             for _, leaf in leaves
         )
+        #: Each part's parameters for one choice (a conditioned part has this many per choice).
+        self.choice_param_sizes = [part.out.out_features for part in self.parts]
         discrete = [i for i, (_, leaf) in enumerate(leaves) if isinstance(leaf, spaces.Discrete)]
         self.choice: int | None = discrete[0] if discrete else None
         self.conditional = conditional
@@ -378,9 +429,11 @@ class CompositeHead(ActionHead):
         self.conditioned = [conditional and isinstance(leaf, spaces.Box) for _, leaf in leaves]
         for part, cond in zip(self.parts, self.conditioned, strict=True):
             if cond:
-                part.out = init_layer(
-                    nn.Linear(in_features, self.choices * part.storage_dim), 0.01, ortho_init
-                )
+                size = part.out.out_features
+                part.out = init_layer(nn.Linear(in_features, self.choices * size), 0.01, ortho_init)
+                if part.state_std:
+                    with torch.no_grad():
+                        part.out.bias.view(self.choices, size)[:, part.storage_dim :] = float(log_std_init)
         #: The parts holding the parameters of choice 0, 1, ... (chosen_params), else empty.
         self.group: list[int] = self._parameter_group(space, leaves) if chosen_params else []
         if self.group and ortho_init:
@@ -434,13 +487,13 @@ class CompositeHead(ActionHead):
 
     def _per_choice(self, i: int, p: torch.Tensor) -> torch.Tensor:
         """A conditioned part's parameters as ``[batch, choices, storage]``."""
-        return p.reshape(p.shape[0], self.choices, self.storage_sizes[i])
+        return p.reshape(p.shape[0], self.choices, self.choice_param_sizes[i])
 
     def _select(self, i: int, p: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """Part ``i``'s parameters for the given choice (``[batch, 1]`` floats) when it is conditioned."""
         if not self.conditioned[i]:
             return p
-        index = choice.long().reshape(-1, 1, 1).expand(-1, 1, self.storage_sizes[i])
+        index = choice.long().reshape(-1, 1, 1).expand(-1, 1, self.choice_param_sizes[i])
         return self._per_choice(i, p).gather(1, index).squeeze(1)
 
     def _order(self) -> list[int]:
@@ -478,7 +531,7 @@ class CompositeHead(ActionHead):
     def _expected_entropy(self, i, p, probs, generator):
         """Entropy of a conditioned part: its expectation under the choice's probabilities."""
         per_choice = self._per_choice(i, p)
-        flat = per_choice.reshape(-1, self.storage_sizes[i])
+        flat = per_choice.reshape(-1, self.choice_param_sizes[i])
         ent = self.parts[i].entropy(flat, generator).reshape(p.shape[0], self.choices)
         return (probs * ent).sum(-1)
 
@@ -597,14 +650,22 @@ def make_head(
     squash: bool = False,
     composite: str = "independent",
     composite_params: str = "auto",
+    composite_std: str = "auto",
+    state_std: bool = False,
 ) -> ActionHead:
     """The head for an action space. The only place that dispatches on the space type.
 
     ``composite`` (``independent`` / ``conditional``) and ``composite_params`` (``all`` /
     ``chosen`` / ``auto``: chosen when the space is parametrized, see :func:`parameter_entry`)
-    shape the head of a Tuple/Dict space (:class:`CompositeHead`)."""
+    shape the head of a Tuple/Dict space (:class:`CompositeHead`), and ``composite_std``
+    (``fixed`` / ``state`` / ``auto``: state when only the chosen parameters count) the log-std of
+    its Box parts (``state_std`` of :class:`GaussianHead`); a Box action space on its own always
+    has the fixed one."""
     if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
         check_action_space(space)
+        chosen = composite_params == "chosen" or (
+            composite_params == "auto" and parameter_entry(space) is not None
+        )
         return CompositeHead(
             space,
             in_features,
@@ -612,14 +673,14 @@ def make_head(
             log_std_init,
             squash,
             conditional=composite == "conditional",
-            chosen_params=composite_params == "chosen"
-            or (composite_params == "auto" and parameter_entry(space) is not None),
+            chosen_params=chosen,
+            state_std=composite_std == "state" or (composite_std == "auto" and chosen),
         )
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.Box):
         cls = SquashedGaussianHead if squash else GaussianHead
-        return cls(space, in_features, ortho_init, log_std_init)
+        return cls(space, in_features, ortho_init, log_std_init, state_std)
     if isinstance(space, spaces.MultiDiscrete):
         return MultiCategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.MultiBinary):

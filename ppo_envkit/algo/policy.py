@@ -134,6 +134,7 @@ class ActorCritic(nn.Module):
             squash=policy.squash,
             composite=policy.composite,
             composite_params=policy.composite_params,
+            composite_std=policy.composite_std,
         )
         self.value_out = init_layer(nn.Linear(hidden[-1], 1), 1.0, ortho)
 

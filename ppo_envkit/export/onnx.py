@@ -229,7 +229,8 @@ def _split_probs(head: MultiCategoricalHead, params: torch.Tensor) -> dict[str, 
 
 
 def _gaussian(head: GaussianHead, params: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"mean": params, "std": head.log_std.exp().expand_as(params)}
+    mean, log_std = head.mean_log_std(params)
+    return {"mean": mean, "std": log_std.exp().expand_as(mean)}
 
 
 @exported_head(CategoricalHead, lambda head, params: {"probs": params.softmax(-1)})
@@ -250,13 +251,13 @@ def _bernoulli_action(head: BernoulliHead, params: torch.Tensor) -> torch.Tensor
 
 @exported_head(GaussianHead, _gaussian)
 def _gaussian_action(head: GaussianHead, params: torch.Tensor) -> torch.Tensor:
-    clipped = torch.maximum(torch.minimum(params, head.high), head.low)
+    clipped = torch.maximum(torch.minimum(head.mode(params), head.high), head.low)
     return clipped.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
 
 
 @exported_head(SquashedGaussianHead, _gaussian)
 def _squashed_action(head: SquashedGaussianHead, params: torch.Tensor) -> torch.Tensor:
-    squashed = torch.maximum(torch.minimum(head.squash(params), head.high), head.low)
+    squashed = torch.maximum(torch.minimum(head.squash(head.mode(params)), head.high), head.low)
     return squashed.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
 
 

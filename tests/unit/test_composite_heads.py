@@ -51,8 +51,16 @@ def _leaf_dists(head: CompositeHead, params, actions):
         else:
             if head.conditioned[i]:
                 p = p.reshape(len(p), head.choices, -1)[torch.arange(len(p)), choice]
-            out.append(D.Independent(D.Normal(p, part.log_std.exp().expand_as(p)), 1))
+            out.append(_normal(part, p))
     return out, acts
+
+
+def _normal(part, p):
+    """The Gaussian of a Box part's parameters: ``[mean, log_std]`` with a state-dependent std."""
+    if not part.state_std:
+        return D.Independent(D.Normal(p, part.log_std.exp().expand_as(p)), 1)
+    mean, log_std = p.split(part.storage_dim, -1)
+    return D.Independent(D.Normal(mean, log_std.clamp(-5.0, 2.0).exp()), 1)
 
 
 def _ref_log_prob(head, params, actions):
@@ -76,9 +84,19 @@ def _ref_log_prob(head, params, actions):
 def _ref_entropy(head, params, actions):
     dists, _ = _leaf_dists(head, params, actions)
     ents = [sum(c.entropy() for c in d) if isinstance(d, list) else d.entropy() for d in dists]
+    ps = params.split(head.param_sizes, -1)
+    probs = None if head.choice is None else ps[head.choice].softmax(-1)
+    for i, part in enumerate(head.parts):
+        if not (head.conditioned[i] and part.state_std):
+            continue
+        per_choice = ps[i].reshape(len(params), head.choices, -1)
+        if i in head.group:  # the parameters of choice c: their Gaussian for choice c
+            ents[i] = _normal(part, per_choice[:, head.group.index(i)]).entropy()
+        else:  # the expectation under the choice's probabilities of each choice's Gaussian's entropy
+            each = torch.stack([_normal(part, per_choice[:, c]).entropy() for c in range(head.choices)], -1)
+            ents[i] = (probs * each).sum(-1)
     if not head.group:
-        return sum(ents)  # (a conditioned Gaussian's entropy does not depend on its mean)
-    probs = params.split(head.param_sizes, -1)[head.choice].softmax(-1)
+        return sum(ents)  # (a conditioned fixed-std Gaussian's entropy does not depend on its mean)
     rest = sum(e for i, e in enumerate(ents) if i not in head.group)
     return rest + (probs * torch.stack([ents[i] for i in head.group], -1)).sum(-1)
 
@@ -113,12 +131,15 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("std", ["fixed", "state"])
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize(("name", "composite", "params_mode"), CASES)
-def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode, masked):
+def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode, masked, std):
     torch.manual_seed(1)
     space = SPACES[name]
-    head = make_head(space, 8, log_std_init=-0.4, composite=composite, composite_params=params_mode)
+    head = make_head(
+        space, 8, log_std_init=-0.4, composite=composite, composite_params=params_mode, composite_std=std
+    )
     assert isinstance(head, CompositeHead)
     gen = torch.Generator().manual_seed(2)
     params = head(torch.randn(256, 8) * 3)
@@ -255,3 +276,23 @@ def test_random_composite_spaces_match_torch_distributions():
         assert all(space.contains(head.row(batch, i)) for i in range(3))
 
     check()
+
+
+def test_a_state_dependent_std_starts_at_log_std_init_and_learns_per_state():
+    space = SPACES["parametrized"]
+    head = make_head(space, 8, log_std_init=-0.4, composite_std="state")
+    assert all(part.state_std for part in head.parts[1:]) and head.param_sizes == [3, 2, 4, 4]
+    features = torch.randn(64, 8)
+    stds = head.describe(head(features))
+    np.testing.assert_allclose(stds["1/0.std"], np.exp(-0.4), rtol=0.05)  # small weights: about the init
+    # one step that widens the std where feature 0 is positive, and narrows it elsewhere
+    log_std = head.parts[1].mean_log_std(head(features).split(head.param_sizes, -1)[1])[1]
+    (-(log_std.squeeze(-1) * features[:, 0].sign()).sum()).backward()
+    with torch.no_grad():
+        for p in head.parameters():
+            p -= 0.1 * p.grad
+    after = head.describe(head(features))["1/0.std"][:, 0]
+    assert after[features[:, 0] > 0].mean() > np.exp(-0.4) > after[features[:, 0] < 0].mean()
+    # a Box action space on its own keeps one learned log-std per dimension, whatever the setting
+    plain = make_head(spaces.Box(-1, 1, (2,)), 8, composite_std="state")
+    assert not plain.state_std and plain.out.out_features == 2
