@@ -1,0 +1,64 @@
+"""examples/tictactoe_exact.py: the exact tic-tac-toe evaluation behind docs/several-agents.md
+(its ceilings, its board as PettingZoo's game plays it, its minimax opponent)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium.spaces import Discrete
+
+pytest.importorskip("pettingzoo")
+
+from ppo_envkit.algo.games import play_games
+from ppo_envkit.config import EnvConfig
+from ppo_envkit.environments.turns import RandomLegal
+
+PATH = Path(__file__).resolve().parents[1] / "examples" / "tictactoe_exact.py"
+spec = importlib.util.spec_from_file_location("tictactoe_exact", PATH)
+exact = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(exact)
+
+TICTACTOE = EnvConfig(id="pettingzoo.classic.tictactoe_v3:env")
+START = (0,) * 9
+
+
+def first_legal(obs, mask, rng):
+    return int(np.flatnonzero(mask)[0])
+
+
+def test_ceilings_against_a_random_player():
+    assert exact.minimax(START, 1, 1) == 0  # a draw with perfect play
+    assert exact.best_vs_random(START, 1, 1) == pytest.approx(191 / 192)
+    assert exact.best_vs_random(START, 1, 1, sound=True) == pytest.approx(191 / 192)
+    assert exact.best_vs_random(START, 1, 2) == pytest.approx(0.938624, abs=1e-6)
+    assert exact.best_vs_random(START, 1, 2, sound=True) == pytest.approx(0.916402, abs=1e-6)
+    # the expectimax answers an edge opening in a far corner: unsound (it loses to perfect play)
+    edge = (0, 1, 0, 0, 0, 0, 0, 0, 0)
+    far_corner = (*edge[:6], 2, *edge[7:])
+    assert exact.minimax(far_corner, 1, 2) == -1
+    assert exact.best_vs_random(far_corner, 1, 2) == exact.best_vs_random(edge, 2, 2)
+
+
+def test_exact_outcomes_match_games_played_through_the_adapter():
+    """The example's board, seats and random player are PettingZoo's game as the adapter plays
+    it: a deterministic player's exact outcome probabilities match 1000 sampled games."""
+    n = 1000
+    played = play_games(None, TICTACTOE, RandomLegal(Discrete(9)), n, agent=first_legal)
+    for me, seat in ((1, "first"), (2, "second")):
+        outcome, moves = exact.exact_outcomes(lambda b: b.index(0), me)
+        assert outcome.sum() == pytest.approx(1.0)
+        assert all(cost >= -1e-12 for cost, *_ in moves)
+        record = played.seats[seat]
+        for p, count in zip(outcome, (record.win, record.draw, record.loss), strict=True):
+            assert abs(count / n - p) < 4 * (p * (1 - p) / n) ** 0.5 + 1e-9, (seat, outcome, record)
+
+
+def test_perfect_player_never_loses():
+    against_itself = play_games(None, TICTACTOE, exact.perfect, 30, agent=exact.perfect)
+    assert against_itself.total.draw == against_itself.total.games
+    random = RandomLegal(Discrete(9))
+    against_random = play_games(None, TICTACTOE, random, 100, agent=exact.perfect)
+    assert against_random.total.loss == 0 and against_random.total.illegal_moves == 0
