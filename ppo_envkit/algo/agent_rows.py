@@ -139,13 +139,7 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
         live_t = torch.from_numpy(live).to(device)
         end = rows.terminated | rows.truncated | ~live
         end_t = torch.from_numpy(end).to(device)
-        buf.store_obs(t, obs)
-        buf.actions[t] = action
-        if masks is not None:
-            buf.masks[t] = masks
-            masks = c._step_masks(info, step)
-        buf.logprobs[t] = logp
-        buf.values[t] = value
+        masks = c.store_decision(buf, t, (obs, action, logp, value), masks, info, step)
         buf.valid[t] = live_t
         reward_t = torch.from_numpy(rows.rewards).to(device)
         buf.rewards[t] = policy.reward_scaler(reward_t, c.reward_returns, end_t, gather, valid=live_t)

@@ -236,6 +236,28 @@ class Collector:
         self.envs.set_attr("pending_replay", self.episodes.replay_plan())
         return self._stack_obs(list(self.envs.call("replay_pending")))
 
+    def store_decision(
+        self,
+        buf: RolloutBuffer,
+        t: int,
+        decision: tuple[Any, Any, Any, Any],
+        masks: Any,
+        info: Any,
+        step: int,
+    ) -> Any:
+        """Store step ``t``'s ``(observation, action, log-prob, value)`` and the mask it was taken
+        under, in the single- and the several-agent loop alike; returns the next step's masks
+        (read from ``info``; None without masks)."""
+        obs, action, logp, value = decision
+        buf.store_obs(t, obs)
+        buf.actions[t] = action
+        if masks is not None:
+            buf.masks[t] = masks
+            masks = self._step_masks(info, step)
+        buf.logprobs[t] = logp
+        buf.values[t] = value
+        return masks
+
     def _stack_obs(self, items: list[Any]) -> Any:
         space = self.policy.observation_space
         if self.agents is not None:  # several agents: the copies' [A, ...] stacks
@@ -323,13 +345,7 @@ class Collector:
             self._add_obs_stats(raw)
             reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
             done_t = torch.from_numpy(done).to(device)
-            buf.store_obs(t, obs)
-            buf.actions[t] = action
-            if masks is not None:
-                buf.masks[t] = masks
-                masks = self._step_masks(info, step)
-            buf.logprobs[t] = logp
-            buf.values[t] = value
+            masks = self.store_decision(buf, t, (obs, action, logp, value), masks, info, step)
             buf.rewards[t] = policy.reward_scaler(reward_t, self.reward_returns, done_t, gather_returns)
             buf.terminated[t] = torch.from_numpy(terminated).to(device)
             buf.episode_end[t] = done_t
