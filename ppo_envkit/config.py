@@ -274,6 +274,13 @@ class PolicyConfig(_Section):
         "mean is (state); auto: state where only the chosen parameters count (composite_params), else "
         "fixed. A Box action space on its own always has the fixed one.",
     )
+    box_coords: Literal["auto", "env", "normalized"] = Field(
+        "auto",
+        description="Gaussian Box heads (not squashed): the mean and standard deviation in the "
+        "environment's units (env), or in the box's own coordinates (normalized: mean 0 is the centre "
+        "of the box, std 1 its half-width, mapped affinely to the bounds before clipping; unbounded "
+        "dimensions as they are); auto: env.",
+    )
 
     image_encoder: Literal["auto", "nature", "small", "none"] = Field(
         "auto",

@@ -224,9 +224,15 @@ def test_viewer_draws_each_part_named_by_its_key(pick_aim):
 
 @pytest.mark.slow  # tens of seconds of export under load
 @pytest.mark.parametrize(
-    ("composite", "std"), [("independent", "fixed"), ("conditional", "fixed"), ("conditional", "state")]
+    ("composite", "std", "coords"),
+    [
+        ("independent", "fixed", "env"),
+        ("conditional", "fixed", "env"),
+        ("conditional", "state", "env"),
+        ("independent", "state", "normalized"),
+    ],
 )
-def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, std):
+def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, std, coords):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     import torch
@@ -243,7 +249,12 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, s
         }
     )
     config = TrainConfig().with_overrides(
-        {"policy.hidden_sizes": [16, 16], "policy.composite": composite, "policy.composite_std": std}
+        {
+            "policy.hidden_sizes": [16, 16],
+            "policy.composite": composite,
+            "policy.composite_std": std,
+            "policy.box_coords": coords,
+        }
     )
     agent = PPO(config=config, observation_space=obs_space, action_space=act_space)
     with torch.no_grad():
@@ -271,6 +282,8 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, s
         outputs = dict(zip(names, model.run(batch), strict=True))
         np.testing.assert_allclose(outputs["std/power/1"], described["power/1.std"], rtol=1e-4)
         assert len(np.unique(outputs["std/power/1"].round(3))) > 1  # not the same in every state
+        # mean and spread in the environment's units (power/1 is a box [0, 2])
+        np.testing.assert_allclose(outputs["mean/power/1"], described["power/1.mean"], rtol=1e-4, atol=1e-6)
 
 
 def test_the_numpy_fast_path_falls_back_to_autograd_for_composite_heads(pick_aim):

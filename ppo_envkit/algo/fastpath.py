@@ -143,6 +143,9 @@ def _gaussian(head: GaussianHead, params: np.ndarray, actions: np.ndarray):
     z = (actions - params) * inv_std
     logp = (-0.5 * z * z - log_std - np.float32(_LOG_SQRT_2PI)).sum(-1)
     entropy = np.full(len(params), (0.5 + _LOG_SQRT_2PI + log_std).sum(), dtype=params.dtype)
+    if head.normalized:  # the affine map to the box: a constant, as in GaussianHead.log_prob
+        logp = logp - np.float32(head.log_det)
+        entropy = entropy + np.float32(head.log_det)
 
     def backward(g_logp, g_ent):
         # d logp / d mean = z / std;  d logp / d log_std = z^2 - 1;  d H / d log_std = 1

@@ -238,6 +238,15 @@ class BernoulliHead(ActionHead):
 STATE_LOG_STD_MIN, STATE_LOG_STD_MAX = -5.0, 2.0
 
 
+def box_centre_half_width(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-width of each dimension of a box; 0 and 1 where a bound is infinite (or
+    the box has no width), so that the normalized coordinates of such a dimension are its own."""
+    finite = np.isfinite(low) & np.isfinite(high) & (high > low)
+    centre = np.where(finite, (np.where(finite, low, 0.0) + np.where(finite, high, 0.0)) / 2, 0.0)
+    half_width = np.where(finite, (np.where(finite, high, 1.0) - np.where(finite, low, -1.0)) / 2, 1.0)
+    return centre, half_width
+
+
 class GaussianHead(ActionHead):
     """``Box``: diagonal Gaussian.
 
@@ -246,7 +255,19 @@ class GaussianHead(ActionHead):
     it is an output of the network as the mean is: the parameters are then
     ``[mean, log_std]`` (twice the action's size), and the log-std starts at ``log_std_init``
     in every state (its bias; its weights start as small as the mean's).
-    The stored action is the raw sample; :meth:`to_env` clips it to the bounds.
+
+    With ``normalized`` (the Box parts of a composite head, ``policy.box_coords``), every
+    dimension with finite bounds is parametrized in the box's own coordinates: mean 0 is the
+    centre of the box and a standard deviation of 1 its half-width, so that the Gaussian starts
+    centred on the box (a box ``[0, 1]`` would otherwise start with half its draws clipped to 0)
+    and the spread is relative to the box, whatever its units. The stored action is then the
+    normalized sample ``u``; :meth:`to_env` maps it affinely, ``centre + half_width * u``, and
+    clips. The log-probability and the entropy are those of the action in the environment's
+    units (before clipping): the affine map adds the constant ``-sum(log half_width)`` to every
+    log-probability (it cancels in the PPO ratio) and ``+sum(log half_width)`` to the entropy
+    (no gradient). A box of half-width 1 centred on 0 (``[-1, 1]``) trains bit for bit as
+    without it. Unbounded dimensions keep centre 0 and half-width 1. Without ``normalized`` the
+    stored action is the raw sample in the environment's units; :meth:`to_env` clips it.
     """
 
     def __init__(
@@ -256,6 +277,7 @@ class GaussianHead(ActionHead):
         ortho_init: bool = True,
         log_std_init: float = 0.0,
         state_std: bool = False,
+        normalized: bool = False,
     ):
         self.storage_dim = int(np.prod(space.shape))
         self.state_std = state_std
@@ -269,6 +291,28 @@ class GaussianHead(ActionHead):
         high = np.asarray(space.high, dtype=np.float64).reshape(-1)
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32), persistent=False)
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32), persistent=False)
+        self.normalized = normalized
+        if normalized:
+            centre, half_width = box_centre_half_width(low, high)
+            as_tensor = torch.as_tensor
+            self.register_buffer("centre", as_tensor(centre, dtype=torch.float32), persistent=False)
+            self.register_buffer("half_width", as_tensor(half_width, dtype=torch.float32), persistent=False)
+            #: log |det| of the map from stored to environment units (0 for boxes [-1, 1])
+            self.log_det = float(np.log(half_width).sum())
+
+    def to_env_units(self, actions: torch.Tensor) -> torch.Tensor:
+        """Stored (possibly normalized) actions -> the environment's units, before clipping."""
+        if not self.normalized:
+            return actions
+        return self.centre + self.half_width * actions
+
+    def env_mean_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation ``[batch, d]`` in the environment's units."""
+        mean, log_std = self.mean_log_std(params)
+        std = log_std.exp().expand_as(mean)
+        if not self.normalized:
+            return mean, std
+        return self.to_env_units(mean), self.half_width * std
 
     def mean_log_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(means ``[batch, d]``, log-stds: ``[d]`` shared by every state, or ``[batch, d]``)."""
@@ -288,23 +332,25 @@ class GaussianHead(ActionHead):
     def log_prob(self, params, actions):
         mean, log_std = self.mean_log_std(params)
         z = (actions - mean) * torch.exp(-log_std)
-        return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(-1)
+        logp = (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(-1)
+        return logp - self.log_det if self.normalized else logp
 
     def entropy(self, params, generator=None):
         log_std = self.mean_log_std(params)[1]
         if self.state_std:
-            return (0.5 + _LOG_SQRT_2PI + log_std).sum(-1)
-        return (0.5 + _LOG_SQRT_2PI + log_std).sum().expand(params.shape[0])
+            ent = (0.5 + _LOG_SQRT_2PI + log_std).sum(-1)
+        else:
+            ent = (0.5 + _LOG_SQRT_2PI + log_std).sum().expand(params.shape[0])
+        return ent + self.log_det if self.normalized else ent
 
     def to_env(self, actions):
-        clipped = torch.maximum(torch.minimum(actions, self.high), self.low)
+        clipped = torch.maximum(torch.minimum(self.to_env_units(actions), self.high), self.low)
         # len(actions) rather than -1: a Box of no values (a choice without parameters) has 0 columns
         out = clipped.detach().cpu().numpy().reshape(len(actions), *self.space.shape)
         return out.astype(self.space.dtype, copy=False)
 
     def describe(self, params):
-        mean, log_std = self.mean_log_std(params)
-        std = log_std.exp().expand_as(mean)
+        mean, std = self.env_mean_std(params)
         return {"mean": mean.detach().cpu().numpy(), "std": std.detach().cpu().numpy()}
 
 
@@ -395,6 +441,7 @@ class CompositeHead(ActionHead):
         conditional: bool = False,
         chosen_params: bool = False,
         state_std: bool = False,
+        normalized: bool = False,
     ):
         nn.Module.__init__(self)
         self.space = space
@@ -410,6 +457,7 @@ class CompositeHead(ActionHead):
                 log_std_init=log_std_init,
                 squash=squash,
                 state_std=state_std,
+                box_coords="normalized" if normalized else "env",
             )
             for _, leaf in leaves
         )
@@ -651,6 +699,7 @@ def make_head(
     composite: str = "independent",
     composite_params: str = "auto",
     composite_std: str = "auto",
+    box_coords: str = "auto",
     state_std: bool = False,
 ) -> ActionHead:
     """The head for an action space. The only place that dispatches on the space type.
@@ -660,7 +709,9 @@ def make_head(
     shape the head of a Tuple/Dict space (:class:`CompositeHead`), and ``composite_std``
     (``fixed`` / ``state`` / ``auto``: state when only the chosen parameters count) the log-std of
     its Box parts (``state_std`` of :class:`GaussianHead`); a Box action space on its own always
-    has the fixed one."""
+    has the fixed one. ``box_coords`` (``env`` / ``normalized`` / ``auto``: env) says in which
+    coordinates a (not squashed) Gaussian's mean and std live (``normalized`` of
+    :class:`GaussianHead`)."""
     if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
         check_action_space(space)
         chosen = composite_params == "chosen" or (
@@ -675,12 +726,15 @@ def make_head(
             conditional=composite == "conditional",
             chosen_params=chosen,
             state_std=composite_std == "state" or (composite_std == "auto" and chosen),
+            normalized=box_coords == "normalized",
         )
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.Box):
         cls = SquashedGaussianHead if squash else GaussianHead
-        return cls(space, in_features, ortho_init, log_std_init, state_std)
+        if squash:  # tanh-squashed heads are already centred and scaled to the box
+            return cls(space, in_features, ortho_init, log_std_init, state_std)
+        return cls(space, in_features, ortho_init, log_std_init, state_std, box_coords == "normalized")
     if isinstance(space, spaces.MultiDiscrete):
         return MultiCategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.MultiBinary):

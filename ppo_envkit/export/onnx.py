@@ -229,8 +229,8 @@ def _split_probs(head: MultiCategoricalHead, params: torch.Tensor) -> dict[str, 
 
 
 def _gaussian(head: GaussianHead, params: torch.Tensor) -> dict[str, torch.Tensor]:
-    mean, log_std = head.mean_log_std(params)
-    return {"mean": mean, "std": log_std.exp().expand_as(mean)}
+    mean, std = head.env_mean_std(params)
+    return {"mean": mean, "std": std}
 
 
 @exported_head(CategoricalHead, lambda head, params: {"probs": params.softmax(-1)})
@@ -251,7 +251,7 @@ def _bernoulli_action(head: BernoulliHead, params: torch.Tensor) -> torch.Tensor
 
 @exported_head(GaussianHead, _gaussian)
 def _gaussian_action(head: GaussianHead, params: torch.Tensor) -> torch.Tensor:
-    clipped = torch.maximum(torch.minimum(head.mode(params), head.high), head.low)
+    clipped = torch.maximum(torch.minimum(head.to_env_units(head.mode(params)), head.high), head.low)
     return clipped.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
 
 

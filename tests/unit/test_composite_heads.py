@@ -56,11 +56,16 @@ def _leaf_dists(head: CompositeHead, params, actions):
 
 
 def _normal(part, p):
-    """The Gaussian of a Box part's parameters: ``[mean, log_std]`` with a state-dependent std."""
+    """The Gaussian of a Box part's parameters (``[mean, log_std]`` with a state-dependent std), in
+    the environment's units: with normalized coordinates, that of ``centre + half_width * u``."""
     if not part.state_std:
-        return D.Independent(D.Normal(p, part.log_std.exp().expand_as(p)), 1)
-    mean, log_std = p.split(part.storage_dim, -1)
-    return D.Independent(D.Normal(mean, log_std.clamp(-5.0, 2.0).exp()), 1)
+        mean, std = p, part.log_std.exp().expand_as(p)
+    else:
+        mean, log_std = p.split(part.storage_dim, -1)
+        std = log_std.clamp(-5.0, 2.0).exp()
+    if part.normalized:
+        mean, std = part.centre + part.half_width * mean, part.half_width * std
+    return D.Independent(D.Normal(mean, std), 1)
 
 
 def _ref_log_prob(head, params, actions):
@@ -71,6 +76,8 @@ def _ref_log_prob(head, params, actions):
             logps.append(sum(c.log_prob(a[:, j].long()) for j, c in enumerate(d)))
         elif isinstance(part.space, spaces.Discrete):
             logps.append(d.log_prob(torch.nn.functional.one_hot(a[:, 0].long(), part.space.n).float()))
+        elif isinstance(part.space, spaces.Box):  # the density in the environment's units (unclipped)
+            logps.append(d.log_prob(part.to_env_units(a)))
         else:
             logps.append(d.log_prob(a))
     if not head.group:
@@ -131,14 +138,21 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("coords", ["env", "normalized"])
 @pytest.mark.parametrize("std", ["fixed", "state"])
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize(("name", "composite", "params_mode"), CASES)
-def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode, masked, std):
+def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode, masked, std, coords):
     torch.manual_seed(1)
     space = SPACES[name]
     head = make_head(
-        space, 8, log_std_init=-0.4, composite=composite, composite_params=params_mode, composite_std=std
+        space,
+        8,
+        log_std_init=-0.4,
+        composite=composite,
+        composite_params=params_mode,
+        composite_std=std,
+        box_coords=coords,
     )
     assert isinstance(head, CompositeHead)
     gen = torch.Generator().manual_seed(2)

@@ -3,6 +3,7 @@ on the same loss, setting by setting, and both act alike."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
@@ -124,6 +125,20 @@ def test_analytic_gradient_matches_autograd(space, policy_kw, kw):
     names = [name for name, _ in policy.named_parameters()]
     for name, want, got in zip(names, want_grads, got_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+    for want, got in zip(want_losses, got_losses, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_analytic_gradient_matches_autograd_in_normalized_box_coordinates():
+    space = spaces.Box(np.array([0.0, -2.0, -1.0], np.float32), np.array([1.0, 6.0, 1.0], np.float32))
+    policy = make_policy(space, box_coords="normalized")
+    assert supports(policy) and policy.head.normalized
+    batch = make_batch(policy)
+    kw = SETTINGS[0]
+    want_losses, want_grads = autograd_step(policy, batch, **kw)
+    got_losses, got_grads = analytic_step(policy, batch, **kw)
+    for want, got in zip(want_grads, got_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
     for want, got in zip(want_losses, got_losses, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 

@@ -115,6 +115,60 @@ def test_gaussian_stores_raw_sample_and_clips_only_for_env():
     assert torch.equal(head.mode(params), params)
 
 
+#: a box [0, 1], one [-2, 6], and a dimension without bounds (kept in its own units)
+UNEVEN = spaces.Box(np.array([0.0, -2.0, -np.inf], np.float32), np.array([1.0, 6.0, np.inf], np.float32))
+
+
+def test_normalized_box_coordinates_map_to_the_env_units_exactly():
+    head = make_head(UNEVEN, 8, box_coords="normalized")
+    assert head.normalized
+    u = torch.tensor([[-1.0, -1.0, -3.0], [0.0, 0.0, 0.0], [1.0, 1.0, 3.0], [0.5, -0.5, 1.5]])
+    env = head.to_env(u)
+    np.testing.assert_array_equal(env[:3], [[0.0, -2.0, -3.0], [0.5, 2.0, 0.0], [1.0, 6.0, 3.0]])
+    np.testing.assert_array_equal(env[3], np.array([0.75, 0.0, 1.5], np.float32))
+    clipped = head.to_env(torch.tensor([[-3.0, 2.0, 0.0]]))[0]
+    np.testing.assert_array_equal(clipped, [0.0, 6.0, 0.0])
+
+
+def test_normalized_gaussian_is_the_gaussian_of_the_env_units_action():
+    """Log-probabilities and entropies are those of the action in the environment's units
+    (the affine map's log-determinant is a constant: it cancels in the PPO ratio)."""
+    head = make_head(UNEVEN, 8, box_coords="normalized")
+    with torch.no_grad():
+        head.log_std.copy_(torch.tensor([-0.5, 0.0, 0.7]))
+    params = _params(head)
+    half, centre = torch.tensor([0.5, 4.0, 1.0]), torch.tensor([0.5, 2.0, 0.0])
+    ref = D.Independent(D.Normal(centre + half * params, half * head.log_std.exp()), 1)
+    u = head.sample(params, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(head.log_prob(params, u), ref.log_prob(centre + half * u))
+    torch.testing.assert_close(head.entropy(params), ref.entropy())
+    described = head.describe(params)
+    np.testing.assert_allclose(described["mean"], (centre + half * params).detach().numpy(), rtol=1e-6)
+    std = (half * head.log_std.exp()).expand_as(params)
+    np.testing.assert_allclose(described["std"], std.detach().numpy())
+
+
+def test_in_normalized_coordinates_the_deterministic_action_starts_at_the_box_centre():
+    torch.manual_seed(0)
+    head = make_head(UNEVEN, 8, box_coords="normalized")
+    env = head.to_env(head.mode(_params(head, scale=1.0)))
+    np.testing.assert_allclose(env, np.broadcast_to([0.5, 2.0, 0.0], env.shape), atol=0.1)
+
+
+def test_a_box_of_minus_one_to_one_is_the_same_in_either_coordinates():
+    space = spaces.Box(-1.0, 1.0, (2,))
+    heads = []
+    for coords in ("env", "normalized"):
+        torch.manual_seed(0)
+        heads.append(make_head(space, 8, box_coords=coords))
+    params = [h(torch.ones(16, 8)) for h in heads]
+    assert torch.equal(params[0], params[1])
+    u = heads[0].sample(params[0], torch.Generator().manual_seed(1)) * 2
+    assert torch.equal(heads[0].log_prob(params[0], u), heads[1].log_prob(params[1], u))
+    assert torch.equal(heads[0].entropy(params[0]), heads[1].entropy(params[1]))
+    np.testing.assert_array_equal(heads[0].to_env(u), heads[1].to_env(u))
+
+
 def test_squashed_log_prob_matches_transformed_distribution():
     low, high = np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32)
     head = make_head(spaces.Box(low, high, dtype=np.float32), 8, squash=True)
