@@ -279,7 +279,8 @@ class PolicyConfig(_Section):
         description="Gaussian Box heads (not squashed): the mean and standard deviation in the "
         "environment's units (env), or in the box's own coordinates (normalized: mean 0 is the centre "
         "of the box, std 1 its half-width, mapped affinely to the bounds before clipping; unbounded "
-        "dimensions as they are); auto: env.",
+        "dimensions as they are); auto: normalized for the Box parts of a Tuple/Dict action space, "
+        "env for a Box action space.",
     )
 
     image_encoder: Literal["auto", "nature", "small", "none"] = Field(

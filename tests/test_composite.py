@@ -475,3 +475,20 @@ def test_moving_follows_the_published_rules():
             obs, reward, done, _, info = env.step((choice, np.array([value, value], np.float32)))
             total += reward
         assert info["goal"] and total > 1.0, (seed, total)
+
+
+def test_an_agent_saved_before_box_coords_loads_in_the_env_units_it_trained_in(pick_aim, tmp_path):
+    import json
+
+    from ppo_envkit.io.checkpoint import META_FILE
+
+    agent = PPO(pick_aim["structured"], config=config(pick_aim["structured"]))
+    agent.save(tmp_path / "a")
+    agent.close()
+    meta_path = tmp_path / "a" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    assert meta["config"]["policy"]["box_coords"] == "auto"
+    assert load_agent(tmp_path / "a").config.policy.box_coords == "auto"
+    del meta["config"]["policy"]["box_coords"]  # what an agent saved before the setting holds
+    meta_path.write_text(json.dumps(meta))
+    assert load_agent(tmp_path / "a").config.policy.box_coords == "env"

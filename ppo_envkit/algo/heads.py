@@ -709,9 +709,9 @@ def make_head(
     shape the head of a Tuple/Dict space (:class:`CompositeHead`), and ``composite_std``
     (``fixed`` / ``state`` / ``auto``: state when only the chosen parameters count) the log-std of
     its Box parts (``state_std`` of :class:`GaussianHead`); a Box action space on its own always
-    has the fixed one. ``box_coords`` (``env`` / ``normalized`` / ``auto``: env) says in which
-    coordinates a (not squashed) Gaussian's mean and std live (``normalized`` of
-    :class:`GaussianHead`)."""
+    has the fixed one. ``box_coords`` (``env`` / ``normalized`` / ``auto``: normalized for the
+    Box parts of a Tuple/Dict space, env for a Box action space) says in which coordinates a (not
+    squashed) Gaussian's mean and std live (``normalized`` of :class:`GaussianHead`)."""
     if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
         check_action_space(space)
         chosen = composite_params == "chosen" or (
@@ -726,7 +726,7 @@ def make_head(
             conditional=composite == "conditional",
             chosen_params=chosen,
             state_std=composite_std == "state" or (composite_std == "auto" and chosen),
-            normalized=box_coords == "normalized",
+            normalized=box_coords in ("auto", "normalized"),
         )
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)

@@ -318,3 +318,13 @@ def _check_state_std_learns_per_state(seed: int) -> None:
     # a Box action space on its own keeps one learned log-std per dimension, whatever the setting
     plain = make_head(spaces.Box(-1, 1, (2,)), 8, composite_std="state")
     assert not plain.state_std and plain.out.out_features == 2
+
+
+def test_by_default_composite_box_parts_are_normalized_and_a_box_action_space_is_not():
+    space = SPACES["dict-discrete-box"]  # power: a box [0, 2]
+    head = make_head(space, 8)
+    power = head.parts[1]
+    assert power.normalized and not make_head(space, 8, box_coords="env").parts[1].normalized
+    np.testing.assert_array_equal(power.to_env(torch.zeros(1, 1)), [[1.0]])  # mean 0: the centre
+    assert not make_head(spaces.Box(0.0, 2.0, (1,)), 8).normalized
+    assert make_head(spaces.Box(0.0, 2.0, (1,)), 8, box_coords="normalized").normalized
