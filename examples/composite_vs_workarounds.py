@@ -9,7 +9,10 @@ parameters), agents train for the same number of steps with the same settings (t
   counts only the chosen choice's parameters in the loss and starts the choice's
   probabilities in proportion to the volume of each choice's parameter box;
   ``composite_std=auto``, which for this layout makes each parameter's standard deviation an
-  output of the network);
+  output of the network; ``box_coords=auto``, which puts each parameter's Gaussian in its box's
+  own coordinates: the same as the environment's units for a box [-1, 1], so on Golf and Striker
+  only Moving's acceleration box [0, 1] differs; ``--policy box_coords=env`` gives the default
+  before);
 * ``composite-fixed-std`` / ``composite-state-std``: the same with ``composite_std=fixed`` (one
   learned standard deviation per parameter, the same in every state: the default before) /
   ``state``;
