@@ -176,13 +176,15 @@ class EnvConfig(_Section):
         "training's CPU time); a resume then starts new episodes.",
     )
     time_limit: Literal["auto", "bootstrap", "terminal"] = Field(
-        "auto",
+        "bootstrap",
         description="How training treats an episode cut by a time limit (truncated, for several "
         "agents each agent's truncation): bootstrap from the value of its final observation (the "
         "time limit cuts a longer task, as Gymnasium means truncation), or terminal: the end of the "
         "task, no value after it (the score is the return within the limit, as in a fixed-length "
         "game whose observation does not show the time left). auto: terminal for PettingZoo "
-        "environments (max_cycles is the game's length), bootstrap for Gymnasium ones.",
+        "environments (max_cycles is the game's length, as SB3 sees it through SuperSuit), "
+        "bootstrap for Gymnasium ones; not the default: measured, terminal helps some PettingZoo "
+        "games and hurts others (docs/several-agents.md).",
     )
     wrappers: list[WrapperSpec] = Field(
         default_factory=list,
@@ -636,8 +638,8 @@ def explicitly_set(config: TrainConfig, dotted: str) -> bool:
     return section in config.model_fields_set and name in getattr(config, section).model_fields_set
 
 
-#: Settings whose default changed since agent files and run directories first stored them, with
-#: what their absence meant then. Stored settings are complete dumps, so a key missing there was
+#: Settings that agent files and run directories written before the key existed meant, should
+#: the key's default change. Stored settings are complete dumps, so a key missing there was
 #: written before the key existed (``env.time_limit``: before it, a time limit was bootstrapped).
 STORED_BEFORE: dict[str, Any] = {"env.time_limit": "bootstrap"}
 

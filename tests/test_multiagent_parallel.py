@@ -209,7 +209,7 @@ def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(
 ):
     """Each agent's advantages, step by step, against a reference written per agent; with
     ``env.time_limit=terminal`` an agent truncated at the time limit is not bootstrapped, and
-    so with ``auto`` (the default), since the environment is a PettingZoo one."""
+    so with ``auto``, since the environment is a PettingZoo one."""
     agent = PPO(config=_config(scripted_ids[kind], **{"env.time_limit": time_limit}))
     collector = _collector(agent)
     ends = time_limit != "bootstrap"

@@ -1,7 +1,7 @@
 """``env.time_limit=auto``: terminal for PettingZoo environments (their truncation is the game's
 own length), bootstrap for Gymnasium ones (a TimeLimit cuts a longer task); explicit values
-kept; agent files and run directories written before the setting existed keep meaning
-bootstrap."""
+kept; the default stays bootstrap (measured: docs/several-agents.md); agent files and run
+directories written before the setting existed mean bootstrap."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def test_an_unknown_value_is_refused():
         resolve_time_limit("sometimes", {})
 
 
-def test_the_default_is_auto():
-    assert TrainConfig().env.time_limit == "auto"
+def test_the_default_stays_bootstrap():
+    assert TrainConfig().env.time_limit == "bootstrap"
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,8 @@ def test_the_collector_resolves_once_the_copies_are_built(env_id, setting, expec
 
 
 def test_an_agent_file_without_the_setting_keeps_meaning_bootstrap(tmp_path):
-    agent = PPO(config=TrainConfig().with_overrides({"env.id": "CartPole-v1", "env.num_envs": 2}))
+    config = {"env.id": "CartPole-v1", "env.num_envs": 2, "env.time_limit": "auto"}
+    agent = PPO(config=TrainConfig().with_overrides(config))
     path = agent.save(tmp_path / "new")
     assert read_agent(path).config.env.time_limit == "auto"  # written now: auto, read back as auto
     meta_file = Path(path) / "agent.json"
@@ -133,7 +134,7 @@ def test_train_says_once_what_auto_chose_for_pettingzoo(tmp_path, capsys, env_id
         "--num-envs",
         "2",
     ]
-    assert main([*args, "--set", "ppo.n_steps=32", "--no-progress"]) == 0
+    assert main([*args, "--set", "ppo.n_steps=32", "--set", "env.time_limit=auto", "--no-progress"]) == 0
     out = capsys.readouterr().err  # (the CLI's console writes to stderr)
     line = "time limit: terminal (auto: a PettingZoo game's own length, max_cycles, ends it)"
     assert out.count(line) == (1 if said else 0)
