@@ -34,7 +34,7 @@ from gymnasium import spaces
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..config import ConfigError, TrainConfig, validate_config
+from ..config import ConfigError, TrainConfig, as_stored_before, validate_config
 from ..errors import AgentFileError, StorageError, brief, quoted
 from ..spaces import space_to_data
 from ..state import TrainingState
@@ -239,7 +239,7 @@ def read_agent(path: str | Path) -> StoredAgent:
     path = resolve_agent_path(path)
     meta, tensors = load_agent_dir(path)
     try:
-        config = validate_config(meta["config"])
+        config = as_stored_before(validate_config(meta["config"]))  # an older file: as it was meant
     except ConfigError as exc:
         raise AgentFileError(f"{path}: stored config is invalid: {exc}") from None
     steps = meta.get("num_timesteps", 0)
