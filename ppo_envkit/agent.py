@@ -208,12 +208,17 @@ class PPO:
         self, episodes: int = 10, *, deterministic: bool = True, seed: int = 0, num_envs: int | None = None
     ) -> EvalResult:
         """Play ``episodes`` full episodes with the agent's stored normalization statistics
-        (split evenly over at most ``num_envs`` copies, without the short-episode bias)."""
+        (split evenly over at most ``num_envs`` copies, without the short-episode bias).
+
+        Stochastic actions are drawn from a generator of the evaluation's own, seeded with
+        ``seed`` (as the evaluations during training are): the same call gives the same result
+        whatever the agent did before, and evaluating between two ``learn`` calls leaves the
+        training's random stream, hence its weights, as they would have been."""
         evaluator = Evaluator(self.config.env, episodes, num_envs, self.config.run.info_keywords)
         try:
             return evaluator.run(
                 self.policy,
-                self.generator,
+                torch.Generator(device=self.device).manual_seed(seed),
                 deterministic=deterministic,
                 seed=seed,
                 trained_with_masks=self.state.action_masks,

@@ -28,6 +28,7 @@ from .errors import ConfigError, brief, quoted
 
 __all__ = [
     "IMAGE_DEFAULTS",
+    "STORED_BEFORE",
     "ConfigError",
     "EnvConfig",
     "PPOConfig",
@@ -37,6 +38,7 @@ __all__ = [
     "TrainConfig",
     "WrapperSpec",
     "apply_overrides",
+    "as_stored_before",
     "env_id_problem",
     "explicitly_set",
     "format_validation_error",
@@ -173,13 +175,16 @@ class EnvConfig(_Section):
         "environments whose seeded reset is slow (the ALE reloads its ROM on each: 13 % of Atari "
         "training's CPU time); a resume then starts new episodes.",
     )
-    time_limit: Literal["bootstrap", "terminal"] = Field(
+    time_limit: Literal["auto", "bootstrap", "terminal"] = Field(
         "bootstrap",
         description="How training treats an episode cut by a time limit (truncated, for several "
         "agents each agent's truncation): bootstrap from the value of its final observation (the "
         "time limit cuts a longer task, as Gymnasium means truncation), or terminal: the end of the "
         "task, no value after it (the score is the return within the limit, as in a fixed-length "
-        "game whose observation does not show the time left).",
+        "game whose observation does not show the time left). auto: terminal for PettingZoo "
+        "environments (max_cycles is the game's length, as SB3 sees it through SuperSuit), "
+        "bootstrap for Gymnasium ones; not the default: measured, terminal helps some PettingZoo "
+        "games and hurts others (docs/several-agents.md).",
     )
     wrappers: list[WrapperSpec] = Field(
         default_factory=list,
@@ -639,6 +644,21 @@ def explicitly_set(config: TrainConfig, dotted: str) -> bool:
     override or an assignment) rather than left to its default."""
     section, name = dotted.split(".")
     return section in config.model_fields_set and name in getattr(config, section).model_fields_set
+
+
+#: Settings that agent files and run directories written before the key existed meant, should
+#: the key's default change. Stored settings are complete dumps, so a key missing there was
+#: written before the key existed (``env.time_limit``: before it, a time limit was bootstrapped;
+#: ``policy.box_coords``: before it, composite heads' Box parts were in the environment's units).
+STORED_BEFORE: dict[str, Any] = {"env.time_limit": "bootstrap", "policy.box_coords": "env"}
+
+
+def as_stored_before(config: TrainConfig) -> TrainConfig:
+    """Stored settings (an agent file's, a run's ``config.yaml``) as they were meant when
+    written: :data:`STORED_BEFORE`'s value for each of its keys they do not name. (A user's
+    settings file names what it changes; these are not for it.)"""
+    missing = {key: value for key, value in STORED_BEFORE.items() if not explicitly_set(config, key)}
+    return config.with_overrides(missing) if missing else config
 
 
 def with_image_defaults(config: TrainConfig) -> tuple[TrainConfig, list[str]]:

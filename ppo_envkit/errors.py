@@ -122,6 +122,12 @@ class RankFailed(RuntimeError):
         self.rank, self.kind, self.text, self.trace = rank, kind, text, trace
 
 
+class ViewerError(RuntimeError):
+    """A replay or a game against the agent that cannot start; the message says what to do
+    instead. (Here rather than in the viewer, so that the command line reports it in one line
+    without importing pygame.)"""
+
+
 class RunDirError(RuntimeError):
     """A run directory that is in use by another run, or that holds another run."""
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ppo_envkit.cli import main
@@ -204,7 +205,7 @@ def test_hints_after_training_name_the_env_module_so_they_work_as_printed(tmp_pa
 
 def test_eval_prints_returns_with_the_precision_they_need():
     """Returns below 1 were printed as 'mean 0.96 +- 0.00 (min 1.0, max 1.0)'."""
-    from ppo_envkit.cli.evaluate import return_decimals
+    from ppo_envkit.io.runlog import return_decimals
 
     small = (0.9638, 0.0041, 0.955, 0.9901)
     places = return_decimals(*small)
@@ -212,3 +213,29 @@ def test_eval_prints_returns_with_the_precision_they_need():
     assert return_decimals(268.02, 22.94, 230.6, 308.7) == 2  # the usual case is as before
     assert return_decimals(500.0, 0.0, 500.0, 500.0) == 2  # a zero spread needs no digits
     assert return_decimals(0.0, 0.0, 0.0, 0.0) == 2 and return_decimals(1e-12) == 6
+    # the spread of 20 equal returns of 0.955, as numpy computes it, is rounding noise
+    noise = float(np.std([0.955] * 20))
+    assert return_decimals(0.955, noise) == 3
+
+
+def test_training_evaluation_line_has_the_precision_the_returns_need():
+    """The evaluations during training printed 'mean return 1.0 +- 0.0' for MiniGrid's 0.955."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from ppo_envkit.io.runlog import RunLogger
+
+    out = io.StringIO()
+    logger = RunLogger(None, progress=True, console=Console(file=out, force_terminal=False, width=200))
+    state = SimpleNamespace(num_timesteps=30720, target_timesteps=100_000, iteration=15)
+    run = SimpleNamespace(state=state, config=SimpleNamespace(run=SimpleNamespace(eval_episodes=5)))
+    metrics = {
+        "episode_return": 0.9125,
+        "sps": 150.0,
+        "eval_return": 0.955,
+        "eval_return_std": float(np.std([0.955] * 5)),
+    }
+    logger.log_iteration(run, metrics)
+    assert "evaluation at step 30720: mean return 0.955 +- 0.000 over 5 episodes" in out.getvalue()

@@ -37,6 +37,23 @@ def test_evaluations_do_not_change_the_run():
     assert with_evals.last_metrics["eval_return"] > 0
 
 
+def test_stochastic_evaluate_between_learn_calls_changes_nothing_and_repeats():
+    """``agent.evaluate(deterministic=False)`` drew from the training generator: evaluating
+    between two ``learn`` calls changed the weights after it, and the same call gave another
+    result the next time."""
+    plain = PPO(config=_config(**{"run.eval_interval": 0}))
+    plain.learn(512)
+    plain.learn(512)
+    evaluated = PPO(config=_config(**{"run.eval_interval": 0}))
+    evaluated.learn(512)
+    first = evaluated.evaluate(3, deterministic=False, seed=7)
+    again = evaluated.evaluate(3, deterministic=False, seed=7)
+    other = evaluated.evaluate(3, deterministic=False, seed=8)
+    evaluated.learn(512)
+    assert torch.equal(_weights(plain), _weights(evaluated))
+    assert first.returns == again.returns and first.returns != other.returns
+
+
 def _rows(run_dir) -> list[dict[str, str]]:
     with open(run_dir / "progress.csv", newline="") as fh:
         return list(csv.DictReader(fh))

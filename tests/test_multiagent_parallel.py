@@ -202,15 +202,18 @@ def test_agent_id_appends_one_hot(scripted_ids):
 # ------------------------------------------------------------------------------ GAE per agent
 
 
-@pytest.mark.parametrize("time_limit", ["bootstrap", "terminal"])
+@pytest.mark.parametrize("time_limit", ["bootstrap", "terminal", "auto"])
 @pytest.mark.parametrize("kind, script", [("plain", SCRIPT), ("together", TOGETHER)])
 def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(
     scripted_ids, kind, script, time_limit
 ):
     """Each agent's advantages, step by step, against a reference written per agent; with
-    ``env.time_limit=terminal`` an agent truncated at the time limit is not bootstrapped."""
+    ``env.time_limit=terminal`` an agent truncated at the time limit is not bootstrapped, and
+    so with ``auto``, since the environment is a PettingZoo one."""
     agent = PPO(config=_config(scripted_ids[kind], **{"env.time_limit": time_limit}))
     collector = _collector(agent)
+    ends = time_limit != "bootstrap"
+    assert collector.time_limit.ends_task == ends
     policy = agent.policy
     value = {}  # V of each scripted observation, computed one by one
     with torch.no_grad():
@@ -237,7 +240,7 @@ def test_per_agent_gae_with_deaths_and_joins_matches_a_naive_reference(
                     if s + 1 == gone and gone < LENGTH:  # died
                         nxt, carry = 0.0, 0.0
                     elif s + 1 == LENGTH:  # truncated: bootstrap from its final observation, unless
-                        nxt, carry = (0.0 if time_limit == "terminal" else value[k, s + 1]), 0.0
+                        nxt, carry = (0.0 if ends else value[k, s + 1]), 0.0
                     elif t == T - 1:  # the rollout ends: bootstrap from the next observation
                         nxt, carry = value[k, s + 1], 0.0
                     else:

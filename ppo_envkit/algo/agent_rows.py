@@ -66,7 +66,8 @@ def step_rows(
 
     A row live before the step whose copy ended is truncated unless it terminated (a time
     limit outside the AgentStack, say: it bootstraps from its final observation).
-    ``time_limit_ends`` (``env.time_limit=terminal``): truncated rows count as terminated."""
+    ``time_limit_ends`` (``env.time_limit`` resolved to ``terminal``): truncated rows count as
+    terminated."""
     n = len(done)
     values = {}
     for key in AGENT_KEYS:
@@ -120,7 +121,7 @@ def collect_rows(c: Collector, num_timesteps: int) -> RolloutBuffer:
     first_copy = c.context.collectives.rank * n
     ended: list[tuple[int, int, int, float, int]] = []
     backend = c.context.backend()
-    time_limit_ends = c.config.env.time_limit == "terminal"
+    time_limit_ends = c.time_limit.ends_task  # env.time_limit, resolved when the copies were built
     for t in range(buf.n_steps):
         action, logp, value = backend.act(obs, gen, masks, None)
         env_rows = head.to_env(action)

@@ -25,6 +25,7 @@ from ..config import ConfigError, TrainConfig
 from ..environments.episodes import EpisodeTracker
 from ..environments.failures import describe
 from ..environments.masks import vector_masks
+from ..environments.multiagent import TimeLimit, resolve_time_limit
 from ..errors import ActionMaskError, EnvironmentFailed, NonFiniteError, ObservationError
 from ..parallel import copies_per_rank
 from ..parallel.collectives import Collectives
@@ -67,6 +68,9 @@ class Collector:
         self.changes_log: list[Any] = []
         #: Whether the copies are a turn-based game (self-play snapshots join their pools).
         self.turn_based = False
+        #: What a time limit means for the copies (``env.time_limit``, ``auto`` resolved by
+        #: where they come from: PettingZoo or Gymnasium), known once they are built.
+        self.time_limit = TimeLimit("bootstrap")
         self.share_obs_stats()
 
     @property
@@ -120,6 +124,7 @@ class Collector:
         except ValueError:
             self.close()
             raise
+        self.time_limit = resolve_time_limit(cfg.env.time_limit, getattr(self.envs, "metadata", None))
         try:  # a turn-based game's copies get the selfplay settings (algo/selfplay.py)
             self.turn_based = configure_copies(self.envs, cfg, self.policy)
         except ConfigError:
@@ -328,7 +333,7 @@ class Collector:
         first_copy = self.context.collectives.rank * n
         ended: list[tuple[int, int, int, float, int]] = []  # step, copy, episode index, return, length
         backend = self.context.backend()  # the numpy fast path where it serves, else the policy's modules
-        time_limit_ends = self.config.env.time_limit == "terminal"
+        time_limit_ends = self.time_limit.ends_task
         for t in range(buf.n_steps):
             if memory is not None:  # the state before this step, and whether it starts an episode
                 buf.states[t] = memory.state
@@ -339,7 +344,7 @@ class Collector:
             next_obs, reward, terminated, truncated, info = self.step_envs(env_action, step)
             done = terminated | truncated
             self.record_step(head.history_rows(env_action), reward, done, step, ended)
-            if time_limit_ends:  # env.time_limit=terminal: a time limit ends the task, no bootstrap
+            if time_limit_ends:  # env.time_limit (resolved): a time limit ends the task, no bootstrap
                 terminated = done
             raw = self._obs_tensor(next_obs, step)
             self._add_obs_stats(raw)

@@ -114,11 +114,20 @@ class Trainer:
         self.selfplay = SelfPlayMonitor()
         #: Other ranks' episodes and random streams from a loaded checkpoint, for the forked ranks.
         self.rank_states: dict[int, RankState] = {}
+        self._time_limit_reported = False  # env.time_limit=auto's choice, said once
         self.attach(collectives)
 
     @property
     def config(self) -> TrainConfig:
         return self.context.config
+
+    def _report_time_limit(self, logger: RunOutput) -> None:
+        """Say once what ``env.time_limit=auto`` chose where it is not Gymnasium's meaning of a
+        time limit (a PettingZoo environment's game length: terminal)."""
+        time_limit = self.collector.time_limit
+        if time_limit.ends_task and time_limit.reason and not self._time_limit_reported:
+            logger.report(f"time limit: {time_limit.value} (auto: {time_limit.reason})")
+        self._time_limit_reported = True
 
     @property
     def collectives(self) -> Collectives:
@@ -184,6 +193,7 @@ class Trainer:
         self._post_state()
         evaluation = self._evaluation()
         if logger is not None:
+            self._report_time_limit(logger)
             logger.start(self)
         reason = "steps"
         try:

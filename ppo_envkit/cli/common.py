@@ -153,6 +153,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
         NonFiniteError,
         RunDirError,
         StorageError,
+        ViewerError,
     )
     from ..parallel.shm import RankFailed
     from ..spaces import UnsupportedSpaceError
@@ -166,6 +167,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
         RankFailed,
         RunDirError,
         StorageError,
+        ViewerError,
         EnvNotFoundError,
         UnsupportedSpaceError,
         GymError,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 from ..errors import ConfigError
@@ -53,19 +52,10 @@ def add_parser(sub: Any) -> None:
     )
 
 
-def return_decimals(*values: float) -> int:
-    """Decimals that show the smallest non-zero magnitude among ``values`` to three significant
-    digits (2 at least, 6 at most): returns of 0.955 and 0.99 are not both printed as 1.0, and a
-    spread of 0.004 is not printed as 0.00."""
-    magnitudes = [abs(v) for v in values if v and math.isfinite(v)]
-    if not magnitudes:
-        return 2
-    return min(6, max(2, 2 - math.floor(math.log10(min(magnitudes)))))
-
-
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
     from ..algo.evaluator import compare_modes, comparison_line
+    from ..io.runlog import return_decimals
     from ..state import evaluation_mode
 
     load_user_envs(args.env_module)

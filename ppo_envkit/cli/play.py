@@ -11,9 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from rich.markup import escape
-
-from .common import add_env_module_arg, console, debugging, load_user_envs
+from .common import add_env_module_arg, console, load_user_envs
 
 NAME = "play"
 
@@ -39,24 +37,17 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # before anything imports pygame
-    from ..viewer import ViewerError
     from ..viewer.play import Game
 
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     load_user_envs(args.env_module)
-    try:
-        game = Game(
-            args.agent,
-            env_id=args.env,
-            seat=args.seat,
-            seed=args.seed,
-            log=lambda message: console.print(message, highlight=False, markup=False),
-        )
-        wins = game.run()
-    except ViewerError as exc:
-        if debugging(args):
-            raise
-        console.print(f"[red]error[/]: {escape(str(exc))}", soft_wrap=True)
-        return 1
+    game = Game(
+        args.agent,
+        env_id=args.env,
+        seat=args.seat,
+        seed=args.seed,
+        log=lambda message: console.print(message, highlight=False, markup=False),
+    )
+    wins = game.run()  # a ViewerError is reported in one line by the command line's handler
     console.print(f"you {wins['you']}, the agent {wins['agent']}, draws {wins['draw']}", markup=False)
     return 0

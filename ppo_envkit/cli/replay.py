@@ -7,10 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from ..errors import ConfigError
-from .common import add_env_module_arg, add_mode_args, console, debugging, load_user_envs, require_agent_env
+from .common import add_env_module_arg, add_mode_args, console, load_user_envs, require_agent_env
 
 NAME = "replay"
 
@@ -98,7 +96,7 @@ def start_mode(chosen: str | None, agent: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..agent import PPO
-    from ..viewer import Viewer, ViewerError
+    from ..viewer import Viewer
 
     if args.headless and not args.record:
         raise ConfigError("--headless needs --record FILE.mp4 or FILE.gif (there is no window to watch)")
@@ -118,26 +116,20 @@ def run(args: argparse.Namespace) -> int:
     for a in (agent, compare):
         if a is not None:
             require_agent_env(a)
-    try:
-        viewer = Viewer(
-            agent,
-            compare=compare,
-            episodes=args.episodes,
-            fps=args.fps,
-            seed=args.seed,
-            deterministic=start_mode(args.mode, agent) == "deterministic",
-            record=args.record,
-            headless=args.headless,
-            hud=not args.no_hud,
-            screenshot_dir=args.screenshot_dir,
-            log=lambda message: console.print(message, highlight=False, markup=False),
-        )
-        result = viewer.run()
-    except ViewerError as exc:
-        if debugging(args):
-            raise
-        console.print(f"[red]error[/]: {escape(str(exc))}", soft_wrap=True)
-        return 1
+    viewer = Viewer(
+        agent,
+        compare=compare,
+        episodes=args.episodes,
+        fps=args.fps,
+        seed=args.seed,
+        deterministic=start_mode(args.mode, agent) == "deterministic",
+        record=args.record,
+        headless=args.headless,
+        hud=not args.no_hud,
+        screenshot_dir=args.screenshot_dir,
+        log=lambda message: console.print(message, highlight=False, markup=False),
+    )
+    result = viewer.run()  # a ViewerError is reported in one line by the command line's handler
     for label, returns in zip(result.labels, result.returns, strict=True):
         if returns:
             mean = sum(returns) / len(returns)

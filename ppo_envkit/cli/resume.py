@@ -71,13 +71,13 @@ def resume_run(args: argparse.Namespace) -> tuple[Any, str]:
 def _requested_settings(args: argparse.Namespace, stored: Any, run_dir: Path) -> Any:
     """The stored settings with the run's ``config.yaml`` edits, ``--total-timesteps`` and
     ``--set`` applied; a ConfigError names whatever may not change. Each change is echoed."""
-    from ..config import TrainConfig
+    from ..config import TrainConfig, as_stored_before
     from ..live_settings import changed_keys, flat_settings, settings_change
 
     config, sources = stored, {}
     edited = run_dir / "config.yaml"
     if edited.is_file():
-        from_file = TrainConfig.from_yaml(edited)
+        from_file = as_stored_before(TrainConfig.from_yaml(edited))  # a run directory of an older version
         for key in changed_keys(stored, from_file):
             sources[key] = f"{edited} (edited)"
         config = from_file

@@ -350,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
         exit_now(0)
     wall = time.perf_counter() - started
     ret = agent.last_metrics.get("episode_return", float("nan"))
-    from .evaluate import return_decimals
+    from ..io.runlog import return_decimals
 
     recent = (  # nan: no training episode has ended yet (episodes longer than the run)
         f"recent training return {ret:.{return_decimals(ret)}f}"
@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
             if stop_at is not None and agent.num_timesteps < agent.target_timesteps
             else ""
         )
-        from .evaluate import return_decimals
+        from ..io.runlog import return_decimals
 
         places = return_decimals(m["eval_return"], m["eval_return_std"])
         episodes = int(m.get("eval_episodes", cfg.run.eval_episodes))

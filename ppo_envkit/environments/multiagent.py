@@ -9,18 +9,34 @@ ppo-envkit steps (one place decides how).
   :class:`~ppo_envkit.environments.turns.TurnBasedEnv`: the learner takes one seat, and the other
   seats are played by opponents (the learner's own past snapshots while training).
 
+Both carry ``metadata["pettingzoo"]`` (``"parallel"`` or ``"aec"``): where an environment came
+from decides what its time limit means (:func:`resolve_time_limit`).
+
 PettingZoo is an optional extra: nothing here imports it unless a PettingZoo environment is built
 (its classes are recognised by name first).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["adapt", "non_gymnasium_creator", "pettingzoo_kind", "split_observation"]
+__all__ = [
+    "PETTINGZOO_KEY",
+    "TimeLimit",
+    "adapt",
+    "non_gymnasium_creator",
+    "pettingzoo_kind",
+    "resolve_time_limit",
+    "split_observation",
+]
+
+#: The ``metadata`` key :func:`adapt` gives the Gymnasium environment it makes of a PettingZoo
+#: one: the PettingZoo API it came from (``"parallel"`` or ``"aec"``).
+PETTINGZOO_KEY = "pettingzoo"
 
 
 def pettingzoo_kind(obj: Any) -> Literal["parallel", "aec"] | None:
@@ -53,17 +69,54 @@ def non_gymnasium_creator(spec: gym.envs.registration.EnvSpec) -> Any | None:
 
 
 def adapt(obj: Any) -> Any:
-    """``obj`` as a Gymnasium environment when it is a PettingZoo one; anything else unchanged."""
+    """``obj`` as a Gymnasium environment when it is a PettingZoo one (its ``metadata`` says
+    which API: :data:`PETTINGZOO_KEY`); anything else unchanged."""
     kind = pettingzoo_kind(obj)
+    if kind is None:
+        return obj
     if kind == "parallel":
         from .agent_stack import AgentStack
 
-        return AgentStack(obj)
-    if kind == "aec":
+        env: gym.Env = AgentStack(obj)
+    else:
         from .turns import TurnBasedEnv
 
-        return TurnBasedEnv(obj)
-    return obj
+        env = TurnBasedEnv(obj)
+    env.metadata = {**env.metadata, PETTINGZOO_KEY: kind}
+    return env
+
+
+class TimeLimit(NamedTuple):
+    """What training makes of a time limit (a truncation), and why."""
+
+    value: Literal["bootstrap", "terminal"]
+    #: Why ``env.time_limit=auto`` chose it; "" when the setting names the value itself.
+    reason: str = ""
+
+    @property
+    def ends_task(self) -> bool:
+        """Truncation is the end of the task: no value is bootstrapped after it."""
+        return self.value == "terminal"
+
+
+def resolve_time_limit(setting: str, metadata: Mapping[str, Any] | None) -> TimeLimit:
+    """``env.time_limit`` for an environment with this ``metadata``: ``bootstrap`` and
+    ``terminal`` as they are; ``auto`` by where the environment comes from.
+
+    * A PettingZoo environment (parallel or turn-based, :data:`PETTINGZOO_KEY`) truncates where
+      its own game ends: ``max_cycles`` and the like are arguments of the game ("number of
+      frames until game terminates", MPE's docs), enforced by the environment's own step, not
+      a wrapper cutting a longer task. The score is the return within it: ``terminal`` (what
+      SB3 sees through SuperSuit, whose vector reports it as ``done``).
+    * A Gymnasium environment's truncation is a ``TimeLimit`` cutting a longer task, as
+      Gymnasium defines it: ``bootstrap`` from the value of the final observation."""
+    if setting == "bootstrap" or setting == "terminal":
+        return TimeLimit(setting)
+    if setting != "auto":
+        raise ValueError(f"env.time_limit must be auto, bootstrap or terminal, not {setting!r}")
+    if dict(metadata or {}).get(PETTINGZOO_KEY):
+        return TimeLimit("terminal", "a PettingZoo game's own length, max_cycles, ends it")
+    return TimeLimit("bootstrap", "a Gymnasium time limit cuts a longer task")
 
 
 def split_observation(obs: Any) -> tuple[Any, np.ndarray | None]:

@@ -34,7 +34,7 @@ from gymnasium import spaces
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..config import ConfigError, TrainConfig, validate_config
+from ..config import ConfigError, TrainConfig, as_stored_before, validate_config
 from ..errors import AgentFileError, StorageError, brief, quoted
 from ..spaces import space_to_data
 from ..state import TrainingState
@@ -234,26 +234,12 @@ class StoredAgent:
     state: TrainingState
 
 
-def _settings_of_older_agents(config: Any) -> Any:
-    """A stored config as it was trained: settings added later whose default changed what an
-    agent computes get the value that agents saved before them had. ``policy.box_coords``: its
-    ``auto`` normalizes the Box parts of composite heads; agents saved without the setting
-    trained in the environment's units (``env``)."""
-    if (
-        isinstance(config, dict)
-        and isinstance(config.get("policy"), dict)
-        and "box_coords" not in config["policy"]
-    ):
-        return {**config, "policy": {**config["policy"], "box_coords": "env"}}
-    return config
-
-
 def read_agent(path: str | Path) -> StoredAgent:
     """An agent directory, or a run directory's final agent, with its settings validated."""
     path = resolve_agent_path(path)
     meta, tensors = load_agent_dir(path)
     try:
-        config = validate_config(_settings_of_older_agents(meta["config"]))
+        config = as_stored_before(validate_config(meta["config"]))  # an older file: as it was meant
     except ConfigError as exc:
         raise AgentFileError(f"{path}: stored config is invalid: {exc}") from None
     steps = meta.get("num_timesteps", 0)

@@ -42,6 +42,19 @@ from .checkpoint import BEST_AGENT_DIR, CHECKPOINTS_DIR, FINAL_AGENT_DIR, checkp
 from .rundir import RunDirLock, existing_run, recover
 
 
+def return_decimals(*values: float) -> int:
+    """Decimals that show the smallest non-zero magnitude among ``values`` to three significant
+    digits (2 at least, 6 at most): returns of 0.955 and 0.99 are not both printed as 1.0, and a
+    spread of 0.004 is not printed as 0.00. A magnitude below a billionth of the largest is
+    rounding noise (the spread of equal returns computed as 1e-17), not a digit to show."""
+    finite = [abs(v) for v in values if math.isfinite(v)]
+    largest = max(finite, default=0.0)
+    magnitudes = [m for m in finite if m > 1e-9 * largest]
+    if not magnitudes:
+        return 2
+    return min(6, max(2, 2 - math.floor(math.log10(min(magnitudes)))))
+
+
 class TrainingRun(Protocol):
     """What the logger reads of a training run (the trainer): settings, state and files."""
 
@@ -116,7 +129,7 @@ class RunLogger:
         self._columns = list(CSV_COLUMNS)
         self._tb = None
         self._tb_purge_step: int | None = None
-        self._last_eval = "-"
+        self._last_eval = self._last_eval_std = "-"
         self._next_checkpoint = None
         self._resume = resume
         self._tensorboard = tensorboard
@@ -225,10 +238,12 @@ class RunLogger:
             named = {_tb_name(k): v for k, v in metrics.items()}
             self._wandb.log({k: v for k, v in named.items() if k is not None}, state.num_timesteps)
         ret = metrics.get("episode_return", float("nan"))
-        ret_text = "-" if not math.isfinite(ret) else f"{ret:8.1f}"
+        ret_text = "-" if not math.isfinite(ret) else f"{ret:8.{return_decimals(ret)}f}"
         evaluated = "eval_return" in metrics
         if evaluated:
-            self._last_eval = f"{metrics['eval_return']:.1f}"
+            places = return_decimals(metrics["eval_return"], metrics["eval_return_std"])
+            self._last_eval = f"{metrics['eval_return']:.{places}f}"
+            self._last_eval_std = f"{metrics['eval_return_std']:.{places}f}"
             if metrics.get("eval_best"):
                 self._save_best(run)
         if self._progress is not None:
@@ -244,7 +259,7 @@ class RunLogger:
             best = " (best so far)" if metrics.get("eval_best") else ""
             self.console.print(
                 f"evaluation at step {state.num_timesteps}: mean return {self._last_eval} "
-                f"+- {metrics['eval_return_std']:.1f} over {run.config.run.eval_episodes} episodes{best}"
+                f"+- {self._last_eval_std} over {run.config.run.eval_episodes} episodes{best}"
             )
         elif self._show_progress and time.perf_counter() - self._last_plain > 10:
             self._last_plain = time.perf_counter()

@@ -20,7 +20,7 @@ from ..agent import PPO
 from ..environments.factory import make_env, wrap_env
 from ..environments.failures import describe
 from ..environments.masks import require_masks
-from ..errors import ActionMaskError, EnvironmentFailed
+from ..errors import ActionMaskError, EnvironmentFailed, ViewerError
 from . import overlay
 from .agents import AgentSelection
 from .decision import PaneView, decision_view
@@ -42,10 +42,6 @@ class ReplayResult:
     lengths: list[list[int]] = field(default_factory=list)
     frames_recorded: int = 0
     record: Path | None = None
-
-
-class ViewerError(RuntimeError):
-    """A replay that cannot start; the message says what to do instead."""
 
 
 class RenderError(ViewerError):
