@@ -4,6 +4,7 @@ the whole game tree (no sampling noise), next to what the best players could get
 
     python examples/tictactoe_exact.py runs/ttt
     python examples/tictactoe_exact.py runs/ttt --worst 10
+    python examples/tictactoe_exact.py runs/ttt-s0 runs/ttt-s1 --checkpoints
 
 A 500-game evaluation has a standard error of about 1.3 points at a 90 % win rate; this one
 has none. Two ceilings against a random first player, from the second seat:
@@ -15,10 +16,12 @@ has none. Two ceilings against a random first player, from the second seat:
   the one most likely to win against random play). An agent trained by self-play also meets
   strong opponents (its snapshots), so this is the ceiling it is aiming at.
 
-``--worst N`` lists the agent's N costliest moves (probability of reaching the position
-times the win probability lost there). ``perfect`` is also an opponent for ``ppo-envkit eval
-RUN --opponent examples.tictactoe_exact:perfect`` (a minimax player, random among equally good
-moves; run from the repository's root): a sound agent draws every game against it.
+``--checkpoints`` follows runs over training: the win from each seat at each periodic
+checkpoint the run kept. ``--worst N`` lists the agent's N costliest moves (probability of
+reaching the position times the win probability lost there). ``perfect`` is also an opponent
+for ``ppo-envkit eval RUN --opponent examples.tictactoe_exact:perfect`` (a minimax player,
+random among equally good moves; run from the repository's root): a sound agent draws every
+game against it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -124,29 +128,64 @@ def show(board: Board, me: int) -> str:
     return " / ".join(" ".join(marks[board[r * 3 + c]] for c in range(3)) for r in range(3))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("agent", help="an agent or run directory trained on tictactoe_v3")
-    parser.add_argument("--worst", type=int, default=0, help="list the N costliest moves per seat")
-    args = parser.parse_args()
+def seat_rates(choose_for: Callable[[int], Callable[[Board], int]]) -> tuple[float, float]:
+    """The exact win probabilities of a deterministic player from the first and second seat;
+    ``choose_for(me)`` is its move chooser in seat ``me``."""
+    return tuple(exact_outcomes(choose_for(me), me)[0][0] for me in (1, 2))  # type: ignore[return-value]
+
+
+def agent_chooser(path: str | Path) -> Callable[[int], Callable[[Board], int]]:
+    """``choose_for(me)`` for the agent at ``path`` playing as ``eval`` plays it (deterministic)."""
     from ppo_envkit import PPO
     from ppo_envkit.algo.selfplay import SnapshotPlayer, snapshot_payload
 
-    agent = PPO.load(args.agent)
-    player = SnapshotPlayer(snapshot_payload(agent.policy), deterministic=True)  # as eval plays
-    for me, seat in ((1, "first"), (2, "second")):
-        outcome, moves = exact_outcomes(lambda b, me=me: player(observation(b, me), legal(b), None), me)
-        start = (0,) * 9
-        best, sound = best_vs_random(start, 1, me), best_vs_random(start, 1, me, True)
-        print(
-            f"{seat} seat vs random: win {outcome[0]:.2%}, draw {outcome[1]:.2%}, loss {outcome[2]:.2%} "
-            f"(best possible {best:.2%}, best sound {sound:.2%})"
-        )
-        for cost, board, move, top, got in sorted(moves, key=lambda m: -m[0])[: args.worst]:
-            if cost > 0:
-                print(
-                    f"  costs {cost:.2%}: {show(board, me)} (X to play): {move}, wins {got:.1%} not {top:.1%}"
-                )
+    player = SnapshotPlayer(snapshot_payload(PPO.load(path).policy), deterministic=True)
+    return lambda me: lambda b: player(observation(b, me), legal(b), None)
+
+
+def checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """``(step, directory)`` of a run's periodic checkpoints (``checkpoints/step_N``), in order."""
+    found = [
+        (int(d.name.removeprefix("step_")), d) for d in (run / "checkpoints").glob("step_*") if d.is_dir()
+    ]
+    return sorted(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("agent", nargs="+", help="agent or run directories trained on tictactoe_v3")
+    parser.add_argument("--worst", type=int, default=0, help="list the N costliest moves per seat")
+    parser.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="one line per run: the win from each seat at each periodic checkpoint (run.keep_checkpoints "
+        "of them stay) and at the end",
+    )
+    args = parser.parse_args()
+    if args.checkpoints:
+        for run in map(Path, args.agent):
+            cells = []
+            for step, where in [*checkpoints(run), ("end", run)]:
+                first, second = seat_rates(agent_chooser(where))
+                cells.append(f"{step}: {first:.2%} / {second:.2%}")
+            print(f"{run} (first / second seat): " + ", ".join(cells))
+        return
+    for path in args.agent:
+        if len(args.agent) > 1:
+            print(path)
+        choose_for = agent_chooser(path)
+        for me, seat in ((1, "first"), (2, "second")):
+            outcome, moves = exact_outcomes(choose_for(me), me)
+            start = (0,) * 9
+            best, sound = best_vs_random(start, 1, me), best_vs_random(start, 1, me, True)
+            print(
+                f"{seat} seat vs random: win {outcome[0]:.2%}, draw {outcome[1]:.2%}, loss {outcome[2]:.2%} "
+                f"(best possible {best:.2%}, best sound {sound:.2%})"
+            )
+            for cost, board, move, top, got in sorted(moves, key=lambda m: -m[0])[: args.worst]:
+                if cost > 0:
+                    where = f"{show(board, me)} (X to play)"
+                    print(f"  costs {cost:.2%}: {where}: {move}, wins {got:.1%} not {top:.1%}")
 
 
 if __name__ == "__main__":

@@ -62,3 +62,20 @@ def test_perfect_player_never_loses():
     random = RandomLegal(Discrete(9))
     against_random = play_games(None, TICTACTOE, random, 100, agent=exact.perfect)
     assert against_random.total.loss == 0 and against_random.total.illegal_moves == 0
+
+
+def test_seat_rates_are_each_seats_exact_win():
+    """``--checkpoints``' numbers: the win probability of each seat, as exact_outcomes gives it
+    (a player that takes the first empty square wins these many games against random play)."""
+    first, second = exact.seat_rates(lambda me: lambda b: b.index(0))
+    assert first == pytest.approx(exact.exact_outcomes(lambda b: b.index(0), 1)[0][0])
+    assert second == pytest.approx(exact.exact_outcomes(lambda b: b.index(0), 2)[0][0])
+    assert first != second
+
+
+def test_checkpoints_are_listed_by_step(tmp_path):
+    for step in (1_000_000, 200_704, 99_328):  # lexical order is not step order without padding
+        (tmp_path / "checkpoints" / f"step_{step}").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "latest.json").touch()  # not a checkpoint directory
+    assert [step for step, _ in exact.checkpoints(tmp_path)] == [99_328, 200_704, 1_000_000]
+    assert exact.checkpoints(tmp_path / "missing") == []
