@@ -79,6 +79,16 @@ def preset_env(path: Path) -> dict[str, Any] | None:
     return env
 
 
+def same_environment(preset_id: str, env_id: str) -> bool:
+    """Whether a preset written for ``preset_id`` is for ``env_id``: the same id, with or without
+    the module that registers it (``minigrid:MiniGrid-Empty-5x5-v0`` and
+    ``MiniGrid-Empty-5x5-v0``), but not two modules' factories of the same name
+    (``pettingzoo.classic.tictactoe_v3:env`` and ``pettingzoo.classic.connect_four_v3:env``)."""
+    preset_module, preset_bare = split_env_id(preset_id)
+    module, bare = split_env_id(env_id)
+    return preset_bare == bare and (preset_module is None or module is None or preset_module == module)
+
+
 def preset_for_env(env_id: str, kwargs: dict[str, Any] | None = None) -> str | None:
     """The preset written for ``env_id`` whose ``env.kwargs`` all match ``kwargs``; the most specific wins.
 
@@ -95,7 +105,7 @@ def preset_for_env(env_id: str, kwargs: dict[str, Any] | None = None) -> str | N
         if env is None:
             continue
         preset_kwargs = env.get("kwargs") or {}
-        same_env = split_env_id(str(env.get("id")))[1] == split_env_id(env_id)[1]  # module:id or id
+        same_env = same_environment(str(env.get("id")), env_id)
         if not same_env or any(kwargs.get(k) != v for k, v in preset_kwargs.items()):
             continue
         if best is None or len(preset_kwargs) > best[0]:

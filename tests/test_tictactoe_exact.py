@@ -62,3 +62,37 @@ def test_perfect_player_never_loses():
     random = RandomLegal(Discrete(9))
     against_random = play_games(None, TICTACTOE, random, 100, agent=exact.perfect)
     assert against_random.total.loss == 0 and against_random.total.illegal_moves == 0
+
+
+def test_seat_rates_are_each_seats_exact_win():
+    """``--checkpoints``' numbers: the win probability of each seat, as exact_outcomes gives it
+    (a player that takes the first empty square wins these many games against random play)."""
+    first, second = exact.seat_rates(lambda me: lambda b: b.index(0))
+    assert first == pytest.approx(exact.exact_outcomes(lambda b: b.index(0), 1)[0][0])
+    assert second == pytest.approx(exact.exact_outcomes(lambda b: b.index(0), 2)[0][0])
+    assert first != second
+
+
+def test_checkpoints_are_listed_by_step(tmp_path):
+    for step in (1_000_000, 200_704, 99_328):  # lexical order is not step order without padding
+        (tmp_path / "checkpoints" / f"step_{step}").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "latest.json").touch()  # not a checkpoint directory
+    assert [step for step, _ in exact.checkpoints(tmp_path)] == [99_328, 200_704, 1_000_000]
+    assert exact.checkpoints(tmp_path / "missing") == []
+
+
+def test_sampled_outcomes_of_a_deterministic_policy_are_its_exact_outcomes():
+    """A policy that puts all its probability on one move is the deterministic player; a uniform
+    one is the random player, which wins these many games as first and second seat."""
+    first_empty = lambda b: np.eye(9)[b.index(0)]  # noqa: E731
+    for me in (1, 2):
+        assert exact.sampled_outcomes(first_empty, me) == pytest.approx(
+            exact.exact_outcomes(lambda b: b.index(0), me)[0]
+        )
+    uniform = lambda b: np.asarray(exact.legal(b), dtype=float) / exact.legal(b).sum()  # noqa: E731
+    win_first, draw, loss_first = exact.sampled_outcomes(uniform, 1)
+    win_second, draw_again, loss_second = exact.sampled_outcomes(uniform, 2)
+    # random against random, seen from both seats: the same games; the first seat wins 58.5 %
+    assert win_first == pytest.approx(loss_second) and loss_first == pytest.approx(win_second)
+    assert draw == pytest.approx(draw_again)
+    assert win_first == pytest.approx(0.5849, abs=1e-4)

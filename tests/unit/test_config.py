@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ppo_envkit.config import ConfigError, TrainConfig, load_config
-from ppo_envkit.presets import load_preset, preset_for_env, preset_paths
+from ppo_envkit.presets import load_preset, preset_for_env, preset_paths, same_environment
 
 
 def test_defaults_and_derived_sizes():
@@ -69,6 +69,16 @@ def test_yaml_errors_are_one_line(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_same_environment_with_or_without_its_module():
+    assert same_environment("CartPole-v1", "gymnasium:CartPole-v1")
+    assert same_environment("minigrid:MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-5x5-v0")
+    assert same_environment("pettingzoo.classic.tictactoe_v3:env", "pettingzoo.classic.tictactoe_v3:env")
+    assert not same_environment(
+        "pettingzoo.classic.tictactoe_v3:env", "pettingzoo.classic.connect_four_v3:env"
+    )
+    assert not same_environment("CartPole-v1", "CartPole-v0")
+
+
 def test_presets_load_and_are_picked_by_env():
     names = set(preset_paths())
     assert {"cartpole", "lunarlander", "lunarlander-continuous", "zoo-lunarlander"} <= names
@@ -78,6 +88,9 @@ def test_presets_load_and_are_picked_by_env():
     assert preset_for_env("LunarLander-v3") == "lunarlander"
     assert preset_for_env("LunarLander-v3", {"continuous": True}) == "lunarlander-continuous"
     assert preset_for_env("Pendulum-v1") is None
+    assert preset_for_env("pettingzoo.classic.tictactoe_v3:env") == "tictactoe"
+    # the same factory name in another module is another game
+    assert preset_for_env("pettingzoo.classic.connect_four_v3:env") is None
     with pytest.raises(ConfigError, match="unknown preset 'nope'; available: "):
         load_preset("nope")
 
