@@ -22,6 +22,7 @@ from gymnasium import spaces
 from .algo import acting
 from .algo.acting import EpisodeActor
 from .algo.callbacks import Callback, CallbackList
+from .algo.encoders import encoder_kind
 from .algo.evaluator import EvalResult, Evaluator
 from .algo.policy import ActorCritic, resolve_device
 from .algo.trainer import Trainer
@@ -85,8 +86,12 @@ class PPO:
         #: The IMAGE_DEFAULTS keys that replaced library defaults (the policy sees images and
         #: the settings left them unset); [] otherwise
         self.image_defaults: list[str] = []
-        if ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images():
-            config, self.image_defaults = with_image_defaults(config)
+        images = ObsFlattener(observation_space, images=config.policy.image_encoder != "none").images()
+        if images:
+            kinds = {encoder_kind(config.policy.image_encoder, layout) for _, layout in images}
+            config, self.image_defaults = with_image_defaults(
+                config, "nature" if "nature" in kinds else "small"
+            )
             self.config = config
         threads = config.run.torch_threads
         if threads is None:  # the default: 1 (convolutions too: all-core threads wait for each other

@@ -270,20 +270,31 @@ def test_atari_preset_has_the_published_cleanrl_and_zoo_settings():
 def test_image_defaults_apply_only_to_settings_left_unset(masked_env_ids, tmp_path):
     from ppo_envkit.config import IMAGE_DEFAULTS
 
-    spot = masked_env_ids["spot"]
+    spot = masked_env_ids["spot"]  # 12 x 12 pictures: the small CNN's defaults
     agent = PPO(config=TrainConfig().with_overrides({"env.id": spot}))
-    assert sorted(agent.image_defaults) == sorted(IMAGE_DEFAULTS)
-    assert (agent.config.ppo.n_epochs, agent.config.ppo.minibatch_size) == (4, 256)
-    assert agent.config.ppo.learning_rate == IMAGE_DEFAULTS["ppo.learning_rate"]
+    small = IMAGE_DEFAULTS["small"]
+    # n_epochs=10 is the MLP default's value too, so it replaced nothing
+    assert sorted(agent.image_defaults) == ["ppo.learning_rate", "ppo.minibatch_size"]
+    assert (agent.config.ppo.n_epochs, agent.config.ppo.minibatch_size) == (10, 256)
+    assert agent.config.ppo.learning_rate == small["ppo.learning_rate"]
     path = agent.save(tmp_path / "agent")
     agent.close()
     loaded = load_agent(str(path))  # the settings trained with, as saved: nothing applied again
     assert loaded.config == agent.config and loaded.image_defaults == []
     # a key the user set stays as set, even to the MLP default's value
-    mine = PPO(config=TrainConfig().with_overrides({"env.id": spot, "ppo.n_epochs": 10}))
-    assert mine.config.ppo.n_epochs == 10 and "ppo.n_epochs" not in mine.image_defaults
-    assert mine.config.ppo.minibatch_size == 256
+    mine = PPO(config=TrainConfig().with_overrides({"env.id": spot, "ppo.minibatch_size": 64}))
+    assert mine.config.ppo.minibatch_size == 64 and "ppo.minibatch_size" not in mine.image_defaults
+    assert mine.config.ppo.learning_rate == small["ppo.learning_rate"]
     mine.close()
+    # NatureCNN (pictures of 36 px and more under auto): its own, cheaper update
+    from tests.pixel_suite import register_suite
+
+    register_suite()
+    catch40 = {"env.id": "PixelCatch-v0", "env.kwargs": {"size": 40}}
+    nature = PPO(config=TrainConfig().with_overrides(catch40))
+    assert sorted(nature.image_defaults) == sorted(IMAGE_DEFAULTS["nature"])
+    assert (nature.config.ppo.n_epochs, nature.config.ppo.minibatch_size) == (4, 256)
+    nature.close()
     flat = PPO(config=TrainConfig().with_overrides({"env.id": spot, "policy.image_encoder": "none"}))
     assert flat.image_defaults == [] and flat.config.ppo.n_epochs == 10  # no CNN: the MLP defaults
     flat.close()
