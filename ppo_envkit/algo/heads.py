@@ -242,9 +242,8 @@ def box_centre_half_width(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray
     """Centre and half-width of each dimension of a box; 0 and 1 where a bound is infinite (or
     the box has no width), so that the normalized coordinates of such a dimension are its own."""
     finite = np.isfinite(low) & np.isfinite(high) & (high > low)
-    centre = np.where(finite, (np.where(finite, low, 0.0) + np.where(finite, high, 0.0)) / 2, 0.0)
-    half_width = np.where(finite, (np.where(finite, high, 1.0) - np.where(finite, low, -1.0)) / 2, 1.0)
-    return centre, half_width
+    lo, hi = np.where(finite, low, 0.0), np.where(finite, high, 0.0)  # no inf - inf below
+    return (lo + hi) / 2, np.where(finite, (hi - lo) / 2, 1.0)
 
 
 class GaussianHead(ActionHead):
@@ -731,10 +730,10 @@ def make_head(
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.Box):
-        cls = SquashedGaussianHead if squash else GaussianHead
         if squash:  # tanh-squashed heads are already centred and scaled to the box
-            return cls(space, in_features, ortho_init, log_std_init, state_std)
-        return cls(space, in_features, ortho_init, log_std_init, state_std, box_coords == "normalized")
+            return SquashedGaussianHead(space, in_features, ortho_init, log_std_init, state_std)
+        normalized = box_coords == "normalized"
+        return GaussianHead(space, in_features, ortho_init, log_std_init, state_std, normalized)
     if isinstance(space, spaces.MultiDiscrete):
         return MultiCategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.MultiBinary):

@@ -129,7 +129,7 @@ class RunLogger:
         self._columns = list(CSV_COLUMNS)
         self._tb = None
         self._tb_purge_step: int | None = None
-        self._last_eval = self._last_eval_std = "-"
+        self._last_eval = "-"
         self._next_checkpoint = None
         self._resume = resume
         self._tensorboard = tensorboard
@@ -243,7 +243,7 @@ class RunLogger:
         if evaluated:
             places = return_decimals(metrics["eval_return"], metrics["eval_return_std"])
             self._last_eval = f"{metrics['eval_return']:.{places}f}"
-            self._last_eval_std = f"{metrics['eval_return_std']:.{places}f}"
+            eval_std = f"{metrics['eval_return_std']:.{places}f}"
             if metrics.get("eval_best"):
                 self._save_best(run)
         if self._progress is not None:
@@ -259,7 +259,7 @@ class RunLogger:
             best = " (best so far)" if metrics.get("eval_best") else ""
             self.console.print(
                 f"evaluation at step {state.num_timesteps}: mean return {self._last_eval} "
-                f"+- {self._last_eval_std} over {run.config.run.eval_episodes} episodes{best}"
+                f"+- {eval_std} over {run.config.run.eval_episodes} episodes{best}"
             )
         elif self._show_progress and time.perf_counter() - self._last_plain > 10:
             self._last_plain = time.perf_counter()

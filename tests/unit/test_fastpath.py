@@ -106,6 +106,17 @@ def analytic_step(policy, batch, collectives=LOCAL, **kw):
     return backend_step(NumpyBackend, policy, batch, collectives, **kw)
 
 
+def assert_fast_path_matches_autograd(policy, batch, kw) -> None:
+    """The numpy fast path's losses and gradients equal autograd's (each parameter named)."""
+    want_losses, want_grads = autograd_step(policy, batch, **kw)
+    got_losses, got_grads = analytic_step(policy, batch, **kw)
+    names = [name for name, _ in policy.named_parameters()]
+    for name, want, got in zip(names, want_grads, got_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+    for want, got in zip(want_losses, got_losses, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
 SETTINGS = [
     {"clip": 0.2, "vclip": None, "ent_coef": 0.01, "vf_coef": 0.5, "norm_adv": True},
     {"clip": 0.1, "vclip": 0.2, "ent_coef": 0.0, "vf_coef": 1.0, "norm_adv": False},
@@ -120,13 +131,7 @@ def test_analytic_gradient_matches_autograd(space, policy_kw, kw):
     policy = make_policy(space, **policy_kw)
     assert supports(policy)
     batch = make_batch(policy)
-    want_losses, want_grads = autograd_step(policy, batch, **kw)
-    got_losses, got_grads = analytic_step(policy, batch, **kw)
-    names = [name for name, _ in policy.named_parameters()]
-    for name, want, got in zip(names, want_grads, got_grads, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
-    for want, got in zip(want_losses, got_losses, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert_fast_path_matches_autograd(policy, batch, kw)
 
 
 def test_analytic_gradient_matches_autograd_in_normalized_box_coordinates():
@@ -134,13 +139,7 @@ def test_analytic_gradient_matches_autograd_in_normalized_box_coordinates():
     policy = make_policy(space, box_coords="normalized")
     assert supports(policy) and policy.head.normalized
     batch = make_batch(policy)
-    kw = SETTINGS[0]
-    want_losses, want_grads = autograd_step(policy, batch, **kw)
-    got_losses, got_grads = analytic_step(policy, batch, **kw)
-    for want, got in zip(want_grads, got_grads, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
-    for want, got in zip(want_losses, got_losses, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert_fast_path_matches_autograd(policy, batch, SETTINGS[0])
 
 
 def test_advantages_normalized_over_the_ranks_the_same_way():
