@@ -239,3 +239,6 @@ def test_training_evaluation_line_has_the_precision_the_returns_need():
     }
     logger.log_iteration(run, metrics)
     assert "evaluation at step 30720: mean return 0.955 +- 0.000 over 5 episodes" in out.getvalue()
+    # the final evaluation's line counts its own episodes (it printed run.eval_episodes)
+    logger.log_iteration(run, {**metrics, "eval_episodes": 20.0})
+    assert "mean return 0.955 +- 0.000 over 20 episodes" in out.getvalue()

@@ -257,9 +257,11 @@ class RunLogger:
             )
         elif self._show_progress and evaluated:
             best = " (best so far)" if metrics.get("eval_best") else ""
+            # the final evaluation plays more episodes than the periodic ones, and says how many
+            episodes = int(metrics.get("eval_episodes", run.config.run.eval_episodes))
             self.console.print(
                 f"evaluation at step {state.num_timesteps}: mean return {self._last_eval} "
-                f"+- {eval_std} over {run.config.run.eval_episodes} episodes{best}"
+                f"+- {eval_std} over {episodes} episodes{best}"
             )
         elif self._show_progress and time.perf_counter() - self._last_plain > 10:
             self._last_plain = time.perf_counter()
