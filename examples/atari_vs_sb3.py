@@ -9,6 +9,9 @@ steps, 4 epochs of minibatches of 256, NatureCNN with 512 features, no normaliza
 * ``ours-2`` (not run by default): the same with the copies stepped in two processes at once
   (``env.vectorization=async``, ``env.num_workers=2``: this one and a worker), so that the
   environments use the second core; its CPU time counts this process only;
+* ``ours-ale`` (not run by default): the same game, preprocessing and settings, with the copies
+  stepped and preprocessed by the ALE's own C++ vector (``env.vectorization=ale``: a thread per
+  core); its CPU time counts those threads;
 * ``sb3``: SB3 PPO ``CnnPolicy`` (a ``DummyVecEnv`` of the same environments);
 * ``floor``: ppo-envkit's CNN policy alone, on random frames: the forward passes that
   collection makes (one batch of 8 per step) and the forward and backward passes of the PPO
@@ -24,6 +27,7 @@ the machine's conditions. Wall time is the whole process; train time is ``learn(
     python examples/atari_vs_sb3.py --device cuda          # the same on a GPU (both libraries)
     python examples/atari_vs_sb3.py --threads 1            # torch threads for both (default: torch's)
     python examples/atari_vs_sb3.py --learners ours ours-2 floor   # ours-2: copies stepped in 2 processes
+    python examples/atari_vs_sb3.py --learners ours ours-ale sb3 floor   # ours-ale: the ALE's C++ vector
 
 Needs ``pip install "gymnasium[atari]" stable-baselines3`` (ale-py ships the ROMs).
 """
@@ -121,6 +125,16 @@ def _child(kind: str, steps: int, device: str, threads: int | None, seed: int) -
     if kind == "ours-2":  # the copies stepped in two processes (this one and a worker), in parallel
         kind = "ours"
         settings.update({"env.vectorization": "async", "env.num_workers": 2})
+    if kind == "ours-ale":  # the same game and preprocessing, stepped by the ALE's C++ vector
+        kind = "ours"
+        settings.update(
+            {
+                "env.id": "ale_py:ALE/Breakout-v5",
+                "env.kwargs": {"frameskip": 1},
+                "env.wrappers": ["gymnasium.wrappers:AtariPreprocessing"],
+                "env.vectorization": "ale",
+            }
+        )
     if threads is not None:
         settings["run.torch_threads"] = threads
     agent = PPO(config=TrainConfig().with_overrides(settings))
@@ -220,17 +234,15 @@ def main() -> None:
     train = {k: statistics.median(x["train_s"] for x in v) for k, v in results.items()}
     print("median process wall s: " + ", ".join(f"{k} {v:.1f}" for k, v in med.items()))
     print("median train s:        " + ", ".join(f"{k} {v:.1f}" for k, v in train.items()))
-    if "ours" in med and "sb3" in med:
-        pairs = [s["wall_s"] / o["wall_s"] for o, s in zip(results["ours"], results["sb3"], strict=False)]
-        print(
-            f"throughput vs SB3 CnnPolicy (whole process, per round): {', '.join(f'{p:.2f}x' for p in pairs)}"
-        )
-    if "ours" in train and "sb3" in train:
-        pairs = [
-            s["train_cpu_s"] / o["train_cpu_s"] for o, s in zip(results["ours"], results["sb3"], strict=False)
-        ]
-        print(f"vs SB3, CPU time of learn() (per round): {', '.join(f'{p:.2f}x' for p in pairs)}")
-    for ours in ("ours", "ours-2"):
+    for ours in ("ours", "ours-2", "ours-ale"):
+        if ours not in med or "sb3" not in med:
+            continue
+        pairs = [s["wall_s"] / o["wall_s"] for o, s in zip(results[ours], results["sb3"], strict=False)]
+        print(f"{ours} vs SB3 CnnPolicy (whole process, per round): {', '.join(f'{p:.2f}x' for p in pairs)}")
+        both = zip(results[ours], results["sb3"], strict=False)
+        pairs = [s["train_cpu_s"] / o["train_cpu_s"] for o, s in both]
+        print(f"{ours} vs SB3, CPU time of learn() (per round): {', '.join(f'{p:.2f}x' for p in pairs)}")
+    for ours in ("ours", "ours-2", "ours-ale"):
         if ours in train and "floor" in train:
             for key in ("train_s", "train_cpu_s"):
                 pairs = [o[key] / f[key] for o, f in zip(results[ours], results["floor"], strict=False)]

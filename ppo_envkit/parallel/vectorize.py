@@ -80,6 +80,15 @@ def make_vec_env(
     ensure_registered(config.id)
     factory = _EnvFactory(config, _worker_modules(config.id, modules))
     fns = [factory] * config.num_envs
+    if config.vectorization == "ale":  # the ALE's C++ vector: the spaces of the Gymnasium path
+        from .ale_vector import AleVectorEnv, ale_options
+
+        ale_options(config)  # (refuses settings it cannot reproduce before building anything)
+        probe = make_configured_env(config)
+        try:
+            return AleVectorEnv(config, probe.observation_space, probe.action_space)
+        finally:
+            probe.close()
     if config.vectorization == "async":
         if config.num_workers is not None:  # shards of copies, one per process, this one included
             from .vector import ShardedVectorEnv
