@@ -100,7 +100,7 @@ def test_observations_match_the_gymnasium_path(stack):
         single.close()
 
 
-def _train(tmp_path, name: str, steps: int, resume_from=None) -> PPO:
+def _train(steps: int, resume_from=None, **extra) -> PPO:
     settings = {
         **{f"env.{k}": v for k, v in atari(num_envs=2).model_dump().items() if k != "kwargs"},
         "env.kwargs": {"frameskip": 1},
@@ -113,6 +113,7 @@ def _train(tmp_path, name: str, steps: int, resume_from=None) -> PPO:
         "run.eval_interval": 0,
         "run.checkpoint_interval": 0,
         "run.seed": 5,
+        **extra,
     }
     if resume_from is not None:
         agent = PPO.load(resume_from)
@@ -123,7 +124,7 @@ def _train(tmp_path, name: str, steps: int, resume_from=None) -> PPO:
 
 
 def test_training_is_reproducible_and_resumes(tmp_path):
-    first, second = _train(tmp_path, "a", 96), _train(tmp_path, "b", 96)
+    first, second = _train(96), _train(96)
     try:
         for p, q in zip(first.policy.parameters(), second.policy.parameters(), strict=True):
             assert torch.equal(p, q)  # the copies' threads do not change what they return
@@ -132,8 +133,38 @@ def test_training_is_reproducible_and_resumes(tmp_path):
     finally:
         first.close()
         second.close()
-    resumed = _train(tmp_path, "c", 32, resume_from=path)  # new episodes, training goes on
+    resumed = _train(32, resume_from=path)  # new episodes, training goes on
     try:
         assert resumed.num_timesteps == 128
     finally:
         resumed.close()
+
+
+def test_pipelined_collection_stores_what_the_environment_did(monkeypatch):
+    """The copies step in two halves while the policy chooses the other half's actions; replaying
+    the stored actions on fresh copies with plain vector steps gives back the stored observations,
+    rewards and episode ends, step for step (no half is a step off)."""
+    from ppo_envkit.algo import collector as collector_module
+
+    calls = []
+    pipelined = collector_module.collect_pipelined
+    monkeypatch.setattr(collector_module, "collect_pipelined", lambda *a: calls.append(1) or pipelined(*a))
+    agent = _train(32, **{"env.max_episode_steps": 40})  # one rollout of 16 steps of 2 copies
+    assert calls == [1]
+    config = agent.config.env  # (episodes cut by the limit inside the rollout)
+    buf = agent._trainer.collector.rollout
+    policy = agent.policy
+    stored = buf.observations().reshape(16, 2, -1)
+    envs = make_vec_env(config)
+    try:
+        obs, _ = envs.reset(seed=agent.config.run.seed)
+        for t in range(16):
+            np.testing.assert_array_equal(policy.flattener(obs), stored[t].numpy())
+            actions = policy.head.to_env(buf.actions[t])
+            obs, reward, terminated, truncated, _ = envs.step(actions)
+            np.testing.assert_array_equal(buf.rewards[t].numpy(), reward.astype(np.float32))
+            np.testing.assert_array_equal(buf.episode_end[t].numpy(), terminated | truncated)
+        assert buf.episode_end.any() and buf.truncated.any()  # the 40-frame limit was met
+    finally:
+        envs.close()
+        agent.close()

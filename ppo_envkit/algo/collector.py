@@ -34,6 +34,7 @@ from ..spaces import require_fits
 from .agent_rows import collect_rows, to_rows
 from .context import RankContext
 from .normalize import ObsNormalizer, RunningMeanStd
+from .pipelined import collect_pipelined
 from .recurrent import Memory
 from .rollout import RolloutBuffer
 from .selfplay import ADD_SNAPSHOT, configure_copies
@@ -325,15 +326,14 @@ class Collector:
             return collect_rows(self, num_timesteps)
         policy, envs, buf, episodes = self.policy, self.envs, self.rollout, self.episodes
         assert envs is not None and buf is not None and episodes is not None and self.next_obs is not None
-        head, gen, device = policy.head, self.context.generator, policy.device
+        head, gen = policy.head, self.context.generator
         n = self.num_envs
         obs, masks, memory = self.next_obs, self.next_masks, self.memory
-        gather_returns = self.context.collectives.gather_rows
         buf.truncated.zero_()
-        first_copy = self.context.collectives.rank * n
         ended: list[tuple[int, int, int, float, int]] = []  # step, copy, episode index, return, length
         backend = self.context.backend()  # the numpy fast path where it serves, else the policy's modules
-        time_limit_ends = self.time_limit.ends_task
+        if memory is None and masks is None and len(getattr(envs, "parts", ())) == 2:
+            return collect_pipelined(self, backend, num_timesteps)  # (the ALE's vector, in halves)
         for t in range(buf.n_steps):
             if memory is not None:  # the state before this step, and whether it starts an episode
                 buf.states[t] = memory.state
@@ -341,38 +341,68 @@ class Collector:
             action, logp, value = backend.act(obs, gen, masks, memory)  # (memory moves on by this step)
             env_action = head.to_env(action)
             step = num_timesteps + (t + 1) * n * self.context.collectives.size  # all ranks' copies
-            next_obs, reward, terminated, truncated, info = self.step_envs(env_action, step)
-            done = terminated | truncated
-            self.record_step(head.history_rows(env_action), reward, done, step, ended)
-            if time_limit_ends:  # env.time_limit (resolved): a time limit ends the task, no bootstrap
-                terminated = done
-            raw = self._obs_tensor(next_obs, step)
+            result = self.step_envs(env_action, step)
+            raw = self._obs_tensor(result[0], step)
             self._add_obs_stats(raw)
-            reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
-            done_t = torch.from_numpy(done).to(device)
-            masks = self.store_decision(buf, t, (obs, action, logp, value), masks, info, step)
-            buf.rewards[t] = policy.reward_scaler(reward_t, self.reward_returns, done_t, gather_returns)
-            buf.terminated[t] = torch.from_numpy(terminated).to(device)
-            buf.episode_end[t] = done_t
-            cut = truncated & ~terminated
-            if cut.any():
-                idx = np.flatnonzero(cut)
-                final_t = self._obs_tensor(self._stack_obs([info["final_obs"][i] for i in idx]), step)
-                idx_t = torch.from_numpy(idx).to(device)
-                buf.truncated[t, idx_t] = True
-                # V(final observation), from the memory that has seen the episode up to it
-                final_memory = None if memory is None else memory.select(idx_t)
-                buf.truncated_values[t, idx_t] = policy.value(policy.obs_norm(final_t), final_memory)
-            if memory is not None:  # copies whose episode ended start a new one: reset before it
-                memory.starts = done_t
+            masks = self.store_step(t, (obs, action, logp, value), env_action, result, masks, step, ended)
             obs = policy.obs_norm(raw)
+        self.next_masks = masks
+        self.finish_rollout(raw, ended)
+        return buf
+
+    def store_step(
+        self,
+        t: int,
+        decision: tuple[Any, Any, Any, Any],
+        env_action: Any,
+        result: tuple[Any, ...],
+        masks: torch.Tensor | None,
+        step: int,
+        ended: list[tuple[int, int, int, float, int]],
+    ) -> torch.Tensor | None:
+        """Store step ``t`` of every copy: the ``decision`` ``(normalized obs, action, log-prob,
+        value)`` it was taken with, the environment's ``result`` ``(next obs, reward, terminated,
+        truncated, info)``, and V(final observation) where an episode was cut; record it in the
+        episodes (``ended`` collects those that ended). Returns the next step's masks."""
+        policy, buf, memory, device = self.policy, self.rollout, self.memory, self.policy.device
+        assert buf is not None
+        _, reward, terminated, truncated, info = result
+        done = terminated | truncated
+        self.record_step(self.policy.head.history_rows(env_action), reward, done, step, ended)
+        if self.time_limit.ends_task:  # env.time_limit (resolved): a time limit ends the task, no bootstrap
+            terminated = done
+        reward_t = torch.from_numpy(reward.astype(np.float32, copy=False)).to(device)
+        done_t = torch.from_numpy(done).to(device)
+        masks = self.store_decision(buf, t, decision, masks, info, step)
+        gather_returns = self.context.collectives.gather_rows
+        buf.rewards[t] = policy.reward_scaler(reward_t, self.reward_returns, done_t, gather_returns)
+        buf.terminated[t] = torch.from_numpy(terminated).to(device)
+        buf.episode_end[t] = done_t
+        cut = truncated & ~terminated
+        if cut.any():
+            idx = np.flatnonzero(cut)
+            final_t = self._obs_tensor(self._stack_obs([info["final_obs"][i] for i in idx]), step)
+            idx_t = torch.from_numpy(idx).to(device)
+            buf.truncated[t, idx_t] = True
+            # V(final observation), from the memory that has seen the episode up to it
+            final_memory = None if memory is None else memory.select(idx_t)
+            buf.truncated_values[t, idx_t] = policy.value(policy.obs_norm(final_t), final_memory)
+        if memory is not None:  # copies whose episode ended start a new one: reset before it
+            memory.starts = done_t
+        return masks
+
+    def finish_rollout(self, raw: torch.Tensor, ended: list[tuple[int, int, int, float, int]]) -> None:
+        """After a rollout's last step (``raw``: the observations it ended on, not normalized):
+        share observation statistics, keep where the next rollout starts, the last values, and
+        the episodes that ended."""
+        policy, buf = self.policy, self.rollout
+        assert buf is not None
         if self._obs_sync is not None:  # the next rollout starts with the shared statistics
             self._obs_sync.merge()
-            obs = policy.obs_norm(raw)
-        self.next_obs, self.next_masks = obs, masks
-        buf.last_values.copy_(policy.value(obs, memory))
-        self._finish_episodes(ended, first_copy)
-        return buf
+        obs = policy.obs_norm(raw)
+        self.next_obs = obs
+        buf.last_values.copy_(policy.value(obs, self.memory))
+        self._finish_episodes(ended, self.context.collectives.rank * self.num_envs)
 
     def _finish_episodes(self, ended: list[tuple[int, int, int, float, int]], first_copy: int) -> None:
         """Pair the episodes that ended in this rollout with what their copies kept of them

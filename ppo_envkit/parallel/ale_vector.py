@@ -121,8 +121,13 @@ def _cores() -> int:
 
 
 class AleVectorEnv(VectorEnv):
-    """``num_envs`` Atari copies in one ``ale_py`` ``AtariVectorEnv`` with same-step autoreset
-    (``info["final_obs"]`` holds the last observation of an episode that ended)."""
+    """``num_envs`` Atari copies in ``ale_py`` ``AtariVectorEnv``-s with same-step autoreset
+    (``info["final_obs"]`` holds the last observation of an episode that ended).
+
+    The copies are split in two halves, each its own vector on its own threads (half the cores),
+    so that the collector can step one half while the policy chooses the other half's actions
+    (:func:`~ppo_envkit.algo.pipelined.collect_pipelined`): :meth:`send` and :meth:`recv` per
+    half. :meth:`step` steps both halves at once."""
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
@@ -130,19 +135,27 @@ class AleVectorEnv(VectorEnv):
         from ale_py.vector_env import AtariVectorEnv
 
         options = ale_options(config)
-        self.num_envs = config.num_envs
+        self.num_envs = n = config.num_envs
         self._stacked = config.frame_stack > 1  # the vector always has a stack axis
-        self.ale = AtariVectorEnv(
-            num_envs=self.num_envs,
-            num_threads=min(self.num_envs, _cores()),
-            autoreset_mode=AutoresetMode.SAME_STEP,
-            **options,
-        )
-        shape = self._obs(self.ale.single_observation_space.low).shape
-        if shape != observation_space.shape or self.ale.single_action_space != action_space:
-            self.ale.close()
+        sizes = [n // 2, n - n // 2] if n > 1 else [n]
+        #: ``(first copy, end)`` of each half
+        self.parts = [(sum(sizes[:k]), sum(sizes[: k + 1])) for k in range(len(sizes))]
+        threads = max(1, _cores() // len(sizes))
+        self.vectors = [
+            AtariVectorEnv(
+                num_envs=size,
+                num_threads=min(size, threads),
+                autoreset_mode=AutoresetMode.SAME_STEP,
+                **options,
+            )
+            for size in sizes
+        ]
+        ale = self.vectors[0]
+        shape = self._obs(ale.single_observation_space.low).shape
+        if shape != observation_space.shape or ale.single_action_space != action_space:
+            self.close_extras()
             raise _refuse(
-                f"the ALE's vector gives observations {shape} and actions {self.ale.single_action_space}, "
+                f"the ALE's vector gives observations {shape} and actions {ale.single_action_space}, "
                 f"the Gymnasium path {observation_space.shape} and {action_space}"
             )
         self.single_observation_space, self.single_action_space = observation_space, action_space
@@ -166,24 +179,47 @@ class AleVectorEnv(VectorEnv):
             obs[i, :first] = obs[i, first]
         return obs
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.ale.reset(seed=seed, options=options)
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None):
+        """Reset every copy; ``seed`` an int seeds copy ``i`` with ``seed + i`` (as Gymnasium's
+        vectors do), an array gives each copy's seed."""
+        observations = []
+        for vector, (first, end) in zip(self.vectors, self.parts, strict=True):
+            part_seed = seed
+            if isinstance(seed, int):
+                part_seed = seed + first
+            elif seed is not None:
+                part_seed = np.asarray(seed, dtype=np.int64)[first:end]
+            observations.append(vector.reset(seed=part_seed, options=options)[0])
         self.since_reset = np.zeros(self.num_envs, dtype=np.int64)
-        return self._obs(self._pad(obs, self.since_reset)), info
+        return self._obs(self._pad(np.concatenate(observations), self.since_reset)), {}
+
+    def send(self, part: int, actions: np.ndarray) -> None:
+        """Start stepping half ``part`` (its copies' ``actions``) and return at once."""
+        self.vectors[part].send(np.asarray(actions, dtype=np.int64))
+
+    def recv(self, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Half ``part``'s step, once done: ``(obs, reward, terminated, truncated, final_obs)``
+        (``final_obs`` None when no episode ended)."""
+        obs, reward, terminated, truncated, info = self.vectors[part].recv()
+        first, end = self.parts[part]
+        since = self.since_reset[first:end]  # (a view: updated in place)
+        final = info.get("final_obs")
+        if final is not None:
+            final = self._obs(self._pad(final, since + 1))
+        since += 1
+        since[terminated | truncated] = 0  # (same-step autoreset: obs is the reset's)
+        return self._obs(self._pad(obs, since)), reward.astype(np.float64), terminated, truncated, final
 
     def step(self, actions: Any):
-        obs, reward, terminated, truncated, info = self.ale.step(np.asarray(actions, dtype=np.int64))
-        if "final_obs" in info:
-            info["final_obs"] = self._obs(self._pad(info["final_obs"], self.since_reset + 1))
-        self.since_reset += 1
-        self.since_reset[terminated | truncated] = 0  # (same-step autoreset: obs is the reset's)
-        return (
-            self._obs(self._pad(obs, self.since_reset)),
-            reward.astype(np.float64),
-            terminated,
-            truncated,
-            info,
-        )
+        actions = np.asarray(actions)
+        for part, (first, end) in enumerate(self.parts):
+            self.send(part, actions[first:end])
+        results = [self.recv(part) for part in range(len(self.parts))]
+        obs, reward, terminated, truncated = (np.concatenate(r) for r in list(zip(*results, strict=True))[:4])
+        info: dict[str, Any] = {}
+        if any(r[4] is not None for r in results):
+            info["final_obs"] = np.concatenate([r[0] if r[4] is None else r[4] for r in results])
+        return obs, reward, terminated, truncated, info
 
     # the collector's side of ReplayableEpisodes' attributes, for every copy at once
     def get_attr(self, name: str) -> tuple[Any, ...]:
@@ -216,4 +252,5 @@ class AleVectorEnv(VectorEnv):
         raise AttributeError(f"env.vectorization=ale has no method {name!r}")
 
     def close_extras(self, **kwargs: Any) -> None:
-        self.ale.close()
+        for vector in self.vectors:
+            vector.close()
