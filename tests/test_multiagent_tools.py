@@ -166,7 +166,7 @@ def test_envs_check_and_list_on_the_command_line(odd_ids, capsys):
     assert "agents have different observation spaces" in capsys.readouterr().out
 
     register_env("TicTacToe-v0", tictactoe_v3.env)  # a user module's registration
-    assert main(["envs", "list", "TicTacToe"]) == 0
+    assert main(["envs", "list", "TicTacToe-v0"]) == 0  # (not tictactoe_v3 ids other tests registered)
     out = capsys.readouterr().out
     assert "turn-based, 2: player_1, player_2" in out and "Discrete(9)" in out and "+ mask" in out
 

@@ -23,7 +23,7 @@ def test_defaults_and_derived_sizes():
         ("ppo.gamma=2", "ppo.gamma = 2: input should be less than or equal to 1 (allowed: >= 0 and <= 1)"),
         ("ppo.learning_rate=-1", "ppo.learning_rate = -1"),
         ("env.num_envs=0", "env.num_envs = 0"),
-        ("env.vectorization=threads", "input should be 'sync' or 'async'"),
+        ("env.vectorization=threads", "input should be 'sync', 'async' or 'ale'"),
         ("ppo.gama=0.9", "unknown setting 'ppo.gama' in section 'ppo'; known: n_steps"),
         ("policy.hidden_sizes=[]", "policy.hidden_sizes = []: needs at least one layer"),
         ("gamma=0.9", "use section.field"),
