@@ -198,3 +198,46 @@ def test_train_says_once_what_auto_chose_for_pettingzoo(tmp_path, capsys, env_id
     out = capsys.readouterr().err  # (the CLI's console writes to stderr)
     line = "time limit: terminal (auto: a PettingZoo game's own length, max_cycles, ends it)"
     assert out.count(line) == (1 if said else 0)
+
+
+def test_a_run_directory_written_before_the_setting_resumes_with_bootstrap(tmp_path, capsys):
+    """``train --resume`` of a run whose checkpoint and ``config.yaml`` predate ``env.time_limit``
+    (a PettingZoo game, where the new default would mean terminal) goes on with bootstrap, and
+    says no setting changed."""
+    pytest.importorskip("mpe2")
+    from ppo_envkit.cli import build_parser, main
+    from ppo_envkit.cli.resume import resume_run
+    from ppo_envkit.io.checkpoint import checkpoint_dirs
+
+    run = tmp_path / "run"
+    args = ["train", "mpe2.simple_spread_v3:parallel_env", "--total-timesteps", "192", "--num-envs", "2"]
+    args += [
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        "--set",
+        "ppo.n_steps=32",
+        "--set",
+        "run.checkpoint_interval=96",
+    ]
+    assert main(args) == 0
+    checkpoints = checkpoint_dirs(run)
+    assert checkpoints
+    for meta_file in [ckpt / "agent.json" for ckpt in checkpoints]:
+        meta = json.loads(meta_file.read_text())
+        del meta["config"]["env"]["time_limit"]
+        meta_file.write_text(json.dumps(meta))
+    yaml_file = run / "config.yaml"
+    yaml_file.write_text(
+        "\n".join(line for line in yaml_file.read_text().splitlines() if "time_limit" not in line)
+    )
+    capsys.readouterr()
+    agent, _ = resume_run(build_parser().parse_args(["train", "--resume", str(run)]))
+    try:
+        assert agent.config.env.time_limit == "bootstrap"
+        agent.prepare()
+        assert agent._trainer is not None
+        assert agent._trainer.collector.time_limit == TimeLimit("bootstrap")
+    finally:
+        agent.close()
+    assert "env.time_limit" not in capsys.readouterr().err  # nothing echoed as changed
