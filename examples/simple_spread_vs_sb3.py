@@ -53,14 +53,14 @@ def envkit_config(copies: int, seed: int, **settings: Any) -> Any:
     )
 
 
-def resolved_time_limit(setting: str) -> str:
+def resolved_time_limit(setting: Any) -> str:
     """What ``env.time_limit=setting`` means for simple_spread (``auto``: by where it comes from)."""
     from ppo_envkit import make_env
     from ppo_envkit.environments.multiagent import resolve_time_limit
 
     env = make_env(ENV_ID, KWARGS)
     try:
-        return resolve_time_limit(setting, env.metadata).value  # type: ignore[arg-type]
+        return resolve_time_limit(setting, env.metadata).value
     finally:
         env.close()
 
