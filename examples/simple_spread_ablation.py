@@ -3,11 +3,14 @@ as ``examples/simple_spread_vs_sb3.py`` evaluates (same 50 seeded episodes, dete
 stochastic): the ablations behind docs/several-agents.md's "Numbers".
 
     python examples/simple_spread_ablation.py --seed 0 --set ppo.gae_lambda=0.95
-    python examples/simple_spread_ablation.py --seed 0 --set env.time_limit=terminal   # as SB3 sees it
+    python examples/simple_spread_ablation.py --seed 0 --set env.time_limit=bootstrap   # Gymnasium's meaning
+    python examples/simple_spread_ablation.py --seed 0 --set env.time_limit=bootstrap ppo.gae_lambda=0.95
 
-``env.time_limit=terminal`` ends the task at the time limit (``max_cycles``) without
-bootstrapping: what SB3 does through SuperSuit, whose vector gives SB3 ``done`` without
-``TimeLimit.truncated``.
+The default ``env.time_limit=auto`` ends the task at the time limit (``max_cycles``) without
+bootstrapping (``terminal``, for a PettingZoo environment): what SB3 does through SuperSuit,
+whose vector gives SB3 ``done`` without ``TimeLimit.truncated``. ``bootstrap`` (the default
+before ``auto``) bootstraps each agent's value from its final observation there; the ablation
+table of the docs changed one setting at a time from that.
 """
 
 from __future__ import annotations

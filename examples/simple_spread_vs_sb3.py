@@ -13,14 +13,16 @@ policy acting per agent) on the same seeded episodes, deterministic and stochast
 is the mean per-agent episode return (simple_spread's reward is shared, so it is the team's).
 Training wall times are printed side by side (evaluation excluded).
 
-The time limit is where the two differ: simple_spread ends every episode by truncation at
-``max_cycles``; ppo-envkit's default (``env.time_limit=bootstrap``) bootstraps each agent's value
-from its final observation there, as Gymnasium asks of a truncation, but SuperSuit's vector
-reports the end to SB3 as ``done`` without ``TimeLimit.truncated``, so SB3 treats it as the end
-of the task (no bootstrap). The second line trains ppo-envkit with ``env.time_limit=terminal``,
-the setting that says so (the score is the return within the 25 steps). Both ppo-envkit runs
-take the ``--set`` settings too (``--set run.processes=2``, or ``--set env.vectorization=async
---set env.num_workers=2``: two cores, the learning unchanged).
+The time limit is where the two could differ: simple_spread ends every episode by truncation
+at ``max_cycles``. SuperSuit's vector reports the end to SB3 as ``done`` without
+``TimeLimit.truncated``, so SB3 treats it as the end of the task (no bootstrap). ppo-envkit's
+default (``env.time_limit=auto``) does the same for a PettingZoo environment (it resolves to
+``terminal``: the score is the return within the 25 steps). The second line trains ppo-envkit
+with ``env.time_limit=bootstrap`` (the default before ``auto``, and what ``auto`` picks for
+Gymnasium environments): each agent's value is bootstrapped from its final observation there,
+as Gymnasium asks of a truncation. Both ppo-envkit runs take the ``--set`` settings too (``--set
+run.processes=2``, or ``--set env.vectorization=async --set env.num_workers=2``: two cores, the
+learning unchanged).
 
 Wall and CPU time of each training are printed (CPU: this process and its worker processes).
 
@@ -49,6 +51,18 @@ def envkit_config(copies: int, seed: int, **settings: Any) -> Any:
     return TrainConfig().with_overrides(
         {"env.id": ENV_ID, "env.kwargs": KWARGS, "env.num_envs": copies, "run.seed": seed, **settings}
     )
+
+
+def resolved_time_limit(setting: Any) -> str:
+    """What ``env.time_limit=setting`` means for simple_spread (``auto``: by where it comes from)."""
+    from ppo_envkit import make_env
+    from ppo_envkit.environments.multiagent import resolve_time_limit
+
+    env = make_env(ENV_ID, KWARGS)
+    try:
+        return resolve_time_limit(setting, env.metadata).value
+    finally:
+        env.close()
 
 
 def cpu_seconds() -> float:
@@ -142,8 +156,8 @@ def main() -> None:
     runs = [
         ("ppo-envkit", lambda *a: train_envkit(*a, **settings), envkit_actor),
         (
-            "ppo-envkit term.",
-            lambda *a: train_envkit(*a, **settings, **{"env.time_limit": "terminal"}),
+            "ppo-envkit boot.",
+            lambda *a: train_envkit(*a, **settings, **{"env.time_limit": "bootstrap"}),
             envkit_actor,
         ),
         ("SB3+SuperSuit", train_sb3, sb3_actor),
@@ -155,9 +169,11 @@ def main() -> None:
         results[name] = (det, sto, wall, cpu)
         print(f"{name}: trained {args.steps:,} agent-steps in {wall:.1f} s ({cpu:.1f} s CPU)", flush=True)
     extra = f", ppo-envkit with {' '.join(args.set)}" if args.set else ""
+    default = envkit_config(args.copies, args.seed, **settings).env.time_limit
     print(
         f"\nsimple_spread_v3 (N=3, max_cycles=25, discrete), {args.steps:,} agent-steps, "
-        f"{args.copies} copies, seed {args.seed}{extra}; term.: env.time_limit=terminal"
+        f"{args.copies} copies, seed {args.seed}{extra}; ppo-envkit: env.time_limit={default} "
+        f"({resolved_time_limit(default)} here); boot.: env.time_limit=bootstrap"
     )
     print(
         f"{'':18}{'deterministic':>22}{'stochastic':>22}{'train wall s':>14}{'CPU s':>8}{'agent-steps/s':>15}"
@@ -168,7 +184,7 @@ def main() -> None:
             f"{wall:>14.1f}{cpu:>8.1f}{args.steps / wall:>15.0f}"
         )
     sb3 = results["SB3+SuperSuit"]
-    for name in ("ppo-envkit", "ppo-envkit term."):
+    for name in ("ppo-envkit", "ppo-envkit boot."):
         wall, cpu = results[name][2:]
         print(f"{name}: {wall / sb3[2]:.2f} of SB3's wall time, {cpu / sb3[3]:.2f} of its CPU time")
 

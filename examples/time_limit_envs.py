@@ -3,8 +3,9 @@ PettingZoo parallel environment, one run per call, evaluated as ``simple_spread_
 evaluates (the same seeded episodes, deterministic and stochastic, mean per-agent return).
 
 The measurements behind the ``auto`` rule of ``env.time_limit`` (docs/several-agents.md): a
-PettingZoo environment's ``max_cycles`` is the length of its game, so ``auto`` treats it as the
-end of the task (``terminal``); here the two values are compared beyond ``simple_spread``.
+PettingZoo environment's ``max_cycles`` is the length of its game, so ``auto`` (the default)
+treats it as the end of the task (``terminal``); here the two values are compared beyond
+``simple_spread``. Without ``--set``, the run is the defaults' (``terminal`` for a PettingZoo id).
 
     python examples/time_limit_envs.py --env mpe2.simple_v3:parallel_env --set env.time_limit=terminal
     python examples/time_limit_envs.py --env mpe2.simple_v3:parallel_env --set env.time_limit=bootstrap

@@ -35,6 +35,7 @@ __all__ = [
     "PolicyConfig",
     "RunConfig",
     "SelfPlayConfig",
+    "TimeLimitSetting",
     "TrainConfig",
     "WrapperSpec",
     "apply_overrides",
@@ -47,6 +48,10 @@ __all__ = [
     "split_env_id",
     "with_image_defaults",
 ]
+
+#: ``env.time_limit``'s values (:func:`ppo_envkit.environments.multiagent.resolve_time_limit`
+#: turns ``auto`` into one of the other two once the environment is built).
+TimeLimitSetting = Literal["auto", "bootstrap", "terminal"]
 
 #: A dotted Python name: ``minigrid``, ``gymnasium.wrappers``.
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
@@ -179,16 +184,16 @@ class EnvConfig(_Section):
         "environments whose seeded reset is slow (the ALE reloads its ROM on each: 13 % of Atari "
         "training's CPU time); a resume then starts new episodes.",
     )
-    time_limit: Literal["auto", "bootstrap", "terminal"] = Field(
-        "bootstrap",
+    time_limit: TimeLimitSetting = Field(
+        "auto",
         description="How training treats an episode cut by a time limit (truncated, for several "
         "agents each agent's truncation): bootstrap from the value of its final observation (the "
         "time limit cuts a longer task, as Gymnasium means truncation), or terminal: the end of the "
         "task, no value after it (the score is the return within the limit, as in a fixed-length "
-        "game whose observation does not show the time left). auto: terminal for PettingZoo "
-        "environments (max_cycles is the game's length, as SB3 sees it through SuperSuit), "
-        "bootstrap for Gymnasium ones; not the default: measured, terminal helps some PettingZoo "
-        "games and hurts others (docs/several-agents.md).",
+        "game whose observation does not show the time left). auto (the default): terminal for "
+        "PettingZoo environments (max_cycles is the game's length, as SB3 sees it through "
+        "SuperSuit), bootstrap for Gymnasium ones. Agent files and runs saved before auto was the "
+        "default keep the value they were trained with (bootstrap). Measured: docs/several-agents.md.",
     )
     wrappers: list[WrapperSpec] = Field(
         default_factory=list,
@@ -654,6 +659,7 @@ def explicitly_set(config: TrainConfig, dotted: str) -> bool:
 #: Settings that agent files and run directories written before the key existed meant, should
 #: the key's default change. Stored settings are complete dumps, so a key missing there was
 #: written before the key existed (``env.time_limit``: before it, a time limit was bootstrapped;
+#: files written after it and before ``auto`` became the default name ``bootstrap`` themselves;
 #: ``policy.box_coords``: before it, composite heads' Box parts were in the environment's units).
 STORED_BEFORE: dict[str, Any] = {"env.time_limit": "bootstrap", "policy.box_coords": "env"}
 

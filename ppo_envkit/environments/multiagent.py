@@ -24,6 +24,8 @@ from typing import Any, Literal, NamedTuple
 import gymnasium as gym
 import numpy as np
 
+from ..config import TimeLimitSetting
+
 __all__ = [
     "PETTINGZOO_KEY",
     "TimeLimit",
@@ -99,9 +101,9 @@ class TimeLimit(NamedTuple):
         return self.value == "terminal"
 
 
-def resolve_time_limit(setting: str, metadata: Mapping[str, Any] | None) -> TimeLimit:
+def resolve_time_limit(setting: TimeLimitSetting, metadata: Mapping[str, Any] | None) -> TimeLimit:
     """``env.time_limit`` for an environment with this ``metadata``: ``bootstrap`` and
-    ``terminal`` as they are; ``auto`` by where the environment comes from.
+    ``terminal`` as they are; ``auto`` (the default) by where the environment comes from.
 
     * A PettingZoo environment (parallel or turn-based, :data:`PETTINGZOO_KEY`) truncates where
       its own game ends: ``max_cycles`` and the like are arguments of the game ("number of
@@ -109,11 +111,11 @@ def resolve_time_limit(setting: str, metadata: Mapping[str, Any] | None) -> Time
       a wrapper cutting a longer task. The score is the return within it: ``terminal`` (what
       SB3 sees through SuperSuit, whose vector reports it as ``done``).
     * A Gymnasium environment's truncation is a ``TimeLimit`` cutting a longer task, as
-      Gymnasium defines it: ``bootstrap`` from the value of the final observation."""
-    if setting == "bootstrap" or setting == "terminal":
-        return TimeLimit(setting)
+      Gymnasium defines it: ``bootstrap`` from the value of the final observation.
+
+    ``setting`` is a validated ``env.time_limit`` (the settings refuse any other value)."""
     if setting != "auto":
-        raise ValueError(f"env.time_limit must be auto, bootstrap or terminal, not {setting!r}")
+        return TimeLimit(setting)
     if dict(metadata or {}).get(PETTINGZOO_KEY):
         return TimeLimit("terminal", "a PettingZoo game's own length, max_cycles, ends it")
     return TimeLimit("bootstrap", "a Gymnasium time limit cuts a longer task")

@@ -97,7 +97,7 @@ def _collect_countdown(env_id, n_steps=23, num_envs=3, iterations=2, **overrides
 def test_rollout_gae_matches_reference_with_termination_truncation_and_boundary(toy_env_ids):
     _, collector, results = _collect_countdown(toy_env_ids["countdown"])
     collector.close()
-    assert collector.time_limit.value == "bootstrap"  # the default
+    assert collector.time_limit.value == "bootstrap"  # the default (auto) for a Gymnasium environment
     seen_term = seen_trunc = 0
     for start_obs, buf, last_values in results:
         # each rollout starts from the observation the previous one ended on
