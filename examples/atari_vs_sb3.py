@@ -177,7 +177,7 @@ def _floor(agent: Any, steps: int) -> float:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
     for _ in range(steps // rows):
-        with torch.inference_mode(), policy.training_precision():
+        with policy.acting_with_fixed_weights():  # (as collection: no gradients, weights cast once)
             for t in range(N_STEPS):
                 policy.act(frames[t * N_ENVS : (t + 1) * N_ENVS], generator=gen)
         with policy.training_precision():

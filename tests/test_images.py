@@ -301,3 +301,29 @@ def test_image_defaults_apply_only_to_settings_left_unset(masked_env_ids, tmp_pa
     mlp = PPO(config=TrainConfig())  # CartPole
     assert mlp.image_defaults == [] and mlp.config == TrainConfig()
     mlp.close()
+
+
+def test_acting_with_fixed_weights_keeps_bfloat16_weights_only_within_its_block():
+    """Collection's block keeps autocast's bfloat16 copies of the weights between forward passes
+    (the same outputs as casting at every pass), and a new block sees weights changed between
+    blocks (an update), never stale copies."""
+    policy = policy_for(box((36, 36, 3)), cnn_precision="bfloat16")
+    images = np.random.default_rng(1).integers(0, 256, (4, 36, 36, 3), dtype=np.uint8)
+    x = policy.obs_norm(policy.obs_to_tensor(images))
+
+    def uncached():
+        with torch.inference_mode(), policy.training_precision():
+            return policy(x)
+
+    with policy.acting_with_fixed_weights():
+        first, again = policy(x), policy(x)
+    expected = uncached()
+    for got in (first, again):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    with torch.no_grad():  # an update between two rollouts
+        for p in policy.encoder.parameters():
+            p.mul_(1.5)
+    with policy.acting_with_fixed_weights():
+        changed = policy(x)
+    torch.testing.assert_close(changed, uncached(), rtol=0, atol=0)
+    assert not torch.equal(changed[0], first[0])

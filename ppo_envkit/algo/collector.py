@@ -314,11 +314,10 @@ class Collector:
             if self._obs_sync is not None:
                 self._obs_sync.add(raw)
 
-    @torch.inference_mode()
     def collect(self, num_timesteps: int) -> RolloutBuffer:
         """One rollout of ``ppo.n_steps`` steps per copy; ``num_timesteps`` (before it) names
         training steps in error messages. Call :meth:`start` first."""
-        with self.policy.training_precision():  # the image encoder's training dtype
+        with self.policy.acting_with_fixed_weights():  # (no gradients; the CNN's training dtype)
             return self._collect(num_timesteps)
 
     def _collect(self, num_timesteps: int) -> RolloutBuffer:
