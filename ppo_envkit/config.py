@@ -287,6 +287,12 @@ class PolicyConfig(_Section):
         "dimensions as they are); auto: normalized for the Box parts of a Tuple/Dict action space, "
         "env for a Box action space.",
     )
+    box_distribution: Literal["auto", "gaussian", "beta"] = Field(
+        "auto",
+        description="Distribution of Box actions: a Gaussian (clipped to the bounds, or squashed with "
+        "squash), or a Beta on the box (finite bounds; alpha, beta = 1 + softplus of the network's "
+        "outputs, so the spread is per state; greedy action: its mode); auto: gaussian.",
+    )
 
     image_encoder: Literal["auto", "nature", "small", "none"] = Field(
         "auto",
@@ -650,8 +656,13 @@ def explicitly_set(config: TrainConfig, dotted: str) -> bool:
 #: Settings that agent files and run directories written before the key existed meant, should
 #: the key's default change. Stored settings are complete dumps, so a key missing there was
 #: written before the key existed (``env.time_limit``: before it, a time limit was bootstrapped;
-#: ``policy.box_coords``: before it, composite heads' Box parts were in the environment's units).
-STORED_BEFORE: dict[str, Any] = {"env.time_limit": "bootstrap", "policy.box_coords": "env"}
+#: ``policy.box_coords``: before it, composite heads' Box parts were in the environment's units;
+#: ``policy.box_distribution``: before it, every Box head was a Gaussian).
+STORED_BEFORE: dict[str, Any] = {
+    "env.time_limit": "bootstrap",
+    "policy.box_coords": "env",
+    "policy.box_distribution": "gaussian",
+}
 
 
 def as_stored_before(config: TrainConfig) -> TrainConfig:
