@@ -21,8 +21,10 @@ parameters), agents train for the same number of steps with the same settings (t
 * ``composite-conditional``: ``composite=conditional`` (one mean per choice in every Box part)
   with the chosen parameters only and the fixed standard deviation (as it was measured);
 * ``composite-beta``: the same with ``policy.box_distribution=beta`` (each parameter a Beta on its
-  box, its spread per state; the greedy action is the Beta's mode, and the line also gives the
-  return of the Beta's mean played greedily, by the same agent over the same episodes);
+  box, parametrized by its mode and log-concentration, its spread per state; the greedy action is
+  the Beta's mode, and the line also gives the return of the Beta's mean played greedily, by the
+  same agent over the same episodes); ``composite-beta-softplus``: the Beta parametrized by
+  alpha, beta = 1 + softplus (``box_distribution=beta-softplus``, Chou et al. 2017);
 * ``discretized``: one ``Discrete``, every choice with a grid of its parameters;
 * ``flat-box``: one ``Box``: the choice is the argmax of the first k values, the parameters
   the rest.
@@ -159,6 +161,7 @@ METHODS = {
     "composite-state-std": ("", {"composite_std": "state"}),
     "composite-fixed-std": ("", {"composite_std": "fixed"}),
     "composite-beta": ("", {"box_distribution": "beta"}),
+    "composite-beta-softplus": ("", {"box_distribution": "beta-softplus"}),
     "discretized": ("Discretized", {}),
     "flat-box": ("FlatBox", {}),
 }

@@ -408,33 +408,51 @@ class SquashedGaussianHead(GaussianHead):
 #: A Beta sample is kept this far inside (0, 1): float32 rounds draws near a bound onto it, where
 #: a concentration above 1 gives the stored action a log-probability of -inf.
 BETA_EPS = 1e-6
+#: Bounds of the log-concentration ``log(alpha + beta - 2)`` of the ``mode`` parametrization: from
+#: about uniform to a standard deviation of about 0.3 % of the box (a Gaussian's state log-std
+#: bounds give 0.34 % at the narrowest).
+BETA_LOG_CONCENTRATION_MIN, BETA_LOG_CONCENTRATION_MAX = -10.0, 10.0
 
 
 class BetaHead(ActionHead):
     """``Box`` with finite bounds: a Beta distribution per dimension, on the box itself (Chou,
     Maturana and Scherer, 2017), ``policy.box_distribution=beta``.
 
-    The parameters are ``[a_out, b_out]`` (twice the action's size), both outputs of the network,
-    so the spread is per state; ``alpha = 1 + softplus(a_out)`` and ``beta = 1 + softplus(b_out)``
-    keep every dimension unimodal (or uniform), so the most likely action is a value the policy
-    plays, never a bound it only reaches by clipping. The stored action is the draw ``x`` in
-    (0, 1); :meth:`to_env` maps it to ``low + (high - low) * x`` (no clipping needed). The
+    The parameters are two outputs of the network per dimension (twice the action's size), so
+    the spread is per state, and both concentrations stay at least 1: every dimension is
+    unimodal (or uniform), so the most likely action is a value the policy plays, never a bound
+    it only reaches by clipping. Two parametrizations of ``(alpha, beta)`` by the outputs
+    ``(o1, o2)``:
+
+    * ``mode`` (``box_distribution=beta``): the mode ``m = sigmoid(o1)`` and the concentration
+      ``k = alpha + beta - 2 = exp(o2)`` (``o2`` clamped to [-10, 10]), ``alpha = 1 + m k``,
+      ``beta = 1 + (1 - m) k``. The spread moves in log space, as a Gaussian's log-std does:
+      a narrow Beta (a precise parameter) is a few units of output away.
+    * ``softplus`` (``box_distribution=beta-softplus``, the paper's): ``alpha = 1 + softplus(o1)``,
+      ``beta = 1 + softplus(o2)``. A standard deviation of 1 % of the box needs concentrations
+      of about 1,250, so outputs in the thousands: measured slower to sharpen (on Golf and Striker
+      it lost to the Gaussian by far; docs/composite-actions.md).
+
+    The output layer starts at 0.01 of the usual scale, so every state starts centred on the box
+    with a standard deviation of about a quarter of its width (``alpha = beta = 1.5`` with
+    ``mode``, 1.69 with ``softplus``). The stored action is the draw ``x`` in (0, 1);
+    :meth:`to_env` maps it to ``low + (high - low) * x`` (no clipping needed). The
     log-probability and the entropy are those of the action in the environment's units: the affine
     map adds the constant ``-sum(log(high - low))`` to every log-probability (it cancels in the PPO
-    ratio) and ``+sum(log(high - low))`` to the entropy (no gradient). The output layer starts at
-    0.01 of the usual scale, so every state starts near ``alpha = beta = 1 + log 2`` (about 1.69):
-    centred on the box, a standard deviation of 0.24 of its width.
+    ratio) and ``+sum(log(high - low))`` to the entropy (no gradient).
 
     :meth:`mode` is the greedy action: the mode ``(alpha - 1) / (alpha + beta - 2)`` (by default)
     or the mean ``alpha / (alpha + beta)`` (``greedy = "mean"``; docs/composite-actions.md
-    measures both). The mode is computed from the softplus outputs, ``sa / (sa + sb)``, so that
-    it has no cancellation near ``alpha = beta = 1``.
+    measures both). The mode is computed as ``(alpha - 1) / ((alpha - 1) + (beta - 1))`` from the
+    excesses over 1, so that it has no cancellation near ``alpha = beta = 1``.
     """
 
     #: What :meth:`mode` returns: ``"mode"`` or ``"mean"`` of the Beta.
     greedy = "mode"
 
-    def __init__(self, space: spaces.Box, in_features: int, ortho_init: bool = True):
+    def __init__(
+        self, space: spaces.Box, in_features: int, ortho_init: bool = True, parametrization: str = "mode"
+    ):
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise UnsupportedSpaceError(
                 f"policy.box_distribution=beta needs finite Box bounds, but the space is {space}; "
@@ -442,6 +460,7 @@ class BetaHead(ActionHead):
             )
         self.storage_dim = int(np.prod(space.shape))
         super().__init__(space, in_features, 2 * self.storage_dim, ortho_init)
+        self.parametrization = parametrization
         low = np.asarray(space.low, dtype=np.float64).reshape(-1)
         width = np.asarray(space.high, dtype=np.float64).reshape(-1) - low
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32), persistent=False)
@@ -452,9 +471,13 @@ class BetaHead(ActionHead):
         self.log_det = float(np.log(np.where(width > 0, width, 1.0)).sum())
 
     def excess(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(alpha - 1, beta - 1)``, each ``[batch, d]``: the softplus of the outputs."""
+        """``(alpha - 1, beta - 1)``, each ``[batch, d]``."""
         d = self.storage_dim
-        return F.softplus(params[..., :d]), F.softplus(params[..., d:])
+        if self.parametrization == "softplus":
+            return F.softplus(params[..., :d]), F.softplus(params[..., d:])
+        mode = torch.sigmoid(params[..., :d])
+        concentration = params[..., d:].clamp(BETA_LOG_CONCENTRATION_MIN, BETA_LOG_CONCENTRATION_MAX).exp()
+        return mode * concentration, (1.0 - mode) * concentration
 
     def concentrations(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alpha, beta)``, each ``[batch, d]``."""
@@ -803,10 +826,15 @@ def parameter_entry(space: spaces.Space) -> Any | None:
     return None
 
 
+#: ``policy.box_distribution`` -> the parametrization of :class:`BetaHead`
+BETA_PARAMETRIZATIONS = {"beta": "mode", "beta-softplus": "softplus"}
+
+
 def composite_box_distribution(setting: str, squash: bool) -> str:
-    """The distribution (``gaussian`` or ``beta``) of the Box parts of a Tuple/Dict action space
-    for the setting ``policy.box_distribution``. ``auto`` is the Gaussian (measured against the
-    Beta in docs/composite-actions.md), and the Gaussian with ``squash`` (which names it)."""
+    """The distribution (``gaussian``, ``beta`` or ``beta-softplus``) of the Box parts of a
+    Tuple/Dict action space for the setting ``policy.box_distribution``. ``auto`` is the Gaussian
+    (measured against the Beta in docs/composite-actions.md), and the Gaussian with ``squash``
+    (which names it)."""
     if setting == "auto" or squash:
         return "gaussian"
     return setting
@@ -836,14 +864,14 @@ def make_head(
     has the fixed one. ``box_coords`` (``env`` / ``normalized`` / ``auto``: normalized for the
     Box parts of a Tuple/Dict space, env for a Box action space) says in which coordinates a (not
     squashed) Gaussian's mean and std live (``normalized`` of :class:`GaussianHead`).
-    ``box_distribution`` (``gaussian`` / ``beta`` / ``auto``: see :func:`composite_box_distribution`
-    for a Tuple/Dict space's Box parts, gaussian for a Box action space) picks the distribution of
-    a Box: :class:`BetaHead` lives on the box, so ``squash``, ``box_coords`` and ``composite_std``
-    do not apply to it."""
-    if box_distribution == "beta" and squash:
+    ``box_distribution`` (``gaussian`` / ``beta`` / ``beta-softplus`` / ``auto``: see
+    :func:`composite_box_distribution` for a Tuple/Dict space's Box parts, gaussian for a Box
+    action space) picks the distribution of a Box: :class:`BetaHead` lives on the box, so
+    ``squash``, ``box_coords`` and ``composite_std`` do not apply to it."""
+    if box_distribution in BETA_PARAMETRIZATIONS and squash:
         raise ConfigError(
-            "policy.box_distribution=beta and policy.squash=true both say how a Box action stays in "
-            "its bounds; squash is for the Gaussian: set one of them"
+            f"policy.box_distribution={box_distribution} and policy.squash=true both say how a Box "
+            "action stays in its bounds; squash is for the Gaussian: set one of them"
         )
     if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
         check_action_space(space)
@@ -865,8 +893,8 @@ def make_head(
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.Box):
-        if box_distribution == "beta":
-            return BetaHead(space, in_features, ortho_init)
+        if box_distribution in BETA_PARAMETRIZATIONS:
+            return BetaHead(space, in_features, ortho_init, BETA_PARAMETRIZATIONS[box_distribution])
         if squash:  # tanh-squashed heads are already centred and scaled to the box
             return SquashedGaussianHead(space, in_features, ortho_init, log_std_init, state_std)
         normalized = box_coords == "normalized"

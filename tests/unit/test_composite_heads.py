@@ -56,13 +56,13 @@ def _leaf_dists(head: CompositeHead, params, actions):
 
 
 class _BoxBeta:
-    """torch's Beta of a :class:`BetaHead`'s parameters, mapped to the box ``low + width * x``:
-    the density of ``y`` is the Beta's at ``(y - low) / width`` divided by ``prod(width)``, and
-    the entropy grows by ``sum(log width)`` (torch's affine transform has no entropy)."""
+    """torch's Beta of a :class:`BetaHead`'s concentrations (their parametrization is tested in
+    test_heads.py), mapped to the box ``low + width * x``: the density of ``y`` is the Beta's at
+    ``(y - low) / width`` divided by ``prod(width)``, and the entropy grows by ``sum(log width)``
+    (torch's affine transform has no entropy)."""
 
     def __init__(self, part, p):
-        a_out, b_out = p.split(part.storage_dim, -1)
-        alpha, beta = 1 + torch.nn.functional.softplus(a_out), 1 + torch.nn.functional.softplus(b_out)
+        alpha, beta = part.concentrations(p)
         self.beta = D.Independent(D.Beta(alpha, beta), 1)
         self.low, self.width = part.low, part.width
 
@@ -166,6 +166,7 @@ CASES = [
 BOX_SETTINGS = [
     *[(std, coords, "gaussian") for std in ("fixed", "state") for coords in ("env", "normalized")],
     ("auto", "auto", "beta"),
+    ("auto", "auto", "beta-softplus"),
 ]
 
 
@@ -186,7 +187,7 @@ def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode
         box_distribution=dist,
     )
     box_parts = [part for part in head.parts if isinstance(part.space, spaces.Box)]
-    assert all(isinstance(part, BetaHead) == (dist == "beta") for part in box_parts)
+    assert all(isinstance(part, BetaHead) == dist.startswith("beta") for part in box_parts)
     assert isinstance(head, CompositeHead)
     gen = torch.Generator().manual_seed(2)
     params = head(torch.randn(256, 8) * 3)

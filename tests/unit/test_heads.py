@@ -255,16 +255,26 @@ def test_every_space_round_trips_through_act_and_evaluate(space, squash):
 BETA_BOX = spaces.Box(np.array([0.0, -2.0, -1.0], np.float32), np.array([1.0, 6.0, 1.0], np.float32))
 
 
+BETA_SETTINGS = ["beta", "beta-softplus"]
+
+
 def _beta_of(head: BetaHead, params: torch.Tensor) -> D.Distribution:
-    a_out, b_out = params.split(head.storage_dim, -1)
-    softplus = torch.nn.functional.softplus
-    return D.Independent(D.Beta(1 + softplus(a_out), 1 + softplus(b_out)), 1)
+    """torch's Beta of the concentrations the docstring of :class:`BetaHead` gives."""
+    o1, o2 = params.split(head.storage_dim, -1)
+    if head.parametrization == "softplus":
+        softplus = torch.nn.functional.softplus
+        alpha, beta = 1 + softplus(o1), 1 + softplus(o2)
+    else:
+        mode, concentration = torch.sigmoid(o1), o2.clamp(-10, 10).exp()
+        alpha, beta = 1 + mode * concentration, 1 + (1 - mode) * concentration
+    return D.Independent(D.Beta(alpha, beta), 1)
 
 
-def test_beta_matches_torch_beta_of_the_box():
+@pytest.mark.parametrize("dist", BETA_SETTINGS)
+def test_beta_matches_torch_beta_of_the_box(dist):
     """log_prob and entropy are torch's Beta's, of the action in the environment's units: the
     density of ``low + width * x`` (divided by the widths) and the entropy plus their logs."""
-    head = make_head(BETA_BOX, 8, box_distribution="beta")
+    head = make_head(BETA_BOX, 8, box_distribution=dist)
     assert isinstance(head, BetaHead) and head.out.out_features == 6
     params = _params(head, batch=512, scale=10.0).detach()
     actions = head.sample(params, torch.Generator().manual_seed(0))
@@ -282,41 +292,49 @@ def test_beta_matches_torch_beta_of_the_box():
     assert (params.grad != 0).all()
 
 
-def test_beta_greedy_action_is_its_mode_or_its_mean():
-    head = make_head(BETA_BOX, 8, box_distribution="beta")
+@pytest.mark.parametrize("dist", BETA_SETTINGS)
+def test_beta_greedy_action_is_its_mode_or_its_mean(dist):
+    head = make_head(BETA_BOX, 8, box_distribution=dist)
     params = _params(head, batch=256, scale=10.0)
-    alpha, beta = head.concentrations(params)
+    ref = _beta_of(head, params).base_dist
+    alpha, beta = ref.concentration1, ref.concentration0
     torch.testing.assert_close(head.mode(params), (alpha - 1) / (alpha + beta - 2))
+    if dist == "beta":  # the mode is the first output's sigmoid
+        torch.testing.assert_close(head.mode(params), torch.sigmoid(params[:, :3]))
     head.greedy = "mean"
     torch.testing.assert_close(head.mode(params), alpha / (alpha + beta))
-    # outputs far below 0: alpha = beta = 1 in float32, the uniform: its centre, not 0 / 0
-    assert head.mode(torch.full((2, 6), -200.0)).tolist() == [[0.5] * 3] * 2
     del head.greedy
-    assert head.mode(torch.full((2, 6), -200.0)).tolist() == [[0.5] * 3] * 2
+    if dist == "beta-softplus":  # outputs far below 0: alpha = beta = 1 in float32, the uniform
+        assert head.mode(torch.full((2, 6), -200.0)).tolist() == [[0.5] * 3] * 2  # its centre, not 0 / 0
 
 
 def test_beta_samples_follow_its_density():
     head = make_head(spaces.Box(0.0, 1.0, (1,)), 8, box_distribution="beta")
-    params = torch.tensor([[1.5, -0.5]]).expand(200_000, 2)  # alpha 2.70, beta 1.47
+    params = torch.tensor([[1.5, 1.0]]).expand(200_000, 2)  # alpha 3.22, beta 1.50
     x = head.sample(params, torch.Generator().manual_seed(3))[:, 0]
     ref = _beta_of(head, params[:1])
     assert abs(x.mean().item() - ref.mean.item()) < 0.003
     assert abs(x.var().item() - ref.variance.item()) < 0.002
 
 
-def test_beta_starts_centred_on_the_box_with_its_spread_per_state():
-    head = make_head(BETA_BOX, 8, box_distribution="beta")
+@pytest.mark.parametrize("dist", BETA_SETTINGS)
+def test_beta_starts_centred_on_the_box_with_its_spread_per_state(dist):
+    head = make_head(BETA_BOX, 8, box_distribution=dist)
     params = _params(head, batch=64)
-    np.testing.assert_allclose(head.to_env(head.mode(params)), np.tile([[0.5, 2.0, 0.0]], (64, 1)), atol=0.1)
+    np.testing.assert_allclose(head.mode(params).detach(), 0.5, atol=0.03)  # the box's centre
+    np.testing.assert_allclose(head.to_env(torch.full((1, 3), 0.5)), [[0.5, 2.0, 0.0]])
     std = head.describe(params)["std"]
-    assert std.shape == (64, 3) and len(np.unique(std[:, 1].round(6))) > 1  # not one number
+    # about a quarter of each box's width (alpha = beta = 1.5 or 1.69), and not one number
+    np.testing.assert_allclose(std / np.array([1.0, 8.0, 2.0]), 0.24, atol=0.02)
+    assert std.shape == (64, 3) and len(np.unique(std[:, 1].round(6))) > 1
 
 
 def test_beta_needs_finite_bounds_and_is_not_squashed():
     with pytest.raises(UnsupportedSpaceError, match="finite Box bounds"):
         make_head(spaces.Box(-np.inf, 1.0, (2,)), 8, box_distribution="beta")
-    with pytest.raises(ConfigError, match="squash"):
-        make_head(BETA_BOX, 8, box_distribution="beta", squash=True)
+    for dist in BETA_SETTINGS:
+        with pytest.raises(ConfigError, match="squash"):
+            make_head(BETA_BOX, 8, box_distribution=dist, squash=True)
     # a Box action space on its own keeps the Gaussian unless it asks for the Beta
     assert type(make_head(BETA_BOX, 8)) is GaussianHead
     assert type(make_head(BETA_BOX, 8, box_distribution="gaussian")) is GaussianHead
