@@ -430,8 +430,8 @@ class BetaHead(ActionHead):
       a narrow Beta (a precise parameter) is a few units of output away.
     * ``softplus`` (``box_distribution=beta-softplus``, the paper's): ``alpha = 1 + softplus(o1)``,
       ``beta = 1 + softplus(o2)``. A standard deviation of 1 % of the box needs concentrations
-      of about 1,250, so outputs in the thousands: measured slower to sharpen (on Golf and Striker
-      it lost to the Gaussian by far; docs/composite-actions.md).
+      of about 1,250 each, so outputs over a thousand; on Golf it learnt far slower than
+      ``mode`` (docs/composite-actions.md).
 
     The output layer starts at 0.01 of the usual scale, so every state starts centred on the box
     with a standard deviation of about a quarter of its width (``alpha = beta = 1.5`` with
