@@ -20,6 +20,11 @@ parameters), agents train for the same number of steps with the same settings (t
   the loss, chosen or not: the default before ``auto``);
 * ``composite-conditional``: ``composite=conditional`` (one mean per choice in every Box part)
   with the chosen parameters only and the fixed standard deviation (as it was measured);
+* ``composite-beta``: the same with ``policy.box_distribution=beta`` (each parameter a Beta on its
+  box, parametrized by its mode and log-concentration, its spread per state; the greedy action is
+  the Beta's mode, and the line also gives the return of the Beta's mean played greedily, by the
+  same agent over the same episodes); ``composite-beta-softplus``: the Beta parametrized by
+  alpha, beta = 1 + softplus (``box_distribution=beta-softplus``, Chou et al. 2017);
 * ``discretized``: one ``Discrete``, every choice with a grid of its parameters;
 * ``flat-box``: one ``Box``: the choice is the argmax of the first k values, the parameters
   the rest.
@@ -59,6 +64,7 @@ from hybrid_moving import MovingParametrized
 from striker import Striker
 
 from ppo_envkit import PPO, TrainConfig, register_env
+from ppo_envkit.algo.heads import BetaHead
 
 #: Grid points of a one-parameter choice in the discretized workaround (evenly spaced in
 #: [-1, 1]); a choice with two parameters gets LEVELS_2D points along each (LEVELS_2D ** 2).
@@ -154,13 +160,17 @@ METHODS = {
     ),
     "composite-state-std": ("", {"composite_std": "state"}),
     "composite-fixed-std": ("", {"composite_std": "fixed"}),
+    "composite-beta": ("", {"box_distribution": "beta"}),
+    "composite-beta-softplus": ("", {"box_distribution": "beta-softplus"}),
     "discretized": ("Discretized", {}),
     "flat-box": ("FlatBox", {}),
 }
 
 
 def run(task: str, method: str, seed: int, steps: int, episodes: int, policy: dict | None = None):
-    """(mean return of ``episodes`` deterministic episodes, share of successes, seconds of training)."""
+    """(mean return of ``episodes`` deterministic episodes, share of successes, seconds of training,
+    the mean return of the same episodes with each Beta part's mean as its greedy action: None
+    without Beta parts)."""
     base_id = TASKS[task][0]
     suffix, settings = METHODS[method]
     env_id = base_id.replace("-v0", f"{suffix}-v0")
@@ -180,8 +190,16 @@ def run(task: str, method: str, seed: int, steps: int, episodes: int, policy: di
     share = float((returns > 0.5).mean())
     if task == "moving":  # a return does not tell a stop in the target; the environment does
         share = _goal_share(agent, CLASSES[env_id](), episodes, 1000 + seed)
+    betas = [m for m in agent.policy.head.modules() if isinstance(m, BetaHead)]
+    by_mean = None
+    if betas:
+        for head in betas:
+            head.greedy = "mean"
+        by_mean = float(np.mean(agent.evaluate(episodes, seed=1000 + seed).returns))
+        for head in betas:
+            head.greedy = BetaHead.greedy
     agent.close()
-    return float(returns.mean()), share, seconds
+    return float(returns.mean()), share, seconds, by_mean
 
 
 def _goal_share(agent: PPO, env: gym.Env, episodes: int, seed: int) -> float:
@@ -219,12 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     for method in args.methods:
         scores = []
         for seed in args.seeds:
-            mean, share, seconds = run(args.task, method, seed, args.steps, args.episodes, policy)
+            mean, share, seconds, by_mean = run(args.task, method, seed, args.steps, args.episodes, policy)
             scores.append(mean)
-            print(
-                f"{method:22s} seed {seed}: return {mean:6.3f}  {success} {share:4.0%}  ({seconds:.0f} s)",
-                flush=True,
-            )
+            line = f"{method:22s} seed {seed}: return {mean:6.3f}  {success} {share:4.0%}  ({seconds:.0f} s)"
+            also = "" if by_mean is None else f"  (Beta's mean played: {by_mean:6.3f})"
+            print(line + also, flush=True)
         rows.append((method, scores))
     print(f"\n{TASKS[args.task][0]}, {args.steps:,} steps, {args.episodes} deterministic episodes per seed")
     print(f"{'method':22s} {'mean':>7s} {'std':>6s}  per seed")

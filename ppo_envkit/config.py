@@ -296,6 +296,14 @@ class PolicyConfig(_Section):
         "dimensions as they are); auto: normalized for the Box parts of a Tuple/Dict action space, "
         "env for a Box action space.",
     )
+    box_distribution: Literal["auto", "gaussian", "beta", "beta-softplus"] = Field(
+        "auto",
+        description="Distribution of Box actions: a Gaussian (clipped to the bounds, or squashed with "
+        "squash), or a Beta on the box (finite bounds; both concentrations at least 1 and outputs of "
+        "the network, so the spread is per state; greedy action: its mode): beta is parametrized by "
+        "its mode (sigmoid) and log-concentration, beta-softplus by alpha, beta = 1 + softplus "
+        "(Chou et al. 2017); auto: gaussian.",
+    )
 
     image_encoder: Literal["auto", "nature", "small", "none"] = Field(
         "auto",
@@ -660,8 +668,13 @@ def explicitly_set(config: TrainConfig, dotted: str) -> bool:
 #: the key's default change. Stored settings are complete dumps, so a key missing there was
 #: written before the key existed (``env.time_limit``: before it, a time limit was bootstrapped;
 #: files written after it and before ``auto`` became the default name ``bootstrap`` themselves;
-#: ``policy.box_coords``: before it, composite heads' Box parts were in the environment's units).
-STORED_BEFORE: dict[str, Any] = {"env.time_limit": "bootstrap", "policy.box_coords": "env"}
+#: ``policy.box_coords``: before it, composite heads' Box parts were in the environment's units;
+#: ``policy.box_distribution``: before it, every Box head was a Gaussian).
+STORED_BEFORE: dict[str, Any] = {
+    "env.time_limit": "bootstrap",
+    "policy.box_coords": "env",
+    "policy.box_distribution": "gaussian",
+}
 
 
 def as_stored_before(config: TrainConfig) -> TrainConfig:

@@ -127,9 +127,9 @@ def test_sample_legal_composite():
         assert action[0] == 1 and action[2]["m"].tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("kind", ["structured", "flat"])
-def test_masked_composite_training_predict_and_evaluation(pick_aim, kind, tmp_path):
-    agent = PPO(config=config(pick_aim[kind])).learn(640)
+@pytest.mark.parametrize(("kind", "dist"), [("structured", "auto"), ("flat", "auto"), ("structured", "beta")])
+def test_masked_composite_training_predict_and_evaluation(pick_aim, kind, dist, tmp_path):
+    agent = PPO(config=config(pick_aim[kind], **{"policy.box_distribution": dist})).learn(640)
     assert agent.state.action_masks
     obs = np.zeros((3, 12), np.float32)
     picks = np.array([[1, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 0]], bool)
@@ -158,12 +158,12 @@ def test_composite_training_learns_the_conditional_aim(pick_aim):
     assert after > before + 1.0, (before, after)
 
 
-@pytest.mark.parametrize("std", ["fixed", "state"])
+@pytest.mark.parametrize("std", ["fixed", "state", "beta"])
 def test_resume_of_a_composite_agent_equals_an_unbroken_run(pick_aim, tmp_path, std):
     overrides = {
         "run.total_timesteps": 128 * 5,
         "policy.composite": "conditional",
-        "policy.composite_std": std,
+        **({"policy.box_distribution": "beta"} if std == "beta" else {"policy.composite_std": std}),
     }
     assert_resume_is_exact(config(pick_aim["structured"], **overrides), tmp_path / "r")
 
@@ -224,15 +224,16 @@ def test_viewer_draws_each_part_named_by_its_key(pick_aim):
 
 @pytest.mark.slow  # tens of seconds of export under load
 @pytest.mark.parametrize(
-    ("composite", "std", "coords"),
+    ("composite", "std", "coords", "dist"),
     [
-        ("independent", "fixed", "env"),
-        ("conditional", "fixed", "env"),
-        ("conditional", "state", "env"),
-        ("independent", "state", "normalized"),
+        ("independent", "fixed", "env", "gaussian"),
+        ("conditional", "fixed", "env", "gaussian"),
+        ("conditional", "state", "env", "gaussian"),
+        ("independent", "state", "normalized", "gaussian"),
+        ("conditional", "auto", "auto", "beta"),
     ],
 )
-def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, std, coords):
+def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, std, coords, dist):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     import torch
@@ -254,6 +255,7 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, s
             "policy.composite": composite,
             "policy.composite_std": std,
             "policy.box_coords": coords,
+            "policy.box_distribution": dist,
         }
     )
     agent = PPO(config=config, observation_space=obs_space, action_space=act_space)
@@ -268,7 +270,7 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, s
     model = OnnxAgent(path)
     names = [o.name for o in model.session.get_outputs()]
     assert names[:5] == ["action/club", "action/gear", "action/keys", "action/power/0", "action/power/1"]
-    assert "probs/club" in names and "mean/power/2" in names
+    assert "probs/club" in names and ("alpha/power/2" if dist == "beta" else "mean/power/2") in names
     batch = stack_observations(observations[:64])
     action, expected = model.predict(batch), agent.predict(batch)
     assert list(action) == list(act_space.spaces) and isinstance(action["power"], tuple)
@@ -276,6 +278,11 @@ def test_onnx_export_of_a_composite_agent_acts_as_predict(tmp_path, composite, s
     assert len(set(action["club"].tolist())) > 1
     np.testing.assert_allclose(action["power"][1], expected["power"][1], atol=1e-5)
     assert act_space.contains(agent.policy.head.row(action, 0))
+    if dist == "beta":  # the exported concentrations are the policy's
+        x = agent.policy.obs_norm(agent.policy.obs_to_tensor(batch))
+        described = agent.policy.head.describe(agent.policy.actor_params(x))
+        outputs = dict(zip(names, model.run(batch), strict=True))
+        np.testing.assert_allclose(outputs["beta/power/1"], described["power/1.beta"], rtol=1e-4)
     if std == "state":  # the exported spread is the policy's, state by state
         x = agent.policy.obs_norm(agent.policy.obs_to_tensor(batch))
         described = agent.policy.head.describe(agent.policy.actor_params(x))
@@ -492,3 +499,24 @@ def test_an_agent_saved_before_box_coords_loads_in_the_env_units_it_trained_in(p
     del meta["config"]["policy"]["box_coords"]  # what an agent saved before the setting holds
     meta_path.write_text(json.dumps(meta))
     assert load_agent(tmp_path / "a").config.policy.box_coords == "env"
+
+
+def test_an_agent_saved_before_box_distribution_loads_with_its_gaussian(pick_aim, tmp_path):
+    import json
+
+    from ppo_envkit.algo.heads import BetaHead, GaussianHead
+    from ppo_envkit.io.checkpoint import META_FILE
+
+    agent = PPO(pick_aim["structured"], config=config(pick_aim["structured"]))
+    agent.save(tmp_path / "a")
+    agent.close()
+    meta_path = tmp_path / "a" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    assert meta["config"]["policy"]["box_distribution"] == "auto"
+    del meta["config"]["policy"]["box_distribution"]  # what an agent saved before the setting holds
+    meta_path.write_text(json.dumps(meta))
+    loaded = load_agent(tmp_path / "a")
+    assert loaded.config.policy.box_distribution == "gaussian"
+    box_parts = [p for p in loaded.policy.head.parts if isinstance(p.space, spaces.Box)]
+    assert box_parts and all(type(p) is GaussianHead and not isinstance(p, BetaHead) for p in box_parts)
+    loaded.close()

@@ -53,11 +53,18 @@ FAST = {("dict", "multidiscrete", False), ("box", "box", True), ("box", "multibi
 COMBINATIONS = [c if c in FAST else pytest.param(*c, marks=pytest.mark.slow) for c in COMBINATIONS]
 
 
-def tiny_agent(observation_space: spaces.Space, action_space: spaces.Space, squash: bool = False) -> PPO:
+def tiny_agent(
+    observation_space: spaces.Space, action_space: spaces.Space, squash: bool = False, **policy
+) -> PPO:
     """A small untrained agent whose normalization statistics and action scores are far from
     the defaults, so that a dropped normalization or a wrong column would change actions."""
     config = TrainConfig().with_overrides(
-        {"policy.hidden_sizes": [16, 16], "policy.squash": squash, "policy.log_std_init": 0.5}
+        {
+            "policy.hidden_sizes": [16, 16],
+            "policy.squash": squash,
+            "policy.log_std_init": 0.5,
+            **{f"policy.{key}": value for key, value in policy.items()},
+        }
     )
     agent = PPO(config=config, observation_space=observation_space, action_space=action_space)
     rms = agent.policy.obs_norm.rms
@@ -124,6 +131,21 @@ def test_gaussian_outputs_mean_and_std(tmp_path):
     assert [o.name for o in model.session.get_outputs()] == ["action", "mean", "std"]
     _, _, std = model.run(np.zeros((3, 3, 2), np.float32))
     np.testing.assert_allclose(std, np.full((3, 3), np.exp(0.5)), rtol=1e-6)
+
+
+def test_a_beta_box_agent_exports_its_mode_and_concentrations(tmp_path):
+    agent = tiny_agent(OBSERVATION_SPACES["box"], ACTION_SPACES["box"], box_distribution="beta")
+    path = agent.export_onnx(tmp_path / "m.onnx", distribution=True)
+    observations = sampled(OBSERVATION_SPACES["box"], 500)
+    result = check_export(agent, path, observations=observations)  # raises on any mismatch
+    assert result.observations == 500 and result.mismatches == 0
+    model = OnnxAgent(path)
+    assert [o.name for o in model.session.get_outputs()] == ["action", "alpha", "beta"]
+    obs = stack_observations(observations[:64])
+    action, alpha, beta = model.run(obs)
+    np.testing.assert_allclose(action, agent.predict(obs), atol=1e-5)
+    assert (alpha >= 1).all() and (beta >= 1).all()
+    assert len({a.tobytes() for a in action}) > 1
 
 
 @pytest.mark.parametrize(

@@ -405,6 +405,142 @@ class SquashedGaussianHead(GaussianHead):
         return out
 
 
+#: A Beta sample is kept this far inside (0, 1): float32 rounds draws near a bound onto it, where
+#: a concentration above 1 gives the stored action a log-probability of -inf.
+BETA_EPS = 1e-6
+#: Bounds of the log-concentration ``log(alpha + beta - 2)`` of the ``mode`` parametrization: from
+#: about uniform to a standard deviation of about 0.3 % of the box (a Gaussian's state log-std
+#: bounds give 0.34 % at the narrowest).
+BETA_LOG_CONCENTRATION_MIN, BETA_LOG_CONCENTRATION_MAX = -10.0, 10.0
+
+
+class BetaHead(ActionHead):
+    """``Box`` with finite bounds: a Beta distribution per dimension, on the box itself (Chou,
+    Maturana and Scherer, 2017), ``policy.box_distribution=beta``.
+
+    The parameters are two outputs of the network per dimension (twice the action's size), so
+    the spread is per state, and both concentrations stay at least 1: every dimension is
+    unimodal (or uniform), so the most likely action is a value the policy plays, never a bound
+    it only reaches by clipping. Two parametrizations of ``(alpha, beta)`` by the outputs
+    ``(o1, o2)``:
+
+    * ``mode`` (``box_distribution=beta``): the mode ``m = sigmoid(o1)`` and the concentration
+      ``k = alpha + beta - 2 = exp(o2)`` (``o2`` clamped to [-10, 10]), ``alpha = 1 + m k``,
+      ``beta = 1 + (1 - m) k``. The spread moves in log space, as a Gaussian's log-std does:
+      a narrow Beta (a precise parameter) is a few units of output away.
+    * ``softplus`` (``box_distribution=beta-softplus``, the paper's): ``alpha = 1 + softplus(o1)``,
+      ``beta = 1 + softplus(o2)``. A standard deviation of 1 % of the box needs concentrations
+      of about 1,250 each, so outputs over a thousand; on Golf it learnt far slower than
+      ``mode`` (docs/composite-actions.md).
+
+    The output layer starts at 0.01 of the usual scale, so every state starts centred on the box
+    with a standard deviation of about a quarter of its width (``alpha = beta = 1.5`` with
+    ``mode``, 1.69 with ``softplus``). The stored action is the draw ``x`` in (0, 1);
+    :meth:`to_env` maps it to ``low + (high - low) * x`` (no clipping needed). The
+    log-probability and the entropy are those of the action in the environment's units: the affine
+    map adds the constant ``-sum(log(high - low))`` to every log-probability (it cancels in the PPO
+    ratio) and ``+sum(log(high - low))`` to the entropy (no gradient).
+
+    :meth:`mode` is the greedy action: the mode ``(alpha - 1) / (alpha + beta - 2)`` (by default)
+    or the mean ``alpha / (alpha + beta)`` (``greedy = "mean"``; docs/composite-actions.md
+    measures both). The mode is computed as ``(alpha - 1) / ((alpha - 1) + (beta - 1))`` from the
+    excesses over 1, so that it has no cancellation near ``alpha = beta = 1``.
+    """
+
+    #: What :meth:`mode` returns: ``"mode"`` or ``"mean"`` of the Beta.
+    greedy = "mode"
+
+    def __init__(
+        self, space: spaces.Box, in_features: int, ortho_init: bool = True, parametrization: str = "mode"
+    ):
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise UnsupportedSpaceError(
+                f"policy.box_distribution=beta needs finite Box bounds, but the space is {space}; "
+                "use box_distribution=gaussian (or auto) or give it finite bounds"
+            )
+        self.storage_dim = int(np.prod(space.shape))
+        super().__init__(space, in_features, 2 * self.storage_dim, ortho_init)
+        self.parametrization = parametrization
+        low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+        width = np.asarray(space.high, dtype=np.float64).reshape(-1) - low
+        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32), persistent=False)
+        self.register_buffer("width", torch.as_tensor(width, dtype=torch.float32), persistent=False)
+        high = torch.as_tensor(np.asarray(space.high, dtype=np.float32).reshape(-1))
+        self.register_buffer("high", high, persistent=False)
+        #: log |det| of the map from (0, 1) to the environment's units
+        self.log_det = float(np.log(np.where(width > 0, width, 1.0)).sum())
+
+    def excess(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(alpha - 1, beta - 1)``, each ``[batch, d]``."""
+        d = self.storage_dim
+        if self.parametrization == "softplus":
+            return F.softplus(params[..., :d]), F.softplus(params[..., d:])
+        mode = torch.sigmoid(params[..., :d])
+        concentration = params[..., d:].clamp(BETA_LOG_CONCENTRATION_MIN, BETA_LOG_CONCENTRATION_MAX).exp()
+        return mode * concentration, (1.0 - mode) * concentration
+
+    def concentrations(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(alpha, beta)``, each ``[batch, d]``."""
+        sa, sb = self.excess(params)
+        return 1.0 + sa, 1.0 + sb
+
+    def sample(self, params, generator=None):
+        alpha, beta = self.concentrations(params)
+        x = torch._sample_dirichlet(torch.stack([alpha, beta], -1), generator=generator)[..., 0]
+        return x.clamp(BETA_EPS, 1.0 - BETA_EPS)
+
+    def mode(self, params):
+        sa, sb = self.excess(params)
+        if self.greedy == "mean":
+            return (1.0 + sa) / (2.0 + sa + sb)
+        total = sa + sb
+        # alpha = beta = 1 in float32 (both outputs far below 0): uniform, its centre
+        return torch.where(total > 0, sa / total.clamp_min(1e-30), 0.5)
+
+    def log_prob(self, params, actions):
+        alpha, beta = self.concentrations(params)
+        log_norm = torch.lgamma(alpha) + torch.lgamma(beta) - torch.lgamma(alpha + beta)
+        logp = (alpha - 1.0) * torch.log(actions) + (beta - 1.0) * torch.log1p(-actions) - log_norm
+        return logp.sum(-1) - self.log_det
+
+    def entropy(self, params, generator=None):
+        alpha, beta = self.concentrations(params)
+        total = alpha + beta
+        ent = (
+            torch.lgamma(alpha)
+            + torch.lgamma(beta)
+            - torch.lgamma(total)
+            - (alpha - 1.0) * torch.digamma(alpha)
+            - (beta - 1.0) * torch.digamma(beta)
+            + (total - 2.0) * torch.digamma(total)
+        )
+        return ent.sum(-1) + self.log_det
+
+    def to_env_units(self, actions: torch.Tensor) -> torch.Tensor:
+        """Stored actions in (0, 1) -> the environment's units."""
+        return self.low + self.width * actions
+
+    def to_env(self, actions):
+        mapped = torch.maximum(torch.minimum(self.to_env_units(actions), self.high), self.low)
+        out = mapped.detach().cpu().numpy().reshape(len(actions), *self.space.shape)
+        return out.astype(self.space.dtype, copy=False)
+
+    def env_mean_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation ``[batch, d]`` of the action in the environment's units."""
+        alpha, beta = self.concentrations(params)
+        total = alpha + beta
+        mean = alpha / total
+        std = (alpha * beta / (total.square() * (total + 1.0))).sqrt()
+        return self.to_env_units(mean), self.width * std
+
+    def describe(self, params):
+        alpha, beta = self.concentrations(params)
+        mean, std = self.env_mean_std(params)
+        greedy = self.to_env_units(self.mode(params))
+        numpy = {"mean": mean, "std": std, "greedy": greedy, "alpha": alpha, "beta": beta}
+        return {key: value.detach().cpu().numpy() for key, value in numpy.items()}
+
+
 #: A parametrized choice's starting probabilities differ by at most 2 ** this (16 : 1).
 MAX_PRIOR_DIMS = 4
 
@@ -441,6 +577,7 @@ class CompositeHead(ActionHead):
         chosen_params: bool = False,
         state_std: bool = False,
         normalized: bool = False,
+        box_distribution: str = "gaussian",
     ):
         nn.Module.__init__(self)
         self.space = space
@@ -457,6 +594,7 @@ class CompositeHead(ActionHead):
                 squash=squash,
                 state_std=state_std,
                 box_coords="normalized" if normalized else "env",
+                box_distribution=box_distribution,
             )
             for _, leaf in leaves
         )
@@ -478,7 +616,7 @@ class CompositeHead(ActionHead):
             if cond:
                 size = part.out.out_features
                 part.out = init_layer(nn.Linear(in_features, self.choices * size), 0.01, ortho_init)
-                if part.state_std:
+                if isinstance(part, GaussianHead) and part.state_std:
                     with torch.no_grad():
                         part.out.bias.view(self.choices, size)[:, part.storage_dim :] = float(log_std_init)
         #: The parts holding the parameters of choice 0, 1, ... (chosen_params), else empty.
@@ -688,6 +826,20 @@ def parameter_entry(space: spaces.Space) -> Any | None:
     return None
 
 
+#: ``policy.box_distribution`` -> the parametrization of :class:`BetaHead`
+BETA_PARAMETRIZATIONS = {"beta": "mode", "beta-softplus": "softplus"}
+
+
+def composite_box_distribution(setting: str, squash: bool) -> str:
+    """The distribution (``gaussian``, ``beta`` or ``beta-softplus``) of the Box parts of a
+    Tuple/Dict action space for the setting ``policy.box_distribution``. ``auto`` is the Gaussian
+    (measured against the Beta in docs/composite-actions.md), and the Gaussian with ``squash``
+    (which names it)."""
+    if setting == "auto" or squash:
+        return "gaussian"
+    return setting
+
+
 def make_head(
     space: spaces.Space,
     in_features: int,
@@ -699,6 +851,7 @@ def make_head(
     composite_params: str = "auto",
     composite_std: str = "auto",
     box_coords: str = "auto",
+    box_distribution: str = "auto",
     state_std: bool = False,
 ) -> ActionHead:
     """The head for an action space. The only place that dispatches on the space type.
@@ -710,7 +863,16 @@ def make_head(
     its Box parts (``state_std`` of :class:`GaussianHead`); a Box action space on its own always
     has the fixed one. ``box_coords`` (``env`` / ``normalized`` / ``auto``: normalized for the
     Box parts of a Tuple/Dict space, env for a Box action space) says in which coordinates a (not
-    squashed) Gaussian's mean and std live (``normalized`` of :class:`GaussianHead`)."""
+    squashed) Gaussian's mean and std live (``normalized`` of :class:`GaussianHead`).
+    ``box_distribution`` (``gaussian`` / ``beta`` / ``beta-softplus`` / ``auto``: see
+    :func:`composite_box_distribution` for a Tuple/Dict space's Box parts, gaussian for a Box
+    action space) picks the distribution of a Box: :class:`BetaHead` lives on the box, so
+    ``squash``, ``box_coords`` and ``composite_std`` do not apply to it."""
+    if box_distribution in BETA_PARAMETRIZATIONS and squash:
+        raise ConfigError(
+            f"policy.box_distribution={box_distribution} and policy.squash=true both say how a Box "
+            "action stays in its bounds; squash is for the Gaussian: set one of them"
+        )
     if isinstance(space, COMPOSITE_ACTION_SPACE_TYPES):
         check_action_space(space)
         chosen = composite_params == "chosen" or (
@@ -726,10 +888,13 @@ def make_head(
             chosen_params=chosen,
             state_std=composite_std == "state" or (composite_std == "auto" and chosen),
             normalized=box_coords in ("auto", "normalized"),
+            box_distribution=composite_box_distribution(box_distribution, squash),
         )
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.Box):
+        if box_distribution in BETA_PARAMETRIZATIONS:
+            return BetaHead(space, in_features, ortho_init, BETA_PARAMETRIZATIONS[box_distribution])
         if squash:  # tanh-squashed heads are already centred and scaled to the box
             return SquashedGaussianHead(space, in_features, ortho_init, log_std_init, state_std)
         normalized = box_coords == "normalized"
@@ -748,6 +913,7 @@ __all__ = [
     "SUPPORTED_ACTION_SPACES",
     "ActionHead",
     "BernoulliHead",
+    "BetaHead",
     "CategoricalHead",
     "CompositeHead",
     "GaussianHead",

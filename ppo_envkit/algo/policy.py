@@ -137,6 +137,7 @@ class ActorCritic(nn.Module):
             composite_params=policy.composite_params,
             composite_std=policy.composite_std,
             box_coords=policy.box_coords,
+            box_distribution=policy.box_distribution,
         )
         self.value_out = init_layer(nn.Linear(hidden[-1], 1), 1.0, ortho)
 

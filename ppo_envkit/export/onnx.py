@@ -10,7 +10,8 @@ agent needs nothing but an ONNX runtime:
 2. observation normalization with the agent's stored statistics;
 3. the actor, through :meth:`ActorCritic.actor_params` (the one method acting uses too);
 4. the deterministic action, converted as the head's ``to_env`` does (argmax per categorical
-   dimension plus ``start``; Gaussian mean clipped, or squashed and rescaled, to the bounds).
+   dimension plus ``start``; Gaussian mean clipped, or squashed and rescaled, to the bounds;
+   a Beta's mode mapped to the box).
 
 An agent trained with action masks gets one more input, ``action_mask`` (booleans
 ``[batch, mask size]``, the flat layout of :mod:`ppo_envkit.environments.masks`), applied as
@@ -29,7 +30,8 @@ A composite (Tuple/Dict) action has one output per part, ``action/<part name>`` 
 :func:`ppo_envkit.spaces.action_leaves` walks the space: keys and positions joined by "/"),
 in the space's order; ``examples/onnx_inference.py`` rebuilds the structure from them.
 
-Optional outputs: the distribution (``probs``, or ``mean`` and ``std``) and the ``value``.
+Optional outputs: the distribution (``probs``, or ``mean`` and ``std``, or a Beta's ``alpha``
+and ``beta``) and the ``value``.
 Every dimension but the first is fixed; the first is the dynamic ``batch``. The file's
 ``metadata_props`` say which environment, spaces, agent and library versions it came from.
 
@@ -63,6 +65,7 @@ from .._version import __version__
 from ..algo.heads import (
     ActionHead,
     BernoulliHead,
+    BetaHead,
     CategoricalHead,
     CompositeHead,
     GaussianHead,
@@ -259,6 +262,17 @@ def _gaussian_action(head: GaussianHead, params: torch.Tensor) -> torch.Tensor:
 def _squashed_action(head: SquashedGaussianHead, params: torch.Tensor) -> torch.Tensor:
     squashed = torch.maximum(torch.minimum(head.squash(head.mode(params)), head.high), head.low)
     return squashed.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
+
+
+def _beta(head: BetaHead, params: torch.Tensor) -> dict[str, torch.Tensor]:
+    alpha, beta = head.concentrations(params)
+    return {"alpha": alpha, "beta": beta}
+
+
+@exported_head(BetaHead, _beta)
+def _beta_action(head: BetaHead, params: torch.Tensor) -> torch.Tensor:
+    mapped = torch.maximum(torch.minimum(head.to_env_units(head.mode(params)), head.high), head.low)
+    return mapped.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
 
 
 def _composite_parts(head: CompositeHead, params: torch.Tensor) -> list[tuple[int, torch.Tensor]]:

@@ -8,7 +8,7 @@ import torch
 from gymnasium import spaces
 from torch import distributions as D
 
-from ppo_envkit.algo.heads import CompositeHead, make_head
+from ppo_envkit.algo.heads import BetaHead, CompositeHead, GaussianHead, make_head
 from ppo_envkit.errors import ConfigError
 from ppo_envkit.spaces import UnsupportedSpaceError, action_leaves, check_action_space
 
@@ -51,8 +51,30 @@ def _leaf_dists(head: CompositeHead, params, actions):
         else:
             if head.conditioned[i]:
                 p = p.reshape(len(p), head.choices, -1)[torch.arange(len(p)), choice]
-            out.append(_normal(part, p))
+            out.append(_box_dist(part, p))
     return out, acts
+
+
+class _BoxBeta:
+    """torch's Beta of a :class:`BetaHead`'s concentrations (their parametrization is tested in
+    test_heads.py), mapped to the box ``low + width * x``: the density of ``y`` is the Beta's at
+    ``(y - low) / width`` divided by ``prod(width)``, and the entropy grows by ``sum(log width)``
+    (torch's affine transform has no entropy)."""
+
+    def __init__(self, part, p):
+        alpha, beta = part.concentrations(p)
+        self.beta = D.Independent(D.Beta(alpha, beta), 1)
+        self.low, self.width = part.low, part.width
+
+    def log_prob(self, y):
+        return self.beta.log_prob((y - self.low) / self.width) - self.width.log().sum()
+
+    def entropy(self):
+        return self.beta.entropy() + self.width.log().sum()
+
+
+def _box_dist(part, p):
+    return _BoxBeta(part, p) if isinstance(part, BetaHead) else _normal(part, p)
 
 
 def _normal(part, p):
@@ -94,13 +116,14 @@ def _ref_entropy(head, params, actions):
     ps = params.split(head.param_sizes, -1)
     probs = None if head.choice is None else ps[head.choice].softmax(-1)
     for i, part in enumerate(head.parts):
-        if not (head.conditioned[i] and part.state_std):
+        per_state = isinstance(part, BetaHead) or (isinstance(part, GaussianHead) and part.state_std)
+        if not (head.conditioned[i] and per_state):
             continue
         per_choice = ps[i].reshape(len(params), head.choices, -1)
-        if i in head.group:  # the parameters of choice c: their Gaussian for choice c
-            ents[i] = _normal(part, per_choice[:, head.group.index(i)]).entropy()
-        else:  # the expectation under the choice's probabilities of each choice's Gaussian's entropy
-            each = torch.stack([_normal(part, per_choice[:, c]).entropy() for c in range(head.choices)], -1)
+        if i in head.group:  # the parameters of choice c: their distribution for choice c
+            ents[i] = _box_dist(part, per_choice[:, head.group.index(i)]).entropy()
+        else:  # the expectation under the choice's probabilities of each choice's entropy
+            each = torch.stack([_box_dist(part, per_choice[:, c]).entropy() for c in range(head.choices)], -1)
             ents[i] = (probs * each).sum(-1)
     if not head.group:
         return sum(ents)  # (a conditioned fixed-std Gaussian's entropy does not depend on its mean)
@@ -138,11 +161,19 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("coords", ["env", "normalized"])
-@pytest.mark.parametrize("std", ["fixed", "state"])
+#: (composite_std, box_coords, box_distribution): the Gaussian's settings, and the Beta (which
+#: neither of the Gaussian's settings changes)
+BOX_SETTINGS = [
+    *[(std, coords, "gaussian") for std in ("fixed", "state") for coords in ("env", "normalized")],
+    ("auto", "auto", "beta"),
+    ("auto", "auto", "beta-softplus"),
+]
+
+
+@pytest.mark.parametrize(("std", "coords", "dist"), BOX_SETTINGS, ids=["-".join(b) for b in BOX_SETTINGS])
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize(("name", "composite", "params_mode"), CASES)
-def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode, masked, std, coords):
+def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode, masked, std, coords, dist):
     torch.manual_seed(1)
     space = SPACES[name]
     head = make_head(
@@ -153,7 +184,10 @@ def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode
         composite_params=params_mode,
         composite_std=std,
         box_coords=coords,
+        box_distribution=dist,
     )
+    box_parts = [part for part in head.parts if isinstance(part.space, spaces.Box)]
+    assert all(isinstance(part, BetaHead) == dist.startswith("beta") for part in box_parts)
     assert isinstance(head, CompositeHead)
     gen = torch.Generator().manual_seed(2)
     params = head(torch.randn(256, 8) * 3)
@@ -170,11 +204,12 @@ def test_log_prob_and_entropy_are_sums_of_the_parts(name, composite, params_mode
             assert (head.log_prob(params, acts) > -1e6).all()
 
 
+@pytest.mark.parametrize("dist", ["auto", "beta"])
 @pytest.mark.parametrize("name", list(SPACES))
-def test_to_env_gives_the_structure_the_space_declares(name):
+def test_to_env_gives_the_structure_the_space_declares(name, dist):
     space = SPACES[name]
-    head = make_head(space, 8)
-    params = head(torch.randn(5, 8))
+    head = make_head(space, 8, box_distribution=dist)
+    params = head(torch.randn(5, 8) * 100)  # Beta draws and modes near the bounds too
     batch = head.to_env(head.sample(params))
     for i in range(5):
         one = head.row(batch, i)
@@ -206,9 +241,10 @@ def test_conditional_mean_follows_the_choice():
     torch.testing.assert_close(mode[:, 1:], per_choice[torch.arange(4), choice])
 
 
-def test_chosen_params_get_no_gradient_from_unchosen_choices():
+@pytest.mark.parametrize("dist", ["auto", "beta"])
+def test_chosen_params_get_no_gradient_from_unchosen_choices(dist):
     space = SPACES["parametrized"]
-    head = make_head(space, 8, composite_params="chosen")
+    head = make_head(space, 8, composite_params="chosen", box_distribution=dist)
     params = head(torch.randn(6, 8)).detach().requires_grad_(True)
     actions = head.sample(params).detach()
     actions[:, 0] = 1.0  # choice 1 everywhere: parameters of choices 0 and 2 do not count

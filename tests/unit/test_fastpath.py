@@ -158,11 +158,14 @@ def test_advantages_normalized_over_the_ranks_the_same_way():
 
 @pytest.mark.parametrize(
     "space, policy_kw",
-    [(BOX, {"squash": True}), (DISCRETE, {"activation": "elu"})],
-    ids=["squashed", "elu"],
+    [(BOX, {"squash": True}), (DISCRETE, {"activation": "elu"}), (BOX, {"box_distribution": "beta"})],
+    ids=["squashed", "elu", "beta"],
 )
 def test_other_policies_fall_back_to_autograd(space, policy_kw):
-    assert not supports(make_policy(space, **policy_kw))
+    policy = make_policy(space, **policy_kw)
+    assert not supports(policy)
+    # asked for analytic gradients, such a policy still gets autograd (it has no registered formula)
+    assert isinstance(Backends(policy).select(RunConfig(analytic_gradients=True)), AutogradBackend)
 
 
 def test_training_takes_the_same_steps_either_way():

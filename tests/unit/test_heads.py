@@ -12,12 +12,14 @@ from torch import distributions as D
 
 from ppo_envkit.algo.heads import (
     BernoulliHead,
+    BetaHead,
     CategoricalHead,
     GaussianHead,
     MultiCategoricalHead,
     SquashedGaussianHead,
     make_head,
 )
+from ppo_envkit.errors import ConfigError
 from ppo_envkit.spaces import UnsupportedSpaceError
 
 torch.manual_seed(0)
@@ -245,3 +247,107 @@ def test_every_space_round_trips_through_act_and_evaluate(space, squash):
     mode = head.mode(params)
     assert all(space.contains(a) for a in head.to_env(mode))
     assert head.describe(params)
+
+
+# --------------------------------------------------------------------------- Beta
+
+#: a box with bounds of different widths and centres, and one [-1, 1]
+BETA_BOX = spaces.Box(np.array([0.0, -2.0, -1.0], np.float32), np.array([1.0, 6.0, 1.0], np.float32))
+
+
+BETA_SETTINGS = ["beta", "beta-softplus"]
+
+
+def _beta_of(head: BetaHead, params: torch.Tensor) -> D.Distribution:
+    """torch's Beta of the concentrations the docstring of :class:`BetaHead` gives."""
+    o1, o2 = params.split(head.storage_dim, -1)
+    if head.parametrization == "softplus":
+        softplus = torch.nn.functional.softplus
+        alpha, beta = 1 + softplus(o1), 1 + softplus(o2)
+    else:
+        mode, concentration = torch.sigmoid(o1), o2.clamp(-10, 10).exp()
+        alpha, beta = 1 + mode * concentration, 1 + (1 - mode) * concentration
+    return D.Independent(D.Beta(alpha, beta), 1)
+
+
+@pytest.mark.parametrize("dist", BETA_SETTINGS)
+def test_beta_matches_torch_beta_of_the_box(dist):
+    """log_prob and entropy are torch's Beta's, of the action in the environment's units: the
+    density of ``low + width * x`` (divided by the widths) and the entropy plus their logs."""
+    head = make_head(BETA_BOX, 8, box_distribution=dist)
+    assert isinstance(head, BetaHead) and head.out.out_features == 6
+    params = _params(head, batch=512, scale=10.0).detach()
+    actions = head.sample(params, torch.Generator().manual_seed(0))
+    ref = _beta_of(head, params)
+    log_widths = torch.log(torch.tensor([1.0, 8.0, 2.0])).sum()
+    torch.testing.assert_close(head.log_prob(params, actions), ref.log_prob(actions) - log_widths)
+    torch.testing.assert_close(head.entropy(params), ref.entropy() + log_widths)
+    # the stored action is the draw in (0, 1); to_env maps it to the box
+    assert (actions > 0).all() and (actions < 1).all()
+    low, width = torch.tensor([0.0, -2.0, -1.0]), torch.tensor([1.0, 8.0, 2.0])
+    np.testing.assert_allclose(head.to_env(actions), (low + width * actions).numpy(), rtol=1e-6, atol=1e-6)
+    # the gradient reaches both concentrations
+    params.requires_grad_(True)
+    head.log_prob(params, actions).sum().backward()
+    assert (params.grad != 0).all()
+
+
+@pytest.mark.parametrize("dist", BETA_SETTINGS)
+def test_beta_greedy_action_is_its_mode_or_its_mean(dist):
+    head = make_head(BETA_BOX, 8, box_distribution=dist)
+    params = _params(head, batch=256, scale=10.0)
+    ref = _beta_of(head, params).base_dist
+    alpha, beta = ref.concentration1, ref.concentration0
+    torch.testing.assert_close(head.mode(params), (alpha - 1) / (alpha + beta - 2))
+    if dist == "beta":  # the mode is the first output's sigmoid
+        torch.testing.assert_close(head.mode(params), torch.sigmoid(params[:, :3]))
+    head.greedy = "mean"
+    torch.testing.assert_close(head.mode(params), alpha / (alpha + beta))
+    del head.greedy
+    if dist == "beta-softplus":  # outputs far below 0: alpha = beta = 1 in float32, the uniform
+        assert head.mode(torch.full((2, 6), -200.0)).tolist() == [[0.5] * 3] * 2  # its centre, not 0 / 0
+
+
+def test_beta_samples_follow_its_density():
+    head = make_head(spaces.Box(0.0, 1.0, (1,)), 8, box_distribution="beta")
+    params = torch.tensor([[1.5, 1.0]]).expand(200_000, 2)  # alpha 3.22, beta 1.50
+    x = head.sample(params, torch.Generator().manual_seed(3))[:, 0]
+    ref = _beta_of(head, params[:1])
+    assert abs(x.mean().item() - ref.mean.item()) < 0.003
+    assert abs(x.var().item() - ref.variance.item()) < 0.002
+
+
+@pytest.mark.parametrize("dist", BETA_SETTINGS)
+def test_beta_starts_centred_on_the_box_with_its_spread_per_state(dist):
+    head = make_head(BETA_BOX, 8, box_distribution=dist)
+    params = _params(head, batch=64)
+    np.testing.assert_allclose(head.mode(params).detach(), 0.5, atol=0.03)  # the box's centre
+    np.testing.assert_allclose(head.to_env(torch.full((1, 3), 0.5)), [[0.5, 2.0, 0.0]])
+    std = head.describe(params)["std"]
+    # about a quarter of each box's width (alpha = beta = 1.5 or 1.69), and not one number
+    np.testing.assert_allclose(std / np.array([1.0, 8.0, 2.0]), 0.24, atol=0.02)
+    assert std.shape == (64, 3) and len(np.unique(std[:, 1].round(6))) > 1
+
+
+def test_beta_needs_finite_bounds_and_is_not_squashed():
+    with pytest.raises(UnsupportedSpaceError, match="finite Box bounds"):
+        make_head(spaces.Box(-np.inf, 1.0, (2,)), 8, box_distribution="beta")
+    for dist in BETA_SETTINGS:
+        with pytest.raises(ConfigError, match="squash"):
+            make_head(BETA_BOX, 8, box_distribution=dist, squash=True)
+    # a Box action space on its own keeps the Gaussian unless it asks for the Beta
+    assert type(make_head(BETA_BOX, 8)) is GaussianHead
+    assert type(make_head(BETA_BOX, 8, box_distribution="gaussian")) is GaussianHead
+
+
+def test_a_beta_part_without_parameters_has_none():
+    """A choice without parameters (Moving's break: a Box of shape (0,)) samples, scores and
+    maps nothing."""
+    space = spaces.Tuple((spaces.Discrete(2), spaces.Tuple((spaces.Box(0, 1, (1,)), spaces.Box(0, 1, (0,))))))
+    head = make_head(space, 8, box_distribution="beta")
+    assert isinstance(head.parts[2], BetaHead) and head.param_sizes == [2, 2, 0]
+    params = _params(head, batch=4)
+    actions = head.sample(params, torch.Generator().manual_seed(0))
+    assert actions.shape == (4, 2) and torch.isfinite(head.log_prob(params, actions)).all()
+    assert torch.isfinite(head.entropy(params)).all()
+    assert all(space.contains(head.row(head.to_env(actions), i)) for i in range(4))
