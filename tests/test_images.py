@@ -260,6 +260,7 @@ def test_atari_preset_has_the_published_cleanrl_and_zoo_settings():
     )
     assert (c.ppo.gamma, c.ppo.gae_lambda, c.ppo.vf_coef, c.ppo.max_grad_norm) == (0.99, 0.95, 0.5, 0.5)
     assert c.env.frame_stack == 4 and c.env.kwargs == {"frameskip": 1} and not c.env.normalize_reward
+    assert c.env.vectorization == "ale" and not c.env.seed_every_episode  # (the ALE's own vector)
     assert (c.policy.image_encoder, c.policy.cnn_features, c.run.total_timesteps) == (
         "nature",
         512,

@@ -132,8 +132,13 @@ class AleVectorEnv(VectorEnv):
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, config: EnvConfig, observation_space: spaces.Space, action_space: spaces.Space):
-        from ale_py.vector_env import AtariVectorEnv
-
+        try:
+            from ale_py.vector_env import AtariVectorEnv
+        except ImportError as exc:
+            raise _refuse(
+                f"needs ale-py 0.11 or later with its vector environment ({exc}): "
+                'pip install -e ".[atari]"; or --set env.vectorization=sync'
+            ) from exc
         options = ale_options(config)
         self.num_envs = n = config.num_envs
         self._stacked = config.frame_stack > 1  # the vector always has a stack axis
