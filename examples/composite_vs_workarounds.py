@@ -161,6 +161,7 @@ METHODS = {
     "composite-state-std": ("", {"composite_std": "state"}),
     "composite-fixed-std": ("", {"composite_std": "fixed"}),
     "composite-beta": ("", {"box_distribution": "beta"}),
+    "composite-censored": ("", {"box_distribution": "gaussian-censored"}),
     "composite-beta-softplus": ("", {"box_distribution": "beta-softplus"}),
     "discretized": ("Discretized", {}),
     "flat-box": ("FlatBox", {}),

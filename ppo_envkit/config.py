@@ -296,10 +296,12 @@ class PolicyConfig(_Section):
         "dimensions as they are); auto: normalized for the Box parts of a Tuple/Dict action space, "
         "env for a Box action space.",
     )
-    box_distribution: Literal["auto", "gaussian", "beta", "beta-softplus"] = Field(
+    box_distribution: Literal["auto", "gaussian", "gaussian-censored", "beta", "beta-softplus"] = Field(
         "auto",
         description="Distribution of Box actions: a Gaussian (clipped to the bounds, or squashed with "
-        "squash), or a Beta on the box (finite bounds; both concentrations at least 1 and outputs of "
+        "squash); gaussian-censored: clipped, with a draw clipped to a bound scored by the probability "
+        "of its whole tail rather than the density at the draw (Fujita and Maeda 2018), or a Beta on "
+        "the box (finite bounds; both concentrations at least 1 and outputs of "
         "the network, so the spread is per state; greedy action: its mode): beta is parametrized by "
         "its mode (sigmoid) and log-concentration, beta-softplus by alpha, beta = 1 + softplus "
         "(Chou et al. 2017); auto: gaussian.",

@@ -127,7 +127,10 @@ def test_sample_legal_composite():
         assert action[0] == 1 and action[2]["m"].tolist() == [0, 1]
 
 
-@pytest.mark.parametrize(("kind", "dist"), [("structured", "auto"), ("flat", "auto"), ("structured", "beta")])
+@pytest.mark.parametrize(
+    ("kind", "dist"),
+    [("structured", "auto"), ("flat", "auto"), ("structured", "beta"), ("structured", "gaussian-censored")],
+)
 def test_masked_composite_training_predict_and_evaluation(pick_aim, kind, dist, tmp_path):
     agent = PPO(config=config(pick_aim[kind], **{"policy.box_distribution": dist})).learn(640)
     assert agent.state.action_masks

@@ -133,6 +133,14 @@ def test_gaussian_outputs_mean_and_std(tmp_path):
     np.testing.assert_allclose(std, np.full((3, 3), np.exp(0.5)), rtol=1e-6)
 
 
+def test_a_censored_gaussian_agent_exports_as_the_gaussian(tmp_path):
+    agent = tiny_agent(OBSERVATION_SPACES["box"], ACTION_SPACES["box"], box_distribution="gaussian-censored")
+    path = agent.export_onnx(tmp_path / "m.onnx", distribution=True)
+    result = check_export(agent, path, observations=sampled(OBSERVATION_SPACES["box"], 200))
+    assert result.observations == 200 and result.mismatches == 0
+    assert [o.name for o in OnnxAgent(path).session.get_outputs()] == ["action", "mean", "std"]
+
+
 def test_a_beta_box_agent_exports_its_mode_and_concentrations(tmp_path):
     agent = tiny_agent(OBSERVATION_SPACES["box"], ACTION_SPACES["box"], box_distribution="beta")
     path = agent.export_onnx(tmp_path / "m.onnx", distribution=True)

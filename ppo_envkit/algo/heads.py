@@ -353,6 +353,52 @@ class GaussianHead(ActionHead):
         return {"mean": mean.detach().cpu().numpy(), "std": std.detach().cpu().numpy()}
 
 
+#: Where a censored Gaussian puts an unbounded side, in stored coordinates: beyond any draw, and
+#: finite, so that the branch torch.where does not take has a finite value and gradient.
+_CENSOR_UNBOUNDED = 1e4
+
+
+class CensoredGaussianHead(GaussianHead):
+    """``Box``: a Gaussian clipped to the box, whose log-probability knows the clipping
+    (``policy.box_distribution=gaussian-censored``; Fujita and Maeda, *Clipped Action Policy
+    Gradient*, 2018).
+
+    The environment receives ``clip(x, low, high)`` for a Gaussian draw ``x``, so the action it
+    sees has probability ``P(x <= low)`` at the lower bound and ``P(x >= high)`` at the upper
+    one. The plain :class:`GaussianHead` scores a clipped draw by the density at ``x`` instead, as
+    if the environment had seen ``x``: moving the mean beyond a bound then makes such draws
+    less likely, and a policy that wants the bound learns it by widening its spread (a greedy
+    action, the mean, far from what it plays). Here a clipped draw's log-probability is that of
+    the whole tail, ``log Phi((low - mean) / std)`` or ``log Phi((mean - high) / std)``, which
+    rises as the mean moves beyond the bound: the mean can go where the policy plays. Draws
+    inside the box keep the density. The entropy is the Gaussian's (an upper bound)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        low, high = self.low, self.high
+        if self.normalized:  # the bounds in the stored (box's own) coordinates
+            low, high = (low - self.centre) / self.half_width, (high - self.centre) / self.half_width
+        big = _CENSOR_UNBOUNDED
+        self.register_buffer(
+            "stored_low", torch.nan_to_num(low, neginf=-big).clamp(min=-big), persistent=False
+        )
+        self.register_buffer(
+            "stored_high", torch.nan_to_num(high, posinf=big).clamp(max=big), persistent=False
+        )
+
+    def log_prob(self, params, actions):
+        mean, log_std = self.mean_log_std(params)
+        inv_std = torch.exp(-log_std)
+        z = (actions - mean) * inv_std
+        density = -0.5 * z.square() - log_std - _LOG_SQRT_2PI
+        below = torch.special.log_ndtr((self.stored_low - mean) * inv_std)
+        above = torch.special.log_ndtr((mean - self.stored_high) * inv_std)
+        logp = torch.where(
+            actions <= self.stored_low, below, torch.where(actions >= self.stored_high, above, density)
+        )
+        return logp.sum(-1) - self.log_det if self.normalized else logp.sum(-1)
+
+
 class SquashedGaussianHead(GaussianHead):
     """``Box`` with finite bounds: ``a = low + (tanh(u) + 1) / 2 * (high - low)``, u Gaussian.
 
@@ -868,7 +914,7 @@ def make_head(
     :func:`composite_box_distribution` for a Tuple/Dict space's Box parts, gaussian for a Box
     action space) picks the distribution of a Box: :class:`BetaHead` lives on the box, so
     ``squash``, ``box_coords`` and ``composite_std`` do not apply to it."""
-    if box_distribution in BETA_PARAMETRIZATIONS and squash:
+    if (box_distribution in BETA_PARAMETRIZATIONS or box_distribution == "gaussian-censored") and squash:
         raise ConfigError(
             f"policy.box_distribution={box_distribution} and policy.squash=true both say how a Box "
             "action stays in its bounds; squash is for the Gaussian: set one of them"
@@ -898,7 +944,8 @@ def make_head(
         if squash:  # tanh-squashed heads are already centred and scaled to the box
             return SquashedGaussianHead(space, in_features, ortho_init, log_std_init, state_std)
         normalized = box_coords == "normalized"
-        return GaussianHead(space, in_features, ortho_init, log_std_init, state_std, normalized)
+        gaussian = CensoredGaussianHead if box_distribution == "gaussian-censored" else GaussianHead
+        return gaussian(space, in_features, ortho_init, log_std_init, state_std, normalized)
     if isinstance(space, spaces.MultiDiscrete):
         return MultiCategoricalHead(space, in_features, ortho_init)
     if isinstance(space, spaces.MultiBinary):

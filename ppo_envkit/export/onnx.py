@@ -67,6 +67,7 @@ from ..algo.heads import (
     BernoulliHead,
     BetaHead,
     CategoricalHead,
+    CensoredGaussianHead,
     CompositeHead,
     GaussianHead,
     MultiCategoricalHead,
@@ -256,6 +257,11 @@ def _bernoulli_action(head: BernoulliHead, params: torch.Tensor) -> torch.Tensor
 def _gaussian_action(head: GaussianHead, params: torch.Tensor) -> torch.Tensor:
     clipped = torch.maximum(torch.minimum(head.to_env_units(head.mode(params)), head.high), head.low)
     return clipped.reshape(-1, *head.space.shape).to(_torch_dtype(head.space.dtype))
+
+
+@exported_head(CensoredGaussianHead, _gaussian)
+def _censored_action(head: CensoredGaussianHead, params: torch.Tensor) -> torch.Tensor:
+    return _gaussian_action(head, params)
 
 
 @exported_head(SquashedGaussianHead, _gaussian)

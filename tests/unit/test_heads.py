@@ -14,6 +14,7 @@ from ppo_envkit.algo.heads import (
     BernoulliHead,
     BetaHead,
     CategoricalHead,
+    CensoredGaussianHead,
     GaussianHead,
     MultiCategoricalHead,
     SquashedGaussianHead,
@@ -351,3 +352,41 @@ def test_a_beta_part_without_parameters_has_none():
     assert actions.shape == (4, 2) and torch.isfinite(head.log_prob(params, actions)).all()
     assert torch.isfinite(head.entropy(params)).all()
     assert all(space.contains(head.row(head.to_env(actions), i)) for i in range(4))
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+def test_censored_gaussian_scores_clipped_draws_by_their_tails(normalized):
+    """Inside the box the density of torch's Normal; a draw clipped to a bound the log of the
+    tail's probability (torch's Normal.cdf) in the environment's units; finite gradients on
+    every side, also for an unbounded dimension."""
+    space = spaces.Box(np.array([0.0, -2.0, -np.inf]), np.array([1.0, 2.0, np.inf]))
+    coords = "normalized" if normalized else "env"
+    head = make_head(space, 8, box_distribution="gaussian-censored", box_coords=coords, log_std_init=0.3)
+    assert isinstance(head, CensoredGaussianHead)
+    params = _params(head, batch=256).detach().requires_grad_(True)
+    stored = head.sample(params, torch.Generator().manual_seed(1))
+    mean, std = head.env_mean_std(params)
+    x = head.to_env_units(stored)
+    normal = D.Normal(mean, std)
+    low, high = (
+        torch.as_tensor(space.low, dtype=torch.float32),
+        torch.as_tensor(space.high, dtype=torch.float32),
+    )
+    expected = torch.where(
+        x <= low,
+        normal.cdf(low).log(),
+        torch.where(x >= high, (1 - normal.cdf(high)).log(), normal.log_prob(x)),
+    )
+    log_det = head.log_det if normalized else 0.0  # (stored units: a constant for bounded dimensions)
+    got = head.log_prob(params, stored)
+    assert (x <= low).any() and (x >= high).any() and ((x > low) & (x < high)).any()
+    inside = (x > low) & (x < high)
+    shift = torch.where(inside, torch.log(head.half_width) if normalized else torch.zeros(3), torch.zeros(3))
+    torch.testing.assert_close(got, (expected + shift).sum(-1) - log_det, rtol=1e-4, atol=1e-4)
+    got.sum().backward()
+    assert torch.isfinite(params.grad).all()
+    # the greedy action and the environment's action are the plain Gaussian's
+    plain = make_head(space, 8, box_coords=coords)
+    assert np.array_equal(head.to_env(stored.detach()), plain.to_env(stored.detach()))
+    with pytest.raises(ConfigError, match="squash"):
+        make_head(space, 8, box_distribution="gaussian-censored", squash=True)
