@@ -406,6 +406,17 @@ def test_user_flow_from_an_empty_folder(registry, tmp_path, monkeypatch, capsys)
         assert json.loads(capsys.readouterr().out)["episodes"] == 2
 
 
+def test_envs_check_of_a_module_checks_what_it_registered(registry, tmp_path, monkeypatch, capsys):
+    """Environments some package registered when something else imported it (ale_py's hundred
+    games, say) are not the module's: envs check --env-module checks the module's own."""
+    monkeypatch.chdir(tmp_path)
+    gym.register("Stranger-v0", entry_point=Line)  # registered outside ppo-envkit's module loading
+    write_user_file(tmp_path / "hover.py")
+    assert main(["envs", "check", "--env-module", "hover.py", "--steps", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "Hover-v0: passed" in out and "Stranger-v0" not in out
+
+
 def test_eval_without_the_module_says_which_to_pass(registry, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write_user_file(tmp_path / "hover.py", "Forgotten-v0")

@@ -227,6 +227,7 @@ def _check_settings(overrides: list[str]) -> Any:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from ..environments.checker import FULL_STEPS, check_environment
+    from ..environments.discovery import registered_by
     from ..environments.lookup import env_info, list_envs
     from ..environments.multiagent_check import check_pettingzoo
     from ..environments.registry import EnvNotFoundError, ensure_registered
@@ -236,6 +237,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         ids = [args.env_id]
     else:
         ids = [e.id for e in list_envs(user_only=True, discover=False)]
+        if args.env_module:  # those its modules registered, not those of packages imported otherwise
+            ids = [i for i in ids if registered_by(i) is not None] or ids
         if not ids:
             raise EnvNotFoundError(
                 "no user environments found: give an id, load your module with --env-module FILE.py, "
