@@ -41,7 +41,8 @@ def test_the_preset_settings_become_the_vectors_own_options():
     assert (options["frameskip"], options["noop_max"], options["stack_num"]) == (4, 30, 4)
     assert (options["img_height"], options["img_width"], options["grayscale"]) == (84, 84, True)
     assert options["reward_clipping"] and not options["use_fire_reset"] and not options["episodic_life"]
-    unclipped = ale_options(atari(wrappers=[{PREP: {"noop_max": 0, "terminal_on_life_loss": True}}]))
+    same = "gymnasium.wrappers.atari_preprocessing:AtariPreprocessing"  # another path to the class
+    unclipped = ale_options(atari(wrappers=[{same: {"noop_max": 0, "terminal_on_life_loss": True}}]))
     assert not unclipped["reward_clipping"] and unclipped["noop_max"] == 0 and unclipped["episodic_life"]
     assert ale_options(atari(max_episode_steps=400))["max_num_frames_per_episode"] == 400
 

@@ -31,6 +31,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from ..config import ConfigError, EnvConfig
 from ..environments.episodes import episode_seed
 from ..environments.registry import ensure_registered
+from ..environments.wrappers import wrapper_class
 
 __all__ = ["AleVectorEnv", "ale_options"]
 
@@ -81,7 +82,10 @@ def ale_options(config: EnvConfig) -> dict[str, Any]:
     if config.max_episode_steps is not None:  # a TimeLimit on the frameskip-1 game counts frames
         options["max_num_frames_per_episode"] = config.max_episode_steps
     names = [w.name for w in config.wrappers]
-    if not names or names[0] != _PREPROCESSING or set(names[1:]) - {_CLIP_REWARD} or len(names) > 2:
+    # by class, so that another import path of the same wrapper counts as it
+    classes = [wrapper_class(w) for w in config.wrappers]
+    prep_cls, clip_cls = gym.wrappers.AtariPreprocessing, gym.wrappers.ClipReward
+    if not classes or classes[0] is not prep_cls or set(classes[1:]) - {clip_cls} or len(classes) > 2:
         raise _refuse(
             f"env.wrappers must be [{_PREPROCESSING}] or [{_PREPROCESSING}, {_CLIP_REWARD}] "
             f"(the preprocessing the vector does in C++), not {names or 'none'}"
