@@ -449,8 +449,13 @@ class Collector:
         """``envs.step(env_action)``; a failure of the environment's code becomes one error that
         names the environment and training ``step``."""
         assert self.envs is not None
+        return self.env_call(step, self.envs.step, env_action)
+
+    def env_call(self, step: int, call: Any, *args: Any) -> Any:
+        """``call(*args)`` on the copies (a step, or half of one); a failure of the environment's
+        code becomes one error that names the environment and training ``step``."""
         try:
-            return self.envs.step(env_action)
+            return call(*args)
         except ObservationError:
             raise
         except ActionMaskError as exc:

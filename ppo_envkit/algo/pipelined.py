@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..environments.failures import describe
-from ..errors import EnvironmentFailed, ObservationError
 from .backend import Backend
 from .rollout import RolloutBuffer
 
@@ -53,10 +51,10 @@ def collect_pipelined(collector: Collector, backend: Backend, num_timesteps: int
         action, logp, value = backend.act(obs[k], gen)
         env_action = head.to_env(action)
         chosen[k] = (obs[k], action, logp, value, env_action)
-        _env_call(collector, step, envs.send, k, env_action)
+        collector.env_call(step, envs.send, k, env_action)
 
     def receive(k: int, step: int) -> tuple[Any, ...]:
-        result = _env_call(collector, step, envs.recv, k)
+        result = collector.env_call(step, envs.recv, k)
         raw = collector._obs_tensor(result[0], step)
         collector._add_obs_stats(raw)
         raws[k], obs[k] = raw, policy.obs_norm(raw)
@@ -74,25 +72,7 @@ def collect_pipelined(collector: Collector, backend: Backend, num_timesteps: int
         results.append(receive(1, step))
         decision = tuple(torch.cat([c[i] for c in at_t]) for i in range(4))
         env_action = np.concatenate([c[4] for c in at_t])
-        next_obs, reward, terminated, truncated = (np.concatenate([r[i] for r in results]) for i in range(4))
-        info: dict[str, Any] = {}
-        if any(r[4] is not None for r in results):
-            info["final_obs"] = np.concatenate([r[0] if r[4] is None else r[4] for r in results])
-        result = (next_obs, reward, terminated, truncated, info)
-        collector.store_step(t, decision, env_action, result, None, step, ended)
+        collector.store_step(t, decision, env_action, envs.join(results), None, step, ended)
     collector.next_masks = None
     collector.finish_rollout(torch.cat([r for r in raws if r is not None]), ended)
     return buf
-
-
-def _env_call(collector: Collector, step: int, call: Any, *args: Any) -> Any:
-    """``call(*args)`` on the vector; a failure of the environment becomes one error that names
-    it and the training ``step``."""
-    try:
-        return call(*args)
-    except ObservationError:
-        raise
-    except Exception as exc:
-        raise EnvironmentFailed(
-            describe(exc, collector.config.env.id, f"in step() at training step {step:,}")
-        ) from exc

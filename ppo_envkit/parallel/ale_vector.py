@@ -219,16 +219,22 @@ class AleVectorEnv(VectorEnv):
         since[terminated | truncated] = 0  # (same-step autoreset: obs is the reset's)
         return self._obs(self._pad(obs, since)), reward.astype(np.float64), terminated, truncated, final
 
-    def step(self, actions: Any):
-        actions = np.asarray(actions)
-        for part, (first, end) in enumerate(self.parts):
-            self.send(part, actions[first:end])
-        results = [self.recv(part) for part in range(len(self.parts))]
+    @staticmethod
+    def join(results: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        """Every half's :meth:`recv`, in order, as one vector step ``(obs, reward, terminated,
+        truncated, info)``; ``info["final_obs"]`` where an episode ended (a copy whose episode
+        goes on holds its observation there)."""
         obs, reward, terminated, truncated = (np.concatenate(r) for r in list(zip(*results, strict=True))[:4])
         info: dict[str, Any] = {}
         if any(r[4] is not None for r in results):
             info["final_obs"] = np.concatenate([r[0] if r[4] is None else r[4] for r in results])
         return obs, reward, terminated, truncated, info
+
+    def step(self, actions: Any):
+        actions = np.asarray(actions)
+        for part, (first, end) in enumerate(self.parts):
+            self.send(part, actions[first:end])
+        return self.join([self.recv(part) for part in range(len(self.parts))])
 
     # the collector's side of ReplayableEpisodes' attributes, for every copy at once
     def get_attr(self, name: str) -> tuple[Any, ...]:
