@@ -487,38 +487,34 @@ def test_moving_follows_the_published_rules():
         assert info["goal"] and total > 1.0, (seed, total)
 
 
-def test_an_agent_saved_before_box_coords_loads_in_the_env_units_it_trained_in(pick_aim, tmp_path):
+def _saved_before(pick_aim, path, key: str):
+    """An agent file as written before the policy setting ``key`` existed: saved with ``auto``
+    (checked), then the key removed, as such a file holds it."""
     import json
 
     from ppo_envkit.io.checkpoint import META_FILE
 
     agent = PPO(pick_aim["structured"], config=config(pick_aim["structured"]))
-    agent.save(tmp_path / "a")
+    agent.save(path)
     agent.close()
-    meta_path = tmp_path / "a" / META_FILE
+    meta_path = path / META_FILE
     meta = json.loads(meta_path.read_text())
-    assert meta["config"]["policy"]["box_coords"] == "auto"
-    assert load_agent(tmp_path / "a").config.policy.box_coords == "auto"
-    del meta["config"]["policy"]["box_coords"]  # what an agent saved before the setting holds
+    assert meta["config"]["policy"][key] == "auto"
+    assert getattr(load_agent(path).config.policy, key) == "auto"
+    del meta["config"]["policy"][key]  # what an agent saved before the setting holds
     meta_path.write_text(json.dumps(meta))
-    assert load_agent(tmp_path / "a").config.policy.box_coords == "env"
+    return path
+
+
+def test_an_agent_saved_before_box_coords_loads_in_the_env_units_it_trained_in(pick_aim, tmp_path):
+    path = _saved_before(pick_aim, tmp_path / "a", "box_coords")
+    assert load_agent(path).config.policy.box_coords == "env"
 
 
 def test_an_agent_saved_before_box_distribution_loads_with_its_gaussian(pick_aim, tmp_path):
-    import json
-
     from ppo_envkit.algo.heads import BetaHead, GaussianHead
-    from ppo_envkit.io.checkpoint import META_FILE
 
-    agent = PPO(pick_aim["structured"], config=config(pick_aim["structured"]))
-    agent.save(tmp_path / "a")
-    agent.close()
-    meta_path = tmp_path / "a" / META_FILE
-    meta = json.loads(meta_path.read_text())
-    assert meta["config"]["policy"]["box_distribution"] == "auto"
-    del meta["config"]["policy"]["box_distribution"]  # what an agent saved before the setting holds
-    meta_path.write_text(json.dumps(meta))
-    loaded = load_agent(tmp_path / "a")
+    loaded = load_agent(_saved_before(pick_aim, tmp_path / "a", "box_distribution"))
     assert loaded.config.policy.box_distribution == "gaussian"
     box_parts = [p for p in loaded.policy.head.parts if isinstance(p.space, spaces.Box)]
     assert box_parts and all(type(p) is GaussianHead and not isinstance(p, BetaHead) for p in box_parts)

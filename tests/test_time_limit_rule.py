@@ -127,6 +127,17 @@ def _saved_before_auto(tmp_path: Path, env_id: str, stored: str | None) -> Path:
     return path
 
 
+def _assert_trains_on_with_bootstrap(agent: PPO) -> None:
+    """``agent``'s settings, and the collector it trains with, bootstrap at the time limit."""
+    try:
+        assert agent.config.env.time_limit == "bootstrap"
+        agent.prepare()
+        assert agent._trainer is not None
+        assert agent._trainer.collector.time_limit == TimeLimit("bootstrap")
+    finally:
+        agent.close()
+
+
 @pytest.mark.parametrize("stored", [None, "bootstrap"])
 def test_an_old_pettingzoo_agent_file_keeps_bootstrap_when_training_goes_on(tmp_path, stored):
     """Loaded and trained further, an agent of a PettingZoo game saved before ``auto`` was the
@@ -135,13 +146,7 @@ def test_an_old_pettingzoo_agent_file_keeps_bootstrap_when_training_goes_on(tmp_
     path = _saved_before_auto(tmp_path, "mpe2.simple_spread_v3:parallel_env", stored)
     assert read_agent(path).config.env.time_limit == "bootstrap"
     agent = PPO.load(path)
-    try:
-        assert agent.config.env.time_limit == "bootstrap"
-        agent.prepare()
-        assert agent._trainer is not None
-        assert agent._trainer.collector.time_limit == TimeLimit("bootstrap")
-    finally:
-        agent.close()
+    _assert_trains_on_with_bootstrap(agent)
 
 
 def test_an_agent_file_without_the_setting_keeps_meaning_bootstrap(tmp_path):
@@ -233,11 +238,5 @@ def test_a_run_directory_written_before_the_setting_resumes_with_bootstrap(tmp_p
     )
     capsys.readouterr()
     agent, _ = resume_run(build_parser().parse_args(["train", "--resume", str(run)]))
-    try:
-        assert agent.config.env.time_limit == "bootstrap"
-        agent.prepare()
-        assert agent._trainer is not None
-        assert agent._trainer.collector.time_limit == TimeLimit("bootstrap")
-    finally:
-        agent.close()
+    _assert_trains_on_with_bootstrap(agent)
     assert "env.time_limit" not in capsys.readouterr().err  # nothing echoed as changed
